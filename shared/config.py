@@ -1,0 +1,221 @@
+"""Configuration from environment variables, validated once at start-up.
+
+Backends are chosen from configuration, never from code: an unset endpoint or
+key selects the embedded default (SQLite file, local folder, in-process queue,
+outbox folder, payment recorder). Anything that would send data outside the EU
+is refused here, before a single request is served (policy 6.3).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+EU_REGIONS = ("fr-par", "nl-ams", "pl-waw")
+# Hosts of the subprocessors named in policy 6.2 (besides Scaleway, checked by region).
+RESEND_HOSTS = ("api.resend.com",)
+STRIPE_HOSTS = ("api.stripe.com", "files.stripe.com", "connect.stripe.com")
+
+
+class ConfigurationError(RuntimeError):
+    """Raised at start-up when the environment is invalid; the message names the variable."""
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return parsed.hostname
+
+
+def _check_scaleway_endpoint(url: str | None, service: str) -> str | None:
+    """S3 and SQS endpoints must be Scaleway EU regions, or loopback (local, tests)."""
+    if url is None:
+        return None
+    host = _host(url)
+    if is_loopback(host):
+        return url
+    allowed = {
+        "s3": [f"s3.{r}.scw.cloud" for r in EU_REGIONS],
+        "sqs": [f"sqs.mnq.{r}.scaleway.com" for r in EU_REGIONS],
+    }[service]
+    if host in allowed or any(host.endswith("." + a) for a in allowed):
+        return url
+    raise ValueError(f"endpoint host {host!r} is outside the EU regions {EU_REGIONS} (policy 6.3)")
+
+
+def _check_processor_url(url: str | None, hosts: tuple[str, ...]) -> str | None:
+    if url is None:
+        return None
+    host = _host(url)
+    if is_loopback(host) or host in hosts:
+        return url
+    raise ValueError(f"host {host!r} is not the subprocessor's endpoint {hosts} nor loopback (policy 6.3)")
+
+
+class Settings(BaseModel):
+    """Every setting, with the environment variable it comes from in `alias`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    environment: str = Field("local", alias="PRIVACY_ENV", pattern="^(local|test|production)$")
+    data_dir: Path = Field(Path(".local"), alias="PRIVACY_DATA_DIR")
+    log_level: str = Field("INFO", alias="LOG_LEVEL", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+
+    # Object storage: S3 when an endpoint is set, else folders under data_dir/objects.
+    s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
+    s3_region: str = Field("fr-par", alias="S3_REGION")
+    s3_access_key: str | None = Field(None, alias="S3_ACCESS_KEY")
+    s3_secret_key: str | None = Field(None, alias="S3_SECRET_KEY")
+    exports_bucket: str = Field("jfb-privacy-exports", alias="EXPORTS_BUCKET")
+    documents_bucket: str = Field("jfb-documents", alias="DOCUMENTS_BUCKET")
+    archive_bucket: str = Field("jfb-retention-archive", alias="ARCHIVE_BUCKET")
+    logs_bucket: str = Field("jfb-logs", alias="LOGS_BUCKET")
+
+    # Queues: SQS when an endpoint is set (queue URL = prefix + queue name), else
+    # in-process with the same semantics (retry, dead-letter after N attempts).
+    sqs_endpoint_url: str | None = Field(None, alias="SQS_ENDPOINT_URL")
+    queue_url_prefix: str | None = Field(None, alias="QUEUE_URL_PREFIX")
+    sqs_access_key: str | None = Field(None, alias="SQS_ACCESS_KEY")
+    sqs_secret_key: str | None = Field(None, alias="SQS_SECRET_KEY")
+    queue_max_attempts: int = Field(3, alias="QUEUE_MAX_ATTEMPTS", ge=1, le=20)
+
+    # Mail: Resend when an API key is set, else rendered messages in data_dir/outbox.
+    resend_api_key: str | None = Field(None, alias="RESEND_API_KEY")
+    resend_base_url: str | None = Field(None, alias="RESEND_BASE_URL")
+    mail_from: str = Field("jefacturebien.fr <privacy@jefacturebien.fr>", alias="MAIL_FROM")
+    client_area_url: str = Field("https://jefacturebien.fr/compte", alias="CLIENT_AREA_URL")
+
+    # Payments: Stripe when an API key is set, else a recorder in data_dir/stripe.
+    stripe_api_key: str | None = Field(None, alias="STRIPE_API_KEY")
+    stripe_api_base: str | None = Field(None, alias="STRIPE_API_BASE")
+
+    # Client-area tokens (issued by the platform).
+    token_issuer: str = Field("https://jefacturebien.fr", alias="TOKEN_ISSUER")
+    token_audience: str = Field("privacy-functions", alias="TOKEN_AUDIENCE")
+    token_algorithm: str = Field("HS256", alias="TOKEN_ALGORITHM", pattern="^(HS256|HS384|HS512|RS256|ES256|EdDSA)$")
+    token_verify_key: str | None = Field(None, alias="TOKEN_VERIFY_KEY")
+    # Local development only: an HMAC key that both signs (`privacy-functions token`) and verifies.
+    dev_token_key: str | None = Field(None, alias="DEV_TOKEN_KEY")
+
+    # Keyed hashes (pseudonyms in audit, logs kept after erasure, consent proofs).
+    pseudonym_key: str | None = Field(None, alias="PSEUDONYM_KEY")
+
+    verification_code_ttl_seconds: int = Field(600, alias="VERIFICATION_CODE_TTL_SECONDS", ge=60)
+    verification_max_attempts: int = Field(5, alias="VERIFICATION_MAX_ATTEMPTS", ge=1)
+    verification_rate_limit: int = Field(10, alias="VERIFICATION_RATE_LIMIT", ge=1)
+    verification_rate_window_seconds: int = Field(900, alias="VERIFICATION_RATE_WINDOW_SECONDS", ge=60)
+
+    cors_allow_origin: str = Field("https://jefacturebien.fr", alias="CORS_ALLOW_ORIGIN")
+    max_body_bytes: int = Field(64 * 1024, alias="MAX_BODY_BYTES", ge=1024)
+
+    @field_validator("s3_region")
+    @classmethod
+    def _eu_region(cls, value: str) -> str:
+        if value not in EU_REGIONS:
+            raise ValueError(f"region {value!r} is outside the EU regions {EU_REGIONS} (policy 6.3)")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _s3_eu(cls, value: str | None) -> str | None:
+        return _check_scaleway_endpoint(value or None, "s3")
+
+    @field_validator("sqs_endpoint_url", "queue_url_prefix")
+    @classmethod
+    def _sqs_eu(cls, value: str | None) -> str | None:
+        return _check_scaleway_endpoint(value or None, "sqs")
+
+    @field_validator("resend_base_url")
+    @classmethod
+    def _resend_eu(cls, value: str | None) -> str | None:
+        return _check_processor_url(value or None, RESEND_HOSTS)
+
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _stripe_eu(cls, value: str | None) -> str | None:
+        return _check_processor_url(value or None, STRIPE_HOSTS)
+
+    @model_validator(mode="after")
+    def _production_needs_real_backends(self) -> "Settings":
+        if self.environment == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("DATABASE_URL", self.database_url),
+                    ("S3_ENDPOINT_URL", self.s3_endpoint_url),
+                    ("SQS_ENDPOINT_URL", self.sqs_endpoint_url),
+                    ("RESEND_API_KEY", self.resend_api_key),
+                    ("STRIPE_API_KEY", self.stripe_api_key),
+                    ("PSEUDONYM_KEY", self.pseudonym_key),
+                )
+                if not value
+            ]
+            if self.token_verify_key is None:
+                missing.append("TOKEN_VERIFY_KEY")
+            if missing:
+                raise ValueError("production requires " + ", ".join(missing))
+            if self.dev_token_key:
+                raise ValueError("DEV_TOKEN_KEY must not be set in production")
+        return self
+
+    # Derived values -----------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'privacy.db'}"
+
+    @property
+    def effective_pseudonym_key(self) -> bytes:
+        # Local and test runs get a fixed development key; production requires its own.
+        return (self.pseudonym_key or "local-development-pseudonym-key").encode()
+
+    @property
+    def effective_token_verify_key(self) -> str | None:
+        return self.token_verify_key or self.dev_token_key
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from the environment; a bad value raises ConfigurationError naming it."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        alias = field.alias or name
+        if alias in env and env[alias] != "":
+            values[alias] = env[alias]
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings and the backends built from them (tests change the environment)."""
+    get_settings.cache_clear()
