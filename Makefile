@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+
+.PHONY: run test bench package clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.local-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.local-installed
+
+.env:
+	cp .env.example .env
+
+# Fresh machine: install, migrate, seed demo data, serve every function on 127.0.0.1:$(PORT).
+run: $(VENV)/.local-installed .env
+	$(BIN)/privacy-functions migrate
+	$(BIN)/privacy-functions seed-demo
+	$(BIN)/privacy-functions serve --port $(PORT)
+
+# The whole suite, on SQLite and on PostgreSQL (TEST_POSTGRES_URL, default 127.0.0.1:5432/test).
+test: $(VENV)/.dev-installed
+	$(BIN)/pytest -q -n 2 -p no:cacheprovider
+
+# Benchmarks: print figures, assert nothing about time.
+bench: $(VENV)/.dev-installed
+	$(BIN)/pytest -q -s -p no:cacheprovider tests/perf
+
+# The deployable zip's dependencies: musl wheels for Scaleway's Alpine runtime.
+package:
+	rm -rf package
+	$(BIN)/python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > .package-requirements.txt
+	$(BIN)/pip install --quiet --target package --platform musllinux_1_2_x86_64 \
+		--python-version 3.11 --implementation cp --only-binary=:all: -r .package-requirements.txt
+	rm -f .package-requirements.txt
+
+clean:
+	rm -rf $(VENV) .local package .pytest_cache
