@@ -43,14 +43,14 @@ def sqlite_template(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_database(worker_id) -> str:
+    """A database of this test process alone (xdist worker + pid), dropped at the end."""
     admin_url = normalise_url(TEST_POSTGRES_URL)
-    name = f"pf_test_{worker_id}".replace("-", "_")
+    name = f"pf_test_{worker_id}_{os.getpid()}".replace("-", "_")
     try:
         admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
     except sa.exc.OperationalError as exc:
         if os.environ.get("REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL is required (REQUIRE_POSTGRES=1) but unreachable: {exc}")
@@ -58,7 +58,11 @@ def postgres_database(worker_id) -> str:
     url = admin_url.rsplit("/", 1)[0] + "/" + name
     migrate(url)
     dispose_engines()
-    return url
+    yield url
+    dispose_engines()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _truncate_postgres(url: str) -> None:
