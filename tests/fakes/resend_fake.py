@@ -1,0 +1,189 @@
+"""A local HTTP fake of the Resend API endpoints our mailer uses, checking request shape.
+
+Endpoints: POST /emails (Idempotency-Key honoured), GET/PATCH/DELETE /contacts/{id|email}
+(Resend's global contacts). Every request is recorded; `fail_next` injects failures;
+a request to any other route is recorded in `unknown_routes` (the fixture fails on it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+API_KEY_RE = re.compile(r"^Bearer re_[A-Za-z0-9_]+$")
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class ResendFake:
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.emails: list[dict[str, Any]] = []
+        self.contacts: dict[str, dict[str, Any]] = {}  # by id
+        self.unknown_routes: list[str] = []
+        self._idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._failures: list[int] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ResendFake:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # Arrange --------------------------------------------------------------------
+
+    def fail_next(self, n: int = 1, status: int = 500) -> None:
+        with self._lock:
+            self._failures.extend([status] * n)
+
+    def add_contact(self, email: str, *, unsubscribed: bool = False) -> str:
+        contact_id = str(uuid.uuid4())
+        with self._lock:
+            self.contacts[contact_id] = {
+                "object": "contact",
+                "id": contact_id,
+                "email": email,
+                "unsubscribed": unsubscribed,
+            }
+        return contact_id
+
+    def contact(self, email: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._find_contact(email)
+
+    def _find_contact(self, id_or_email: str) -> dict[str, Any] | None:
+        if id_or_email in self.contacts:
+            return self.contacts[id_or_email]
+        for contact in self.contacts.values():
+            if contact["email"].lower() == id_or_email.lower():
+                return contact
+        return None
+
+    # Serving --------------------------------------------------------------------
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def _respond(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode(errors="replace")
+                path = urlsplit(self.path).path
+                with fake._lock:
+                    fake.requests.append(RecordedRequest(self.command, path, dict(self.headers.items()), body))
+                    failure = fake._failures.pop(0) if fake._failures else None
+                if failure is not None:
+                    return self._respond(
+                        failure, {"statusCode": failure, "name": "application_error", "message": "Injected failure"}
+                    )
+                status, payload = fake._route(self.command, path, dict(self.headers.items()), raw, body)
+                self._respond(status, payload)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle
+
+        return Handler
+
+    def _route(self, method: str, path: str, headers: dict[str, str], raw: bytes, body: Any) -> tuple[int, dict]:
+        auth = headers.get("Authorization", "")
+        if not auth:
+            return _error(401, "missing_api_key", "Missing API key in the authorization header")
+        if not API_KEY_RE.match(auth):
+            return _error(403, "invalid_api_key", "API key is invalid")
+        if method in ("POST", "PATCH") and "application/json" not in headers.get("Content-Type", ""):
+            return _error(422, "validation_error", "Content-Type must be application/json")
+        if method == "POST" and path == "/emails":
+            return self._send_email(headers, raw, body)
+        match = re.fullmatch(r"/contacts/([^/]+)", path)
+        if match:
+            return self._contact(method, unquote(match.group(1)), body)
+        with self._lock:
+            self.unknown_routes.append(f"{method} {path}")
+        return _error(404, "not_found", "The requested endpoint does not exist")
+
+    def _send_email(self, headers: dict[str, str], raw: bytes, body: Any) -> tuple[int, dict]:
+        if not isinstance(body, dict):
+            return _error(422, "validation_error", "The body must be a JSON object")
+        missing = [name for name in ("from", "to", "subject", "html", "text") if not body.get(name)]
+        if missing:
+            return _error(422, "missing_required_field", f"Missing `{'`, `'.join(missing)}` field")
+        recipients = body["to"] if isinstance(body["to"], list) else [body["to"]]
+        if not 1 <= len(recipients) <= 50 or not all(isinstance(r, str) and "@" in r for r in recipients):
+            return _error(422, "validation_error", "Invalid `to` field")
+        extra = body.get("headers")
+        if extra is not None and not (isinstance(extra, dict) and all(isinstance(v, str) for v in extra.values())):
+            return _error(422, "validation_error", "Invalid `headers` field")
+        key = headers.get("Idempotency-Key")
+        fingerprint = hashlib.sha256(raw).hexdigest()
+        with self._lock:
+            if key is not None:
+                if key in self._idempotency:
+                    seen, response = self._idempotency[key]
+                    if seen != fingerprint:
+                        return _error(409, "invalid_idempotent_request", "Same idempotency key, different payload")
+                    return 200, response
+            response = {"id": str(uuid.uuid4())}
+            self.emails.append({"id": response["id"], "idempotency_key": key, **body})
+            if key is not None:
+                self._idempotency[key] = (fingerprint, response)
+        return 200, response
+
+    def _contact(self, method: str, id_or_email: str, body: Any) -> tuple[int, dict]:
+        with self._lock:
+            contact = self._find_contact(id_or_email)
+            if contact is None:
+                return _error(404, "not_found", "Contact not found")
+            if method == "GET":
+                return 200, dict(contact)
+            if method == "PATCH":
+                if not isinstance(body, dict):
+                    return _error(422, "validation_error", "The body must be a JSON object")
+                for field in ("unsubscribed", "first_name", "last_name"):
+                    if field in body:
+                        contact[field] = body[field]
+                return 200, {"object": "contact", "id": contact["id"]}
+            if method == "DELETE":
+                del self.contacts[contact["id"]]
+                return 200, {"object": "contact", "contact": contact["id"], "deleted": True}
+        return _error(405, "method_not_allowed", "Method not allowed")
+
+
+def _error(status: int, name: str, message: str) -> tuple[int, dict]:
+    return status, {"statusCode": status, "name": name, "message": message}
