@@ -122,3 +122,10 @@ def migrate(url: str | None = None, revision: str = "heads") -> None:
 
         url = get_settings().effective_database_url
     command.upgrade(alembic_config(url), revision)
+
+
+def dialect_insert(conn, table):
+    """An INSERT with ON CONFLICT support (`on_conflict_do_nothing/do_update`) on PostgreSQL and SQLite."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)

@@ -82,6 +82,7 @@ def upgrade() -> None:
     with op.batch_alter_table('dsr_requests', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_dsr_requests_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_dsr_requests_account_id_kind_state', ['account_id', 'kind', 'state'], unique=False)
+        batch_op.create_index('uq_dsr_requests_open_account_id_kind', ['account_id', 'kind'], unique=True, postgresql_where=sa.text("state IN ('received', 'verified', 'waiting', 'in_progress')"), sqlite_where=sa.text("state IN ('received', 'verified', 'waiting', 'in_progress')"))
 
     op.create_table('processed_messages',
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
@@ -430,6 +431,7 @@ def downgrade() -> None:
     op.drop_table('saga_steps')
     op.drop_table('processed_messages')
     with op.batch_alter_table('dsr_requests', schema=None) as batch_op:
+        batch_op.drop_index('uq_dsr_requests_open_account_id_kind')
         batch_op.drop_index('ix_dsr_requests_account_id_kind_state')
         batch_op.drop_index(batch_op.f('ix_dsr_requests_account_id'))
 

@@ -1,0 +1,272 @@
+"""Append-only, hash-chained audit trail that holds no personal data.
+
+Each entry carries the hash of the previous one, so editing, deleting or
+reordering any entry breaks the chain at that point and `verify_chain` names it.
+Subjects appear only as keyed pseudonyms; `details` is refused when it looks like
+personal data (keys such as email/phone/ip/name, values shaped like an email,
+a phone number or an IP address).
+
+Writers are serialised before reading the tail so two transactions can never
+fork the chain: PostgreSQL takes a transaction-level advisory lock, SQLite takes
+its database write lock with a no-op write first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, text
+
+from shared.db import UTC, utcnow
+from shared.pseudonym import subject_pseudonym
+from shared.schema import audit_log
+
+GENESIS_HASH = "0" * 64
+# Arbitrary constant naming "the audit chain tail" among PostgreSQL advisory locks.
+_AUDIT_LOCK_KEY = 0x6A66625F61756474  # "jfb_audt"
+
+_LABEL = re.compile(r"^[a-z][a-z0-9_.:\-]*$")
+
+
+class PersonalDataRefused(ValueError):
+    """Audit details that look like personal data: a programming error, never stored."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    entry_id: str
+    occurred_at: dt.datetime
+    actor: str
+    action: str
+    request_id: str | None
+    subject_pseudonym: str | None
+    outcome: str
+    details: Any
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int  # entries found intact (all of them when ok)
+    first_broken_seq: int | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "first_broken_seq": self.first_broken_seq,
+            "reason": self.reason,
+        }
+
+
+# --- Personal-data guard ---------------------------------------------------------------
+
+# A key is refused when one of its words (split on "_") is one of these...
+_PERSONAL_KEY_WORDS = frozenset(
+    {
+        "email", "phone", "telephone", "tel", "mobile", "ip", "ipv4", "ipv6", "name", "firstname",
+        "lastname", "fullname", "surname", "address", "password", "passwd", "token", "secret", "otp",
+        "totp", "iban", "birthdate", "birthday",
+    }
+)
+# ...or when it is one of these as a whole.
+_PERSONAL_KEYS = frozenset({"mail", "e_mail", "user_agent", "useragent", "verification_code"})
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_IPV6_CANDIDATE = re.compile(r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f.]*")
+# Identifiers that legitimately contain digit runs; removed before looking for phone numbers.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_LONG_HEX = re.compile(r"[0-9a-fA-F]{16,}")
+_PHONE_CANDIDATE = re.compile(r"(?<![\w+.\-])\+?\d[\d .\-()]{7,}\d(?!\w)")
+
+
+def _personal_key(key: str) -> bool:
+    normalised = key.strip().lower().replace("-", "_").replace(" ", "_")
+    return normalised in _PERSONAL_KEYS or any(word in _PERSONAL_KEY_WORDS for word in normalised.split("_"))
+
+
+def _looks_like_phone(candidate: str) -> bool:
+    digits = re.sub(r"\D", "", candidate)
+    return 9 <= len(digits) <= 15 and candidate[0] in "+0"
+
+
+def _looks_like_ip(value: str) -> bool:
+    for candidate in _IPV4.findall(value) + _IPV6_CANDIDATE.findall(value):
+        try:
+            ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+def personal_data_reason(value: str) -> str | None:
+    """Why a string looks like personal data, or None."""
+    if _EMAIL.search(value):
+        return "an email address"
+    if _looks_like_ip(value):
+        return "an IP address"
+    stripped = _LONG_HEX.sub(" ", _UUID.sub(" ", value))
+    if any(_looks_like_phone(c) for c in _PHONE_CANDIDATE.findall(stripped)):
+        return "a phone number"
+    return None
+
+
+def ensure_no_personal_data(value: Any, *, path: str = "details") -> None:
+    """Raise PersonalDataRefused when `value` (any JSON value) looks like personal data."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise PersonalDataRefused(f"{path}: keys must be strings")
+            if _personal_key(key):
+                raise PersonalDataRefused(f"{path}.{key}: key names personal data")
+            ensure_no_personal_data(item, path=f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            ensure_no_personal_data(item, path=f"{path}[{index}]")
+    elif isinstance(value, str):
+        reason = personal_data_reason(value)
+        if reason:
+            raise PersonalDataRefused(f"{path}: value looks like {reason}")
+
+
+# --- Chain ---------------------------------------------------------------------------------
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entry_hash(
+    *,
+    seq: int,
+    entry_id: str,
+    occurred_at: dt.datetime,
+    actor: str,
+    action: str,
+    request_id: str | None,
+    subject_pseudonym: str | None,
+    outcome: str,
+    details: Any,
+    prev_hash: str,
+) -> str:
+    payload = {
+        "seq": seq,
+        "entry_id": entry_id,
+        "occurred_at": _iso(occurred_at),
+        "actor": actor,
+        "action": action,
+        "request_id": request_id,
+        "subject_pseudonym": subject_pseudonym,
+        "outcome": outcome,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+def _check_label(name: str, value: str, max_length: int) -> None:
+    if not isinstance(value, str) or not _LABEL.match(value) or len(value) > max_length:
+        raise ValueError(f"audit {name} must match {_LABEL.pattern} and be at most {max_length} characters")
+
+
+def _lock_tail(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})
+    else:
+        # SQLite: a write statement (touching nothing) takes the database write lock
+        # for the rest of the transaction, so the tail read below cannot be stale.
+        conn.execute(text("DELETE FROM audit_log WHERE 1 = 0"))
+
+
+def record(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    outcome: str,
+    request_id: str | None = None,
+    subject: str | None = None,
+    details: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> AuditEntry:
+    """Append one entry in the caller's transaction. `subject` is an account id, stored as its pseudonym."""
+    _check_label("actor", actor, 64)
+    _check_label("action", action, 64)
+    _check_label("outcome", outcome, 32)
+    if details is not None:
+        if not isinstance(details, dict):
+            raise TypeError("audit details must be a dict")
+        # Round-trip through canonical JSON: what is stored is exactly what is hashed.
+        details = json.loads(_canonical(details))
+        ensure_no_personal_data(details)
+    occurred_at = (now or utcnow()).astimezone(UTC)
+    pseudonym = subject_pseudonym(subject) if subject is not None else None
+
+    _lock_tail(conn)
+    tail = conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
+    seq, prev_hash = (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
+    fields = dict(
+        seq=seq,
+        entry_id=str(uuid.uuid4()),
+        occurred_at=occurred_at,
+        actor=actor,
+        action=action,
+        request_id=request_id,
+        subject_pseudonym=pseudonym,
+        outcome=outcome,
+        details=details,
+        prev_hash=prev_hash,
+    )
+    digest = entry_hash(**fields)
+    conn.execute(insert(audit_log).values(**fields, hash=digest))
+    return AuditEntry(**fields, hash=digest)
+
+
+def verify_chain(conn: Connection) -> VerifyResult:
+    """Walk the trail in seq order and report the first entry whose link or content is broken."""
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    rows = conn.execution_options(yield_per=1000).execute(select(audit_log).order_by(audit_log.c.seq))
+    for row in rows:
+        if row.seq != expected_seq:
+            reason = f"entries missing before this one (expected seq {expected_seq})"
+        elif row.prev_hash != prev_hash:
+            reason = "prev_hash does not match the previous entry's hash"
+        elif (
+            entry_hash(
+                seq=row.seq,
+                entry_id=row.entry_id,
+                occurred_at=row.occurred_at,
+                actor=row.actor,
+                action=row.action,
+                request_id=row.request_id,
+                subject_pseudonym=row.subject_pseudonym,
+                outcome=row.outcome,
+                details=row.details,
+                prev_hash=row.prev_hash,
+            )
+            != row.hash
+        ):
+            reason = "hash does not match the entry's content"
+        else:
+            expected_seq, prev_hash, checked = row.seq + 1, row.hash, checked + 1
+            continue
+        rows.close()
+        return VerifyResult(ok=False, checked=checked, first_broken_seq=row.seq, reason=reason)
+    return VerifyResult(ok=True, checked=checked, first_broken_seq=None, reason=None)
