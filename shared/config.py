@@ -90,6 +90,8 @@ class Settings(BaseModel):
     documents_bucket: str = Field("jfb-documents", alias="DOCUMENTS_BUCKET")
     archive_bucket: str = Field("jfb-retention-archive", alias="ARCHIVE_BUCKET")
     logs_bucket: str = Field("jfb-logs", alias="LOGS_BUCKET")
+    # Local runs only: where `privacy-functions serve` answers the signed download links.
+    local_base_url: str = Field("http://127.0.0.1:8080", alias="LOCAL_BASE_URL")
 
     # Queues: SQS when an endpoint is set (queue URL = prefix + queue name), else
     # in-process with the same semantics (retry, dead-letter after N attempts).
@@ -108,6 +110,10 @@ class Settings(BaseModel):
     # Payments: Stripe when an API key is set, else a recorder in data_dir/stripe.
     stripe_api_key: str | None = Field(None, alias="STRIPE_API_KEY")
     stripe_api_base: str | None = Field(None, alias="STRIPE_API_BASE")
+    # Webhook endpoint secrets (whsec_...), comma-separated: during a rotation the old and the new
+    # secret both verify. Event API versions accepted besides the Stripe SDK's pinned one, comma-separated.
+    stripe_webhook_secrets: str | None = Field(None, alias="STRIPE_WEBHOOK_SECRETS")
+    stripe_api_versions: str | None = Field(None, alias="STRIPE_API_VERSIONS")
 
     # Client-area tokens (issued by the platform).
     token_issuer: str = Field("https://jefacturebien.fr", alias="TOKEN_ISSUER")
@@ -120,10 +126,35 @@ class Settings(BaseModel):
     # Keyed hashes (pseudonyms in audit, logs kept after erasure, consent proofs).
     pseudonym_key: str | None = Field(None, alias="PSEUDONYM_KEY")
 
+    # Right to erasure: days during which the user can cancel before the erasure runs (0: at once).
+    erasure_cooling_off_days: int = Field(7, alias="ERASURE_COOLING_OFF_DAYS", ge=0, le=30)
+
     verification_code_ttl_seconds: int = Field(600, alias="VERIFICATION_CODE_TTL_SECONDS", ge=60)
     verification_max_attempts: int = Field(5, alias="VERIFICATION_MAX_ATTEMPTS", ge=1)
     verification_rate_limit: int = Field(10, alias="VERIFICATION_RATE_LIMIT", ge=1)
     verification_rate_window_seconds: int = Field(900, alias="VERIFICATION_RATE_WINDOW_SECONDS", ge=60)
+
+    # Consent (withdraw-consent): where mail unsubscribe links point, and how long they work.
+    withdraw_consent_url: str | None = Field(None, alias="WITHDRAW_CONSENT_URL")
+    unsubscribe_token_ttl_days: int = Field(90, alias="UNSUBSCRIBE_TOKEN_TTL_DAYS", ge=1, le=365)
+
+    # Data export (export-on-request): the function's public URL, which download links point at,
+    # and how long such a link lives (24 h at most, whatever the storage).
+    export_function_url: str | None = Field(None, alias="EXPORT_FUNCTION_URL")
+    export_link_ttl_seconds: int = Field(3600, alias="EXPORT_LINK_TTL_SECONDS", ge=60, le=86400)
+
+    # Retention schedule (issue 6). Days before an inactivity erasure when the account is warned,
+    # comma-separated (unset: the policy's 30,7); accounts per queue message of expire-inactive-accounts.
+    inactivity_warning_days: str | None = Field(None, alias="INACTIVITY_WARNING_DAYS")
+    retention_chunk_size: int = Field(200, alias="RETENTION_CHUNK_SIZE", ge=1, le=1000)
+    # Invoices: what starts their clock (the issue date, or the close of its financial year taken as
+    # 31 December) and how long they are kept (never under the 10 legal years).
+    invoice_retention_clock: str = Field(
+        "issue_date", alias="INVOICE_RETENTION_CLOCK", pattern="^(issue_date|financial_year_end)$"
+    )
+    invoice_retention_months: int = Field(120, alias="INVOICE_RETENTION_MONTHS", ge=120, le=600)
+    # Request registry and receipts: kept as proof this many months after the request closed.
+    request_records_retention_months: int = Field(60, alias="REQUEST_RECORDS_RETENTION_MONTHS", ge=12, le=240)
 
     cors_allow_origin: str = Field("https://jefacturebien.fr", alias="CORS_ALLOW_ORIGIN")
     max_body_bytes: int = Field(64 * 1024, alias="MAX_BODY_BYTES", ge=1024)
@@ -155,6 +186,32 @@ class Settings(BaseModel):
     def _stripe_eu(cls, value: str | None) -> str | None:
         return _check_processor_url(value or None, STRIPE_HOSTS)
 
+    @field_validator("stripe_webhook_secrets")
+    @classmethod
+    def _webhook_secrets(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        secrets = [item.strip() for item in value.split(",")]
+        if not all(item.startswith("whsec_") and len(item) > len("whsec_") for item in secrets):
+            raise ValueError("each Stripe webhook secret must start with 'whsec_' (comma-separated list)")
+        return ",".join(secrets)
+
+    @field_validator("inactivity_warning_days")
+    @classmethod
+    def _warning_days(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        items = [item.strip() for item in value.split(",")]
+        if not all(item.isdigit() and 1 <= int(item) <= 365 for item in items) or len(set(items)) != len(items):
+            raise ValueError("INACTIVITY_WARNING_DAYS is a comma-separated list of distinct days, 1 to 365")
+        return ",".join(items)
+
+    @model_validator(mode="after")
+    def _sqs_needs_queue_urls(self) -> "Settings":
+        if self.sqs_endpoint_url and not self.queue_url_prefix:
+            raise ValueError("SQS_ENDPOINT_URL requires QUEUE_URL_PREFIX (queue URL = prefix + queue name)")
+        return self
+
     @model_validator(mode="after")
     def _production_needs_real_backends(self) -> "Settings":
         if self.environment == "production":
@@ -176,6 +233,20 @@ class Settings(BaseModel):
                 raise ValueError("production requires " + ", ".join(missing))
             if self.dev_token_key:
                 raise ValueError("DEV_TOKEN_KEY must not be set in production")
+            # Loopback endpoints are local fakes: never the real services production needs.
+            local = [
+                name
+                for name, url in (
+                    ("S3_ENDPOINT_URL", self.s3_endpoint_url),
+                    ("SQS_ENDPOINT_URL", self.sqs_endpoint_url),
+                    ("QUEUE_URL_PREFIX", self.queue_url_prefix),
+                    ("RESEND_BASE_URL", self.resend_base_url),
+                    ("STRIPE_API_BASE", self.stripe_api_base),
+                )
+                if url and is_loopback(urlparse(url).hostname)
+            ]
+            if local:
+                raise ValueError("production cannot use loopback endpoints: " + ", ".join(local))
         return self
 
     # Derived values -----------------------------------------------------------
@@ -188,6 +259,32 @@ class Settings(BaseModel):
     def effective_pseudonym_key(self) -> bytes:
         # Local and test runs get a fixed development key; production requires its own.
         return (self.pseudonym_key or "local-development-pseudonym-key").encode()
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        return tuple(self.stripe_webhook_secrets.split(",")) if self.stripe_webhook_secrets else ()
+
+    @property
+    def extra_stripe_api_versions(self) -> frozenset[str]:
+        raw = self.stripe_api_versions or ""
+        return frozenset(item.strip() for item in raw.split(",") if item.strip())
+
+    @property
+    def effective_withdraw_consent_url(self) -> str:
+        # Locally the function is served at /withdraw-consent/ of `privacy-functions serve`.
+        return self.withdraw_consent_url or f"{self.local_base_url.rstrip('/')}/withdraw-consent"
+
+    @property
+    def effective_export_function_url(self) -> str:
+        # Locally the function is served at /export-on-request/ of `privacy-functions serve`.
+        return (self.export_function_url or f"{self.local_base_url.rstrip('/')}/export-on-request").rstrip("/")
+
+    @property
+    def inactivity_warning_offsets(self) -> tuple[int, ...] | None:
+        """Warning offsets in days, largest first; None means the policy's own."""
+        if not self.inactivity_warning_days:
+            return None
+        return tuple(sorted((int(item) for item in self.inactivity_warning_days.split(",")), reverse=True))
 
     @property
     def effective_token_verify_key(self) -> str | None:

@@ -451,6 +451,21 @@ TABLES: tuple[TableMap, ...] = (
         ),
     ),
     TableMap(
+        "inactivity_notices",
+        ("technical.action_timestamps",),
+        ACCOUNT,
+        retention="inactive_account",
+        row_action=ROW_DELETE,
+        suite=True,
+        note="Warnings before an erasure for inactivity (issue 6); goes with the account or when it is active again.",
+        columns=(
+            _key("account_id", DEL), _key("erasure_request_id", DEL),
+            _c("last_activity_at", "technical.action_timestamps", DEL),
+            _c("warned_at", "technical.action_timestamps", DEL),
+            *_plain("erase_after", "warned_offset_days", "next_action_on", action=DEL),
+        ),
+    ),
+    TableMap(
         "accounts",
         ("identification.name", "identification.email", "identification.phone", "account.credentials",
          "payment.transactions", "technical.action_timestamps"),

@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from shared.db import UtcDateTime
@@ -272,6 +273,12 @@ payment_records = Table(
     Column("archived_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Added by 0002_stripe_webhook (shared/stripe_events.py keeps them).
+    Column("amount_refunded_cents", BigInteger),
+    # An open dispute holds the record in the active base; `disputed_until` is when it closed.
+    Column("dispute_status", String(32)),
+    Column("dispute_opened_at", UtcDateTime),
+    Column("customer_deleted_at", UtcDateTime),  # Stripe deleted the customer: the link is gone
 )
 
 # --- The suite's own bookkeeping -----------------------------------------------------
@@ -296,6 +303,16 @@ dsr_requests = Table(
     Column("version", Integer, nullable=False, server_default="1"),
 )
 Index("ix_dsr_requests_account_id_kind_state", dsr_requests.c.account_id, dsr_requests.c.kind, dsr_requests.c.state)
+# At most one open request per account and kind, even under concurrent submissions.
+_OPEN_DSR = text("state IN ('received', 'verified', 'waiting', 'in_progress')")
+Index(
+    "uq_dsr_requests_open_account_id_kind",
+    dsr_requests.c.account_id,
+    dsr_requests.c.kind,
+    unique=True,
+    postgresql_where=_OPEN_DSR,
+    sqlite_where=_OPEN_DSR,
+)
 
 audit_log = Table(
     "audit_log",
@@ -391,3 +408,95 @@ SUITE_TABLES = frozenset(
         saga_steps,
     )
 )
+
+
+# --- Stripe webhook (issue 7, migration 0002_stripe_webhook) ------------------------------
+
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    # One row per Stripe event received: each is applied once. Holds ids and types only, never the payload.
+    Column("id", String(255), primary_key=True),  # evt_...
+    Column("type", String(100), nullable=False),
+    Column("api_version", String(40)),
+    Column("livemode", Boolean, nullable=False),
+    Column("object_id", String(255)),  # the Stripe object the event is about
+    Column("created", UtcDateTime, nullable=False),  # Stripe's own timestamp: orders the events
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("processed_at", UtcDateTime),
+    Column("outcome", String(32), nullable=False),  # queued, applied, stale, ignored
+)
+Index("ix_stripe_events_object_id_type", stripe_events.c.object_id, stripe_events.c.type)
+Index("ix_stripe_events_received_at", stripe_events.c.received_at)
+
+
+# --- Erasure (issue 4, migration 0005_erasure) ----------------------------------------------
+
+erasure_ledger = Table(
+    "erasure_ledger",
+    metadata,
+    # One row per completed erasure, ids and pseudonyms only: after a backup is restored,
+    # `privacy-functions replay-erasures --since DATE` re-applies every erasure listed here.
+    # Mirrored as objects under `ledger/erasures/` in the archive bucket, which a database
+    # restore does not roll back.
+    Column("request_id", ID, primary_key=True),
+    Column("account_id", ID, nullable=False, index=True),  # no FK: the account is gone
+    Column("subject_pseudonym", String(64), nullable=False),
+    Column("erased_at", UtcDateTime, nullable=False, index=True),
+)
+
+
+# --- Consent, objection and restriction flags (issue 5, migration 0003_consent_restriction) --
+
+processing_restrictions = Table(
+    "processing_restrictions",
+    metadata,
+    # Art. 18 restriction and Art. 21 objections. A flag is in force while lifted_at is NULL;
+    # flags are never deleted (proof), only lifted. Consent itself lives in consent_events.
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(40), nullable=False),  # restriction, objection_direct_marketing, objection_analytics
+    Column("reason_code", String(40), nullable=False),  # a fixed code (Art. 18(1)(a)-(d), gpc_signal, ...)
+    Column("note", Text),  # the DPO's free text: may hold personal data, never logged nor audited
+    Column("channel", String(16), nullable=False),  # client_area, email_link, dpo, gpc
+    Column("set_at", UtcDateTime, nullable=False),
+    Column("set_by", String(64), nullable=False),  # an actor label (client, gpc, dpo:<credential id>)
+    Column("request_id", ID),
+    Column("lift_notified_at", UtcDateTime),  # Art. 18(3): the user is told before the lift
+    Column("lifted_at", UtcDateTime),
+    Column("lifted_by", String(64)),
+    Column("lift_reason_code", String(40)),
+    Column("lift_request_id", ID),
+    CheckConstraint(
+        "kind IN ('restriction', 'objection_direct_marketing', 'objection_analytics')", name="kind"
+    ),
+)
+# At most one flag of a kind in force per account, even under concurrent writers.
+_FLAG_IN_FORCE = text("lifted_at IS NULL")
+Index(
+    "uq_processing_restrictions_in_force",
+    processing_restrictions.c.account_id,
+    processing_restrictions.c.kind,
+    unique=True,
+    postgresql_where=_FLAG_IN_FORCE,
+    sqlite_where=_FLAG_IN_FORCE,
+)
+
+
+# --- Retention schedule (issue 6, migration 0006_retention) ---------------------------------
+
+inactivity_notices = Table(
+    "inactivity_notices",
+    metadata,
+    # One row per inactive account being warned before its erasure (policy 5: 3 years after last
+    # activity). Gone with the account, or reset as soon as the account is active again.
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("last_activity_at", UtcDateTime, nullable=False),  # the activity the warnings count from
+    Column("erase_after", Date, nullable=False),  # the day the erasure is registered
+    Column("warned_at", UtcDateTime, nullable=False),  # when the last warning was sent
+    Column("warned_offset_days", Integer, nullable=False),  # which warning that was (days before erase_after)
+    Column("next_action_on", Date, nullable=False, index=True),  # next warning or the erasure: the daily selection
+    Column("erasure_request_id", ID),
+)
+# The daily selection of expire-inactive-accounts walks this index in (last_activity_at, id) order.
+Index("ix_accounts_last_activity_at_id", accounts.c.last_activity_at, accounts.c.id)

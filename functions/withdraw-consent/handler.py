@@ -1,0 +1,197 @@
+"""withdraw-consent: consent, objection and restriction (policy 3.4, 8.4, 8.6, 8.7).
+
+Client area (bearer token; `Sec-GPC: 1` is honoured by authentication itself):
+    GET  /                 current consents, restriction and objection flags, consent ledger
+    POST /                 {"purpose": "newsletter"|"analytics"|"all", "object": false} withdraws at once
+Mail links, without login (signed, expiring token in `t`):
+    GET  /unsubscribe?t=   a small confirmation page that POSTs (link scanners must not unsubscribe)
+    POST /unsubscribe?t=   RFC 8058 one-click, body `List-Unsubscribe=One-Click`
+DPO (DPO credential, never a client token):
+    GET  /dpo/restrictions?account_id=     consents, ledger and every flag of an account
+    POST /dpo/restrictions                 {"account_id", "kind", "reason_code", "note"?} sets a flag
+    POST /dpo/restrictions/<id>/lift       {"reason_code"} lifts it (the user is told first)
+
+Thin: every rule is in shared/consent.py.
+"""
+
+from __future__ import annotations
+
+import html
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Literal
+from urllib.parse import parse_qs, quote
+
+from pydantic import Field
+
+from shared import consent
+from shared.auth import authenticate_client
+from shared.db import get_engine
+from shared.dpo import authenticate_dpo
+from shared.errors import AppError, ValidationFailed
+from shared.runtime import HttpFunction, Response, StrictModel, current_request, json_body
+
+app = HttpFunction("withdraw-consent")
+
+
+class Withdrawal(StrictModel):
+    purpose: str = Field(max_length=32)
+    object: bool = False  # also object (Art. 21): blocks the purpose until a new explicit consent
+
+
+class FlagRequest(StrictModel):
+    account_id: str = Field(min_length=1, max_length=36)
+    kind: Literal["restriction", "objection_direct_marketing", "objection_analytics"] = "restriction"
+    reason_code: str = Field(max_length=40)
+    note: str | None = Field(None, max_length=consent.MAX_NOTE_LENGTH)
+
+
+class LiftRequest(StrictModel):
+    reason_code: str = Field(max_length=40)
+
+
+def _proof() -> dict[str, str | None]:
+    request = current_request()
+    return {"ip": request.client_ip, "user_agent": request.header("User-Agent")}
+
+
+@app.get("/")
+def current_state() -> dict:
+    identity = authenticate_client(current_request().headers)
+    with get_engine().connect() as conn:
+        return consent.status(conn, identity.account_id)
+
+
+@app.post("/")
+def withdraw() -> dict:
+    identity = authenticate_client(current_request().headers)
+    body = json_body(Withdrawal)
+    engine = get_engine()
+    change = consent.withdraw(engine, identity.account_id, body.purpose, channel=consent.CLIENT_AREA,
+                              actor="client", objection=body.object, **_proof())
+    with engine.connect() as conn:
+        return {**change.to_json(), **consent.status(conn, identity.account_id)}
+
+
+# --- Unsubscribe links -------------------------------------------------------------------------
+
+_PAGE = """<!doctype html>
+<html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="robots" content="noindex"><title>{title}</title></head>
+<body style="font-family:sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem">
+{content}
+</body></html>"""
+
+
+def _page(status: int, title: str, content: str) -> Response:
+    body = _PAGE.format(title=html.escape(title), content=content)
+    # The page itself holds the token: keep it out of caches and referrers.
+    return Response(status_code=status, content_type="text/html; charset=utf-8", body=body,
+                    headers={"Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+
+
+def _error_page(exc: AppError) -> Response:
+    return _page(exc.status, "Lien invalide / Invalid link",
+                 "<h1>Ce lien n'est plus valable</h1><p>Gérez vos préférences depuis votre espace client.</p>"
+                 "<h1>This link is no longer valid</h1><p>Manage your preferences from your client area.</p>")
+
+
+@app.get("/unsubscribe")
+def unsubscribe_page() -> Response:
+    token = current_request().query.get("t")
+    try:
+        consent.read_unsubscribe_token(token)
+    except AppError as exc:
+        return _error_page(exc)
+    action = html.escape(f"?t={quote(token or '')}", quote=True)
+    return _page(200, "Se désinscrire / Unsubscribe", f"""
+<h1>Se désinscrire de la newsletter</h1>
+<p>Vous ne recevrez plus de communications commerciales de jefacturebien.fr.</p>
+<h1>Unsubscribe from the newsletter</h1>
+<p>You will no longer receive marketing communications from jefacturebien.fr.</p>
+<form method="post" action="{action}">
+<input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Me désinscrire / Unsubscribe</button>
+</form>""")
+
+
+def _one_click_requested() -> bool:
+    """RFC 8058: the POST body carries List-Unsubscribe=One-Click, url-encoded or multipart."""
+    request = current_request()
+    content_type = request.header("Content-Type") or ""
+    if content_type.lower().startswith("multipart/form-data"):
+        parsed = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
+        )
+        fields = {part.get_param("name", header="content-disposition"): part.get_content().strip()
+                  for part in parsed.iter_parts()} if parsed.is_multipart() else {}
+        return fields.get("List-Unsubscribe") == "One-Click"
+    values = parse_qs(request.body.decode("utf-8", errors="replace"))
+    return values.get("List-Unsubscribe") == ["One-Click"]
+
+
+@app.post("/unsubscribe")
+def unsubscribe() -> Response | dict:
+    request = current_request()
+    wants_page = "text/html" in (request.header("Accept") or "")
+    try:
+        if not _one_click_requested():
+            raise ValidationFailed("the body must be List-Unsubscribe=One-Click (RFC 8058)", code="not_one_click")
+        change = consent.unsubscribe(get_engine(), request.query.get("t"))
+    except AppError as exc:
+        if wants_page:
+            return _error_page(exc)
+        raise
+    if wants_page:
+        return _page(200, "Désinscription confirmée / Unsubscribed",
+                     "<h1>Désinscription confirmée</h1><p>Vous ne recevrez plus notre newsletter.</p>"
+                     "<h1>You are unsubscribed</h1><p>You will no longer receive our newsletter.</p>")
+    return {"status": "unsubscribed", "changed": change.changed}
+
+
+# --- DPO ---------------------------------------------------------------------------------------
+
+
+@app.get("/dpo/restrictions")
+def dpo_account_flags() -> dict:
+    authenticate_dpo(current_request().headers)
+    account_id = current_request().query.get("account_id")
+    if not account_id or len(account_id) > 36:
+        raise ValidationFailed("account_id is required", code="invalid_account")
+    with get_engine().connect() as conn:
+        section = consent.export_section(conn, account_id)
+        section["restrictions_and_objections"] = [
+            flag.to_json(include_note=True) for flag in consent.all_flags(conn, account_id)
+        ]
+    return section
+
+
+@app.post("/dpo/restrictions")
+def dpo_set_flag() -> Response:
+    dpo = authenticate_dpo(current_request().headers)
+    body = json_body(FlagRequest)
+    engine = get_engine()
+    if body.kind == consent.RESTRICTION:
+        flag, created = consent.restrict(engine, body.account_id, reason_code=body.reason_code, note=body.note,
+                                         actor=dpo.actor)
+    else:
+        if body.note:
+            raise ValidationFailed("a note is kept only for restrictions", code="invalid_note")
+        change = consent.object_to(engine, body.account_id, body.kind, channel=consent.DPO, actor=dpo.actor,
+                                   reason_code=body.reason_code)
+        created = bool(change.flags_set)
+        with engine.connect() as conn:
+            flag = consent.flags_in_force(conn, body.account_id)[body.kind]
+    return Response(status_code=201 if created else 200, content_type="application/json",
+                    body={"flag": flag.to_json(include_note=True), "created": created})
+
+
+@app.post("/dpo/restrictions/<flag_id>/lift")
+def dpo_lift_flag(flag_id: str) -> dict:
+    dpo = authenticate_dpo(current_request().headers)
+    body = json_body(LiftRequest)
+    flag = consent.lift(get_engine(), flag_id, reason_code=body.reason_code, actor=dpo.actor)
+    return {"flag": flag.to_json(include_note=True)}
+
+
+handle = app.handle
