@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import re
 import uuid
@@ -25,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, text
 
 from shared.db import UTC, utcnow
+from shared.logs import find_personal_data
 from shared.pseudonym import subject_pseudonym
 from shared.schema import audit_log
 
@@ -83,45 +83,14 @@ _PERSONAL_KEY_WORDS = frozenset(
 # ...or when it is one of these as a whole.
 _PERSONAL_KEYS = frozenset({"mail", "e_mail", "user_agent", "useragent", "verification_code"})
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
-_IPV6_CANDIDATE = re.compile(r"[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f.]*")
-# Identifiers that legitimately contain digit runs; removed before looking for phone numbers.
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_LONG_HEX = re.compile(r"[0-9a-fA-F]{16,}")
-_PHONE_CANDIDATE = re.compile(r"(?<![\w+.\-])\+?\d[\d .\-()]{7,}\d(?!\w)")
-
-
 def _personal_key(key: str) -> bool:
     normalised = key.strip().lower().replace("-", "_").replace(" ", "_")
     return normalised in _PERSONAL_KEYS or any(word in _PERSONAL_KEY_WORDS for word in normalised.split("_"))
 
 
-def _looks_like_phone(candidate: str) -> bool:
-    digits = re.sub(r"\D", "", candidate)
-    return 9 <= len(digits) <= 15 and candidate[0] in "+0"
-
-
-def _looks_like_ip(value: str) -> bool:
-    for candidate in _IPV4.findall(value) + _IPV6_CANDIDATE.findall(value):
-        try:
-            ipaddress.ip_address(candidate)
-        except ValueError:
-            continue
-        return True
-    return False
-
-
 def personal_data_reason(value: str) -> str | None:
-    """Why a string looks like personal data, or None."""
-    if _EMAIL.search(value):
-        return "an email address"
-    if _looks_like_ip(value):
-        return "an IP address"
-    stripped = _LONG_HEX.sub(" ", _UUID.sub(" ", value))
-    if any(_looks_like_phone(c) for c in _PHONE_CANDIDATE.findall(stripped)):
-        return "a phone number"
-    return None
+    """Why a string looks like personal data, or None (the same detectors as the log filter)."""
+    return find_personal_data(value)
 
 
 def ensure_no_personal_data(value: Any, *, path: str = "details") -> None:

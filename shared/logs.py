@@ -118,6 +118,18 @@ _TEXT_RULES: tuple[tuple[re.Pattern[str], Any], ...] = (
 )
 
 
+def find_personal_data(text: str) -> str | None:
+    """What personal data `text` visibly holds ("an email address", ...), or None. Secrets are not looked for."""
+    text = _UUID.sub(" ", text)
+    if _EMAIL.search(text):
+        return "an email address"
+    if any(_valid_ip(m.group(0)) for pattern in (_IPV4, _IPV6) for m in pattern.finditer(text)):
+        return "an IP address"
+    if _PHONE_FR.search(text) or any(_phone(m) != m.group(0) for m in _PHONE_INTL.finditer(text)):
+        return "a phone number"
+    return None
+
+
 def _key_value(match: re.Match[str]) -> str:
     return f"{match.group('key')}{match.group('sep')}{REDACTED}"
 
