@@ -276,8 +276,12 @@ class Settings(BaseModel):
 
     @property
     def effective_export_function_url(self) -> str:
+        if self.export_function_url:
+            return self.export_function_url.rstrip("/")
+        if self.environment == "production":
+            raise ConfigurationError("EXPORT_FUNCTION_URL is required in production (download links point at it)")
         # Locally the function is served at /export-on-request/ of `privacy-functions serve`.
-        return (self.export_function_url or f"{self.local_base_url.rstrip('/')}/export-on-request").rstrip("/")
+        return f"{self.local_base_url.rstrip('/')}/export-on-request"
 
     @property
     def inactivity_warning_offsets(self) -> tuple[int, ...] | None:

@@ -600,7 +600,7 @@ OBJECT_PREFIXES: tuple[ObjectPrefix, ...] = (
         note="No account id in the key: the archive is unlinked from the erased account.",
     ),
     ObjectPrefix(
-        "exports", "exports_bucket", "exports/{account_id}/{request_id}.zip", "suite.exports",
+        "exports", "exports_bucket", "exports/{account_id}/{archive_id}.zip", "suite.exports",
         retention="exports", action="delete", linked_by="account_id",
     ),
     ObjectPrefix(

@@ -288,7 +288,11 @@ class S3ObjectStore:
         chunk = MULTIPART_CHUNK_BYTES
         if size:
             chunk = max(chunk, math.ceil(size / MAX_MULTIPART_PARTS))
-        return TransferConfig(multipart_threshold=MULTIPART_CHUNK_BYTES, multipart_chunksize=chunk)
+        # A stream's parts are buffered in memory: two in flight keep a 256 MB function far from its limit.
+        concurrency = 10 if size else 2
+        return TransferConfig(
+            multipart_threshold=MULTIPART_CHUNK_BYTES, multipart_chunksize=chunk, max_concurrency=concurrency
+        )
 
     def open(self, bucket: str, key: str) -> IO[bytes]:
         with self._errors():

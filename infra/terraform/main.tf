@@ -24,7 +24,7 @@ variable "project_id" {
 # Queues consumed by the workers of serverless.yml (each with a dead-letter queue).
 variable "queues" {
   type    = list(string)
-  default = ["privacy-work", "stripe-events", "consent-propagation", "erasure-steps", "export-requests"]
+  default = ["privacy-work", "stripe-events", "consent-propagation", "erasure-steps", "export-requests", "retention-chunks"]
 }
 
 provider "scaleway" {
@@ -42,6 +42,10 @@ resource "scaleway_object_bucket" "exports" {
     enabled = true
     expiration {
       days = 7
+    }
+    # log-rotation checks it: a version left behind would outlive the 7 days.
+    noncurrent_version_expiration {
+      noncurrent_days = 1
     }
   }
 }

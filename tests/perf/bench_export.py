@@ -1,0 +1,299 @@
+"""Benchmark of export-on-request on a heavy account, on SQLite and on PostgreSQL.
+
+The account: 20,000 invoices with 2 lines each, 200,000 log lines (100,000 connection +
+100,000 access), 5,000 payment records, 2,000 invoice PDFs of 30 KB (local object folder).
+
+Two measurements per database, each in its own fresh process:
+- export: the real worker (`shared.export.run_export`: saga steps, streamed ZIP to the
+  object store, request completed, mail to the outbox);
+- baseline: a minimal hand-written reader of the same rows (raw driver cursor) writing the
+  same data.json, CSVs and PDFs into a ZIP file with the same compression.
+Printed: wall time, ratio export/baseline (target <= 2), peak RSS (target < 200 MB).
+Figures only; nothing is asserted about time.
+
+    .venv/bin/python tests/perf/bench_export.py [--db sqlite|postgresql|both] [--scale 0.1] [--s3]
+    .venv/bin/pytest -q -s -p no:cacheprovider tests/perf/bench_export.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BENCH_DATABASE = "pf_bench_export"
+PDF_BYTES = 30 * 1024
+RSS_TARGET_MB = 200
+
+
+def _environment(database_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("S3_", "SQS_", "RESEND_", "DATABASE_"))},
+        "PRIVACY_ENV": "test",
+        "PRIVACY_DATA_DIR": str(data_dir),
+        "DATABASE_URL": database_url,
+        "PSEUDONYM_KEY": "bench-pseudonym-key",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- Data -------------------------------------------------------------------------------------------
+
+
+def _fresh_database(kind: str, data_dir: Path) -> str:
+    import sqlalchemy as sa
+
+    from shared.db import normalise_url
+
+    if kind == "sqlite":
+        return f"sqlite:///{data_dir / 'bench.db'}"
+    admin = sa.create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{BENCH_DATABASE}"'))
+    admin.dispose()
+    return normalise_url(POSTGRES_URL).rsplit("/", 1)[0] + "/" + BENCH_DATABASE
+
+
+def _bench_pdf(number: str) -> bytes:
+    from shared.demo import invoice_pdf
+
+    head = invoice_pdf([f"Facture {number}"])
+    # Real PDFs hold compressed streams: pad with incompressible bytes up to 30 KB.
+    return head + b"%" + os.urandom(max(PDF_BYTES - len(head) - 1, 0))
+
+
+def seed(scale: float) -> dict:
+    """Runs in the child process configured for the bench database: the heavy account and its request."""
+    import sqlalchemy as sa
+
+    from shared import requests, schema
+    from shared.backends import get_storage
+    from shared.config import get_settings
+    from shared.db import get_engine, migrate
+    from shared.demo import create_account, populate_account
+
+    migrate()
+    engine, storage, settings = get_engine(), get_storage(), get_settings()
+    started = time.perf_counter()
+    account = create_account(engine, with_2fa=True)
+    counts = populate_account(
+        engine, storage, account["id"],
+        invoices=int(20_000 * scale), lines_per_invoice=2, log_lines=int(100_000 * scale),
+        payments=int(5_000 * scale), clients=200, prospects=100, pdfs=False,
+    )
+    with engine.begin() as conn:
+        chosen = conn.execute(
+            sa.select(schema.invoices.c.id, schema.invoices.c.number)
+            .where(schema.invoices.c.account_id == account["id"]).order_by(schema.invoices.c.id).limit(int(2_000 * scale))
+        ).all()
+        for invoice_id, number in chosen:
+            key = f"invoices/{account['id']}/{invoice_id}.pdf"
+            storage.put(settings.documents_bucket, key, _bench_pdf(number), content_type="application/pdf")
+            conn.execute(sa.update(schema.invoices).where(schema.invoices.c.id == invoice_id).values(pdf_object_key=key))
+        record = requests.create_request(conn, account_id=account["id"], kind="access", channel="dpo")
+        requests.transition(conn, record.id, requests.VERIFIED, actor="dpo")
+    return {"account_id": account["id"], "request_id": record.id, "seconds": time.perf_counter() - started,
+            "counts": counts["counts"]}
+
+
+# --- The two measured runs ------------------------------------------------------------------------------
+
+
+def run_export(request_id: str) -> dict:
+    from shared.backends import get_storage
+    from shared.config import get_settings
+    from shared.db import get_engine
+    from shared.export import run_export as worker
+
+    engine = get_engine()
+    started = time.perf_counter()
+    worker(engine, request_id)
+    seconds = time.perf_counter() - started
+    with engine.connect() as conn:
+        from shared.requests import get_request
+
+        details = get_request(conn, request_id).details
+    size = get_storage().head(get_settings().exports_bucket, details["object_key"])["size"]
+    return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "bytes": size}
+
+
+def run_baseline(account_id: str) -> dict:
+    """By hand: the same rows through the raw driver, the same JSON, CSV and PDFs, one ZIP file."""
+    from shared.config import get_settings
+    from shared.db import get_engine
+    from shared.export_schema import export_tables
+
+    settings = get_settings()
+    started = time.perf_counter()
+    raw = get_engine().raw_connection()
+    dbapi = raw.driver_connection
+    postgres = get_engine().dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    if postgres:
+        dbapi.execute("SET cursor_tuple_fraction = 1.0")  # as the export does: plan for reading every row
+    tables = export_tables()
+
+    def rows(table):
+        columns = ", ".join(table.column_names)
+        if table.name == "invoice_lines":
+            where = f"invoice_id IN (SELECT id FROM invoices WHERE account_id = {mark})"
+        elif table.name == "accounts":
+            where = f"id = {mark}"
+        else:
+            where = f"account_id = {mark}"
+        cursor = dbapi.cursor(name=f"c_{table.name}") if postgres else dbapi.cursor()
+        if postgres:
+            cursor.itersize = 2000
+        cursor.execute(f"SELECT {columns} FROM {table.name} WHERE {where}", (account_id,))
+        yield from cursor
+        cursor.close()
+
+    def plain(value):
+        return value if value is None or isinstance(value, (str, int, float, bool, dict, list)) else str(value)
+
+    out_path = Path(settings.data_dir) / "baseline.zip"
+    with zipfile.ZipFile(out_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        documents = Path(settings.data_dir) / "objects" / settings.documents_bucket / "invoices" / account_id
+        for pdf in sorted(documents.glob("*.pdf")):
+            with open(pdf, "rb") as source, zf.open(f"invoices/{pdf.name}", "w") as target:
+                while chunk := source.read(256 * 1024):
+                    target.write(chunk)
+        with io.TextIOWrapper(zf.open("data.json", "w", force_zip64=True), encoding="utf-8") as out:
+            out.write('{"data":{')
+            for position, table in enumerate(tables):
+                out.write(("," if position else "") + json.dumps(table.name) + ":[")
+                names = table.column_names
+                for count, row in enumerate(rows(table)):
+                    out.write(("," if count else "") + "\n" + json.dumps(dict(zip(names, map(plain, row))), ensure_ascii=False))
+                out.write("]")
+            out.write("}}")
+        for table in tables:
+            with io.TextIOWrapper(zf.open(f"csv/{table.name}.csv", "w", force_zip64=True), encoding="utf-8", newline="") as out:
+                writer = csv.writer(out)
+                writer.writerow(table.column_names)
+                writer.writerows(rows(table))
+    raw.close()
+    return {"seconds": time.perf_counter() - started, "rss_mb": _peak_rss_mb(), "bytes": out_path.stat().st_size}
+
+
+# --- Orchestration -------------------------------------------------------------------------------------
+
+
+def _child(env: dict[str, str], *args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench child {args[0]} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _s3_environment(env: dict[str, str], endpoint: str) -> dict[str, str]:
+    """Object storage on a moto S3 server: the export then streams through S3 multipart upload."""
+    from shared.config import load_settings
+    from tests.fakes.moto import MOTO_ACCESS_KEY, MOTO_SECRET_KEY, create_buckets, unique_bucket_names
+
+    env = {**env, "S3_ENDPOINT_URL": endpoint, "S3_ACCESS_KEY": MOTO_ACCESS_KEY, "S3_SECRET_KEY": MOTO_SECRET_KEY,
+           **unique_bucket_names()}
+    create_buckets(endpoint, load_settings(env))
+    return env
+
+
+def bench(kind: str, scale: float, *, s3_endpoint: str | None = None) -> dict:
+    """Seed, export, baseline. With `s3_endpoint` the export goes to S3 and no baseline runs (memory figure)."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-export-{kind}-") as tmp:
+        data_dir = Path(tmp)
+        sys.path.insert(0, str(ROOT))
+        database_url = _fresh_database(kind, data_dir)
+        env = _environment(database_url, data_dir)
+        if s3_endpoint:
+            env = _s3_environment(env, s3_endpoint)
+        seeded = _child(env, "seed", str(scale))
+        ours = _child(env, "export", seeded["request_id"])
+        if s3_endpoint:
+            print(
+                f"[export bench] {kind:10s} S3 (moto) export {ours['seconds']:7.2f} s | peak RSS {ours['rss_mb']:.0f} MB"
+                f" (target < {RSS_TARGET_MB}) | archive {ours['bytes'] / 1e6:.1f} MB",
+                flush=True,
+            )
+            return {"database": kind, "storage": "s3", "export_seconds": ours["seconds"], "export_peak_rss_mb": ours["rss_mb"]}
+        baseline = _child(env, "baseline", seeded["account_id"])
+    figures = {
+        "database": kind,
+        "seed_seconds": round(seeded["seconds"], 1),
+        "rows": seeded["counts"],
+        "export_seconds": round(ours["seconds"], 2),
+        "baseline_seconds": round(baseline["seconds"], 2),
+        "ratio": round(ours["seconds"] / baseline["seconds"], 2),
+        "export_peak_rss_mb": round(ours["rss_mb"], 1),
+        "baseline_peak_rss_mb": round(baseline["rss_mb"], 1),
+        "archive_mb": round(ours["bytes"] / 1e6, 1),
+        "baseline_archive_mb": round(baseline["bytes"] / 1e6, 1),
+    }
+    print(
+        f"[export bench] {kind:10s} export {figures['export_seconds']:7.2f} s | baseline {figures['baseline_seconds']:7.2f} s"
+        f" | ratio {figures['ratio']:.2f} (target <= 2) | peak RSS export {figures['export_peak_rss_mb']:.0f} MB"
+        f" (target < {RSS_TARGET_MB}), baseline {figures['baseline_peak_rss_mb']:.0f} MB"
+        f" | archive {figures['archive_mb']} MB | seed {figures['seed_seconds']} s",
+        flush=True,
+    )
+    print(f"[export bench] {kind:10s} rows {json.dumps(figures['rows'])}", flush=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the heavy account (1.0 = full size)")
+    parser.add_argument("--s3", action="store_true", help="also export to S3 on a local moto server (peak RSS of the multipart path)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        action, value = args.child
+        result = {"seed": lambda: seed(float(value)), "export": lambda: run_export(value),
+                  "baseline": lambda: run_baseline(value)}[action]()
+        print(json.dumps(result))
+        return
+    kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
+    for kind in kinds:
+        bench(kind, args.scale)
+    if args.s3:
+        sys.path.insert(0, str(ROOT))
+        from tests.fakes.moto import start_moto_server
+
+        server, endpoint = start_moto_server()
+        try:
+            bench(kinds[0], args.scale, s3_endpoint=endpoint)
+        finally:
+            server.stop()
+
+
+def test_bench_export() -> None:
+    """`make bench` entry point: prints the figures of both databases at full size."""
+    for kind in ("sqlite", "postgresql"):
+        figures = bench(kind, float(os.environ.get("BENCH_EXPORT_SCALE", "1.0")))
+        assert figures["rows"]["invoices"] > 0
+
+
+if __name__ == "__main__":
+    main()
