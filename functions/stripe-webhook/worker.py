@@ -1,0 +1,21 @@
+"""stripe-webhook-worker: applies the Stripe events queued by the webhook (queue `stripe-events`).
+
+Each message carries the idempotency key `stripe:<event id>`; applying is one
+transaction that also marks the event processed, so a redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+from shared.db import get_engine
+from shared.runtime import QueueFunction, QueueMessage
+from shared.stripe_events import MESSAGE_TYPE, apply_event
+
+worker = QueueFunction("stripe-webhook-worker")
+
+
+@worker.on(MESSAGE_TYPE)
+def apply(message: QueueMessage) -> dict:
+    return apply_event(get_engine(), message.payload)
+
+
+handle = worker.handle
