@@ -221,17 +221,14 @@ class QueuePump(threading.Thread):
 def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
     """A Flask app: Scaleway's emulator with every HTTP function at /<name>/, plus /healthz."""
     from flask import abort, jsonify, request, send_file
-    from scaleway_functions_python.local.serving import ALL_HTTP_METHODS, LocalFunctionServer
+    from scaleway_functions_python.local.serving import LocalFunctionServer
 
     server = LocalFunctionServer()
+    # A function's base URL ends with a slash (`/<name>/`); Stripe and others do not follow redirects.
+    server.app.url_map.strict_slashes = False
     http_functions = [spec for spec in manifest.functions.values() if spec.is_http]
     for spec in http_functions:
-        handler = _mounted(spec, root)
-        server.add_handler(handler, relative_url=f"/{spec.name}")
-        # The emulator mounts `/<name>` and `/<name>/<path>`; a function's base URL ends with a slash.
-        server.app.add_url_rule(
-            f"/{spec.name}/", endpoint=handler.__name__, defaults={"path": ""}, methods=ALL_HTTP_METHODS
-        )
+        server.add_handler(_mounted(spec, root), relative_url=f"/{spec.name}")
 
     @server.app.get("/healthz")
     def healthz():

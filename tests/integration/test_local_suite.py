@@ -78,6 +78,16 @@ def test_serve_mounts_every_http_function_and_answers_healthz(env):
             urllib.request.urlopen(f"{base}/whoami/")
         assert refused.value.code == 401
         assert json.loads(refused.value.read())["error"]["code"] == "missing_token"
+        # Callers such as Stripe never follow redirects: a POST to a base URL is answered, not redirected.
+        for spec in manifest.functions.values():
+            if spec.is_http:
+                request = urllib.request.Request(f"{base}/{spec.name}/", data=b"{}", method="POST",
+                                                 headers={"Content-Type": "application/json"})
+                try:
+                    status = urllib.request.urlopen(request).status
+                except urllib.error.HTTPError as error:
+                    status = error.code
+                assert not 300 <= status < 400, spec.name
     finally:
         server.shutdown()
 
