@@ -127,6 +127,38 @@ def cmd_replay_erasures(args) -> int:
     return 0
 
 
+def cmd_retention_plan(args) -> int:
+    from shared.db import get_engine
+    from shared.retention import format_plan, parse_at, plan
+
+    _settings()
+    try:
+        at = parse_at(args.at) if args.at else None
+    except ValueError as exc:
+        sys.exit(f"privacy-functions: {exc}")
+    entries = plan(get_engine(), at=at)
+    print(json.dumps(entries, indent=2, default=str) if args.json else format_plan(entries, at=at))
+    return 0
+
+
+def cmd_retention_run(args) -> int:
+    from shared.db import get_engine
+    from shared.retention import run_all
+
+    _settings()
+
+    def progress(category: str, done: int) -> None:
+        print(f"retention: {category}: {done}", file=sys.stderr, flush=True)
+
+    result = run_all(get_engine(), progress=progress)
+    if args.drain:
+        from shared.local import drain_queues, load_manifest
+
+        result["delivered_messages"] = drain_queues(load_manifest())
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="privacy-functions", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay-erasures", help="after a backup restore, re-apply every erasure of the ledger since DATE")
     p.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD or an ISO 8601 timestamp (UTC)")
     p.set_defaults(func=cmd_replay_erasures)
+
+    p = sub.add_parser("retention", help="the retention schedule of policy 5 (the three daily CRON jobs)")
+    retention = p.add_subparsers(dest="retention_command", required=True)
+    p = retention.add_parser("plan", help="what is due per category, with counts and the rule; changes nothing")
+    p.add_argument("--at", metavar="DATE", help="plan at this date (YYYY-MM-DD or ISO 8601, UTC) instead of now")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_retention_plan)
+    p = retention.add_parser("run", help="apply it now: the code the CRON functions run, with progress")
+    p.add_argument("--drain", action="store_true", help="then deliver queued chunks to their worker (local queues)")
+    p.set_defaults(func=cmd_retention_run)
 
     p = sub.add_parser("audit", help="audit trail operations")
     audit = p.add_subparsers(dest="audit_command", required=True)
