@@ -379,10 +379,15 @@ JobFn = Callable[[dict[str, Any], ScalewayContext], dict[str, Any] | None]
 
 
 class CronFunction(HttpFunction):
-    """A function run by a CRON trigger: Scaleway POSTs the trigger's `input` JSON object to "/"."""
+    """A function run by a CRON trigger: Scaleway POSTs the trigger's `input` JSON object to "/".
 
-    def __init__(self, name: str) -> None:
+    Every trigger of serverless.yml names its job in the input (`{"job": "<name>"}`); an input
+    naming another job is refused with 400 `unknown_job` before anything runs.
+    """
+
+    def __init__(self, name: str, *, job: str | None = None) -> None:
         super().__init__(name)
+        self.expected_job = job or name
         self._job: JobFn | None = None
         self.post("/")(self._run_job)
 
@@ -397,10 +402,12 @@ class CronFunction(HttpFunction):
             raise RuntimeError(f"{self.name} has no job registered")
         request = current_request()
         payload = _json_object(request.body, empty_is_object=True)
+        if payload.get("job") != self.expected_job:
+            raise ValidationFailed(f"unknown job; this function runs {self.expected_job!r}", code="unknown_job")
         log = get_logger()
-        log.info("cron job started", extra={"job": self.name})
+        log.info("cron job started", extra={"job": self.expected_job})
         result = self._job(payload, request.context)
-        log.info("cron job finished", extra={"job": self.name})
+        log.info("cron job finished", extra={"job": self.expected_job})
         return result if result is not None else {}
 
 

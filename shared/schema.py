@@ -500,3 +500,8 @@ inactivity_notices = Table(
 )
 # The daily selection of expire-inactive-accounts walks this index in (last_activity_at, id) order.
 Index("ix_accounts_last_activity_at_id", accounts.c.last_activity_at, accounts.c.id)
+# Foreign keys that an erasure's deletes check row by row: indexed, so the check is a lookup
+# and the cost of erasing an account does not grow with the size of these tables.
+Index("ix_invoices_company_id", invoices.c.company_id)
+Index("ix_invoices_client_id", invoices.c.client_id)
+Index("ix_analytics_events_consent_event_id", analytics_events.c.consent_event_id)

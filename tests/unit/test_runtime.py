@@ -256,21 +256,23 @@ def test_request_id_is_echoed_or_generated(settings):
 
 def test_cron_invocation_runs_the_job_with_its_input(settings, capsys):
     sample.CRON_CALLS.clear()
-    answer, body = call(sample.cron.handle, scaleway_event("POST", "/", json.dumps({"older_than_days": 30})))
+    job_input = {"job": "sample-cron", "older_than_days": 30}
+    answer, body = call(sample.cron.handle, scaleway_event("POST", "/", json.dumps(job_input)))
     assert answer["statusCode"] == 200
     assert body == {"rotated": 30}
     payload, ctx = sample.CRON_CALLS[0]
-    assert payload == {"older_than_days": 30}
+    assert payload == job_input
     assert ctx.function_name == "sample-fn" and ctx.aws_request_id == answer["headers"]["X-Request-Id"]
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert any(r["message"] == "cron job started" and r["job"] == "sample-cron" for r in records)
 
 
-def test_cron_without_input_gets_an_empty_payload(settings):
+@pytest.mark.parametrize("body", ["", json.dumps({"job": "another-job"}), json.dumps({"older_than_days": 1})])
+def test_cron_input_naming_no_or_another_job_runs_nothing(settings, body):
     sample.CRON_CALLS.clear()
-    answer, body = call(sample.cron.handle, scaleway_event("POST", "/"))
-    assert answer["statusCode"] == 200
-    assert sample.CRON_CALLS[0][0] == {}
+    answer, payload = call(sample.cron.handle, scaleway_event("POST", "/", body))
+    assert_error(answer, payload, 400, "unknown_job")
+    assert sample.CRON_CALLS == []
 
 
 def test_cron_input_must_be_an_object(settings):

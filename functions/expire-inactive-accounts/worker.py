@@ -1,0 +1,47 @@
+"""expire-inactive-accounts-worker: one chunk of accounts from the queue `retention-chunks`.
+
+Message `inactivity.chunk` {"account_ids": [...]}: each account is warned (mail, once per
+warning) or its erasure registered through the erase-account saga (channel `retention`).
+Idempotent: a repeat finds the warnings sent and the erasures registered. A failing mail
+service answers 503 so the queue retries the chunk; the accounts already done stay done.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints, ValidationError
+
+from shared import inactivity
+from shared.backends import ExternalServiceError
+from shared.db import get_engine
+from shared.errors import AppError, ValidationFailed
+from shared.logs import get_logger
+from shared.runtime import QueueFunction, QueueMessage, StrictModel, describe_validation_error
+
+worker = QueueFunction("expire-inactive-accounts-worker")
+
+AccountId = Annotated[str, StringConstraints(min_length=1, max_length=36)]
+
+
+class Chunk(StrictModel):
+    account_ids: list[AccountId] = Field(min_length=1, max_length=inactivity.MAX_CHUNK)
+
+
+@worker.on(inactivity.CHUNK_MESSAGE)
+def process(message: QueueMessage) -> dict[str, Any]:
+    try:
+        chunk = Chunk.model_validate(message.payload)
+    except ValidationError as exc:
+        raise ValidationFailed(describe_validation_error(exc)) from None
+    try:
+        return inactivity.process_chunk(get_engine(), chunk.account_ids)
+    except ExternalServiceError as exc:
+        get_logger().warning(
+            "inactivity chunk waits for an external service",
+            extra={"idempotency_key": message.idempotency_key, "service": exc.service, "retryable": exc.retryable},
+        )
+        raise AppError(503, "external_service_unavailable", f"{exc.service} is unavailable; the chunk will be retried") from None
+
+
+handle = worker.handle
