@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def cmd_serve(args) -> int:
     from shared.db import migrate
     from shared.local import serve
 
+    # Links built locally (downloads, unsubscribe) point at this server unless told otherwise.
+    os.environ.setdefault("LOCAL_BASE_URL", f"http://{args.host}:{args.port}")
     migrate(_settings().effective_database_url)
     serve(args.port, host=args.host)
     return 0
