@@ -281,16 +281,17 @@ def _by_tenth(batches: list[tuple[int, float]]) -> list[float]:
     return [round(s / n * 1000, 2) for n, s in tenths if n]
 
 
-def explain_sample(engine) -> str:
-    """The plan of one set-based statement of the database step, on the full tables."""
+def explain_sample(engine) -> dict[str, str]:
+    """The access path PostgreSQL picks for one set-based statement of the database step, by batch size."""
     import sqlalchemy as sa
 
+    plans = {}
     with engine.connect() as conn:
-        ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM accounts LIMIT 250"))]
-        plan = conn.execute(
-            sa.text("EXPLAIN DELETE FROM clients WHERE account_id = ANY(:ids)"), {"ids": ids}
-        ).scalars().all()
-    return " | ".join(line.strip() for line in plan)
+        for size in (25, 250):
+            ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM accounts ORDER BY random() LIMIT :n"), {"n": size})]
+            plan = conn.execute(sa.text("EXPLAIN DELETE FROM clients WHERE account_id = ANY(:ids)"), {"ids": ids}).scalars()
+            plans[f"{size} accounts"] = next(line.strip().lstrip("-> ").split("  (")[0] for line in list(plan)[1:2])
+    return plans
 
 
 def main(argv: list[str] | None = None) -> dict:
