@@ -499,3 +499,22 @@ class QueueFunction(HttpFunction):
             mark_processed(conn, message.idempotency_key, self.name, stored)
         log.info("queue message processed", extra=keys)
         return {"status": "processed", "result": stored}
+
+
+def queue_and_cron(*, queue: QueueFunction, cron: CronFunction) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """One deployed function with both an SQS and a CRON trigger.
+
+    Both POST a JSON body to "/": a queue message is an envelope with a `type`, a CRON
+    input names its `job` (and has no `type`); the body decides which side answers.
+    """
+
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        body = event.get("body") if isinstance(event, dict) else None
+        try:
+            data = json.loads(body) if isinstance(body, str) and body.strip() else None
+        except ValueError:
+            data = None
+        is_cron = isinstance(data, dict) and "job" in data and "type" not in data
+        return (cron if is_cron else queue).handle(event, context)
+
+    return handle

@@ -7,13 +7,11 @@
 - CRON input {"job": "erasure-sweep"}: queues every erasure whose cooling-off is
   over (`erase_after <= now`) and every one started but unfinished.
 
-One function, two triggers: a queue delivery always carries an envelope with a
-`type`; the CRON trigger posts its `input` object, which has a `job` instead.
+One function, two triggers (shared.runtime.queue_and_cron tells them apart).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -23,7 +21,14 @@ from shared.backends import ExternalServiceError
 from shared.db import get_engine
 from shared.errors import AppError, ValidationFailed
 from shared.logs import get_logger
-from shared.runtime import CronFunction, QueueFunction, QueueMessage, StrictModel, describe_validation_error
+from shared.runtime import (
+    CronFunction,
+    QueueFunction,
+    QueueMessage,
+    StrictModel,
+    describe_validation_error,
+    queue_and_cron,
+)
 
 SWEEP_JOB = "erasure-sweep"
 
@@ -57,14 +62,4 @@ def sweep_due(_payload: dict[str, Any], _ctx) -> dict[str, Any]:
     return {"queued": erasure.enqueue_due_erasures(get_engine())}
 
 
-def _is_cron(event: Any) -> bool:
-    body = event.get("body") if isinstance(event, dict) else None
-    try:
-        data = json.loads(body) if isinstance(body, str) and body.strip() else None
-    except ValueError:
-        return False
-    return isinstance(data, dict) and "job" in data and "type" not in data
-
-
-def handle(event: dict[str, Any], context: dict[str, Any] | None) -> dict[str, Any]:
-    return (sweep if _is_cron(event) else worker).handle(event, context)
+handle = queue_and_cron(queue=worker, cron=sweep)
