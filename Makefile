@@ -35,11 +35,11 @@ test: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/pytest -q -s -p no:cacheprovider tests/perf
 
-# The deployable zip's dependencies: musl wheels for Scaleway's Alpine runtime.
+# The deployable zip's dependencies: musl wheels for Scaleway's Alpine runtime (musl 1.2 runs musllinux_1_1 wheels too).
 package:
 	rm -rf package
 	$(BIN)/python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > .package-requirements.txt
-	$(BIN)/pip install --quiet --target package --platform musllinux_1_2_x86_64 \
+	$(BIN)/pip install --quiet --target package --platform musllinux_1_2_x86_64 --platform musllinux_1_1_x86_64 \
 		--python-version 3.11 --implementation cp --only-binary=:all: -r .package-requirements.txt
 	rm -f .package-requirements.txt
 
