@@ -19,6 +19,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, text
@@ -164,6 +165,38 @@ def _lock_tail(conn: Connection) -> None:
         conn.execute(text("DELETE FROM audit_log WHERE 1 = 0"))
 
 
+def _prepare(
+    *,
+    actor: str,
+    action: str,
+    outcome: str,
+    request_id: str | None = None,
+    subject: str | None = None,
+    details: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Validate one entry's content (everything but its place in the chain)."""
+    _check_label("actor", actor, 64)
+    _check_label("action", action, 64)
+    _check_label("outcome", outcome, 32)
+    if details is not None:
+        if not isinstance(details, dict):
+            raise TypeError("audit details must be a dict")
+        # Round-trip through canonical JSON: what is stored is exactly what is hashed.
+        details = json.loads(_canonical(details))
+        ensure_no_personal_data(details)
+    return dict(
+        entry_id=str(uuid.uuid4()),
+        occurred_at=(now or utcnow()).astimezone(UTC),
+        actor=actor,
+        action=action,
+        request_id=request_id,
+        subject_pseudonym=subject_pseudonym(subject) if subject is not None else None,
+        outcome=outcome,
+        details=details,
+    )
+
+
 def record(
     conn: Connection,
     *,
@@ -176,36 +209,32 @@ def record(
     now: dt.datetime | None = None,
 ) -> AuditEntry:
     """Append one entry in the caller's transaction. `subject` is an account id, stored as its pseudonym."""
-    _check_label("actor", actor, 64)
-    _check_label("action", action, 64)
-    _check_label("outcome", outcome, 32)
-    if details is not None:
-        if not isinstance(details, dict):
-            raise TypeError("audit details must be a dict")
-        # Round-trip through canonical JSON: what is stored is exactly what is hashed.
-        details = json.loads(_canonical(details))
-        ensure_no_personal_data(details)
-    occurred_at = (now or utcnow()).astimezone(UTC)
-    pseudonym = subject_pseudonym(subject) if subject is not None else None
+    entry = dict(
+        actor=actor, action=action, outcome=outcome, request_id=request_id, subject=subject, details=details, now=now
+    )
+    return record_many(conn, [entry])[0]
 
+
+def record_many(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> list[AuditEntry]:
+    """Append several entries, chained in the given order, in the caller's transaction.
+
+    Each entry takes the keyword arguments of `record`. All are validated before anything
+    is written; the tail is locked and read once and the entries go in one INSERT.
+    """
+    prepared = [_prepare(**entry) for entry in entries]
+    if not prepared:
+        return []
     _lock_tail(conn)
     tail = conn.execute(select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
     seq, prev_hash = (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
-    fields = dict(
-        seq=seq,
-        entry_id=str(uuid.uuid4()),
-        occurred_at=occurred_at,
-        actor=actor,
-        action=action,
-        request_id=request_id,
-        subject_pseudonym=pseudonym,
-        outcome=outcome,
-        details=details,
-        prev_hash=prev_hash,
-    )
-    digest = entry_hash(**fields)
-    conn.execute(insert(audit_log).values(**fields, hash=digest))
-    return AuditEntry(**fields, hash=digest)
+    written: list[AuditEntry] = []
+    for fields in prepared:
+        fields = dict(fields, seq=seq, prev_hash=prev_hash)
+        digest = entry_hash(**fields)
+        written.append(AuditEntry(**fields, hash=digest))
+        seq, prev_hash = seq + 1, digest
+    conn.execute(insert(audit_log), [{**entry.__dict__} for entry in written])
+    return written
 
 
 def verify_chain(conn: Connection) -> VerifyResult:

@@ -1002,22 +1002,22 @@ def _record_ledger(conn: Connection, entries: Sequence[Mapping[str, str]]) -> No
 def _complete(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime) -> None:
     """Close the requests with their receipts, write the ledger, then the audit entries: one transaction."""
     with engine.begin() as conn:
-        ledger_rows = []
-        for saga in sagas:
-            if registry.get_request(conn, saga.id).state != registry.IN_PROGRESS:
-                continue  # a concurrent run closed it already
+        loaded = {record.id: record for record in registry.load_many(conn, [s.id for s in sagas])}
+        # A request no longer in progress was closed by a concurrent run already.
+        closing = [s for s in sagas if s.id in loaded and loaded[s.id].state == registry.IN_PROGRESS]
+        details, follow_up, ledger_rows = {}, {}, []
+        for saga in closing:
             stored = saga.results["receipt"]
-            registry.transition(
-                conn, saga.id, registry.COMPLETED, actor=SYSTEM_ACTOR, now=now,
-                details={"receipt_object": receipt_key(saga.id), "receipt_summary": stored["summary"]},
+            details[saga.id] = {"receipt_object": receipt_key(saga.id), "receipt_summary": stored["summary"]}
+            follow_up[saga.id] = dict(
+                actor=SYSTEM_ACTOR, action="erasure.completed", outcome=registry.COMPLETED, request_id=saga.id,
+                subject=saga.account_id, details={"receipt_object": receipt_key(saga.id), **stored["summary"]}, now=now,
             )
             ledger_rows.append(_ledger_entry(saga.id, saga.account_id, _parse_iso(stored["erased_at"])))
-            audit.record(
-                conn, actor=SYSTEM_ACTOR, action="erasure.completed", outcome=registry.COMPLETED, request_id=saga.id,
-                subject=saga.account_id,
-                details={"receipt_object": receipt_key(saga.id), **stored["summary"]},
-                now=now,
-            )
+        registry.transition_many(
+            conn, [loaded[s.id] for s in closing], registry.COMPLETED, actor=SYSTEM_ACTOR, now=now,
+            details=details, follow_up=follow_up,
+        )
         _record_ledger(conn, ledger_rows)
 
 
@@ -1086,42 +1086,70 @@ def _start(engine: Engine, request_ids: Sequence[str], now: dt.datetime) -> tupl
     outcomes: dict[str, str] = {}
     sagas: list[_Saga] = []
     with engine.begin() as conn:
+        loaded = {record.id: record for record in registry.load_many(conn, request_ids)}
+        due: list[RequestRecord] = []
         for request_id in request_ids:
-            try:
-                record = get_erasure(conn, request_id)
-                if record.state == registry.WAITING:
-                    if now < erase_after(record):
-                        outcomes[request_id] = "not_due"
-                        continue
-                    if record.channel == RETENTION_CHANNEL and not _inactivity_erasure_allowed(conn, record.account_id):
+            record = loaded.get(request_id)
+            if record is None or record.kind != KIND:
+                outcomes[request_id] = "request_not_found"
+                continue
+            if record.state == registry.WAITING:
+                if now < erase_after(record):
+                    outcomes[request_id] = "not_due"
+                    continue
+                if record.channel == RETENTION_CHANNEL and not _inactivity_erasure_allowed(conn, record.account_id):
+                    try:
                         registry.transition(
                             conn, request_id, registry.REJECTED, actor=SYSTEM_ACTOR, now=now,
                             reason="a restriction of processing (GDPR Art. 18) was in force when the erasure became due",
                         )
-                        _reactivate(conn, record.account_id)
-                        outcomes[request_id] = registry.REJECTED
+                    except Conflict as exc:  # a concurrent cancel/run won the race
+                        outcomes[request_id] = exc.code
                         continue
-                    record = registry.transition(conn, request_id, registry.IN_PROGRESS, actor=SYSTEM_ACTOR, now=now)
-                if record.state != registry.IN_PROGRESS:
-                    outcomes[request_id] = record.state  # completed, cancelled, rejected
+                    _reactivate(conn, record.account_id)
+                    outcomes[request_id] = registry.REJECTED
                     continue
-            except (NotFound, Conflict) as exc:  # unknown id, or a concurrent cancel/run won the race
-                outcomes[request_id] = exc.code
-                continue
-            sagas.append(_Saga(record))
+                due.append(record)
+            elif record.state != registry.IN_PROGRESS:
+                outcomes[request_id] = record.state  # completed, cancelled, rejected
+            else:
+                sagas.append(_Saga(record))
+        sagas += [_Saga(record) for record in _start_due(conn, due, now, outcomes)]
         if sagas:
-            rows = conn.execute(
-                select(saga_steps.c.job_id, saga_steps.c.step, saga_steps.c.result).where(
-                    saga_steps.c.job_id.in_([s.id for s in sagas]), saga_steps.c.state == STEP_COMPLETED
-                )
-            )
             by_id = {s.id: s for s in sagas}
-            for row in rows:
-                by_id[row.job_id].results[row.step] = row.result or {}
+            for start in range(0, len(sagas), _ID_BATCH):
+                rows = conn.execute(
+                    select(saga_steps.c.job_id, saga_steps.c.step, saga_steps.c.result).where(
+                        saga_steps.c.job_id.in_([s.id for s in sagas[start:start + _ID_BATCH]]),
+                        saga_steps.c.state == STEP_COMPLETED,
+                    )
+                )
+                for row in rows:
+                    by_id[row.job_id].results[row.step] = row.result or {}
             contacts = _contacts(conn, [s.account_id for s in sagas])
             for saga in sagas:
                 saga.contact = contacts.get(saga.account_id)
     return outcomes, sagas
+
+
+def _start_due(
+    conn: Connection, due: Sequence[RequestRecord], now: dt.datetime, outcomes: dict[str, str]
+) -> list[RequestRecord]:
+    """Move the due requests to `in_progress` in one statement; on a lost race, one by one to find the loser."""
+    if not due:
+        return []
+    try:
+        with conn.begin_nested():
+            return registry.transition_many(conn, due, registry.IN_PROGRESS, actor=SYSTEM_ACTOR, now=now)
+    except Conflict:
+        pass  # rolled back to the savepoint: retry each request on its own
+    started = []
+    for record in due:
+        try:
+            started.append(registry.transition(conn, record.id, registry.IN_PROGRESS, actor=SYSTEM_ACTOR, now=now))
+        except (NotFound, Conflict) as exc:
+            outcomes[record.id] = exc.code
+    return started
 
 
 StepRunner = Callable[[Engine, Sequence["_Saga"], dt.datetime, int], None]

@@ -93,8 +93,13 @@ def build_mailer(settings: Settings) -> Mailer:
 
 # --- Resend ---------------------------------------------------------------------------
 
-# The SDK keeps its key and URL in module globals: set them under a lock for each call.
-_sdk_lock = threading.Lock()
+# The SDK keeps its key and URL in module globals, read during each call. Calls run
+# concurrently while the globals hold their mailer's values; a mailer needing other
+# values waits until the calls in flight are over, then sets them.
+_sdk_state = threading.Condition()
+_sdk_in_flight = 0
+_sdk_config: tuple[str | None, str] | None = None
+_sdk_waiting = 0  # mailers waiting to switch the globals: newcomers queue behind them
 
 
 class ResendMailer:
@@ -105,16 +110,31 @@ class ResendMailer:
 
     @contextmanager
     def _sdk(self) -> Iterator[Any]:
+        global _sdk_in_flight, _sdk_config, _sdk_waiting
         import resend
         from resend.exceptions import ResendError
 
-        with _sdk_lock:
-            resend.api_key = self._api_key
-            resend.api_url = self._api_url
-            try:
-                yield resend
-            except ResendError as exc:
-                raise _external_error(exc) from exc
+        config = (self._api_key, self._api_url)
+        with _sdk_state:
+            if _sdk_config != config or _sdk_waiting:
+                _sdk_waiting += 1
+                try:
+                    while _sdk_in_flight:
+                        _sdk_state.wait()
+                finally:
+                    _sdk_waiting -= 1
+            if _sdk_config != config or (resend.api_key, resend.api_url) != config:
+                resend.api_key, resend.api_url = config
+                _sdk_config = config
+            _sdk_in_flight += 1
+        try:
+            yield resend
+        except ResendError as exc:
+            raise _external_error(exc) from exc
+        finally:
+            with _sdk_state:
+                _sdk_in_flight -= 1
+                _sdk_state.notify_all()
 
     def send(self, message: Message) -> str:
         params: dict[str, Any] = {

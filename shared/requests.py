@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -62,6 +64,8 @@ _REASON_REQUIRED = frozenset({REJECTED})
 RESPONSE_MONTHS = 1
 MAX_EXTENSION_MONTHS = 2
 MAX_REASON_LENGTH = 1000
+# Ids per statement in the batch functions.
+_BATCH = 1000
 
 _DEFAULT_ACTOR = {"client_area": "client", "email": "dpo", "post": "dpo", "retention": "system:retention", "dpo": "dpo"}
 
@@ -284,29 +288,89 @@ def transition(
 ) -> RequestRecord:
     """Move the request to `to_state`; `details` are merged into the request's details."""
     record = get_request(conn, request_id)
-    _check_transition(record, to_state)
+    return transition_many(
+        conn, [record], to_state, actor=actor, reason=reason, details={record.id: details} if details else None, now=now
+    )[0]
+
+
+def transition_many(
+    conn: Connection,
+    records: Sequence[RequestRecord],
+    to_state: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    details: Mapping[str, dict[str, Any]] | None = None,
+    now: dt.datetime | None = None,
+    follow_up: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[RequestRecord]:
+    """`transition` for many loaded requests at once: all move, or none (Conflict / InvalidTransition).
+
+    Every record is checked as `transition` checks it; the update is optimistic on each
+    record's version, and the audit entries are appended together. `details` maps a
+    request id to the details merged into that request's; `follow_up` maps a request id
+    to one more audit entry (`audit.record` arguments) chained right after its transition's.
+    """
+    if not records:
+        return []
+    if len({record.id for record in records}) != len(records):
+        raise ValueError("each request appears once")
+    for record in records:
+        _check_transition(record, to_state)
     reason = _clean_reason(reason, required=to_state in _REASON_REQUIRED)
-    details = _check_details(details)
+    extra = {request_id: _check_details(value) for request_id, value in (details or {}).items()}
     now = (now or utcnow()).astimezone(UTC)
-    values: dict[str, Any] = {"state": to_state, "state_changed_at": now}
+    values: dict[str, Any] = {"state": to_state, "state_changed_at": now, "version": dsr_requests.c.version + 1}
     if to_state in TERMINAL_STATES:
         values["closed_at"] = now
     if reason is not None:
         values["reason"] = reason
-    if details:
-        values["details"] = {**record.details, **details}
-    _update_versioned(conn, record, **values)
-    audit.record(
-        conn,
-        actor=actor,
-        action="request.transition",
-        outcome=to_state,
-        request_id=record.id,
-        subject=record.account_id,
-        details={"kind": record.kind, "from": record.state, "to": to_state},
-        now=now,
-    )
-    return get_request(conn, request_id)
+    if any(extra.values()):
+        merged = {r.id: {**r.details, **extra[r.id]} for r in records if extra.get(r.id)}
+        if len(merged) == len(records) and len({json.dumps(v, sort_keys=True) for v in merged.values()}) == 1:
+            values["details"] = next(iter(merged.values()))
+        else:
+            # Per-request details, still one UPDATE: a bound JSON value per id.
+            values["details"] = sa.case(
+                {
+                    request_id: sa.bindparam(f"details_{n}", value, type_=dsr_requests.c.details.type)
+                    for n, (request_id, value) in enumerate(merged.items())
+                },
+                value=dsr_requests.c.id,
+                else_=dsr_requests.c.details,
+            )
+    for start in range(0, len(records), _BATCH):
+        chunk = records[start:start + _BATCH]
+        # Each record's own version check: a row changed meanwhile is not matched, and the count tells.
+        result = conn.execute(
+            update(dsr_requests)
+            .where(sa.tuple_(dsr_requests.c.id, dsr_requests.c.version).in_([(r.id, r.version) for r in chunk]))
+            .values(**values)
+        )
+        if result.rowcount != len(chunk):
+            raise Conflict("the request was changed by someone else; reload and retry", code="concurrent_update")
+    entries: list[Mapping[str, Any]] = []
+    for record in records:
+        entries.append(
+            dict(
+                actor=actor, action="request.transition", outcome=to_state, request_id=record.id,
+                subject=record.account_id, details={"kind": record.kind, "from": record.state, "to": to_state}, now=now,
+            )
+        )
+        if follow_up and record.id in follow_up:
+            entries.append(follow_up[record.id])
+    audit.record_many(conn, entries)
+    return load_many(conn, [record.id for record in records])
+
+
+def load_many(conn: Connection, request_ids: Sequence[str]) -> list[RequestRecord]:
+    """The requests with these ids, in that order (absent ids are left out)."""
+    found: dict[str, RequestRecord] = {}
+    for start in range(0, len(request_ids), _BATCH):
+        chunk = list(request_ids[start:start + _BATCH])
+        for row in conn.execute(select(dsr_requests).where(dsr_requests.c.id.in_(chunk))):
+            found[row.id] = RequestRecord.from_row(row)
+    return [found[request_id] for request_id in request_ids if request_id in found]
 
 
 def extend_deadline(
