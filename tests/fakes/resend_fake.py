@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.http_fake import LocalHttpFake
 from urllib.parse import unquote, urlsplit
 
 API_KEY_RE = re.compile(r"^Bearer re_[A-Za-z0-9_]+$")
@@ -28,36 +29,14 @@ class RecordedRequest:
     body: Any
 
 
-class ResendFake:
+class ResendFake(LocalHttpFake):
     def __init__(self) -> None:
-        self.requests: list[RecordedRequest] = []
+        super().__init__()
         self.emails: list[dict[str, Any]] = []
         self.contacts: dict[str, dict[str, Any]] = {}  # by id
-        self.unknown_routes: list[str] = []
         self._idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._failures: list[int] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> ResendFake:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     # Arrange --------------------------------------------------------------------
-
-    def fail_next(self, n: int = 1, status: int = 500) -> None:
-        with self._lock:
-            self._failures.extend([status] * n)
 
     def add_contact(self, email: str, *, unsubscribed: bool = False) -> str:
         contact_id = str(uuid.uuid4())

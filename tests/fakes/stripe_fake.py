@@ -13,12 +13,13 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.http_fake import LocalHttpFake
 from urllib.parse import parse_qs, urlsplit
 
 API_KEY_RE = re.compile(r"^Bearer sk_test_[A-Za-z0-9_]+$")
@@ -40,36 +41,14 @@ class RecordedRequest:
     form: dict[str, str]
 
 
-class StripeFake:
+class StripeFake(LocalHttpFake):
     def __init__(self) -> None:
-        self.requests: list[RecordedRequest] = []
+        super().__init__()
         self.customers: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}  # insertion order = listing order
-        self.unknown_routes: list[str] = []
         self._idempotency: dict[str, tuple[str, int, dict[str, Any]]] = {}
-        self._failures: list[int] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> StripeFake:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     # Arrange --------------------------------------------------------------------
-
-    def fail_next(self, n: int = 1, status: int = 500) -> None:
-        with self._lock:
-            self._failures.extend([status] * n)
 
     def add_customer(self) -> str:
         customer_id = "cus_" + uuid.uuid4().hex[:14]

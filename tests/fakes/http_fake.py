@@ -1,0 +1,40 @@
+"""What the local HTTP fakes of external APIs share: a threaded server on 127.0.0.1, failure injection."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class LocalHttpFake:
+    """Subclasses define `_handler_class()`, returning the request handler bound to the fake."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.unknown_routes: list[str] = []
+        self._failures: list[int] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(self, n: int = 1, status: int = 500) -> None:
+        """The next `n` requests answer `status` (then the fake behaves again)."""
+        with self._lock:
+            self._failures.extend([status] * n)
