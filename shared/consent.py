@@ -36,6 +36,7 @@ from urllib.parse import quote
 from sqlalchemy import Connection, Engine, Select, delete, insert, select, update
 
 from shared import audit, requests
+from shared.auth import header_value
 from shared.backends import ExternalServiceError
 from shared.config import get_settings
 from shared.db import UTC, utcnow
@@ -619,7 +620,7 @@ def honour_gpc(
     the caller's own transaction: without the header it costs nothing, with it one read
     unless something must change.
     """
-    value = next((v for k, v in (headers or {}).items() if k.lower() == GPC_HEADER.lower()), None)
+    value = header_value(headers, GPC_HEADER)
     if value is None or value.strip() != "1":
         return False
     with engine.connect() as conn:
