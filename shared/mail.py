@@ -97,9 +97,47 @@ def build_mailer(settings: Settings) -> Mailer:
 # concurrently while the globals hold their mailer's values; a mailer needing other
 # values waits until the calls in flight are over, then sets them.
 _sdk_state = threading.Condition()
+_sdk_http_client_installed = False
 _sdk_in_flight = 0
 _sdk_config: tuple[str | None, str] | None = None
 _sdk_waiting = 0  # mailers waiting to switch the globals: newcomers queue behind them
+
+
+def _install_pooled_http_client() -> None:
+    """Give the SDK an HTTP client that keeps its connections open (one session per thread).
+
+    The SDK's default client opens a new connection for every call (`requests.request`),
+    which costs a TCP and TLS handshake per mail or contact. The environment's proxy and
+    .netrc settings are not consulted: the Resend host is configuration, checked by the EU guard.
+    """
+    global _sdk_http_client_installed
+    import requests
+    import resend
+    from resend.http_client_requests import RequestsClient
+
+    class PooledRequestsClient(RequestsClient):
+        def __init__(self, timeout: int = 30):
+            super().__init__(timeout=timeout)
+            self._local = threading.local()
+
+        def request(self, method, url, headers, json=None, files=None, data=None):
+            session = getattr(self._local, "session", None)
+            if session is None:
+                session = self._local.session = requests.Session()
+                session.trust_env = False
+            try:
+                response = session.request(
+                    method=method, url=url, headers=headers, files=files, data=data,
+                    json=json if data is None and files is None else None, timeout=self._timeout,
+                )
+            except requests.RequestException as exc:
+                raise RuntimeError(f"Request failed: {type(exc).__name__}") from exc  # as the SDK's own client
+            return response.content, response.status_code, response.headers
+
+    with _sdk_state:
+        if not _sdk_http_client_installed:
+            resend.default_http_client = PooledRequestsClient()
+            _sdk_http_client_installed = True
 
 
 class ResendMailer:
@@ -107,6 +145,7 @@ class ResendMailer:
         self._api_key = settings.resend_api_key
         self._api_url = (settings.resend_base_url or RESEND_API_URL).rstrip("/")
         self._from = settings.mail_from
+        _install_pooled_http_client()
 
     @contextmanager
     def _sdk(self) -> Iterator[Any]:

@@ -7,6 +7,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class FakeApiHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1, as the real APIs: a client's pooled connection serves many calls.
+
+    Every response carries its Content-Length; Nagle is off so a response's header and body
+    segments are not held back waiting for an acknowledgement.
+    """
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many pooled clients connect at once (the default backlog is 5)
+
+
 class LocalHttpFake:
     """Subclasses define `_handler_class()`, returning the request handler bound to the fake."""
 
@@ -15,7 +33,7 @@ class LocalHttpFake:
         self.unknown_routes: list[str] = []
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

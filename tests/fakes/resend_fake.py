@@ -12,10 +12,9 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.http_fake import LocalHttpFake
+from tests.fakes.http_fake import FakeApiHandler, LocalHttpFake
 from urllib.parse import unquote, urlsplit
 
 API_KEY_RE = re.compile(r"^Bearer re_[A-Za-z0-9_]+$")
@@ -35,6 +34,7 @@ class ResendFake(LocalHttpFake):
         self.emails: list[dict[str, Any]] = []
         self.contacts: dict[str, dict[str, Any]] = {}  # by id
         self._idempotency: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._contact_by_email: dict[str, str] = {}  # lower-cased email -> id: lookups do not scan every contact
 
     # Arrange --------------------------------------------------------------------
 
@@ -47,6 +47,7 @@ class ResendFake(LocalHttpFake):
                 "email": email,
                 "unsubscribed": unsubscribed,
             }
+            self._contact_by_email[email.lower()] = contact_id
         return contact_id
 
     def contact(self, email: str) -> dict[str, Any] | None:
@@ -56,20 +57,15 @@ class ResendFake(LocalHttpFake):
     def _find_contact(self, id_or_email: str) -> dict[str, Any] | None:
         if id_or_email in self.contacts:
             return self.contacts[id_or_email]
-        for contact in self.contacts.values():
-            if contact["email"].lower() == id_or_email.lower():
-                return contact
-        return None
+        contact_id = self._contact_by_email.get(id_or_email.lower())
+        return self.contacts.get(contact_id) if contact_id else None
 
     # Serving --------------------------------------------------------------------
 
     def _handler_class(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
+        class Handler(FakeApiHandler):
             def _respond(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -160,6 +156,7 @@ class ResendFake(LocalHttpFake):
                 return 200, {"object": "contact", "id": contact["id"]}
             if method == "DELETE":
                 del self.contacts[contact["id"]]
+                self._contact_by_email.pop(contact["email"].lower(), None)
                 return 200, {"object": "contact", "contact": contact["id"], "deleted": True}
         return _error(405, "method_not_allowed", "Method not allowed")
 

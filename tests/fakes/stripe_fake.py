@@ -16,10 +16,9 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.http_fake import LocalHttpFake
+from tests.fakes.http_fake import FakeApiHandler, LocalHttpFake
 from urllib.parse import parse_qs, urlsplit
 
 API_KEY_RE = re.compile(r"^Bearer sk_test_[A-Za-z0-9_]+$")
@@ -46,6 +45,7 @@ class StripeFake(LocalHttpFake):
         super().__init__()
         self.customers: dict[str, dict[str, Any]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}  # insertion order = listing order
+        self._subscriptions_of: dict[str, list[str]] = {}  # customer -> ids: lookups do not scan every customer
         self._idempotency: dict[str, tuple[str, int, dict[str, Any]]] = {}
 
     # Arrange --------------------------------------------------------------------
@@ -67,6 +67,7 @@ class StripeFake(LocalHttpFake):
                 "created": int(time.time()),
                 "canceled_at": int(time.time()) if status == "canceled" else None,
             }
+            self._subscriptions_of.setdefault(customer_id, []).append(subscription_id)
         return subscription_id
 
     def mutations(self) -> list[RecordedRequest]:
@@ -77,10 +78,7 @@ class StripeFake(LocalHttpFake):
     def _handler_class(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(FakeApiHandler):
             def _respond(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -160,11 +158,14 @@ class StripeFake(LocalHttpFake):
             return _error(400, "invalid_request_error", "parameter_invalid_integer", "Invalid integer", "limit")
         if not 1 <= limit <= 100:
             return _error(400, "invalid_request_error", "parameter_invalid_integer", "limit is 1 to 100", "limit")
+        candidates = (
+            self.subscriptions.values() if customer is None
+            else [self.subscriptions[i] for i in self._subscriptions_of.get(customer, [])]
+        )
         items = [
             s
-            for s in self.subscriptions.values()
-            if (customer is None or s["customer"] == customer)
-            and (
+            for s in candidates
+            if (
                 status == "all"
                 or (status is None and s["status"] not in ("canceled", "incomplete_expired"))
                 or s["status"] == status
@@ -200,8 +201,8 @@ class StripeFake(LocalHttpFake):
         if method == "GET":
             return 200, dict(customer), None
         # Deleting a customer cancels its subscriptions at once, as Stripe does.
-        for subscription in self.subscriptions.values():
-            if subscription["customer"] == customer_id and subscription["status"] != "canceled":
+        for subscription in (self.subscriptions[i] for i in self._subscriptions_of.get(customer_id, [])):
+            if subscription["status"] != "canceled":
                 subscription["status"] = "canceled"
                 subscription["canceled_at"] = int(time.time())
         self.customers[customer_id] = {"id": customer_id, "object": "customer", "deleted": True}
