@@ -128,6 +128,10 @@ class Settings(BaseModel):
 
     # Right to erasure: days during which the user can cancel before the erasure runs (0: at once).
     erasure_cooling_off_days: int = Field(7, alias="ERASURE_COOLING_OFF_DAYS", ge=0, le=30)
+    # The erasure worker runs a message's erasures in batches sharing every statement, and starts
+    # no batch after its time budget (well within the function timeout): the rest is re-queued.
+    erasure_batch_size: int = Field(100, alias="ERASURE_BATCH_SIZE", ge=1, le=1000)
+    erasure_time_budget_seconds: int = Field(120, alias="ERASURE_TIME_BUDGET_SECONDS", ge=10, le=840)
 
     verification_code_ttl_seconds: int = Field(600, alias="VERIFICATION_CODE_TTL_SECONDS", ge=60)
     verification_max_attempts: int = Field(5, alias="VERIFICATION_MAX_ATTEMPTS", ge=1)

@@ -11,9 +11,10 @@ One erasure for every path: the client area's "Delete my account" button, the DP
         the same in its own transaction, then queues the run when no cooling-off applies.
     run_erasure(engine, request_id, *, now=None) -> str
     run_erasures(engine, request_ids, *, now=None, workers=8) -> {request_id: outcome}
-        execute the saga once the cooling-off is over (queue worker; batch jobs).
-    enqueue_due_erasures(engine, *, now=None) -> int
-        the CRON sweep: queues due and unfinished erasures.
+        execute the saga once the cooling-off is over; the queue worker runs the ids of
+        one message (up to RUN_MESSAGE_MAX) as batches of ERASURE_BATCH_SIZE.
+    enqueue_runs(request_ids, *, reason) / enqueue_due_erasures(engine, *, now=None) -> int
+        queue runs, many ids per message; the CRON sweep queues due and unfinished erasures.
 
 The erasure runs ERASURE_COOLING_OFF_DAYS after registration; until then
 `cancel_erasure` gives the account back. A restriction under Art. 18 blocks the
@@ -24,7 +25,7 @@ anywhere resumes at the interrupted step and no external effect happens twice
 (each carries the step's idempotency key, `shared.jobs.step_key`):
 
     plan          what will be erased, pseudonymised or retained, and until when
-    stripe        cancel active subscriptions, delete the customer (404 = done)
+    stripe        delete the customer, which cancels its active subscriptions (404 = done)
     resend        remove the contact (404 = done)
     receipt_mail  the receipt, mailed while the address still exists
     database      driven by the data map, set-based, one transaction with its own record, self-verified
@@ -44,8 +45,10 @@ import datetime as dt
 import json
 import re
 import string
+import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,11 +65,13 @@ from shared.jobs import FAILED as STEP_FAILED
 from shared.jobs import step_key
 from shared.pseudonym import subject_pseudonym
 from shared.requests import RequestRecord
-from shared.schema import accounts, api_keys, erasure_ledger, saga_steps, sessions
+from shared.schema import accounts, api_keys, erasure_ledger, processing_restrictions, saga_steps, sessions
 
 KIND = "erasure"
 QUEUE_NAME = "erasure-steps"
 RUN_MESSAGE = "erasure.run"
+# Request ids per queue message: the worker runs them as batches and re-queues what its time budget leaves.
+RUN_MESSAGE_MAX = 1000
 SYSTEM_ACTOR = "system:erasure"
 # Channels through which an erasure is registered (shared.requests.CHANNELS).
 CLIENT_CHANNEL = "client_area"
@@ -159,6 +164,17 @@ def _inactivity_erasure_allowed(conn: Connection, account_id: str) -> bool:
     return erasure_by_inactivity_allowed(conn, account_id)
 
 
+def _restricted_among(conn: Connection, account_ids: Sequence[str]) -> set[str]:
+    """The accounts of `account_ids` under an Art. 18 restriction (one query per chunk of ids)."""
+    from shared.consent import restricted_accounts
+
+    restricted: set[str] = set()
+    for start in range(0, len(account_ids), _ID_BATCH):
+        query = restricted_accounts().where(processing_restrictions.c.account_id.in_(account_ids[start:start + _ID_BATCH]))
+        restricted.update(conn.execute(query).scalars())
+    return restricted
+
+
 def _register(
     conn: Connection, account_id: str, *, channel: str, actor: str, now: dt.datetime
 ) -> tuple[RequestRecord, bool]:
@@ -226,12 +242,27 @@ def request_erasure(
 
 def enqueue_run(request_id: str, *, reason: str) -> None:
     """Queue one run of the saga; `reason` makes the message's idempotency key (a new sweep, a new key)."""
+    enqueue_runs([request_id], reason=reason)
+
+
+def enqueue_runs(request_ids: Sequence[str], *, reason: str) -> int:
+    """Queue runs of many sagas, up to RUN_MESSAGE_MAX ids per message; returns the messages sent.
+
+    The idempotency key derives from the ids and `reason`: the same call repeated (a retried
+    job) sends messages the worker recognises as already processed.
+    """
+    import hashlib
+
     from shared.backends import get_queue
     from shared.runtime import make_message
 
-    get_queue(QUEUE_NAME).send(
-        make_message(RUN_MESSAGE, f"erasure:{request_id}:{reason}", {"request_id": request_id})
-    )
+    ids = list(dict.fromkeys(request_ids))
+    queue = get_queue(QUEUE_NAME)
+    for start in range(0, len(ids), RUN_MESSAGE_MAX):
+        chunk = ids[start:start + RUN_MESSAGE_MAX]
+        label = chunk[0] if len(chunk) == 1 else hashlib.sha256("\n".join(chunk).encode()).hexdigest()[:32]
+        queue.send(make_message(RUN_MESSAGE, f"erasure:{label}:{reason}", {"request_ids": chunk}))
+    return -(-len(ids) // RUN_MESSAGE_MAX)
 
 
 def get_erasure(conn: Connection, request_id: str, *, account_id: str | None = None) -> RequestRecord:
@@ -315,9 +346,7 @@ def enqueue_due_erasures(engine: Engine, *, now: dt.datetime | None = None) -> i
     now = _now(now)
     with engine.connect() as conn:
         ids = due_erasures(conn, now=now)
-    stamp = now.strftime("%Y%m%dT%H%M%S")
-    for request_id in ids:
-        enqueue_run(request_id, reason=f"sweep:{stamp}")
+    enqueue_runs(ids, reason=f"sweep:{now:%Y%m%dT%H%M%S}")
     return len(ids)
 
 
@@ -495,8 +524,7 @@ def _stripe_effect(saga: _Saga) -> dict[str, Any]:
     payments = get_payments()
     key = step_key(saga.id, "stripe")
     customer = saga.contact.stripe_customer_id
-    cancelled = payments.cancel_active_subscriptions(customer, idempotency_key=f"{key}:subscriptions")
-    payments.delete_customer(customer, idempotency_key=f"{key}:customer")
+    cancelled = payments.delete_customer(customer, idempotency_key=f"{key}:customer")
     return {"customer": "deleted", "subscriptions_cancelled": len(cancelled)}
 
 
@@ -995,7 +1023,7 @@ def _record_ledger(conn: Connection, entries: Sequence[Mapping[str, str]]) -> No
         for e in entries
     ]
     conn.execute(
-        dialect_insert(conn, erasure_ledger).values(rows).on_conflict_do_nothing(index_elements=[erasure_ledger.c.request_id])
+        dialect_insert(conn, erasure_ledger).on_conflict_do_nothing(index_elements=[erasure_ledger.c.request_id]), rows
     )
 
 
@@ -1052,12 +1080,14 @@ def _record_steps(conn: Connection, step: str, results: Mapping[str, Any], now: 
          "last_error": None, "updated_at": now}
         for request_id, result in results.items()
     ]
+    # A list of parameter sets: one cached statement, sent as multi-row INSERTs by the driver.
     conn.execute(
-        statement.values(rows).on_conflict_do_update(
+        statement.on_conflict_do_update(
             index_elements=[saga_steps.c.job_id, saga_steps.c.step],
             set_={"state": STEP_COMPLETED, "result": statement.excluded.result, "last_error": None,
                   "attempts": saga_steps.c.attempts + 1, "updated_at": statement.excluded.updated_at},
-        )
+        ),
+        rows,
     )
 
 
@@ -1073,11 +1103,12 @@ def _record_failures(engine: Engine, step: str, failed: Sequence[_Saga], now: dt
             for saga in failed
         ]
         conn.execute(
-            statement.values(rows).on_conflict_do_update(
+            statement.on_conflict_do_update(
                 index_elements=[saga_steps.c.job_id, saga_steps.c.step],
                 set_={"state": STEP_FAILED, "last_error": statement.excluded.last_error,
                       "attempts": saga_steps.c.attempts + 1, "updated_at": statement.excluded.updated_at},
-            )
+            ),
+            rows,
         )
 
 
@@ -1087,6 +1118,10 @@ def _start(engine: Engine, request_ids: Sequence[str], now: dt.datetime) -> tupl
     sagas: list[_Saga] = []
     with engine.begin() as conn:
         loaded = {record.id: record for record in registry.load_many(conn, request_ids)}
+        # Art. 18(2): the retention schedule does not erase an account under restriction.
+        restricted = _restricted_among(conn, [
+            r.account_id for r in loaded.values() if r.state == registry.WAITING and r.channel == RETENTION_CHANNEL
+        ])
         due: list[RequestRecord] = []
         for request_id in request_ids:
             record = loaded.get(request_id)
@@ -1097,7 +1132,7 @@ def _start(engine: Engine, request_ids: Sequence[str], now: dt.datetime) -> tupl
                 if now < erase_after(record):
                     outcomes[request_id] = "not_due"
                     continue
-                if record.channel == RETENTION_CHANNEL and not _inactivity_erasure_allowed(conn, record.account_id):
+                if record.channel == RETENTION_CHANNEL and record.account_id in restricted:
                     try:
                         registry.transition(
                             conn, request_id, registry.REJECTED, actor=SYSTEM_ACTOR, now=now,
@@ -1152,11 +1187,11 @@ def _start_due(
     return started
 
 
-StepRunner = Callable[[Engine, Sequence["_Saga"], dt.datetime, int], None]
+StepRunner = Callable[[Engine, Sequence["_Saga"], dt.datetime, "Executor | None"], None]
 
 
-def _each(sagas: Sequence[_Saga], effect: Callable[[_Saga], dict[str, Any]], workers: int) -> None:
-    """Run one external effect per saga, concurrently; a failure stops that saga only."""
+def _each(sagas: Sequence[_Saga], effect: Callable[[_Saga], dict[str, Any]], pool: Executor | None) -> None:
+    """Run one external effect per saga, concurrently in `pool`; a failure stops that saga only."""
 
     def run(saga: _Saga) -> tuple[_Saga, dict[str, Any] | None]:
         try:
@@ -1165,9 +1200,8 @@ def _each(sagas: Sequence[_Saga], effect: Callable[[_Saga], dict[str, Any]], wor
             saga.error = exc
             return saga, None
 
-    if workers > 1 and len(sagas) > 1:
-        with ThreadPoolExecutor(max_workers=min(workers, len(sagas))) as pool:
-            done = list(pool.map(run, sagas))
+    if pool is not None and len(sagas) > 1:
+        done = list(pool.map(run, sagas))
     else:
         done = [run(saga) for saga in sagas]
     for saga, result in done:
@@ -1175,7 +1209,7 @@ def _each(sagas: Sequence[_Saga], effect: Callable[[_Saga], dict[str, Any]], wor
             saga.results["_pending"] = result
 
 
-def _plan_step(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime, _workers: int) -> None:
+def _plan_step(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime, _pool: Executor | None) -> None:
     with engine.begin() as conn:
         plans = _plans(conn, [s.account_id for s in sagas], now)
         results = {s.id: plans[s.account_id] for s in sagas}
@@ -1190,8 +1224,8 @@ Effect = Callable[[Engine, "_Saga", dt.datetime], dict[str, Any]]
 def _external_step(name: str, effect: Effect) -> StepRunner:
     """A step whose effect is outside the database: run per saga, recorded for the batch once done."""
 
-    def step(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime, workers: int) -> None:
-        _each(sagas, lambda saga: effect(engine, saga, now), workers)
+    def step(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime, pool: Executor | None) -> None:
+        _each(sagas, lambda saga: effect(engine, saga, now), pool)
         done = [s for s in sagas if s.error is None]
         results = {s.id: s.results.pop("_pending") for s in done}
         with engine.begin() as conn:
@@ -1203,7 +1237,7 @@ def _external_step(name: str, effect: Effect) -> StepRunner:
     return step
 
 
-def _database_step(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime, _workers: int) -> None:
+def _database_step(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime, _pool: Executor | None) -> None:
     """One transaction for the batch: data and step records commit together, or not at all."""
     try:
         with engine.begin() as conn:
@@ -1220,7 +1254,7 @@ def _database_step(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime, _wo
             _record_failures(engine, "database", sagas, now)
             return
         for saga in sagas:  # isolate the account(s) at fault; the others go through
-            _database_step(engine, [saga], now, 1)
+            _database_step(engine, [saga], now, None)
         return
     for saga in sagas:
         saga.results["database"] = results[saga.id]
@@ -1247,10 +1281,13 @@ def _run(
 ) -> tuple[dict[str, str], dict[str, Exception]]:
     now = _now(now)
     outcomes, sagas = _start(engine, list(dict.fromkeys(request_ids)), now)
-    for step in STEPS:
-        pending = [s for s in sagas if s.error is None and step not in s.results]
-        if pending:
-            _STEP_RUNNERS[step](engine, pending, now, workers)
+    # One pool for every step: its threads keep their SDK connections open from one step to the next.
+    concurrent = workers > 1 and len(sagas) > 1
+    with ThreadPoolExecutor(max_workers=min(workers, len(sagas))) if concurrent else nullcontext() as pool:
+        for step in STEPS:
+            pending = [s for s in sagas if s.error is None and step not in s.results]
+            if pending:
+                _STEP_RUNNERS[step](engine, pending, now, pool)
     done = [s for s in sagas if s.error is None]
     if done:
         _complete(engine, done, now)
@@ -1273,6 +1310,26 @@ def run_erasures(
     steps are kept, and the next run (the sweep) resumes it.
     """
     return _run(engine, request_ids, now, workers)[0]
+
+
+def run_queued(
+    engine: Engine, request_ids: Sequence[str], *, batch_size: int, deadline: float, workers: int = 8,
+) -> tuple[dict[str, str], dict[str, Exception], list[str]]:
+    """What the queue worker does with one message: the ids in batches until `deadline` (time.monotonic).
+
+    Returns (outcomes, errors, ids not started): no batch starts past the deadline, so the
+    invocation ends well within its timeout; the caller queues the rest.
+    """
+    ids = list(dict.fromkeys(request_ids))
+    outcomes: dict[str, str] = {}
+    errors: dict[str, Exception] = {}
+    for start in range(0, len(ids), batch_size):
+        if start and time.monotonic() >= deadline:
+            return outcomes, errors, ids[start:]
+        batch_outcomes, batch_errors = _run(engine, ids[start:start + batch_size], None, workers)
+        outcomes.update(batch_outcomes)
+        errors.update(batch_errors)
+    return outcomes, errors, []
 
 
 def run_erasure(engine: Engine, request_id: str, *, now: dt.datetime | None = None) -> str:

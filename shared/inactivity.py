@@ -294,8 +294,11 @@ def _warn(engine: Engine, row: sa.Row, decision: Decision, offsets: tuple[int, .
         )
 
 
-def _erase(engine: Engine, row: sa.Row, decision: Decision, now: dt.datetime) -> str:
-    """Register the erasure (channel `retention`) with the notice, in one transaction; queue it if due."""
+def _erase(engine: Engine, row: sa.Row, decision: Decision, now: dt.datetime) -> tuple[str, str | None]:
+    """Register the erasure (channel `retention`) with the notice, in one transaction.
+
+    Returns the outcome and, when the erasure is due now, its request id (to queue with the chunk's).
+    """
     from shared import erasure
     from shared.errors import NotFound
 
@@ -305,12 +308,10 @@ def _erase(engine: Engine, row: sa.Row, decision: Decision, now: dt.datetime) ->
             record = erasure.register_erasure(conn, row.id, channel=erasure.RETENTION_CHANNEL, actor=ACTOR, now=now)
             conn.execute(update(n).where(n.c.account_id == row.id).values(erasure_request_id=record.id))
     except erasure.ProcessingRestricted:
-        return "restricted"
+        return "restricted", None
     except NotFound:
-        return "gone"
-    if erasure.erase_after(record) <= now:
-        erasure.enqueue_run(record.id, reason="registered")
-    return "erasure_registered"
+        return "gone", None
+    return "erasure_registered", record.id if erasure.erase_after(record) <= now else None
 
 
 def process_chunk(engine: Engine, account_ids: list[str], *, now: dt.datetime | None = None) -> dict[str, int]:
@@ -325,6 +326,7 @@ def process_chunk(engine: Engine, account_ids: list[str], *, now: dt.datetime | 
     today, offsets = now.date(), warning_offsets()
     counts: Counter[str] = Counter()
     failure: ExternalServiceError | None = None
+    due_erasures: list[str] = []
     with engine.connect() as conn:
         rows, restricted, states = _load(conn, account_ids)
     for row in rows:
@@ -348,9 +350,17 @@ def process_chunk(engine: Engine, account_ids: list[str], *, now: dt.datetime | 
                 continue
             counts[f"warned_{decision.offset}_days"] += 1
         elif decision.action == ERASE:
-            counts[_erase(engine, row, decision, now)] += 1
+            outcome, due = _erase(engine, row, decision, now)
+            counts[outcome] += 1
+            if due:
+                due_erasures.append(due)
         else:
             counts[decision.action] += 1
+    if due_erasures:
+        from shared import erasure
+
+        # One message for the chunk: the erasure worker runs them as batches sharing every statement.
+        erasure.enqueue_runs(due_erasures, reason="registered")
     if failure is not None:
         raise failure
     return dict(counts)

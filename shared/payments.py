@@ -1,9 +1,11 @@
 """Payments port: Stripe (official SDK) or a recorder of the calls that would be made.
 
-Erasure asks Stripe to stop billing and to delete the customer. Every mutating call
-carries an idempotency key derived from the caller's (Stripe refuses one key reused
-for a different request, so each subscription gets its own). Something already
-gone (404, resource_missing) counts as done: these steps are retried safely.
+Erasure asks Stripe to delete the customer, which also cancels at once every
+subscription still billing (two calls per customer: the listing the receipt reports,
+then the delete; Stripe's live rate limit is 100 writes per second). The delete
+carries an idempotency key derived from the caller's. Something already gone (404,
+resource_missing) counts as done: the step is retried safely (a retry after the delete
+went through reports no subscription, since none is left to cancel).
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from shared.config import Settings
 
 
 class Payments(Protocol):
-    def cancel_active_subscriptions(self, customer_id: str, *, idempotency_key: str) -> list[str]:
-        """Cancel, immediately, every subscription of the customer not yet canceled; returns their ids."""
+    def delete_customer(self, customer_id: str, *, idempotency_key: str) -> list[str]:
+        """Delete the customer, which cancels at once every subscription not yet canceled.
 
-    def delete_customer(self, customer_id: str, *, idempotency_key: str) -> bool:
-        """Delete the customer; True once it is gone (also when it was already gone)."""
+        Returns the ids of those subscriptions; a customer already gone counts as done ([]).
+        """
 
 
 def build_payments(settings: Settings) -> Payments:
@@ -63,42 +65,24 @@ class StripePayments:
         code = getattr(exc, "code", None) or type(exc).__name__
         return ExternalServiceError("stripe", f"request failed ({code})", retryable=retryable, status=status)
 
-    def cancel_active_subscriptions(self, customer_id: str, *, idempotency_key: str) -> list[str]:
+    def delete_customer(self, customer_id: str, *, idempotency_key: str) -> list[str]:
         import stripe
 
         _check(customer_id, idempotency_key)
         try:
             # Stripe's default listing is every subscription not yet canceled (trialing, past_due...).
+            # Deleting the customer cancels them all at once (Stripe API reference, "Delete a
+            # customer"): one read for the receipt, one write, instead of a cancel per subscription.
             listing = self.client.v1.subscriptions.list(params={"customer": customer_id, "limit": 100})
-            ids = [subscription.id for subscription in listing.auto_paging_iter()]
-        except stripe.StripeError as exc:
-            if _is_missing(exc):
-                return []
-            raise self._error(exc) from exc
-        cancelled = []
-        for subscription_id in ids:
-            try:
-                self.client.v1.subscriptions.cancel(
-                    subscription_id, options={"idempotency_key": f"{idempotency_key}:cancel:{subscription_id}"}
-                )
-            except stripe.StripeError as exc:
-                if not _is_missing(exc):
-                    raise self._error(exc) from exc
-            cancelled.append(subscription_id)
-        return cancelled
-
-    def delete_customer(self, customer_id: str, *, idempotency_key: str) -> bool:
-        import stripe
-
-        _check(customer_id, idempotency_key)
-        try:
+            live = [subscription.id for subscription in listing.auto_paging_iter()]
             self.client.v1.customers.delete(
                 customer_id, options={"idempotency_key": f"{idempotency_key}:delete:{customer_id}"}
             )
         except stripe.StripeError as exc:
-            if not _is_missing(exc):
-                raise self._error(exc) from exc
-        return True
+            if _is_missing(exc):
+                return []
+            raise self._error(exc) from exc
+        return live
 
 
 # --- Recorder -------------------------------------------------------------------------
@@ -135,11 +119,7 @@ class RecordingPayments:
             log.write(json.dumps(entry) + "\n")
             return result
 
-    def cancel_active_subscriptions(self, customer_id: str, *, idempotency_key: str) -> list[str]:
+    def delete_customer(self, customer_id: str, *, idempotency_key: str) -> list[str]:
         _check(customer_id, idempotency_key)
         # The recorder knows no subscriptions: nothing was billing, nothing to cancel.
-        return self._record("cancel_active_subscriptions", customer_id, idempotency_key, [])
-
-    def delete_customer(self, customer_id: str, *, idempotency_key: str) -> bool:
-        _check(customer_id, idempotency_key)
-        return self._record("delete_customer", customer_id, idempotency_key, True)
+        return self._record("delete_customer", customer_id, idempotency_key, [])

@@ -1,9 +1,11 @@
 """erase-account-worker: runs erasure sagas (queue `erasure-steps`) and sweeps due erasures (CRON).
 
-- Queue message `erasure.run` {"request_id"}: runs or resumes the saga. Stripe or
+- Queue message `erasure.run` {"request_ids": [...]} (1 to 1000): runs or resumes the
+  sagas, ERASURE_BATCH_SIZE at a time (one batch shares every database statement); no
+  batch starts after ERASURE_TIME_BUDGET_SECONDS, the rest is queued again. Stripe or
   Resend down: answers 503 so the queue retries with backoff; the step stays
-  incomplete and nothing is lost (after the retries the message is dead-lettered,
-  and the next sweep queues the erasure again).
+  incomplete and nothing is lost (completed erasures are not run again; after the
+  retries the message is dead-lettered, and the next sweep queues the erasures again).
 - CRON input {"job": "erasure-sweep"}: queues every erasure whose cooling-off is
   over (`erase_after <= now`) and every one started but unfinished.
 
@@ -12,12 +14,14 @@ One function, two triggers (shared.runtime.queue_and_cron tells them apart).
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
 from shared import erasure
 from shared.backends import ExternalServiceError
+from shared.config import get_settings
 from shared.db import get_engine
 from shared.errors import AppError, ValidationFailed
 from shared.logs import get_logger
@@ -37,7 +41,9 @@ sweep = CronFunction("erase-account-sweep", job=SWEEP_JOB)
 
 
 class RunPayload(StrictModel):
-    request_id: str = Field(min_length=1, max_length=36)
+    request_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(
+        min_length=1, max_length=erasure.RUN_MESSAGE_MAX
+    )
 
 
 @worker.on(erasure.RUN_MESSAGE)
@@ -46,15 +52,29 @@ def run(message: QueueMessage) -> dict[str, Any]:
         payload = RunPayload.model_validate(message.payload)
     except ValidationError as exc:
         raise ValidationFailed(describe_validation_error(exc)) from None
-    try:
-        outcome = erasure.run_erasure(get_engine(), payload.request_id)
-    except ExternalServiceError as exc:
+    settings = get_settings()
+    outcomes, errors, left = erasure.run_queued(
+        get_engine(), payload.request_ids, batch_size=settings.erasure_batch_size,
+        deadline=time.monotonic() + settings.erasure_time_budget_seconds,
+    )
+    if left:  # the time budget is spent: the rest goes on in another invocation
+        erasure.enqueue_runs(left, reason=f"rest-of:{message.idempotency_key}")
+    waiting = {request_id: exc for request_id, exc in errors.items() if isinstance(exc, ExternalServiceError)}
+    for request_id, exc in waiting.items():
         get_logger().warning(
             "erasure step waits for an external service",
-            extra={"request_id": payload.request_id, "service": exc.service, "retryable": exc.retryable},
+            extra={"request_id": request_id, "service": exc.service, "retryable": exc.retryable},
         )
-        raise AppError(503, "external_service_unavailable", f"{exc.service} is unavailable; the erasure will resume") from None
-    return {"request_id": payload.request_id, "outcome": outcome}
+    for request_id, exc in errors.items():
+        if request_id not in waiting:
+            get_logger().error("erasure step failed", extra={"request_id": request_id, "error": type(exc).__name__})
+    if waiting:
+        # The queue retries with backoff; completed erasures are not run again, the others resume.
+        services = sorted({exc.service for exc in waiting.values()})
+        raise AppError(503, "external_service_unavailable", f"{', '.join(services)} unavailable; the erasures will resume")
+    if errors:
+        raise AppError(500, "erasure_failed", f"{len(errors)} erasure(s) failed; the sweep resumes them")
+    return {"outcomes": outcomes, "requeued": len(left)}
 
 
 @sweep.job

@@ -225,7 +225,7 @@ def test_full_erasure_through_the_function(
     assert subject_snapshot(engine, other["id"]) == other_before
     assert account_row(engine, other["id"]).status == "active"
 
-    # Stripe: subscription cancelled and customer deleted, every call with an idempotency key.
+    # Stripe: customer deleted, which cancelled the subscription; every write with an idempotency key.
     assert stripe_fake.subscriptions[subscription]["status"] == "canceled"
     assert stripe_fake.customers[customer].get("deleted") is True
     assert all(r.headers.get("Idempotency-Key") for r in stripe_fake.mutations())
@@ -448,7 +448,7 @@ def test_a_crash_after_every_step_resumes_to_the_same_end_state(
     s3_env, stripe_env, resend_env, stripe_fake, resend_fake, engine, monkeypatch, immediate
 ):
     customer = stripe_fake.add_customer()
-    stripe_fake.add_subscription(customer)
+    subscription = stripe_fake.add_subscription(customer)
     account = seeded_account(engine, canary=CANARY, stripe_customer_id=customer, invoices=2, log_lines=3, payments=1)
     resend_fake.add_contact(account["email"])
     put_export(s3_env, account["id"])
@@ -475,10 +475,11 @@ def test_a_crash_after_every_step_resumes_to_the_same_end_state(
     assert erasure.run_erasure(engine, record.id) == "completed"  # a late duplicate changes nothing
 
     assert_fully_erased(engine, s3_env, account, record.id)
-    # One effect per external call: one customer deletion, one cancellation, one mail.
+    # One effect per external call: one customer deletion (which cancelled the subscription), one mail.
     deletions = {r.headers["Idempotency-Key"] for r in stripe_fake.mutations() if r.path.startswith("/v1/customers/")}
-    cancellations = {r.headers["Idempotency-Key"] for r in stripe_fake.mutations() if r.path.startswith("/v1/subscriptions/")}
-    assert len(deletions) == 1 and len(cancellations) == 1
+    assert len(deletions) == 1
+    assert [r for r in stripe_fake.mutations() if not r.path.startswith("/v1/customers/")] == []
+    assert stripe_fake.subscriptions[subscription]["status"] == "canceled"
     assert len(resend_fake.emails) == 1
     assert resend_fake.contact(account["email"]) is None
     with engine.connect() as conn:
@@ -656,4 +657,115 @@ def test_sample_events_are_complete_and_answered(engine, manifest):
     assert invoke(worker, json.loads((folder / "erase-account-worker/unknown-job.json").read_text()))["statusCode"] == 400
     run = json.loads((folder / "erase-account-worker/run.json").read_text())
     answer = invoke(worker, run)  # the sample's request id does not exist: acknowledged, nothing to retry
-    assert answer["statusCode"] == 200 and json.loads(answer["body"])["result"]["outcome"] == "request_not_found"
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"])["result"] == {"outcomes": {"REQUEST_ID": "request_not_found"}, "requeued": 0}
+
+
+# --- The worker: many erasures per message ----------------------------------------------------------
+
+
+def _pending_messages(queue_name: str) -> list[dict]:
+    """The messages waiting in a queue (taken, then sent again as they were)."""
+    queue, seen = get_queue(queue_name), []
+    queue.deliver_pending(lambda event: seen.append(json.loads(event["body"])) or {"statusCode": 200})
+    queue.send_many(seen)
+    return seen
+
+
+def test_enqueue_runs_sends_at_most_the_message_maximum_with_stable_keys():
+    ids = [f"00000000-0000-0000-0000-{n:012d}" for n in range(2 * erasure.RUN_MESSAGE_MAX + 3)]
+    assert erasure.enqueue_runs(ids + ids[:5], reason="sweep:20261126T000000") == 3  # duplicates dropped
+    first = _pending_messages(erasure.QUEUE_NAME)
+    assert [len(m["payload"]["request_ids"]) for m in first] == [erasure.RUN_MESSAGE_MAX, erasure.RUN_MESSAGE_MAX, 3]
+    assert [i for m in first for i in m["payload"]["request_ids"]] == ids
+    assert {m["type"] for m in first} == {erasure.RUN_MESSAGE}
+    # The same call again (a retried job) makes the same keys: the worker sees them as already processed.
+    get_queue(erasure.QUEUE_NAME).deliver_pending(lambda _event: {"statusCode": 200})
+    assert erasure.enqueue_runs(ids, reason="sweep:20261126T000000") == 3
+    again = _pending_messages(erasure.QUEUE_NAME)
+    assert [m["idempotency_key"] for m in again] == [m["idempotency_key"] for m in first]
+    assert len({m["idempotency_key"] for m in first}) == 3
+
+
+@pytest.mark.parametrize("payload", [
+    {"request_ids": []},
+    {"request_id": "REQUEST_ID"},
+    {"request_ids": ["x" * 37]},
+    {"request_ids": ["id"] * (erasure.RUN_MESSAGE_MAX + 1)},
+])
+def test_worker_refuses_a_malformed_run_message(engine, manifest, payload):
+    account = create_account(engine)
+    with engine.begin() as conn:
+        record = erasure.register_erasure(conn, account["id"], channel="client_area", actor="client", now=utcnow() - dt.timedelta(days=30))
+    event = http_event("POST", "/", body=json.dumps({"type": erasure.RUN_MESSAGE, "idempotency_key": "k1", "payload": payload}))
+    answer = invoke(manifest.functions["erase-account-worker"], event)
+    assert answer["statusCode"] == 400 and json.loads(answer["body"])["error"]["code"] == "invalid_request"
+    assert request_record(engine, record.id).state == "waiting"
+
+
+def test_worker_runs_a_message_in_batches_and_requeues_what_its_budget_leaves(engine, manifest, monkeypatch, immediate):
+    import time as real_time
+    from types import SimpleNamespace
+
+    from shared.backends import reset_backends
+    from shared.config import get_settings, reset_settings
+
+    monkeypatch.setenv("ERASURE_BATCH_SIZE", "2")
+    reset_settings()
+    reset_backends()
+    accounts = [seeded_account(engine, canary=CANARY, invoices=1, log_lines=2, payments=1, pdfs=False) for _ in range(5)]
+    other = seeded_account(engine, canary=OTHER_CANARY, invoices=1, log_lines=2, payments=1, pdfs=False)
+    other_before = subject_snapshot(engine, other["id"])
+    with engine.begin() as conn:
+        ids = [erasure.register_erasure(conn, a["id"], channel="client_area", actor="client").id for a in accounts]
+    erasure.enqueue_runs(ids, reason="test")
+
+    # Past the first batch, every clock reading finds the time budget spent.
+    monkeypatch.setattr(erasure, "time", SimpleNamespace(monotonic=lambda: real_time.monotonic() + 10_000))
+    worker = manifest.functions["erase-account-worker"]
+    answers = []
+    get_queue(erasure.QUEUE_NAME).deliver_pending(lambda event: answers.append(invoke(worker, event)) or answers[-1], max_messages=1)
+    result = json.loads(answers[0]["body"])["result"]
+    assert answers[0]["statusCode"] == 200
+    assert result == {"outcomes": {ids[0]: "completed", ids[1]: "completed"}, "requeued": 3}
+    assert [request_record(engine, i).state for i in ids] == ["completed"] * 2 + ["waiting"] * 3
+    [rest] = _pending_messages(erasure.QUEUE_NAME)
+    assert rest["payload"]["request_ids"] == ids[2:]
+
+    monkeypatch.setattr(erasure, "time", real_time)
+    drain_queues(manifest)
+    assert [request_record(engine, i).state for i in ids] == ["completed"] * 5
+    for account, request_id in zip(accounts, ids):
+        assert_fully_erased(engine, get_settings(), account, request_id)
+    assert subject_snapshot(engine, other["id"]) == other_before
+
+
+def test_worker_answers_503_while_a_processor_is_down_and_finishes_on_redelivery(
+    stripe_env, resend_env, stripe_fake, resend_fake, engine, manifest, immediate
+):
+    customers = [stripe_fake.add_customer() for _ in range(3)]
+    accounts = [
+        seeded_account(engine, canary=CANARY, stripe_customer_id=c, invoices=1, log_lines=2, payments=1, pdfs=False)
+        for c in customers
+    ]
+    with engine.begin() as conn:
+        ids = [erasure.register_erasure(conn, a["id"], channel="client_area", actor="client").id for a in accounts]
+    erasure.enqueue_runs(ids, reason="test")
+    stripe_fake.fail_next(1, status=503)  # one erasure's Stripe call fails; the others go through
+    worker = manifest.functions["erase-account-worker"]
+    answers, states = [], []
+
+    def deliver(event: dict) -> dict:
+        answers.append(invoke(worker, event))
+        states.append(sorted(request_record(engine, i).state for i in ids))
+        return answers[-1]
+
+    get_queue(erasure.QUEUE_NAME).deliver_pending(deliver)  # the queue delivers the message again after a 503
+    assert answers[0]["statusCode"] == 503
+    assert json.loads(answers[0]["body"])["error"]["code"] == "external_service_unavailable"
+    assert states[0] == ["completed", "completed", "in_progress"]
+    assert [a["statusCode"] for a in answers[1:]] == [200] and states[1] == ["completed"] * 3
+    # One deletion per customer, however often the message came.
+    deletions = [r.path for r in stripe_fake.mutations() if r.method == "DELETE" and r.headers.get("Idempotency-Key")]
+    assert sorted(set(deletions)) == sorted(f"/v1/customers/{c}" for c in customers)
+    assert all(stripe_fake.customers[c].get("deleted") for c in customers)

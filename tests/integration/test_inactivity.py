@@ -162,6 +162,25 @@ def test_each_warning_is_sent_once_then_the_saga_erases(env, engine, manifest, i
     assert account["email"] not in out.out + out.err
 
 
+def test_erasures_due_in_one_chunk_reach_the_eraser_as_one_message(env, engine, manifest, immediate):
+    from shared import erasure
+
+    today = utcnow().date()
+    accounts = [inactive_account(engine, today) for _ in range(3)]
+    for offset in (30, 7):
+        run_day(engine, noon(today - dt.timedelta(days=offset)))
+    run_day(engine, utcnow())
+    sent: list[dict] = []
+    queue = get_queue(erasure.QUEUE_NAME)
+    queue.deliver_pending(lambda event: sent.append(json.loads(event["body"])) or {"statusCode": 200})
+    [message] = sent  # one message for the chunk: the eraser runs them as one batch
+    requests = [erasure_requests(engine, a["id"])[0].id for a in accounts]
+    assert message["type"] == erasure.RUN_MESSAGE and sorted(message["payload"]["request_ids"]) == sorted(requests)
+    queue.send(message)
+    drain_queues(manifest)
+    assert [account_status(engine, a["id"]) for a in accounts] == [None] * 3
+
+
 def test_a_missed_week_of_runs_catches_up(env, engine):
     day = utcnow().date() + dt.timedelta(days=90)
     account = inactive_account(engine, day)

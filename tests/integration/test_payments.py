@@ -16,7 +16,7 @@ sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 @sqlite_only
-def test_cancel_active_subscriptions_cancels_every_live_one(stripe_env, stripe_fake):
+def test_delete_customer_cancels_every_live_subscription_in_two_calls(stripe_env, stripe_fake):
     payments = get_payments()
     assert isinstance(payments, StripePayments)
     customer = stripe_fake.add_customer()
@@ -27,52 +27,39 @@ def test_cancel_active_subscriptions_cancels_every_live_one(stripe_env, stripe_f
     other_customer = stripe_fake.add_customer()
     untouched = stripe_fake.add_subscription(other_customer)
 
-    cancelled = payments.cancel_active_subscriptions(customer, idempotency_key="erasure:r1:stripe")
+    cancelled = payments.delete_customer(customer, idempotency_key="erasure:r1:customer")
 
     assert sorted(cancelled) == sorted(live)
+    assert stripe_fake.customers[customer]["deleted"] is True
     assert all(stripe_fake.subscriptions[s]["status"] == "canceled" for s in live)
     assert stripe_fake.subscriptions[already]["status"] == "canceled"
     assert stripe_fake.subscriptions[untouched]["status"] == "active"
-    mutations = stripe_fake.mutations()
-    assert sorted(r.path for r in mutations) == sorted(f"/v1/subscriptions/{s}" for s in live)
-    keys = [r.headers["Idempotency-Key"] for r in mutations]
-    assert len(set(keys)) == len(keys) and all(k.startswith("erasure:r1:stripe") for k in keys)
+    assert "deleted" not in stripe_fake.customers[other_customer]
+    # One listing (what the receipt reports), one delete: no cancel call per subscription.
+    assert [(r.method, r.path) for r in stripe_fake.requests] == [
+        ("GET", "/v1/subscriptions"), ("DELETE", f"/v1/customers/{customer}"),
+    ]
+    [delete] = stripe_fake.mutations()
+    assert delete.headers["Idempotency-Key"].startswith("erasure:r1:customer")
     assert all(r.headers["Authorization"] == f"Bearer {STRIPE_TEST_KEY}" for r in stripe_fake.requests)
 
-    # A retry of the step finds nothing left to cancel.
-    assert payments.cancel_active_subscriptions(customer, idempotency_key="erasure:r1:stripe") == []
+    # Retried with the same key (replayed), with a new key (404), or never existed: all done, nothing left.
+    assert payments.delete_customer(customer, idempotency_key="erasure:r1:customer") == []
+    assert payments.delete_customer(customer, idempotency_key="erasure:r2:customer") == []
+    assert payments.delete_customer("cus_neverexisted", idempotency_key="erasure:r3:customer") == []
 
 
 @sqlite_only
-def test_cancel_follows_pagination(stripe_env, stripe_fake):
+def test_subscription_listing_follows_pagination(stripe_env, stripe_fake):
     customer = stripe_fake.add_customer()
     subscriptions = [stripe_fake.add_subscription(customer) for _ in range(105)]
-    cancelled = get_payments().cancel_active_subscriptions(customer, idempotency_key="k")
+    cancelled = get_payments().delete_customer(customer, idempotency_key="k")
     assert sorted(cancelled) == sorted(subscriptions)
+    assert all(stripe_fake.subscriptions[s]["status"] == "canceled" for s in subscriptions)
     listings = [r for r in stripe_fake.requests if r.method == "GET"]
     assert len(listings) == 2
     assert all(r.query["customer"] == customer for r in listings)
     assert listings[1].query["starting_after"] == subscriptions[99]
-
-
-@sqlite_only
-def test_delete_customer_and_missing_counts_as_done(stripe_env, stripe_fake):
-    payments = get_payments()
-    customer = stripe_fake.add_customer()
-    subscription = stripe_fake.add_subscription(customer)
-
-    assert payments.delete_customer(customer, idempotency_key="erasure:r1:customer") is True
-    assert stripe_fake.customers[customer]["deleted"] is True
-    assert stripe_fake.subscriptions[subscription]["status"] == "canceled"
-    [delete] = stripe_fake.mutations()
-    assert (delete.method, delete.path) == ("DELETE", f"/v1/customers/{customer}")
-    assert delete.headers["Idempotency-Key"].startswith("erasure:r1:customer")
-
-    # Retried with the same key (replayed), with a new key (404), or never existed: all done.
-    assert payments.delete_customer(customer, idempotency_key="erasure:r1:customer") is True
-    assert payments.delete_customer(customer, idempotency_key="erasure:r2:customer") is True
-    assert payments.delete_customer("cus_neverexisted", idempotency_key="erasure:r3:customer") is True
-    assert payments.cancel_active_subscriptions("cus_neverexisted", idempotency_key="erasure:r3:stripe") == []
 
 
 @sqlite_only
@@ -85,7 +72,7 @@ def test_stripe_errors_raise_external_service_error(stripe_env, stripe_fake, sta
     assert error.value.retryable is retryable
     assert error.value.status == status
     assert "deleted" not in stripe_fake.customers[customer]
-    assert get_payments().delete_customer(customer, idempotency_key="k") is True
+    assert get_payments().delete_customer(customer, idempotency_key="k") == []
 
 
 @sqlite_only
@@ -94,7 +81,7 @@ def test_arguments_are_checked_before_any_call(stripe_env, stripe_fake):
     with pytest.raises(ValueError):
         payments.delete_customer("sub_123", idempotency_key="k")
     with pytest.raises(ValueError):
-        payments.cancel_active_subscriptions("cus_123", idempotency_key="")
+        payments.delete_customer("cus_123", idempotency_key="")
     assert stripe_fake.requests == []
 
 
@@ -103,19 +90,19 @@ def test_recorder_writes_each_call_once_per_idempotency_key(env):
     payments = get_payments()
     assert isinstance(payments, RecordingPayments)
 
-    assert payments.cancel_active_subscriptions("cus_A", idempotency_key="erasure:r1:stripe") == []
-    assert payments.delete_customer("cus_A", idempotency_key="erasure:r1:customer") is True
-    assert payments.delete_customer("cus_A", idempotency_key="erasure:r1:customer") is True
+    assert payments.delete_customer("cus_A", idempotency_key="erasure:r1:customer") == []
+    assert payments.delete_customer("cus_A", idempotency_key="erasure:r1:customer") == []
+    assert payments.delete_customer("cus_B", idempotency_key="erasure:r2:customer") == []
     # A new process object appends to the same file and still sees the earlier call.
     assert RecordingPayments(env.data_dir / "stripe" / "calls.jsonl").delete_customer(
         "cus_A", idempotency_key="erasure:r1:customer"
-    )
+    ) == []
 
     lines = (env.data_dir / "stripe" / "calls.jsonl").read_text().splitlines()
     calls = [json.loads(line) for line in lines]
     assert [(c["operation"], c["customer_id"], c["idempotency_key"]) for c in calls] == [
-        ("cancel_active_subscriptions", "cus_A", "erasure:r1:stripe"),
         ("delete_customer", "cus_A", "erasure:r1:customer"),
+        ("delete_customer", "cus_B", "erasure:r2:customer"),
     ]
 
 
