@@ -301,6 +301,22 @@ def _apply_prospects(engine: Engine, now: dt.datetime, progress: Progress) -> di
     return {"prospects": delete_in_batches(engine, schema.prospects, _prospects_due(now), "prospects", progress)}
 
 
+# Sessions: connection data (IP address, user agent), one year after the sign-in -------------------------
+
+
+def _sessions_due(now: dt.datetime) -> sa.ColumnElement[bool]:
+    # The data map's clock for sessions is created_at; a session lives weeks, never a year.
+    return schema.sessions.c.created_at < cutoff("connection_logs", now.date())
+
+
+def _count_sessions(conn: Connection, now: dt.datetime) -> dict[str, int]:
+    return {"sessions": _count(conn, schema.sessions, _sessions_due(now))}
+
+
+def _apply_sessions(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
+    return {"sessions": delete_in_batches(engine, schema.sessions, _sessions_due(now), "sessions", progress)}
+
+
 # Exports: 7 days after they were written ------------------------------------------------------------
 
 
@@ -419,6 +435,8 @@ CATEGORIES: tuple[Category, ...] = (
              "payment records at the end of their archive", _count_payment_delete, _apply_payment_delete),
     Category("prospects", lambda: policy.retention_rule("prospects"), "delete", "prospects (non-clients)",
              _count_prospects, _apply_prospects),
+    Category("sessions", lambda: policy.retention_rule("connection_logs"), "delete",
+             "sign-in sessions (connection data: IP address, user agent)", _count_sessions, _apply_sessions),
     Category("exports", lambda: policy.retention_rule("exports"), "delete", "export archives in object storage",
              _count_exports, _apply_exports),
     Category("request_records", request_records_rule, "delete",

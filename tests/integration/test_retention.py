@@ -181,6 +181,14 @@ def world(env, engine):
         w["request_expired"] = closed_request(conn, closed_at=request_cut - dt.timedelta(hours=1))
         w["request_kept"] = closed_request(conn, closed_at=request_cut)
         w["request_open"] = closed_request(conn, closed_at=None)
+        session_cut = retention.cutoff("connection_logs", today)
+        for label, created in (("session_expired", session_cut - dt.timedelta(seconds=1)), ("session_kept", session_cut)):
+            w[label] = new_id()
+            conn.execute(schema.sessions.insert().values(
+                id=w[label], account_id=account["id"], token_hash=w[label].replace("-", "") * 2,
+                ip_address="203.0.113.9", user_agent=f"Mozilla/5.0 {CANARY}", created_at=created,
+                expires_at=created + dt.timedelta(days=30),
+            ))
         code_cut = retention.cutoff("verification_records", today)
         for label, created in (("code_expired", code_cut - dt.timedelta(hours=1)), ("code_kept", code_cut)):
             w[label] = new_id()
@@ -215,6 +223,7 @@ def test_enforce_retention_removes_exactly_the_expired_set(env, engine, world, c
     assert result["payment_records.delete"] == {"payment_records": 1}
     assert result["prospects"] == {"prospects": 1}
     assert result["exports"] == {"objects": 1}
+    assert result["sessions"] == {"sessions": 1}
     assert result["request_records"] == {"requests": 1, "proof_objects": 2, "ledger_entries": 1, "held": 0}
     assert result["verification_records"] == {"codes": 1, "attempts": 0, "used_time_steps": 0}
 
@@ -250,6 +259,7 @@ def test_enforce_retention_removes_exactly_the_expired_set(env, engine, world, c
         assert set(conn.execute(sa.select(schema.erasure_ledger.c.request_id)).scalars()) == {w["request_kept"]}
     assert not exists(schema.verification_codes, w["code_expired"], engine)
     assert exists(schema.verification_codes, w["code_kept"], engine)
+    assert not exists(schema.sessions, w["session_expired"], engine) and exists(schema.sessions, w["session_kept"], engine)
 
     # One audit entry per category, counts only; the chain holds.
     with engine.connect() as conn:
