@@ -201,6 +201,8 @@ def bench_heavy(engine, counter: StatementCounter, customer: str, scale: float) 
 
 
 def bench_batch(engine, customers: list[str], accounts: int, batch: int, workers: int, parallel: int) -> dict:
+    from shared import erasure
+
     started = time.perf_counter()
     account_ids = seed_ordinary(engine, customers, accounts)
     seeded = time.perf_counter() - started
@@ -211,14 +213,16 @@ def bench_batch(engine, customers: list[str], accounts: int, batch: int, workers
         request_ids += _register(engine, account_ids[start:start + 1000])
     registered = time.perf_counter() - started
 
-    # Batches go to worker processes, as queue messages go to function instances: each process
-    # has its own engine and connection pool, and runs one batch at a time.
-    chunks = [(request_ids[start:start + batch], workers) for start in range(0, len(request_ids), batch)]
+    # Queue messages (up to RUN_MESSAGE_MAX ids, as the sweep sends them) go to worker processes as
+    # they go to function instances: each process has its own engine and connection pool and runs
+    # one message at a time, ERASURE_BATCH_SIZE erasures together, as the erase-account worker does.
+    size = min(erasure.RUN_MESSAGE_MAX, -(-len(request_ids) // (2 * parallel)))
+    chunks = [(request_ids[start:start + size], batch, workers) for start in range(0, len(request_ids), size)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes=parallel, initializer=_start_worker_process) as pool:
         pool.apply(_warm_up)  # import and connect before the clock starts (one process is enough to tell)
         started = time.perf_counter()
-        batches = pool.map(_erase_batch, chunks, chunksize=1)
+        batches = pool.map(_erase_message, chunks, chunksize=1)
         seconds = time.perf_counter() - started
     statements = sum(b["statements"] for b in batches)
     step_seconds: dict[str, float] = {}
@@ -259,16 +263,16 @@ def _warm_up() -> None:
         conn.execute(sa.text("SELECT 1"))
 
 
-def _erase_batch(task: tuple[list[str], int]) -> dict:
+def _erase_message(task: tuple[list[str], int, int]) -> dict:
     from shared import erasure
 
-    chunk, workers = task
+    chunk, batch, workers = task
     counter, steps = _WORKER["counter"], _WORKER["steps"]
     counter.count, before = 0, dict(steps)
     mark = time.perf_counter()
     # What the erase-account worker does with one queue message (no time budget here).
     outcomes, _errors, left = erasure.run_queued(
-        _WORKER["engine"], chunk, batch_size=len(chunk), deadline=float("inf"), workers=workers
+        _WORKER["engine"], chunk, batch_size=batch, deadline=float("inf"), workers=workers
     )
     seconds = time.perf_counter() - mark
     assert not left
