@@ -9,10 +9,11 @@ expired range (the boundary month, and the default partition) with one ranged DE
 On SQLite (and on an unpartitioned table) expired rows go by ranged deletes in batches.
 
 Objects. Log files are date-partitioned keys (`logs/access/YYYY/MM/DD/...`). Keys sort
-by date, so the expired ones are a prefix of the listing: the run lists from the start
-and stops at the first page that reaches the boundary day, deleting with DeleteObjects
-(at most 1000 keys per call), every version included on a versioned bucket. Keys that
-are not date-partitioned are never touched.
+by date, so the expired ones are a prefix of the listing: the run lists from the start,
+narrowing to the year (then month) folder of the boundary day as it gets there, and
+stops at the page that reaches the boundary or ends that folder, deleting with
+DeleteObjects (at most 1000 keys per call), every version included on a versioned
+bucket. Keys that are not date-partitioned are never touched.
 
 Lifecycle. The buckets' lifecycle rules are a second line of defence: the run checks
 they match the policy (expiration within the period's length in days, noncurrent
@@ -201,11 +202,31 @@ def _object_day(relative_key: str) -> dt.date | None:
         return None
 
 
+def _listing_scope(prefix: str, key: str, first_kept_day: dt.date) -> str:
+    """The narrowest date folder (`prefix`, `prefix`YYYY/, `prefix`YYYY/MM/) holding both `key` and the boundary.
+
+    Every key between the two sorts inside it, so once a listing of this scope from `key`
+    is exhausted, nothing expired is left: the run needs no page past the boundary to
+    learn where the expired keys end (unless unexpired keys share the scope).
+    """
+    day = _object_day(key[len(prefix):])
+    scope = prefix
+    if day is None:
+        return scope
+    for folder in ("%Y/", "%Y/%m/"):
+        if day.strftime(folder) != first_kept_day.strftime(folder):
+            break
+        scope = prefix + day.strftime(folder)
+    return scope
+
+
 def _expired_pages(storage, bucket: str, prefix: str, first_kept_day: dt.date) -> Iterator[list[tuple[str, str]]]:
     """(key, version id) of the objects of days before `first_kept_day`, page by page.
 
-    Listing goes in key order, which is date order: it stops at the first page that
-    reaches the boundary, so the objects kept are listed at most once per run.
+    Listing goes in key order, which is date order, and stops at the first page that
+    reaches the boundary day; after each page the listing narrows to the date folder
+    shared by the last key and the boundary (`_listing_scope`), which usually ends the
+    listing without reading past the boundary. The objects kept are listed at most once.
     """
     from shared.storage import S3ObjectStore
 
@@ -216,18 +237,21 @@ def _expired_pages(storage, bucket: str, prefix: str, first_kept_day: dt.date) -
         return key < boundary and day is not None and day < first_kept_day
 
     if isinstance(storage, S3ObjectStore):
-        paginator = storage.client.get_paginator("list_object_versions")
+        scope, markers = prefix, {}
         previous: list[tuple[str, str]] | None = None
         with storage._errors():
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": S3_PAGE_SIZE}):
+            while True:
+                page = storage.client.list_object_versions(Bucket=bucket, Prefix=scope, MaxKeys=S3_PAGE_SIZE, **markers)
                 entries = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
                 # A page is handed out once the next one is fetched: the next page's marker (the
                 # last entry of this one) must still exist when it is asked for.
                 if previous is not None:
                     yield previous
                 previous = [(e["Key"], e["VersionId"]) for e in entries if expired(e["Key"])]
-                if any(e["Key"] >= boundary for e in entries):
+                if not page.get("IsTruncated") or any(e["Key"] >= boundary for e in entries):
                     break
+                markers = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
+                scope = _listing_scope(prefix, page["NextKeyMarker"], first_kept_day)
         if previous:
             yield previous
         return

@@ -231,6 +231,48 @@ def test_delete_objects_never_takes_more_than_1000_keys(s3_env, moto_endpoint, e
     assert {key for key, _ in versions(s3, bucket)} == set(kept)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_listing_narrows_to_the_boundary_folder_and_deletes_exactly_the_expired_set(s3_env, moto_endpoint, engine, monkeypatch):
+    monkeypatch.setattr(log_rotation, "S3_PAGE_SIZE", 3)  # many pages: the scope changes between them
+    s3 = raw_client("s3", moto_endpoint)
+    bucket = s3_env.logs_bucket
+    today = utcnow().date()
+    first_kept = last_expired_day(12, 0, today) + dt.timedelta(days=1)
+    days = [first_kept - dt.timedelta(days=n) for n in (800, 400, 95, 40, 3, 1)]  # other years, months, the last days
+    expired = [log_key("access", day, f"{n}.log") for day in days for n in range(4)]
+    kept = [log_key("access", first_kept, "0.log"), log_key("access", first_kept + dt.timedelta(days=2), "1.log"),
+            f"logs/access/{days[-1]:%Y/%m}/notes.txt"]  # not date-partitioned: never touched
+    for key in expired + kept:
+        moto_s3_backend().put_object(bucket, key, b"x")
+    s3.put_object(Bucket=bucket, Key=expired[-1], Body=b"v2")  # two versions of the last expired object
+    prefixes: list[str] = []
+
+    def record(params, model, **_kw):
+        if model.name == "ListObjectVersions" and params["Prefix"].startswith("logs/access/"):
+            prefixes.append(params["Prefix"])
+
+    client = get_storage().client
+    client.meta.events.register("before-parameter-build.s3.*", record)
+    result = log_rotation.rotate(engine)
+    client.meta.events.unregister("before-parameter-build.s3.*", record)
+
+    assert result["log_objects.access_log_files"]["objects_deleted"] == len(expired) + 1
+    assert {key for key, _ in versions(s3, bucket)} == set(kept)
+    # From the whole prefix to the boundary's year, then its month: never wider again.
+    assert prefixes[0] == "logs/access/"
+    assert prefixes[-1] == log_rotation._listing_scope("logs/access/", expired[-1], first_kept)
+    assert [len(p) for p in prefixes] == sorted(len(p) for p in prefixes)
+
+
+def test_listing_scope_is_the_date_folder_shared_with_the_boundary():
+    boundary = dt.date(2025, 11, 26)
+    scope = log_rotation._listing_scope
+    assert scope("logs/access/", "logs/access/2024/12/31/a.log", boundary) == "logs/access/"
+    assert scope("logs/access/", "logs/access/2025/09/11/a.log", boundary) == "logs/access/2025/"
+    assert scope("logs/access/", "logs/access/2025/11/25/a.log", boundary) == "logs/access/2025/11/"
+    assert scope("logs/access/", "logs/access/README.txt", boundary) == "logs/access/"
+
+
 # --- Lifecycle -------------------------------------------------------------------------------------------
 
 

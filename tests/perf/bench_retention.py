@@ -9,7 +9,9 @@
     unpartitioned copy, in the same run (ratio; target >= 50x). The partitions of the
     coming months exist, as the previous daily run left them.
 (c) 20,000 expired log objects (+ 200 kept) in a versioned bucket on the moto server:
-    S3 requests issued by the rotation (target: at most 2 per 1000 objects, listing included).
+    S3 requests issued by the rotation (target: at most 2 per 1000 objects, listing included),
+    for two layouts: half access and half connection logs, then access logs only (the
+    connection prefix empty: its one listing is the only request beyond 2 per 1000).
 
     .venv/bin/python tests/perf/bench_retention.py [--part a|b|c|all] [--scale 0.1]
     .venv/bin/pytest -q -s -p no:cacheprovider tests/perf/bench_retention.py
@@ -262,6 +264,15 @@ def bench_partitions(scale: float) -> dict:
 
 
 def bench_objects(scale: float) -> dict:
+    """Two layouts of the same 20,000 expired objects: both log kinds, then access logs only."""
+    total = int(20_000 * scale)
+    return {
+        "both_kinds": _bench_objects_layout("both", {"access": total // 2, "connection": total - total // 2}),
+        "access_only": _bench_objects_layout("access", {"access": total}),
+    }
+
+
+def _bench_objects_layout(name: str, expired_by_kind: dict[str, int]) -> dict:
     from moto.s3.models import s3_backends
 
     from shared import log_rotation
@@ -269,15 +280,15 @@ def bench_objects(scale: float) -> dict:
     from shared.db import migrate
     from tests.fakes.moto import MOTO_ACCESS_KEY, MOTO_ACCOUNT_ID, MOTO_SECRET_KEY, create_buckets, start_moto_server
 
-    expired, kept = int(20_000 * scale), 200
+    kept_per_kind = 200 // len(expired_by_kind)
     server, endpoint = start_moto_server()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             database = f"sqlite:///{tmp}/bench.db"
             migrate(database)
             _configure(Path(tmp), database, S3_ENDPOINT_URL=endpoint, S3_ACCESS_KEY=MOTO_ACCESS_KEY,
-                       S3_SECRET_KEY=MOTO_SECRET_KEY, LOGS_BUCKET="bench-logs", EXPORTS_BUCKET="bench-exports",
-                       DOCUMENTS_BUCKET="bench-documents", ARCHIVE_BUCKET="bench-archive")
+                       S3_SECRET_KEY=MOTO_SECRET_KEY, LOGS_BUCKET=f"bench-logs-{name}", EXPORTS_BUCKET=f"bench-exports-{name}",
+                       DOCUMENTS_BUCKET=f"bench-documents-{name}", ARCHIVE_BUCKET=f"bench-archive-{name}")
             from shared.config import get_settings
             from shared.db import get_engine
 
@@ -287,12 +298,13 @@ def bench_objects(scale: float) -> dict:
             first_kept = today - dt.timedelta(days=300)
             oldest = today - dt.timedelta(days=500)
             backend = s3_backends[MOTO_ACCOUNT_ID]["aws"]
-            for i in range(expired):  # arranged inside the in-process server: PUT over HTTP is slow on moto
-                day = oldest + dt.timedelta(days=i * 60 // expired)
-                backend.put_object(settings.logs_bucket, f"logs/access/{day:%Y/%m/%d}/{i:06d}.log", b"log line")
-            for i in range(kept):
-                day = first_kept + dt.timedelta(days=i % 250)
-                backend.put_object(settings.logs_bucket, f"logs/access/{day:%Y/%m/%d}/k{i:04d}.log", b"log line")
+            for kind, expired in expired_by_kind.items():
+                for i in range(expired):  # arranged inside the in-process server: PUT over HTTP is slow on moto
+                    day = oldest + dt.timedelta(days=i * 60 // expired)
+                    backend.put_object(settings.logs_bucket, f"logs/{kind}/{day:%Y/%m/%d}/{i:06d}.log", b"log line")
+                for i in range(kept_per_kind):
+                    day = first_kept + dt.timedelta(days=i % 250)
+                    backend.put_object(settings.logs_bucket, f"logs/{kind}/{day:%Y/%m/%d}/k{i:04d}.log", b"log line")
             calls: dict[str, int] = {}
             largest_delete = 0
 
@@ -311,18 +323,19 @@ def bench_objects(scale: float) -> dict:
     finally:
         server.stop()
     object_calls = calls.get("ListObjectVersions", 0) + calls.get("DeleteObjects", 0)
-    deleted = result["log_objects.access_log_files"]["objects_deleted"]
+    deleted = sum(result[f"log_objects.{kind}_log_files"]["objects_deleted"] for kind in ("access", "connection"))
     per_1000 = 1000 * object_calls / max(deleted, 1)
+    layout = " + ".join(f"{n:,} {kind}" for kind, n in expired_by_kind.items())
     figures = {
-        "expired_objects": expired, "kept_objects": kept, "deleted": deleted, "requests": calls,
+        "expired_objects": expired_by_kind, "kept_objects_per_kind": kept_per_kind, "deleted": deleted, "requests": calls,
         "list_and_delete_requests": object_calls, "requests_per_1000": round(per_1000, 2),
         "largest_delete_objects": largest_delete, "seconds": round(seconds, 1),
     }
     print(
-        f"[retention bench c] {expired:,} expired log objects (+{kept} kept), versioned bucket on moto: {deleted:,} deleted "
-        f"with {object_calls} list/delete requests = {per_1000:.2f} per 1000 objects (target <= 2; the one page that finds "
-        f"the boundary included) | largest DeleteObjects {largest_delete} keys | all S3 calls {json.dumps(calls)} | "
-        f"{seconds:.1f} s (moto's listing is slow)",
+        f"[retention bench c] {deleted:,} expired log objects ({layout}; +{kept_per_kind} kept per kind), versioned "
+        f"bucket on moto: deleted with {object_calls} list/delete requests = {per_1000:.2f} per 1000 objects (target <= 2; "
+        f"listing included; a log prefix with no object costs its one listing) | largest DeleteObjects {largest_delete} "
+        f"keys | all S3 calls {json.dumps(calls)} | {seconds:.1f} s (moto's listing is slow)",
         flush=True,
     )
     return figures
@@ -343,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
 def test_bench_retention() -> None:
     """`make bench` entry point: the three figures at full size (BENCH_RETENTION_SCALE to shrink)."""
     figures = main(["--scale", os.environ.get("BENCH_RETENTION_SCALE", "1.0")])
-    assert figures["a"]["due"] > 0 and figures["b"]["same_rows_left"] and figures["c"]["deleted"] > 0
+    assert figures["a"]["due"] > 0 and figures["b"]["same_rows_left"] and figures["c"]["both_kinds"]["deleted"] > 0
 
 
 if __name__ == "__main__":
