@@ -541,7 +541,7 @@ def withdraw(
         dispatch_propagations(engine, account_id=account_id)
     except ExternalServiceError:
         # The withdrawal holds (send_marketing reads the ledger); the propagation stays
-        # pending and is queued again by the account's next call or `dispatch_propagations`.
+        # pending and is queued again by the account's next call or the hourly sweep.
         get_logger().warning("consent propagation not queued", extra={"queue": PROPAGATION_QUEUE})
     return Change(withdrawn=tuple(withdrawn), flags_set=tuple(f.kind for f in flags), request_id=request_id)
 
@@ -923,7 +923,7 @@ def dispatch_propagations(engine: Engine, *, account_id: str | None = None, limi
     """Queue every pending propagation (of one account, or all); a duplicate message is harmless.
 
     Called after each withdrawal commits, so a propagation whose first enqueue failed is
-    queued again by the account's next call; a periodic sweep may call it for all accounts.
+    queued again by the account's next call or by the hourly sweep (withdraw-consent-worker).
     """
     with engine.connect() as conn:
         pending = pending_propagations(conn, account_id=account_id, limit=limit)

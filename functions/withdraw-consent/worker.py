@@ -1,7 +1,12 @@
 """withdraw-consent-worker: propagates newsletter withdrawals to Resend (queue `consent-propagation`).
 
-Each message names one withdrawal event (idempotency key `consent-propagation:<event id>`);
-the Resend unsubscribe is a saga step of that event, so a crash and a retry unsubscribe once.
+- Queue: each message names one withdrawal event (idempotency key `consent-propagation:<event id>`);
+  the Resend unsubscribe is a saga step of that event, so a crash and a retry unsubscribe once.
+- CRON input {"job": "propagation-sweep"}: queues every withdrawal not yet propagated, whether
+  its first enqueue failed after the withdrawal committed or its message was dead-lettered
+  while Resend was down.
+
+One function, two triggers (shared.runtime.queue_and_cron tells them apart).
 """
 
 from __future__ import annotations
@@ -11,9 +16,20 @@ from pydantic import Field
 from shared import consent
 from shared.db import get_engine
 from shared.errors import ValidationFailed
-from shared.runtime import QueueFunction, QueueMessage, StrictModel, describe_validation_error
+from shared.runtime import (
+    CronFunction,
+    QueueFunction,
+    QueueMessage,
+    StrictModel,
+    describe_validation_error,
+    queue_and_cron,
+)
+
+SWEEP_JOB = "propagation-sweep"
+SWEEP_LIMIT = 1000  # per run: the next run takes the rest
 
 worker = QueueFunction("withdraw-consent-worker")
+sweep = CronFunction("withdraw-consent-sweep", job=SWEEP_JOB)
 
 
 class Propagation(StrictModel):
@@ -32,4 +48,9 @@ def propagate(message: QueueMessage) -> dict:
     return consent.propagate_newsletter_withdrawal(get_engine(), payload.consent_event_id)
 
 
-handle = worker.handle
+@sweep.job
+def sweep_pending(_payload: dict, _ctx) -> dict:
+    return {"queued": consent.dispatch_propagations(get_engine(), limit=SWEEP_LIMIT)}
+
+
+handle = queue_and_cron(queue=worker, cron=sweep)

@@ -355,6 +355,35 @@ def test_propagation_of_a_superseded_withdrawal_does_not_unsubscribe(resend_env,
     assert _pending(engine) == []
 
 
+def test_the_hourly_sweep_queues_a_propagation_whose_enqueue_failed(resend_env, resend_fake, engine, monkeypatch):
+    from shared.backends import ExternalServiceError, get_queue
+
+    account_id = new_account(engine)
+    resend_fake.add_contact(CANARY_EMAIL)
+    queue = get_queue(consent.PROPAGATION_QUEUE)
+
+    def queue_down(*_args, **_kwargs):
+        raise ExternalServiceError("queue", "unreachable", retryable=True)
+
+    monkeypatch.setattr(type(queue), "send_many", queue_down)
+    status, body, _ = call(withdraw_event(account_id, '{"purpose": "newsletter"}'))
+    assert status == 200  # the withdrawal holds; only its propagation waits
+    monkeypatch.undo()
+    assert drain() == 0 and len(_pending(engine)) == 1
+    with engine.connect() as conn:
+        assert not consent.may_send_marketing(conn, account_id)  # marketing reads the ledger meanwhile
+
+    spec = load_manifest().functions["withdraw-consent-worker"]
+    response = invoke(spec, json.loads((EVENTS / "worker-propagation-sweep.json").read_text()))
+    assert response["statusCode"] == 200 and json.loads(response["body"]) == {"queued": 1}
+    assert drain() == 1
+    assert _pending(engine) == []
+    assert resend_fake.contact(CANARY_EMAIL)["unsubscribed"] is True
+    # Nothing left: the next sweep queues nothing, Resend sees one unsubscribe.
+    assert json.loads(invoke(spec, json.loads((EVENTS / "worker-propagation-sweep.json").read_text()))["body"]) == {"queued": 0}
+    assert len(_contact_patches(resend_fake)) == 1
+
+
 def _pending(engine):
     with engine.connect() as conn:
         return consent.pending_propagations(conn)
