@@ -206,7 +206,7 @@ def bench_batch(engine, customers: list[str], accounts: int, batch: int, workers
     started = time.perf_counter()
     account_ids = seed_ordinary(engine, customers, accounts)
     seeded = time.perf_counter() - started
-    plan = explain_sample(engine)
+    plan = explain_sample(engine, batch)
     started = time.perf_counter()
     request_ids = []
     for start in range(0, len(account_ids), 1000):
@@ -319,13 +319,13 @@ def _by_tenth(batches: list[tuple[int, float]]) -> list[float]:
     return [round(s / n * 1000, 2) for n, s in tenths if n]
 
 
-def explain_sample(engine) -> dict[str, str]:
+def explain_sample(engine, batch: int) -> dict[str, str]:
     """The access path PostgreSQL picks for one set-based statement of the database step, by batch size."""
     import sqlalchemy as sa
 
     plans = {}
     with engine.connect() as conn:
-        for size in (25, 250):
+        for size in sorted({25, batch}):
             ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM accounts ORDER BY random() LIMIT :n"), {"n": size})]
             plan = conn.execute(sa.text("EXPLAIN DELETE FROM clients WHERE account_id = ANY(:ids)"), {"ids": ids}).scalars()
             plans[f"{size} accounts"] = next(line.strip().lstrip("-> ").split("  (")[0] for line in list(plan)[1:2])
