@@ -42,6 +42,7 @@ re-apply every erasure after a backup is restored (`replay_erasures`).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import string
@@ -158,14 +159,8 @@ def _reactivate(conn: Connection, account_id: str) -> None:
     conn.execute(update(accounts).where(accounts.c.id == account_id, accounts.c.status == "deactivated").values(status="active"))
 
 
-def _inactivity_erasure_allowed(conn: Connection, account_id: str) -> bool:
-    from shared.consent import erasure_by_inactivity_allowed
-
-    return erasure_by_inactivity_allowed(conn, account_id)
-
-
 def _restricted_among(conn: Connection, account_ids: Sequence[str]) -> set[str]:
-    """The accounts of `account_ids` under an Art. 18 restriction (one query per chunk of ids)."""
+    """The accounts of `account_ids` under an Art. 18 restriction, which the retention schedule may not erase."""
     from shared.consent import restricted_accounts
 
     restricted: set[str] = set()
@@ -186,7 +181,7 @@ def _register(
         return pending, False
     if status is None or status == "erased":
         raise NotFound("no such account", code="account_not_found")
-    if channel == RETENTION_CHANNEL and not _inactivity_erasure_allowed(conn, account_id):
+    if channel == RETENTION_CHANNEL and _restricted_among(conn, [account_id]):
         raise ProcessingRestricted()
     cooling_off_days = get_settings().erasure_cooling_off_days
     details = {"erase_after": _iso(now + dt.timedelta(days=cooling_off_days)), "cooling_off_days": cooling_off_days}
@@ -251,8 +246,6 @@ def enqueue_runs(request_ids: Sequence[str], *, reason: str) -> int:
     The idempotency key derives from the ids and `reason`: the same call repeated (a retried
     job) sends messages the worker recognises as already processed.
     """
-    import hashlib
-
     from shared.backends import get_queue
     from shared.runtime import make_message
 

@@ -14,6 +14,7 @@ One function, two triggers (shared.runtime.queue_and_cron tells them apart).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Annotated, Any
 
@@ -57,8 +58,8 @@ def run(message: QueueMessage) -> dict[str, Any]:
         get_engine(), payload.request_ids, batch_size=settings.erasure_batch_size,
         deadline=time.monotonic() + settings.erasure_time_budget_seconds,
     )
-    if left:  # the time budget is spent: the rest goes on in another invocation
-        erasure.enqueue_runs(left, reason=f"rest-of:{message.idempotency_key}")
+    if left:  # the time budget is spent: the rest goes on in another invocation (same key if this one is retried)
+        erasure.enqueue_runs(left, reason="rest-of:" + hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:16])
     waiting = {request_id: exc for request_id, exc in errors.items() if isinstance(exc, ExternalServiceError)}
     for request_id, exc in waiting.items():
         get_logger().warning(
