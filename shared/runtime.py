@@ -230,9 +230,13 @@ def _json_object(body: bytes, *, empty_is_object: bool = False) -> dict[str, Any
 
 def json_body(model: type[ModelT]) -> ModelT:
     """The current request's JSON body as `model` (which must forbid extra fields), else 400 invalid_request."""
+    return validated(model, _json_object(current_request().body))
+
+
+def validated(model: type[ModelT], data: Any) -> ModelT:
+    """`data` as `model` (which must forbid extra fields), else 400 invalid_request naming the fields."""
     if model.model_config.get("extra") != "forbid":
         raise TypeError(f"{model.__name__} must forbid extra fields (derive it from StrictModel)")
-    data = _json_object(current_request().body)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -423,6 +427,10 @@ class QueueMessage(BaseModel):
     # The key is logged and stored (processed_messages): build it from ids, never from personal data.
     idempotency_key: str = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    def payload_as(self, model: type[ModelT]) -> ModelT:
+        """The payload as `model` (a StrictModel), else 400 invalid_request: the queue does not retry it."""
+        return validated(model, self.payload)
 
 
 def make_message(type: str, idempotency_key: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -41,17 +41,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shared import audit
 from shared.config import get_settings
 from shared.db import UTC, utcnow
-from shared.errors import AppError, BadRequest, ValidationFailed
+from shared.errors import AppError, BadRequest
 from shared.logs import get_logger
 from shared.pseudonym import subject_pseudonym
-from shared.runtime import describe_validation_error, make_message
+from shared.runtime import make_message, validated
 from shared.schema import accounts, payment_records, stripe_events
 
 QUEUE_NAME = "stripe-events"
@@ -463,10 +463,7 @@ class QueuedEvent(BaseModel):
 
 def apply_event(engine: Engine, payload: Mapping[str, Any], *, now: dt.datetime | None = None) -> dict[str, Any]:
     """Apply one queued event, once: the event row is claimed and marked processed in the same transaction."""
-    try:
-        event = QueuedEvent.model_validate(payload)
-    except ValidationError as exc:
-        raise ValidationFailed(describe_validation_error(exc)) from None
+    event = validated(QueuedEvent, payload)
     now = now or utcnow()
     event_id = event.event_id
     with engine.begin() as conn:

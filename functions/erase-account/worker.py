@@ -18,20 +18,19 @@ import hashlib
 import time
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from shared import erasure
 from shared.backends import ExternalServiceError
 from shared.config import get_settings
 from shared.db import get_engine
-from shared.errors import AppError, ValidationFailed
+from shared.errors import AppError
 from shared.logs import get_logger
 from shared.runtime import (
     CronFunction,
     QueueFunction,
     QueueMessage,
     StrictModel,
-    describe_validation_error,
     queue_and_cron,
 )
 
@@ -49,10 +48,7 @@ class RunPayload(StrictModel):
 
 @worker.on(erasure.RUN_MESSAGE)
 def run(message: QueueMessage) -> dict[str, Any]:
-    try:
-        payload = RunPayload.model_validate(message.payload)
-    except ValidationError as exc:
-        raise ValidationFailed(describe_validation_error(exc)) from None
+    payload = message.payload_as(RunPayload)
     settings = get_settings()
     outcomes, errors, left = erasure.run_queued(
         get_engine(), payload.request_ids, batch_size=settings.erasure_batch_size,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints
 
 from shared import inactivity
 from shared.backends import ExternalServiceError
 from shared.db import get_engine
-from shared.errors import AppError, ValidationFailed
+from shared.errors import AppError
 from shared.logs import get_logger
-from shared.runtime import QueueFunction, QueueMessage, StrictModel, describe_validation_error
+from shared.runtime import QueueFunction, QueueMessage, StrictModel
 
 worker = QueueFunction("expire-inactive-accounts-worker")
 
@@ -30,10 +30,7 @@ class Chunk(StrictModel):
 
 @worker.on(inactivity.CHUNK_MESSAGE)
 def process(message: QueueMessage) -> dict[str, Any]:
-    try:
-        chunk = Chunk.model_validate(message.payload)
-    except ValidationError as exc:
-        raise ValidationFailed(describe_validation_error(exc)) from None
+    chunk = message.payload_as(Chunk)
     try:
         return inactivity.process_chunk(get_engine(), chunk.account_ids)
     except ExternalServiceError as exc:

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from shared import export
 from shared.db import get_engine
-from shared.errors import ValidationFailed
-from shared.runtime import QueueFunction, QueueMessage
+from shared.runtime import QueueFunction, QueueMessage, StrictModel
 
 worker = QueueFunction("export-on-request-worker")
 
 
+class RunPayload(StrictModel):
+    request_id: str = Field(min_length=1, max_length=36)
+
+
 @worker.on(export.MESSAGE_TYPE)
 def run(message: QueueMessage) -> dict[str, Any]:
-    request_id = message.payload.get("request_id")
-    if not isinstance(request_id, str) or not request_id:
-        raise ValidationFailed("payload.request_id: field required")
-    return export.run_export(get_engine(), request_id)
+    return export.run_export(get_engine(), message.payload_as(RunPayload).request_id)
 
 
 handle = worker.handle

@@ -15,13 +15,11 @@ from pydantic import Field
 
 from shared import consent
 from shared.db import get_engine
-from shared.errors import ValidationFailed
 from shared.runtime import (
     CronFunction,
     QueueFunction,
     QueueMessage,
     StrictModel,
-    describe_validation_error,
     queue_and_cron,
 )
 
@@ -39,12 +37,7 @@ class Propagation(StrictModel):
 
 @worker.on(consent.PROPAGATION_MESSAGE)
 def propagate(message: QueueMessage) -> dict:
-    from pydantic import ValidationError
-
-    try:
-        payload = Propagation.model_validate(message.payload)
-    except ValidationError as exc:
-        raise ValidationFailed(describe_validation_error(exc)) from None
+    payload = message.payload_as(Propagation)
     return consent.propagate_newsletter_withdrawal(get_engine(), payload.consent_event_id)
 
 

@@ -380,3 +380,8 @@ def test_sample_events_are_complete_scaleway_events(env):
     assert missing["statusCode"] == 401
     malformed = invoke(MANIFEST.functions["export-on-request-worker"], json.loads((root / "export-on-request-worker/malformed.json").read_text()))
     assert malformed["statusCode"] == 400
+    # A sound envelope whose payload is not {"request_id": str}: refused the same way, not retried.
+    for payload in ({}, {"request_id": 42}, {"request_id": "r1", "extra": 1}):
+        body = json.dumps({"type": "export.run", "idempotency_key": "export:k", "payload": payload})
+        answer = invoke(MANIFEST.functions["export-on-request-worker"], http_event("POST", "/", body=body))
+        assert answer["statusCode"] == 400 and json.loads(answer["body"])["error"]["code"] == "invalid_request"
