@@ -15,8 +15,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared import config as config_module
-from shared.db import dispose_engines, migrate, normalise_url
+from shared.platform import config as config_module
+from shared.ports.db import dispose_engines, migrate, normalise_url
 
 TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DEV_TOKEN_KEY = "test-dev-token-key-0123456789abcdef"
@@ -25,7 +25,7 @@ DEV_TOKEN_KEY = "test-dev-token-key-0123456789abcdef"
 def _reset_process_state() -> None:
     config_module.reset_settings()
     try:
-        from shared.backends import reset_backends
+        from shared.ports.backends import reset_backends
     except ImportError:  # pragma: no cover - during bootstrap only
         pass
     else:
@@ -111,7 +111,7 @@ def env(db_url, tmp_path, monkeypatch):
 
 @pytest.fixture
 def engine(env):
-    from shared.db import get_engine
+    from shared.ports.db import get_engine
 
     return get_engine()
 

@@ -3,16 +3,16 @@
 CRON input {"job": "enforce-retention"}: invoices (lines, PDFs) 10 years, payment records
 archived at 13 months then deleted 5 years later, prospects 3 years after their last
 contact, exports after 7 days, request registry and receipts after their proof period,
-verification records after 30 days; one audit entry per category. Thin: shared/retention.py.
+verification records after 30 days; one audit entry per category. Thin: shared/retention/schedule.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared import retention
-from shared.db import get_engine
-from shared.runtime import CronFunction
+from shared.retention import schedule as retention
+from shared.ports.db import get_engine
+from shared.platform.runtime import CronFunction
 
 cron = CronFunction("enforce-retention")  # input {"job": "enforce-retention"}; any other input answers 400 unknown_job
 

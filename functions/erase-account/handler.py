@@ -9,7 +9,7 @@ DPO (DPO credential, never a client token), for requests received by email or po
     POST   /dpo/requests          {"account_id", "channel": "email" | "post"}
     GET    /dpo/requests/<id>     any erasure request
 
-Thin: every rule is in shared/erasure.py.
+Thin: every rule is in shared/rights/erasure.py.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared import erasure
-from shared.auth import authenticate_client, require_step_up
-from shared.db import get_engine
-from shared.dpo import authenticate_dpo
-from shared.errors import NotFound
-from shared.runtime import HttpFunction, Response, StrictModel, current_request, json_body
+from shared.rights import erasure
+from shared.identity.client import authenticate_client, require_step_up
+from shared.ports.db import get_engine
+from shared.identity.dpo import authenticate_dpo
+from shared.platform.errors import NotFound
+from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
 
 app = HttpFunction("erase-account")
 

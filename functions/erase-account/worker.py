@@ -9,7 +9,7 @@
 - CRON input {"job": "erasure-sweep"}: queues every erasure whose cooling-off is
   over (`erase_after <= now`) and every one started but unfinished.
 
-One function, two triggers (shared.runtime.queue_and_cron tells them apart).
+One function, two triggers (shared.platform.runtime.queue_and_cron tells them apart).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from shared import erasure
-from shared.backends import ExternalServiceError
-from shared.config import get_settings
-from shared.db import get_engine
-from shared.errors import AppError
-from shared.logs import get_logger
-from shared.runtime import (
+from shared.rights import erasure
+from shared.ports.backends import ExternalServiceError
+from shared.platform.config import get_settings
+from shared.ports.db import get_engine
+from shared.platform.errors import AppError
+from shared.platform.logs import get_logger
+from shared.platform.runtime import (
     CronFunction,
     QueueFunction,
     QueueMessage,

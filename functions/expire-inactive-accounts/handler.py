@@ -2,16 +2,16 @@
 
 CRON input {"job": "expire-inactive-accounts"}: drops the warnings of accounts active again,
 then queues the accounts with a warning or an erasure due, one message per chunk on
-`retention-chunks` (worker.py does the work). Thin: every rule is in shared/inactivity.py.
+`retention-chunks` (worker.py does the work). Thin: every rule is in shared/retention/inactivity.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared import inactivity
-from shared.db import get_engine
-from shared.runtime import CronFunction
+from shared.retention import inactivity
+from shared.ports.db import get_engine
+from shared.platform.runtime import CronFunction
 
 cron = CronFunction("expire-inactive-accounts")  # input {"job": "expire-inactive-accounts"}; any other input answers 400 unknown_job
 

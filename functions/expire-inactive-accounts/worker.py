@@ -12,12 +12,12 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from shared import inactivity
-from shared.backends import ExternalServiceError
-from shared.db import get_engine
-from shared.errors import AppError
-from shared.logs import get_logger
-from shared.runtime import QueueFunction, QueueMessage, StrictModel
+from shared.retention import inactivity
+from shared.ports.backends import ExternalServiceError
+from shared.ports.db import get_engine
+from shared.platform.errors import AppError
+from shared.platform.logs import get_logger
+from shared.platform.runtime import QueueFunction, QueueMessage, StrictModel
 
 worker = QueueFunction("expire-inactive-accounts-worker")
 

@@ -9,7 +9,7 @@ DPO (DPO credential, never a client token):
     POST /dpo/requests              {"account_id", "channel": "email"|"post", "identity_verification", ...}
     GET  /dpo/requests/<request_id> the request (no download link: the archive is the subject's)
 
-Thin: every rule is in shared/export.py; the archive is built by worker.py from the queue.
+Thin: every rule is in shared/rights/export.py; the archive is built by worker.py from the queue.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from shared import export
-from shared.auth import authenticate_client
-from shared.db import get_engine
-from shared.dpo import authenticate_dpo
-from shared.runtime import HttpFunction, Response, StrictModel, current_request, json_body, json_dumps
+from shared.rights import export
+from shared.identity.client import authenticate_client
+from shared.ports.db import get_engine
+from shared.identity.dpo import authenticate_dpo
+from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body, json_dumps
 
 app = HttpFunction("export-on-request")
 

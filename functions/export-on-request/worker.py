@@ -1,7 +1,7 @@
 """export-on-request worker: builds the archive of one request, from the queue `export-requests`.
 
 Message: {"type": "export.run", "idempotency_key": "export:<request_id>", "payload": {"request_id": ...}}.
-Idempotent: the runtime skips keys already processed, and shared.export.run_export resumes its
+Idempotent: the runtime skips keys already processed, and shared.rights.export.run_export resumes its
 saga steps, so a redelivery never makes a second archive nor sends a second mail.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import Field
 
-from shared import export
-from shared.db import get_engine
-from shared.runtime import QueueFunction, QueueMessage, StrictModel
+from shared.rights import export
+from shared.ports.db import get_engine
+from shared.platform.runtime import QueueFunction, QueueMessage, StrictModel
 
 worker = QueueFunction("export-on-request-worker")
 

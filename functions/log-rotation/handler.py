@@ -3,16 +3,16 @@
 CRON input {"job": "log-rotation"}: creates the coming months' partitions, drops expired
 ones and deletes the boundary range (PostgreSQL; SQLite: ranged deletes in batches),
 deletes expired date-partitioned log objects (DeleteObjects, 1000 keys at most, every
-version), and reports lifecycle rules that drift from the policy. Thin: shared/log_rotation.py.
+version), and reports lifecycle rules that drift from the policy. Thin: shared/retention/log_rotation.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared import log_rotation
-from shared.db import get_engine
-from shared.runtime import CronFunction
+from shared.retention import log_rotation
+from shared.ports.db import get_engine
+from shared.platform.runtime import CronFunction
 
 cron = CronFunction("log-rotation")  # input {"job": "log-rotation"}; any other input answers 400 unknown_job
 

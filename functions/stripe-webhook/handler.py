@@ -1,17 +1,17 @@
 """stripe-webhook: Stripe calls `POST /stripe-webhook/` with each event (policy 2.3 and 5).
 
 Thin: the raw body (base64-decoded by the runtime adapter when the platform says
-so) and the `Stripe-Signature` header go to `shared.stripe_events.receive`, which
+so) and the `Stripe-Signature` header go to `shared.payment_data.stripe_events.receive`, which
 verifies, records the event once and queues it for `worker.py`. Answering fast
 matters: Stripe retries slow answers.
 """
 
 from __future__ import annotations
 
-from shared.config import get_settings
-from shared.db import get_engine
-from shared.runtime import HttpFunction, current_request
-from shared.stripe_events import receive
+from shared.platform.config import get_settings
+from shared.ports.db import get_engine
+from shared.platform.runtime import HttpFunction, current_request
+from shared.payment_data.stripe_events import receive
 
 app = HttpFunction("stripe-webhook")
 

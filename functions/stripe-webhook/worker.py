@@ -6,9 +6,9 @@ transaction that also marks the event processed, so a redelivery changes nothing
 
 from __future__ import annotations
 
-from shared.db import get_engine
-from shared.runtime import QueueFunction, QueueMessage
-from shared.stripe_events import MESSAGE_TYPE, apply_event
+from shared.ports.db import get_engine
+from shared.platform.runtime import QueueFunction, QueueMessage
+from shared.payment_data.stripe_events import MESSAGE_TYPE, apply_event
 
 worker = QueueFunction("stripe-webhook-worker")
 

@@ -11,7 +11,7 @@ DPO (DPO credential, never a client token):
     POST /dpo/restrictions                 {"account_id", "kind", "reason_code", "note"?} sets a flag
     POST /dpo/restrictions/<id>/lift       {"reason_code"} lifts it (the user is told first)
 
-Thin: every rule is in shared/consent.py.
+Thin: every rule is in shared/rights/consent.py.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from urllib.parse import parse_qs, quote
 
 from pydantic import Field
 
-from shared import consent
-from shared.auth import authenticate_client
-from shared.db import get_engine
-from shared.dpo import authenticate_dpo
-from shared.errors import AppError, ValidationFailed
-from shared.runtime import HttpFunction, Response, StrictModel, current_request, json_body
+from shared.rights import consent
+from shared.identity.client import authenticate_client
+from shared.ports.db import get_engine
+from shared.identity.dpo import authenticate_dpo
+from shared.platform.errors import AppError, ValidationFailed
+from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
 
 app = HttpFunction("withdraw-consent")
 

@@ -6,16 +6,16 @@
   its first enqueue failed after the withdrawal committed or its message was dead-lettered
   while Resend was down.
 
-One function, two triggers (shared.runtime.queue_and_cron tells them apart).
+One function, two triggers (shared.platform.runtime.queue_and_cron tells them apart).
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from shared import consent
-from shared.db import get_engine
-from shared.runtime import (
+from shared.rights import consent
+from shared.ports.db import get_engine
+from shared.platform.runtime import (
     CronFunction,
     QueueFunction,
     QueueMessage,

@@ -3,8 +3,8 @@
 from alembic import context
 from sqlalchemy import pool
 
-from shared.db import make_engine
-from shared.schema import metadata
+from shared.ports.db import make_engine
+from shared.ports.tables import metadata
 
 config = context.config
 

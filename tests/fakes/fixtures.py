@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared import config as config_module
+from shared.platform import config as config_module
 from tests.fakes.moto import (
     MOTO_ACCESS_KEY,
     MOTO_ACCOUNT_ID,
@@ -30,7 +30,7 @@ STRIPE_TEST_KEY = "sk_test_0123456789abcdef"
 
 
 def _reconfigure(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> config_module.Settings:
-    from shared.backends import reset_backends
+    from shared.ports.backends import reset_backends
 
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -72,7 +72,7 @@ def s3_env(env, moto_endpoint, monkeypatch):
 
 @pytest.fixture
 def sqs_env(env, moto_endpoint, monkeypatch):
-    """SQS on moto; queues are created by `shared.queues.ensure_queue(name)`."""
+    """SQS on moto; queues are created by `shared.ports.queues.ensure_queue(name)`."""
     return _reconfigure(
         monkeypatch,
         {

@@ -1,4 +1,4 @@
-"""A tiny function of each kind (HTTP, CRON, queue) built on shared.runtime, for the runtime tests."""
+"""A tiny function of each kind (HTTP, CRON, queue) built on shared.platform.runtime, for the runtime tests."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from shared import config as config_module
-from shared.errors import Conflict, TooManyRequests
-from shared.logs import ScalewayContext, get_logger
-from shared.runtime import CronFunction, HttpFunction, QueueFunction, QueueMessage, StrictModel, current_request, json_body
+from shared.platform import config as config_module
+from shared.platform.errors import Conflict, TooManyRequests
+from shared.platform.logs import ScalewayContext, get_logger
+from shared.platform.runtime import CronFunction, HttpFunction, QueueFunction, QueueMessage, StrictModel, current_request, json_body
 
 app = HttpFunction("sample")
 handle = app.handle
@@ -85,8 +85,8 @@ def run(message: QueueMessage) -> dict[str, Any]:
 @worker.on("sample.race")
 def race(message: QueueMessage) -> dict[str, Any]:
     """Another delivery of the same message records the key while this one is still running."""
-    from shared.db import get_engine
-    from shared.jobs import mark_processed
+    from shared.ports.db import get_engine
+    from shared.records.saga import mark_processed
 
     with get_engine().begin() as conn:
         mark_processed(conn, message.idempotency_key, "sample-worker", {"by": "the other delivery"})

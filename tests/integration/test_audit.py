@@ -9,9 +9,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared import audit
-from shared.pseudonym import subject_pseudonym
-from shared.schema import audit_log
+from shared.records import audit
+from shared.platform.pseudonym import subject_pseudonym
+from shared.ports.tables import audit_log
 
 T0 = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
 
@@ -61,8 +61,8 @@ def test_subject_is_stored_only_as_its_pseudonym(engine):
 
 
 def test_pseudonyms_are_keyed_and_separated_by_purpose(env, monkeypatch):
-    from shared.config import reset_settings
-    from shared.pseudonym import pseudonymise
+    from shared.platform.config import reset_settings
+    from shared.platform.pseudonym import pseudonymise
 
     value = str(uuid.uuid4())
     assert pseudonymise(value) == subject_pseudonym(value) == pseudonymise(value, purpose="subject")

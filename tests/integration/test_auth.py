@@ -16,11 +16,13 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from shared import auth, dpo
-from shared.config import ConfigurationError, reset_settings
-from shared.demo import create_account
-from shared.errors import AppError
-from shared.schema import audit_log, dpo_credentials, totp_used_steps, verification_attempts, verification_codes
+from shared.identity import client as auth
+
+from shared.identity import dpo
+from shared.platform.config import ConfigurationError, reset_settings
+from shared.local.demo import create_account
+from shared.platform.errors import AppError
+from shared.ports.tables import audit_log, dpo_credentials, totp_used_steps, verification_attempts, verification_codes
 from tests.conftest import DEV_TOKEN_KEY
 
 T0 = dt.datetime(2027, 5, 10, 9, 0, tzinfo=dt.timezone.utc)

@@ -9,9 +9,13 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from shared import demo, policy, schema
-from shared.backends import get_storage
-from shared.data_map import TABLES
+from shared.local import demo
+
+from shared.policy import facts as policy
+
+from shared.ports import tables as schema
+from shared.ports.backends import get_storage
+from shared.policy.data_map import TABLES
 
 UTC = dt.timezone.utc
 REFERENCE_TABLES = [t.name for t in TABLES if not t.suite]

@@ -12,7 +12,7 @@ import pytest
 from scaleway_functions_python.local.serving import LocalFunctionServer
 from werkzeug.serving import make_server
 
-from shared import config as config_module
+from shared.platform import config as config_module
 from tests.fakes import sample_function as sample
 from tests.fakes.sample_function import configure_env
 

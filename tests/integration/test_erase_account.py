@@ -14,12 +14,20 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from shared import data_map, erasure, jobs, policy, schema
-from shared.audit import verify_chain
-from shared.backends import get_queue, get_storage
-from shared.db import UTC, utcnow
-from shared.demo import create_account, populate_account
-from shared.local import drain_queues, http_event, invoke, load_manifest
+from shared.policy import data_map
+
+from shared.rights import erasure
+
+from shared.records import saga as jobs
+
+from shared.policy import facts as policy
+
+from shared.ports import tables as schema
+from shared.records.audit import verify_chain
+from shared.ports.backends import get_queue, get_storage
+from shared.ports.db import UTC, utcnow
+from shared.local.demo import create_account, populate_account
+from shared.local.server import drain_queues, http_event, invoke, load_manifest
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -38,8 +46,8 @@ def manifest():
 @pytest.fixture
 def immediate(monkeypatch):
     """No cooling-off: the erasure runs as soon as it is registered."""
-    from shared.backends import reset_backends
-    from shared.config import reset_settings
+    from shared.ports.backends import reset_backends
+    from shared.platform.config import reset_settings
 
     monkeypatch.setenv("ERASURE_COOLING_OFF_DAYS", "0")
     reset_settings()
@@ -57,7 +65,7 @@ def call(manifest, method: str, path: str, *, token: str | None = None, code: st
 
 
 def client_token(account_id: str) -> str:
-    from shared.auth import issue_dev_token
+    from shared.identity.client import issue_dev_token
 
     return issue_dev_token(account_id)
 
@@ -378,7 +386,7 @@ def test_cron_sweep_through_the_worker(engine, manifest, immediate):
     with engine.begin() as conn:
         record = erasure.register_erasure(conn, account["id"], channel="client_area", actor="client")
     worker = manifest.functions["erase-account-worker"]
-    from shared.local import cron_event
+    from shared.local.server import cron_event
 
     response = invoke(worker, cron_event(worker.schedules[0]))
     assert response["statusCode"] == 200 and json.loads(response["body"])["queued"] == 1
@@ -389,7 +397,7 @@ def test_cron_sweep_through_the_worker(engine, manifest, immediate):
 
 
 def test_dpo_registers_an_erasure_received_by_post(engine, manifest):
-    from shared.dpo import create_dpo_credential
+    from shared.identity.dpo import create_dpo_credential
 
     account = create_account(engine)
     with engine.begin() as conn:
@@ -413,8 +421,7 @@ def test_dpo_registers_an_erasure_received_by_post(engine, manifest):
 
 
 def test_restriction_blocks_only_the_inactivity_path(engine):
-    from shared import consent
-
+    from shared.rights import consent
     account = create_account(engine)
     consent.restrict(engine, account["id"], reason_code="legal_claims", actor="dpo")
     with engine.begin() as conn, pytest.raises(erasure.ProcessingRestricted):
@@ -426,8 +433,7 @@ def test_restriction_blocks_only_the_inactivity_path(engine):
 
 
 def test_restriction_set_during_cooling_off_stops_the_inactivity_erasure(engine):
-    from shared import consent
-
+    from shared.rights import consent
     account = create_account(engine)
     with engine.begin() as conn:
         record = erasure.register_erasure(conn, account["id"], channel="retention", actor="system:retention")
@@ -562,7 +568,7 @@ def restore(engine, snapshot: dict[str, list[dict]]) -> None:
 
 
 def test_replay_after_restoring_a_backup_re_erases(s3_env, engine, immediate, capsys):
-    from shared.cli import main
+    from shared.local.cli import main
 
     account = seeded_account(engine, canary=CANARY, invoices=2, log_lines=3, payments=1)
     other = seeded_account(engine, canary=OTHER_CANARY, invoices=1, log_lines=2, payments=1, pdfs=False)
@@ -640,7 +646,7 @@ def test_a_batch_erases_each_account_and_isolates_a_failure(engine, monkeypatch,
 def test_sample_events_are_complete_and_answered(engine, manifest):
     from pathlib import Path
 
-    from shared.local import PROJECT_ROOT
+    from shared.local.server import PROJECT_ROOT
 
     account = create_account(engine)
     folder = Path(PROJECT_ROOT, "events")
@@ -707,8 +713,8 @@ def test_worker_runs_a_message_in_batches_and_requeues_what_its_budget_leaves(en
     import time as real_time
     from types import SimpleNamespace
 
-    from shared.backends import reset_backends
-    from shared.config import get_settings, reset_settings
+    from shared.ports.backends import reset_backends
+    from shared.platform.config import get_settings, reset_settings
 
     monkeypatch.setenv("ERASURE_BATCH_SIZE", "2")
     reset_settings()

@@ -16,18 +16,18 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from shared import export
-from shared.audit import verify_chain
-from shared.auth import issue_dev_token
-from shared.backends import get_queue, get_storage
-from shared.config import get_settings
-from shared.db import get_engine, utcnow
-from shared.demo import create_account, populate_account
-from shared.dpo import create_dpo_credential
-from shared.dates import add_months
-from shared.errors import AppError, Unauthorized
-from shared.local import consumer_for, http_event, invoke, load_manifest
-from shared.schema import audit_log, dsr_requests, processed_messages
+from shared.rights import export
+from shared.records.audit import verify_chain
+from shared.identity.client import issue_dev_token
+from shared.ports.backends import get_queue, get_storage
+from shared.platform.config import get_settings
+from shared.ports.db import get_engine, utcnow
+from shared.local.demo import create_account, populate_account
+from shared.identity.dpo import create_dpo_credential
+from shared.platform.clock import add_months
+from shared.platform.errors import AppError, Unauthorized
+from shared.local.server import consumer_for, http_event, invoke, load_manifest
+from shared.ports.tables import audit_log, dsr_requests, processed_messages
 
 MANIFEST = load_manifest()
 SHARED_CLIENT = "Boulangerie Dupont SARL"
@@ -368,7 +368,7 @@ def archive_of_local(account: dict, request_id: str, storage) -> zipfile.ZipFile
 def test_sample_events_are_complete_scaleway_events(env):
     from pathlib import Path
 
-    from shared.local import PROJECT_ROOT
+    from shared.local.server import PROJECT_ROOT
 
     keys = {"path", "httpMethod", "headers", "queryStringParameters", "body", "isBase64Encoded", "multiValueHeaders"}
     for folder in ("export-on-request", "export-on-request-worker"):

@@ -13,12 +13,14 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from shared import inactivity, schema
-from shared.backends import get_queue
-from shared.db import UTC, utcnow
-from shared.demo import create_account
-from shared.local import cron_event, drain_queues, http_event, invoke, load_manifest
-from shared.retention import last_expired_day
+from shared.retention import inactivity
+
+from shared.ports import tables as schema
+from shared.ports.backends import get_queue
+from shared.ports.db import UTC, utcnow
+from shared.local.demo import create_account
+from shared.local.server import cron_event, drain_queues, http_event, invoke, load_manifest
+from shared.retention.schedule import last_expired_day
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -34,8 +36,8 @@ def manifest():
 @pytest.fixture
 def immediate(monkeypatch):
     """As deployed: no cooling-off after the inactivity warnings."""
-    from shared.backends import reset_backends
-    from shared.config import reset_settings
+    from shared.ports.backends import reset_backends
+    from shared.platform.config import reset_settings
 
     monkeypatch.setenv("ERASURE_COOLING_OFF_DAYS", "0")
     reset_settings()
@@ -163,8 +165,7 @@ def test_each_warning_is_sent_once_then_the_saga_erases(env, engine, manifest, i
 
 
 def test_erasures_due_in_one_chunk_reach_the_eraser_as_one_message(env, engine, manifest, immediate):
-    from shared import erasure
-
+    from shared.rights import erasure
     today = utcnow().date()
     accounts = [inactive_account(engine, today) for _ in range(3)]
     for offset in (30, 7):
@@ -226,8 +227,7 @@ def test_activity_after_a_warning_resets_the_clock_and_the_warning(env, engine):
 
 
 def test_a_restricted_account_is_neither_warned_nor_erased(env, engine):
-    from shared import consent
-
+    from shared.rights import consent
     day = utcnow().date() + dt.timedelta(days=40)
     warned = inactive_account(engine, day)
     restricted_early = inactive_account(engine, day)
@@ -245,7 +245,7 @@ def test_a_restricted_account_is_neither_warned_nor_erased(env, engine):
 
 
 def test_due_accounts_fan_out_in_chunks(env, engine, manifest, monkeypatch):
-    from shared.config import reset_settings
+    from shared.platform.config import reset_settings
 
     monkeypatch.setenv("RETENTION_CHUNK_SIZE", "2")
     reset_settings()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.local import PROJECT_ROOT, build_app, invoke, load_manifest
+from shared.local.server import PROJECT_ROOT, build_app, invoke, load_manifest
 
 EVENTS = PROJECT_ROOT / "events"
 
@@ -43,9 +43,9 @@ def test_every_event_file_is_a_complete_scaleway_event():
 
 
 def test_invoke_whoami_with_a_development_token(env):
-    from shared.auth import issue_dev_token
-    from shared.db import get_engine
-    from shared.demo import create_account
+    from shared.identity.client import issue_dev_token
+    from shared.ports.db import get_engine
+    from shared.local.demo import create_account
 
     account = create_account(get_engine(), email="canary.whoami@example.test")
     spec = load_manifest().functions["whoami"]
@@ -96,7 +96,7 @@ def test_cli_refuses_a_token_without_development_key(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"DEV_TOKEN_KEY", "TOKEN_VERIFY_KEY"}}
     env["PRIVACY_DATA_DIR"] = str(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "token", "some-account"],
+        [sys.executable, "-m", "shared.local.cli", "token", "some-account"],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert result.returncode != 0
@@ -108,7 +108,7 @@ def test_cli_seed_demo_then_token_then_audit_verify(tmp_path):
     env.update(PRIVACY_DATA_DIR=str(tmp_path / "data"), DEV_TOKEN_KEY="cli-test-key", PRIVACY_ENV="local")
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "shared.cli", *args], cwd=tmp_path, env=env,
+        return subprocess.run([sys.executable, "-m", "shared.local.cli", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
 
     seeded = cli("seed-demo")

@@ -10,14 +10,16 @@ import math
 import pytest
 import sqlalchemy as sa
 
-from shared import log_rotation, schema
-from shared.audit import verify_chain
-from shared.backends import get_storage
-from shared.dates import add_months
-from shared.db import utcnow
-from shared.demo import create_account
-from shared.local import cron_event, http_event, invoke, load_manifest
-from shared.retention import last_expired_day, start_of_day
+from shared.retention import log_rotation
+
+from shared.ports import tables as schema
+from shared.records.audit import verify_chain
+from shared.ports.backends import get_storage
+from shared.platform.clock import add_months
+from shared.ports.db import utcnow
+from shared.local.demo import create_account
+from shared.local.server import cron_event, http_event, invoke, load_manifest
+from shared.retention.schedule import last_expired_day, start_of_day
 from tests.fakes.moto import MOTO_ACCOUNT_ID, raw_client
 
 pytestmark = pytest.mark.usefixtures("env")

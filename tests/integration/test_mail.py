@@ -10,9 +10,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from shared.backends import ExternalServiceError, get_mailer
-from shared.mail import Message, OutboxMailer, ResendMailer
-from shared.pseudonym import pseudonymise
+from shared.ports.backends import ExternalServiceError, get_mailer
+from shared.ports.mail import Message, OutboxMailer, ResendMailer
+from shared.platform.pseudonym import pseudonymise
 from tests.fakes.fixtures import RESEND_TEST_KEY
 
 # The mail port never touches the database: one database backend is enough here.
@@ -94,8 +94,8 @@ def test_resend_failures_raise_external_service_error_and_a_retry_sends_once(res
 
 @sqlite_only
 def test_resend_unreachable_is_retryable(env, monkeypatch):
-    from shared import config as config_module
-    from shared.backends import reset_backends
+    from shared.platform import config as config_module
+    from shared.ports.backends import reset_backends
 
     monkeypatch.setenv("RESEND_API_KEY", RESEND_TEST_KEY)
     monkeypatch.setenv("RESEND_BASE_URL", "http://127.0.0.1:9")  # discard port: nothing listens

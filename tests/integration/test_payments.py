@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from shared.backends import ExternalServiceError, get_payments
-from shared.payments import RecordingPayments, StripePayments
+from shared.ports.backends import ExternalServiceError, get_payments
+from shared.ports.payments import RecordingPayments, StripePayments
 from tests.fakes.fixtures import STRIPE_TEST_KEY
 from tests.fakes.stripe_fake import sign_webhook
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.backends import get_queue, reset_backends
-from shared.queues import InvalidMessage, LocalQueue, SqsQueue, ensure_queue
+from shared.ports.backends import get_queue, reset_backends
+from shared.ports.queues import InvalidMessage, LocalQueue, SqsQueue, ensure_queue
 from tests.fakes.moto import raw_client
 
 # The queue port never touches the database: one database backend is enough here.
@@ -169,7 +169,7 @@ def test_local_dead_letters_are_kept_as_files(env):
 
 def test_local_queue_is_shared_between_processes(env):
     # `privacy-functions invoke` enqueues in one process, `serve` delivers in another.
-    script = "from shared.backends import get_queue; get_queue('jobs').send(" + repr(envelope(1)) + ")"
+    script = "from shared.ports.backends import get_queue; get_queue('jobs').send(" + repr(envelope(1)) + ")"
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, env=os.environ.copy(), timeout=60)
 
     reset_backends()  # a new queue object, as in a fresh process

@@ -15,14 +15,18 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared import policy, retention, schema
-from shared.audit import verify_chain
-from shared.backends import get_storage
-from shared.dates import add_months
-from shared.db import UTC, utcnow
-from shared.demo import create_account
-from shared.local import cron_event, http_event, invoke, load_manifest
-from shared.retention import last_expired_day
+from shared.policy import facts as policy
+
+from shared.retention import schedule as retention
+
+from shared.ports import tables as schema
+from shared.records.audit import verify_chain
+from shared.ports.backends import get_storage
+from shared.platform.clock import add_months
+from shared.ports.db import UTC, utcnow
+from shared.local.demo import create_account
+from shared.local.server import cron_event, http_event, invoke, load_manifest
+from shared.retention.schedule import last_expired_day
 
 CANARY = "canaryRetention5"
 ONE_DAY = dt.timedelta(days=1)
@@ -62,7 +66,7 @@ def test_the_expired_set_is_exactly_what_the_policy_says(rule_id):
 
 
 def test_invoice_clock_is_configurable(env, monkeypatch):
-    from shared.config import reset_settings
+    from shared.platform.config import reset_settings
 
     today = dt.date(2026, 11, 26)
     assert retention.invoice_issue_bound(today) == dt.date(2016, 11, 27)
@@ -72,7 +76,7 @@ def test_invoice_clock_is_configurable(env, monkeypatch):
     assert retention.invoice_issue_bound(today) == dt.date(2016, 1, 1)  # 2016 closes on 31/12/2026
     assert retention.invoice_issue_bound(dt.date(2026, 12, 31)) == dt.date(2017, 1, 1)
     assert retention.invoice_expiry(dt.date(2016, 2, 29)) == dt.date(2026, 12, 31)
-    from shared.config import ConfigurationError, get_settings
+    from shared.platform.config import ConfigurationError, get_settings
 
     monkeypatch.setenv("INVOICE_RETENTION_MONTHS", "100")
     reset_settings()
@@ -276,7 +280,7 @@ def test_enforce_retention_removes_exactly_the_expired_set(env, engine, world, c
 
 
 def test_plan_counts_and_changes_nothing(env, engine, world, capsys):
-    from shared.cli import main
+    from shared.local.cli import main
 
     def table_sizes() -> dict[str, int]:
         with engine.connect() as conn:
@@ -303,7 +307,7 @@ def test_plan_counts_and_changes_nothing(env, engine, world, capsys):
 
 
 def test_plan_refuses_a_bad_date(env):
-    from shared.cli import main
+    from shared.local.cli import main
 
     with pytest.raises(SystemExit) as exited:
         main(["retention", "plan", "--at", "yesterday"])
@@ -311,7 +315,7 @@ def test_plan_refuses_a_bad_date(env):
 
 
 def test_retention_run_applies_the_cron_code_with_progress(env, engine, world, capsys):
-    from shared.cli import main
+    from shared.local.cli import main
 
     assert main(["retention", "run"]) == 0
     captured = capsys.readouterr()

@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared import storage as storage_module
-from shared.backends import get_storage
-from shared.storage import (
+from shared.ports import storage as storage_module
+from shared.ports.backends import get_storage
+from shared.ports.storage import (
     LocalObjectStore,
     ObjectNotFound,
     ObjectRetained,

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from shared import config as config_module
-from shared.dates import add_months
-from shared.db import UTC, get_engine
-from shared.local import PROJECT_ROOT, consumer_for, http_event, invoke, load_manifest
-from shared.schema import accounts, audit_log, payment_records, stripe_events
-from shared.stripe_events import QUEUE_NAME
+from shared.platform import config as config_module
+from shared.platform.clock import add_months
+from shared.ports.db import UTC, get_engine
+from shared.local.server import PROJECT_ROOT, consumer_for, http_event, invoke, load_manifest
+from shared.ports.tables import accounts, audit_log, payment_records, stripe_events
+from shared.payment_data.stripe_events import QUEUE_NAME
 
 EVENTS = PROJECT_ROOT / "events" / "stripe"
 PRIMARY_SECRET = "whsec_test_primary_0123456789abcdef"
@@ -108,7 +108,7 @@ class Webhook:
 
     def drain(self) -> int:
         """Deliver the stripe-events queue to its subscriber(s) in serverless.yml."""
-        from shared.backends import get_queue
+        from shared.ports.backends import get_queue
 
         return get_queue(QUEUE_NAME).deliver_pending(consumer_for(QUEUE_NAME, self.manifest))
 
@@ -121,7 +121,7 @@ class Webhook:
 
 @pytest.fixture
 def webhook(env, monkeypatch) -> Webhook:
-    from shared.backends import reset_backends
+    from shared.ports.backends import reset_backends
 
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRETS", f"{PRIMARY_SECRET}, {PREVIOUS_SECRET}")
     config_module.reset_settings()
@@ -130,7 +130,7 @@ def webhook(env, monkeypatch) -> Webhook:
 
 
 def new_account(*, linked: bool = True) -> str:
-    from shared.demo import create_account
+    from shared.local.demo import create_account
 
     account_id = create_account(get_engine(), stripe_customer_id=CUSTOMER_ID)["id"]
     if not linked:  # the platform has not told us its Stripe customer yet
@@ -163,7 +163,7 @@ def snapshot() -> dict[str, list[tuple]]:
 
 
 def retained_until(object_id: str) -> dt.datetime | None:
-    from shared.data_map import table_map
+    from shared.policy.data_map import table_map
 
     return table_map("payment_records").retained_until(record(object_id)._mapping)
 
@@ -283,7 +283,7 @@ def test_a_replayed_event_answers_200_and_changes_nothing(webhook):
 
 def test_a_duplicated_queue_message_changes_nothing(webhook):
     """The worker applies once even when the outer processed-messages guard is bypassed."""
-    from shared.stripe_events import apply_event, message_payload, parse_event
+    from shared.payment_data.stripe_events import apply_event, message_payload, parse_event
 
     new_account()
     event = stripe_event("charge.refunded")
@@ -295,7 +295,7 @@ def test_a_duplicated_queue_message_changes_nothing(webhook):
 
 
 def test_an_event_whose_queuing_failed_is_queued_by_stripes_retry(webhook, monkeypatch):
-    from shared.backends import get_queue
+    from shared.ports.backends import get_queue
 
     new_account()
     event = stripe_event("charge.succeeded")
@@ -378,8 +378,7 @@ def test_a_dispute_overtaking_its_charge_keeps_both(webhook):
 
 
 def test_a_dispute_holds_the_record_until_it_closes(webhook):
-    from shared import policy
-
+    from shared.policy import facts as policy
     new_account()
     charge_event = stripe_event("charge.succeeded")
     webhook.deliver(charge_event)
@@ -411,7 +410,7 @@ def test_a_dispute_holds_the_payment_intent_too(webhook):
 
 
 def test_payments_arriving_before_the_customer_link_are_linked_when_it_arrives(webhook):
-    from shared.pseudonym import subject_pseudonym
+    from shared.platform.pseudonym import subject_pseudonym
 
     account_id = new_account(linked=False)
     webhook.deliver(stripe_event("charge.succeeded"))
@@ -452,7 +451,7 @@ def test_customer_deleted_removes_the_link_and_keeps_the_records(webhook):
 def test_the_event_travels_over_sqs_with_its_idempotency_key(webhook, sqs_env):
     import boto3
 
-    from shared.queues import ensure_queue
+    from shared.ports.queues import ensure_queue
 
     ensure_queue(QUEUE_NAME)
     new_account()
@@ -487,9 +486,9 @@ def test_the_export_shows_the_payment_records(webhook):
     import io
     import zipfile
 
-    from shared.db import utcnow
-    from shared.export import ArchiveStats, iter_archive
-    from shared.requests import create_request
+    from shared.ports.db import utcnow
+    from shared.rights.export import ArchiveStats, iter_archive
+    from shared.records.registry import create_request
 
     account_id = new_account()
     for event_type in ("charge.succeeded", "invoice.paid", "customer.subscription.created"):
@@ -513,9 +512,9 @@ def test_the_export_shows_the_payment_records(webhook):
 
 
 def test_erasure_keeps_the_payment_records_under_their_retention_rule(webhook):
-    from shared import policy
-    from shared.erasure import erase_account_data
-    from shared.pseudonym import subject_pseudonym
+    from shared.policy import facts as policy
+    from shared.rights.erasure import erase_account_data
+    from shared.platform.pseudonym import subject_pseudonym
 
     account_id = new_account()
     charge_event = stripe_event("charge.succeeded")
@@ -578,8 +577,8 @@ def test_the_worker_sample_applies_its_event(webhook):
 
 
 def test_a_malformed_worker_message_is_refused_without_retry(webhook):
-    from shared.queues import trigger_event
-    from shared.runtime import make_message
+    from shared.ports.queues import trigger_event
+    from shared.platform.runtime import make_message
 
     worker = webhook.manifest.functions["stripe-webhook-worker"]
     message = make_message("stripe.event", "stripe:evt_bogus", {"event_id": "evt_bogus", "type": "charge.succeeded"})

@@ -12,9 +12,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from shared import config as config_module
-from shared.db import get_engine
-from shared.schema import audit_log, payment_records, stripe_events
+from shared.platform import config as config_module
+from shared.ports.db import get_engine
+from shared.ports.tables import audit_log, payment_records, stripe_events
 from tests.integration.test_stripe_webhook import (  # noqa: F401 - the fixture is used by name
     CHARGE_ID,
     PREVIOUS_SECRET,
@@ -182,8 +182,8 @@ def test_personal_data_in_events_never_reaches_logs_records_or_the_queue(webhook
     for event in (customer, charge):
         response = webhook.post(event)
         assert response["statusCode"] == 200
-    from shared.backends import get_queue
-    from shared.stripe_events import QUEUE_NAME
+    from shared.ports.backends import get_queue
+    from shared.payment_data.stripe_events import QUEUE_NAME
 
     queued = "".join(p.read_text() for p in get_queue(QUEUE_NAME).directory.glob("*.json"))
     assert queued and not any(c in queued for c in CANARIES)

@@ -17,14 +17,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from shared import consent
-from shared.audit import verify_chain
-from shared.auth import issue_dev_token
-from shared.db import UTC, utcnow
-from shared.demo import create_account
-from shared.dpo import create_dpo_credential
-from shared.local import drain_queues, http_event, invoke, load_manifest
-from shared.schema import analytics_events, audit_log, consent_events, dsr_requests, processing_restrictions
+from shared.rights import consent
+from shared.records.audit import verify_chain
+from shared.identity.client import issue_dev_token
+from shared.ports.db import UTC, utcnow
+from shared.local.demo import create_account
+from shared.identity.dpo import create_dpo_credential
+from shared.local.server import drain_queues, http_event, invoke, load_manifest
+from shared.ports.tables import analytics_events, audit_log, consent_events, dsr_requests, processing_restrictions
 
 PROJECT = Path(__file__).resolve().parents[2]
 EVENTS = PROJECT / "events" / "withdraw-consent"
@@ -356,7 +356,7 @@ def test_propagation_of_a_superseded_withdrawal_does_not_unsubscribe(resend_env,
 
 
 def test_the_hourly_sweep_queues_a_propagation_whose_enqueue_failed(resend_env, resend_fake, engine, monkeypatch):
-    from shared.backends import ExternalServiceError, get_queue
+    from shared.ports.backends import ExternalServiceError, get_queue
 
     account_id = new_account(engine)
     resend_fake.add_contact(CANARY_EMAIL)
@@ -498,13 +498,13 @@ def test_no_personal_data_in_logs(env, engine, capfd):
 
 
 def test_no_other_code_sends_marketing_mail():
-    """Marketing mail has one path, shared.consent.send_marketing: nothing else builds one."""
+    """Marketing mail has one path, shared.rights.consent.send_marketing: nothing else builds one."""
     pattern = re.compile(r"""category\s*=\s*["']marketing["']""")
     offenders = [
         str(path.relative_to(PROJECT))
         for folder in ("shared", "functions")
         for path in (PROJECT / folder).rglob("*.py")
-        if path != PROJECT / "shared" / "consent.py" and pattern.search(path.read_text())
+        if path != PROJECT / "shared" / "rights" / "consent.py" and pattern.search(path.read_text())
     ]
     assert offenders == []
 
@@ -529,8 +529,8 @@ def test_export_under_restriction_shows_the_withdrawal_and_the_flag(env, engine)
     import io
     import zipfile
 
-    from shared import export
-    from shared.backends import get_storage
+    from shared.rights import export
+    from shared.ports.backends import get_storage
 
     account_id = new_account(engine)
     call(withdraw_event(account_id, '{"purpose": "newsletter"}'))
@@ -548,8 +548,7 @@ def test_export_under_restriction_shows_the_withdrawal_and_the_flag(env, engine)
 
 
 def test_restriction_blocks_erasure_for_inactivity_only(env, engine):
-    from shared import erasure
-
+    from shared.rights import erasure
     account_id = new_account(engine)
     flag, _ = consent.restrict(engine, account_id, reason_code="legal_claims", actor="dpo")
     with pytest.raises(erasure.ProcessingRestricted), engine.begin() as conn:

@@ -70,7 +70,7 @@ def _email(n: int) -> str:
 def _fresh_database() -> str:
     import sqlalchemy as sa
 
-    from shared.db import normalise_url
+    from shared.ports.db import normalise_url
 
     admin = sa.create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -132,8 +132,7 @@ def seed_ordinary(engine, customers: list[str], count: int) -> list[str]:
 
     import sqlalchemy as sa
 
-    from shared import schema
-
+    from shared.ports import tables as schema
     now = dt.datetime.now(dt.timezone.utc)
     rows = [
         {
@@ -167,15 +166,15 @@ class StatementCounter:
 
 
 def _register(engine, account_ids: list[str]) -> list[str]:
-    from shared import erasure
-
+    from shared.rights import erasure
     with engine.begin() as conn:
         return [erasure.register_erasure(conn, a, channel="retention", actor="system:retention").id for a in account_ids]
 
 
 def bench_heavy(engine, counter: StatementCounter, customer: str, scale: float) -> dict:
-    from shared import erasure, schema
-    from shared.demo import create_account, populate_account
+    from shared.rights import erasure
+    from shared.ports import tables as schema
+    from shared.local.demo import create_account, populate_account
 
     account = create_account(engine, email=_email(0), stripe_customer_id=customer)
     started = time.perf_counter()
@@ -203,8 +202,7 @@ def bench_heavy(engine, counter: StatementCounter, customer: str, scale: float) 
 
 
 def bench_batch(engine, customers: list[str], accounts: int, batch: int, workers: int, parallel: int) -> dict:
-    from shared import erasure
-
+    from shared.rights import erasure
     started = time.perf_counter()
     account_ids = seed_ordinary(engine, customers, accounts)
     seeded = time.perf_counter() - started
@@ -256,7 +254,7 @@ _WORKER: dict = {}
 
 
 def _start_worker_process() -> None:
-    from shared.db import get_engine
+    from shared.ports.db import get_engine
 
     engine = get_engine()
     _WORKER.update(engine=engine, counter=StatementCounter(engine), steps=_time_steps())
@@ -270,8 +268,7 @@ def _warm_up() -> None:
 
 
 def _erase_message(task: tuple[list[str], int, int]) -> dict:
-    from shared import erasure
-
+    from shared.rights import erasure
     chunk, batch, workers = task
     counter, steps = _WORKER["counter"], _WORKER["steps"]
     counter.count, before = 0, dict(steps)
@@ -291,8 +288,7 @@ def _erase_message(task: tuple[list[str], int, int]) -> dict:
 
 def _time_steps() -> dict[str, float]:
     """Wall time spent in each saga step (and in starting and completing the requests)."""
-    from shared import erasure
-
+    from shared.rights import erasure
     seconds: dict[str, float] = {}
 
     def timed(name, fn):
@@ -370,7 +366,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     for name in ("S3_ENDPOINT_URL", "SQS_ENDPOINT_URL"):
         os.environ.pop(name, None)
-    from shared.db import get_engine, migrate
+    from shared.ports.db import get_engine, migrate
 
     migrate(url)
     engine = get_engine()

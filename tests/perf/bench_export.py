@@ -4,7 +4,7 @@ The account: 20,000 invoices with 2 lines each, 200,000 log lines (100,000 conne
 100,000 access), 5,000 payment records, 2,000 invoice PDFs of 30 KB (local object folder).
 
 Two measurements per database, each in its own fresh process:
-- export: the real worker (`shared.export.run_export`: saga steps, streamed ZIP to the
+- export: the real worker (`shared.rights.export.run_export`: saga steps, streamed ZIP to the
   object store, request completed, mail to the outbox);
 - baseline: a minimal hand-written reader of the same rows (raw driver cursor) writing the
   same data.json, CSVs and PDFs into a ZIP file with the same compression.
@@ -62,7 +62,7 @@ def _peak_rss_mb() -> float:
 def _fresh_database(kind: str, data_dir: Path) -> str:
     import sqlalchemy as sa
 
-    from shared.db import normalise_url
+    from shared.ports.db import normalise_url
 
     if kind == "sqlite":
         return f"sqlite:///{data_dir / 'bench.db'}"
@@ -75,7 +75,7 @@ def _fresh_database(kind: str, data_dir: Path) -> str:
 
 
 def _bench_pdf(number: str) -> bytes:
-    from shared.demo import invoice_pdf
+    from shared.local.demo import invoice_pdf
 
     head = invoice_pdf([f"Facture {number}"])
     # Real PDFs hold compressed streams: pad with incompressible bytes up to 30 KB.
@@ -86,11 +86,13 @@ def seed(scale: float) -> dict:
     """Runs in the child process configured for the bench database: the heavy account and its request."""
     import sqlalchemy as sa
 
-    from shared import requests, schema
-    from shared.backends import get_storage
-    from shared.config import get_settings
-    from shared.db import get_engine, migrate
-    from shared.demo import create_account, populate_account
+    from shared.records import registry as requests
+
+    from shared.ports import tables as schema
+    from shared.ports.backends import get_storage
+    from shared.platform.config import get_settings
+    from shared.ports.db import get_engine, migrate
+    from shared.local.demo import create_account, populate_account
 
     migrate()
     engine, storage, settings = get_engine(), get_storage(), get_settings()
@@ -120,17 +122,17 @@ def seed(scale: float) -> dict:
 
 
 def run_export(request_id: str) -> dict:
-    from shared.backends import get_storage
-    from shared.config import get_settings
-    from shared.db import get_engine
-    from shared.export import run_export as worker
+    from shared.ports.backends import get_storage
+    from shared.platform.config import get_settings
+    from shared.ports.db import get_engine
+    from shared.rights.export import run_export as worker
 
     engine = get_engine()
     started = time.perf_counter()
     worker(engine, request_id)
     seconds = time.perf_counter() - started
     with engine.connect() as conn:
-        from shared.requests import get_request
+        from shared.records.registry import get_request
 
         details = get_request(conn, request_id).details
     size = get_storage().head(get_settings().exports_bucket, details["object_key"])["size"]
@@ -139,9 +141,9 @@ def run_export(request_id: str) -> dict:
 
 def run_baseline(account_id: str) -> dict:
     """By hand: the same rows through the raw driver, the same JSON, CSV and PDFs, one ZIP file."""
-    from shared.config import get_settings
-    from shared.db import get_engine
-    from shared.export_schema import export_tables
+    from shared.platform.config import get_settings
+    from shared.ports.db import get_engine
+    from shared.rights.export_schema import export_tables
 
     settings = get_settings()
     started = time.perf_counter()
@@ -210,7 +212,7 @@ def _child(env: dict[str, str], *args: str) -> dict:
 
 def _s3_environment(env: dict[str, str], endpoint: str) -> dict[str, str]:
     """Object storage on a moto S3 server: the export then streams through S3 multipart upload."""
-    from shared.config import load_settings
+    from shared.platform.config import load_settings
     from tests.fakes.moto import MOTO_ACCESS_KEY, MOTO_SECRET_KEY, create_buckets, unique_bucket_names
 
     env = {**env, "S3_ENDPOINT_URL": endpoint, "S3_ACCESS_KEY": MOTO_ACCESS_KEY, "S3_SECRET_KEY": MOTO_SECRET_KEY,

@@ -43,9 +43,9 @@ def _configure(data_dir: Path, database_url: str, **extra: str) -> None:
         "PRIVACY_ENV": "test", "PRIVACY_DATA_DIR": str(data_dir), "DATABASE_URL": database_url,
         "PSEUDONYM_KEY": "bench-pseudonym-key", **extra,
     })
-    from shared.backends import reset_backends
-    from shared.config import reset_settings
-    from shared.db import dispose_engines
+    from shared.ports.backends import reset_backends
+    from shared.platform.config import reset_settings
+    from shared.ports.db import dispose_engines
 
     reset_settings()
     reset_backends()
@@ -55,7 +55,7 @@ def _configure(data_dir: Path, database_url: str, **extra: str) -> None:
 def _fresh_database() -> str:
     import sqlalchemy as sa
 
-    from shared.db import migrate, normalise_url
+    from shared.ports.db import migrate, normalise_url
 
     admin = sa.create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -92,9 +92,9 @@ class StatementCounter:
 def bench_inactivity(scale: float) -> dict:
     import sqlalchemy as sa
 
-    from shared import inactivity
-    from shared.backends import get_queue
-    from shared.db import get_engine
+    from shared.retention import inactivity
+    from shared.ports.backends import get_queue
+    from shared.ports.db import get_engine
 
     accounts = int(1_000_000 * scale)
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,9 +170,9 @@ def bench_inactivity(scale: float) -> dict:
 def bench_partitions(scale: float) -> dict:
     import sqlalchemy as sa
 
-    from shared import log_rotation
-    from shared.db import get_engine
-    from shared.retention import cutoff, start_of_day
+    from shared.retention import log_rotation
+    from shared.ports.db import get_engine
+    from shared.retention.schedule import cutoff, start_of_day
 
     rows = int(12 * 1_000_000 * scale)
     with tempfile.TemporaryDirectory() as tmp:
@@ -275,9 +275,9 @@ def bench_objects(scale: float) -> dict:
 def _bench_objects_layout(name: str, expired_by_kind: dict[str, int]) -> dict:
     from moto.s3.models import s3_backends
 
-    from shared import log_rotation
-    from shared.backends import get_storage
-    from shared.db import migrate
+    from shared.retention import log_rotation
+    from shared.ports.backends import get_storage
+    from shared.ports.db import migrate
     from tests.fakes.moto import MOTO_ACCESS_KEY, MOTO_ACCOUNT_ID, MOTO_SECRET_KEY, create_buckets, start_moto_server
 
     kept_per_kind = 200 // len(expired_by_kind)
@@ -289,8 +289,8 @@ def _bench_objects_layout(name: str, expired_by_kind: dict[str, int]) -> dict:
             _configure(Path(tmp), database, S3_ENDPOINT_URL=endpoint, S3_ACCESS_KEY=MOTO_ACCESS_KEY,
                        S3_SECRET_KEY=MOTO_SECRET_KEY, LOGS_BUCKET=f"bench-logs-{name}", EXPORTS_BUCKET=f"bench-exports-{name}",
                        DOCUMENTS_BUCKET=f"bench-documents-{name}", ARCHIVE_BUCKET=f"bench-archive-{name}")
-            from shared.config import get_settings
-            from shared.db import get_engine
+            from shared.platform.config import get_settings
+            from shared.ports.db import get_engine
 
             settings = get_settings()
             create_buckets(endpoint, settings)  # the logs bucket is versioned, as Terraform makes it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigurationError, load_settings
+from shared.platform.config import ConfigurationError, load_settings
 
 PRODUCTION = {
     "PRIVACY_ENV": "production",

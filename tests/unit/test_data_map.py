@@ -7,9 +7,13 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from shared import data_map, policy, schema
-from shared.data_map import NOT_PERSONAL, STRATEGIES, TABLES
-from shared.demo import create_account, populate_account
+from shared.policy import data_map
+
+from shared.policy import facts as policy
+
+from shared.ports import tables as schema
+from shared.policy.data_map import NOT_PERSONAL, STRATEGIES, TABLES
+from shared.local.demo import create_account, populate_account
 
 UTC = dt.timezone.utc
 
@@ -158,7 +162,7 @@ def test_subject_rows_select_only_that_account(engine):
 
 
 def test_subject_rows_by_pseudonym(env, engine):
-    from shared.pseudonym import pseudonymise
+    from shared.platform.pseudonym import pseudonymise
 
     now = dt.datetime(2026, 7, 1, tzinfo=UTC)
     with engine.begin() as conn:
@@ -174,7 +178,7 @@ def test_subject_rows_by_pseudonym(env, engine):
 
 
 def test_erasure_update_of_a_retained_log_line(env):
-    from shared.pseudonym import pseudonymise
+    from shared.platform.pseudonym import pseudonymise
 
     row = {"id": 7, "account_id": "acc-1", "subject_pseudonym": None, "occurred_at": dt.datetime(2026, 1, 2, tzinfo=UTC),
            "event": "login_succeeded", "ip_address": "203.0.113.9", "user_agent": "Firefox"}

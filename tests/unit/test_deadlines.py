@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from shared.requests import MAX_EXTENSION_MONTHS, due_date_for, extended_due_date
+from shared.records.registry import MAX_EXTENSION_MONTHS, due_date_for, extended_due_date
 
 UTC = dt.timezone.utc
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared import config as config_module
-from shared.logs import REDACTED, ScalewayContext, get_logger, redact, redact_text
+from shared.platform import config as config_module
+from shared.platform.logs import REDACTED, ScalewayContext, get_logger, redact, redact_text
 from tests.fakes import sample_function as sample
 from tests.fakes.sample_function import configure_env
 

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from shared import config as config_module
-from shared.runtime import QueueMessage, make_message, parse_message
-from shared.schema import processed_messages
+from shared.platform import config as config_module
+from shared.platform.runtime import QueueMessage, make_message, parse_message
+from shared.ports.tables import processed_messages
 from tests.fakes import sample_function as sample
 from tests.fakes.sample_function import configure_env
 

@@ -6,7 +6,7 @@ Create Date: 2026-11-26 04:27:29.542294
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.db
+import shared.ports.db
 
 
 revision = '0001_foundation'
@@ -28,8 +28,8 @@ def upgrade() -> None:
     sa.Column('locale', sa.String(length=8), server_default='fr', nullable=False),
     sa.Column('status', sa.String(length=16), server_default='active', nullable=False),
     sa.Column('stripe_customer_id', sa.String(length=64), nullable=True),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('last_activity_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_activity_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("status IN ('active', 'deactivated', 'erased')", name=op.f('ck_accounts_status')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_accounts')),
     sa.UniqueConstraint('email', name=op.f('uq_accounts_email')),
@@ -41,7 +41,7 @@ def upgrade() -> None:
     op.create_table('audit_log',
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('entry_id', sa.String(length=36), nullable=False),
-    sa.Column('occurred_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('action', sa.String(length=64), nullable=False),
     sa.Column('request_id', sa.String(length=36), nullable=True),
@@ -57,8 +57,8 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('label', sa.String(length=100), nullable=False),
     sa.Column('secret_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('revoked_at', shared.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dpo_credentials'))
     )
     op.create_table('dsr_requests',
@@ -68,12 +68,12 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=24), nullable=False),
     sa.Column('channel', sa.String(length=16), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('received_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('due_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('extended_due_at', shared.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('received_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('due_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('extended_due_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
     sa.Column('extension_reason', sa.Text(), nullable=True),
-    sa.Column('state_changed_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('closed_at', shared.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('state_changed_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('details', sa.JSON(), nullable=True),
     sa.Column('version', sa.Integer(), server_default='1', nullable=False),
@@ -87,7 +87,7 @@ def upgrade() -> None:
     op.create_table('processed_messages',
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
     sa.Column('function', sa.String(length=64), nullable=False),
-    sa.Column('processed_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('result', sa.JSON(), nullable=True),
     sa.PrimaryKeyConstraint('idempotency_key', name=op.f('pk_processed_messages'))
     )
@@ -98,14 +98,14 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('result', sa.JSON(), nullable=True),
     sa.Column('last_error', sa.String(length=200), nullable=True),
-    sa.Column('updated_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('job_id', 'step', name=op.f('pk_saga_steps'))
     )
     op.create_table('access_logs',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('account_id', sa.String(length=36), nullable=True),
     sa.Column('subject_pseudonym', sa.String(length=64), nullable=True),
-    sa.Column('occurred_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('method', sa.String(length=8), nullable=False),
     sa.Column('path', sa.String(length=400), nullable=False),
     sa.Column('status_code', sa.Integer(), nullable=False),
@@ -124,9 +124,9 @@ def upgrade() -> None:
     sa.Column('label', sa.String(length=100), nullable=True),
     sa.Column('key_prefix', sa.String(length=12), nullable=False),
     sa.Column('key_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('last_used_at', shared.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', shared.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_api_keys_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
@@ -147,7 +147,7 @@ def upgrade() -> None:
     sa.Column('country', sa.String(length=2), server_default='FR', nullable=False),
     sa.Column('siret', sa.String(length=14), nullable=True),
     sa.Column('vat_number', sa.String(length=20), nullable=True),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_clients_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_clients'))
     )
@@ -166,7 +166,7 @@ def upgrade() -> None:
     sa.Column('postal_code', sa.String(length=10), nullable=True),
     sa.Column('city', sa.String(length=100), nullable=True),
     sa.Column('country', sa.String(length=2), server_default='FR', nullable=False),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_companies_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_companies'))
     )
@@ -177,7 +177,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('account_id', sa.String(length=36), nullable=True),
     sa.Column('subject_pseudonym', sa.String(length=64), nullable=True),
-    sa.Column('occurred_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('event', sa.String(length=32), nullable=False),
     sa.Column('ip_address', sa.String(length=45), nullable=True),
     sa.Column('user_agent', sa.String(length=400), nullable=True),
@@ -193,7 +193,7 @@ def upgrade() -> None:
     sa.Column('account_id', sa.String(length=36), nullable=False),
     sa.Column('purpose', sa.String(length=32), nullable=False),
     sa.Column('action', sa.String(length=16), nullable=False),
-    sa.Column('occurred_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('channel', sa.String(length=16), nullable=False),
     sa.Column('policy_version', sa.String(length=16), nullable=False),
     sa.Column('proof_ip_pseudonym', sa.String(length=64), nullable=True),
@@ -218,12 +218,12 @@ def upgrade() -> None:
     sa.Column('description', sa.String(length=200), nullable=True),
     sa.Column('card_brand', sa.String(length=20), nullable=True),
     sa.Column('card_last4', sa.String(length=4), nullable=True),
-    sa.Column('transaction_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('stripe_updated_at', shared.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('disputed_until', shared.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('archived_at', shared.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('transaction_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('stripe_updated_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('disputed_until', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('archived_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_payment_records_account_id_accounts'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_records')),
     sa.UniqueConstraint('stripe_object_id', name=op.f('uq_payment_records_stripe_object_id'))
@@ -241,8 +241,8 @@ def upgrade() -> None:
     sa.Column('company_name', sa.String(length=200), nullable=True),
     sa.Column('phone', sa.String(length=32), nullable=True),
     sa.Column('source', sa.String(length=40), nullable=True),
-    sa.Column('last_contact_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('last_contact_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_prospects_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_prospects'))
     )
@@ -256,9 +256,9 @@ def upgrade() -> None:
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('ip_address', sa.String(length=45), nullable=True),
     sa.Column('user_agent', sa.String(length=400), nullable=True),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('revoked_at', shared.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_sessions_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sessions')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_sessions_token_hash'))
@@ -269,14 +269,14 @@ def upgrade() -> None:
     op.create_table('totp_used_steps',
     sa.Column('account_id', sa.String(length=36), nullable=False),
     sa.Column('time_step', sa.BigInteger(), autoincrement=False, nullable=False),
-    sa.Column('used_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_totp_used_steps_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('account_id', 'time_step', name=op.f('pk_totp_used_steps'))
     )
     op.create_table('verification_attempts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('account_id', sa.String(length=36), nullable=False),
-    sa.Column('attempted_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('attempted_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('succeeded', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_verification_attempts_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_verification_attempts'))
@@ -288,10 +288,10 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('account_id', sa.String(length=36), nullable=False),
     sa.Column('code_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('consumed_at', shared.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('consumed_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_verification_codes_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_verification_codes'))
     )
@@ -301,7 +301,7 @@ def upgrade() -> None:
     op.create_table('analytics_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('account_id', sa.String(length=36), nullable=False),
-    sa.Column('occurred_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('occurred_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('page', sa.String(length=400), nullable=True),
     sa.Column('consent_event_id', sa.String(length=36), nullable=True),
@@ -333,9 +333,9 @@ def upgrade() -> None:
     sa.Column('buyer_vat_number', sa.String(length=20), nullable=True),
     sa.Column('buyer_address', sa.Text(), nullable=True),
     sa.Column('pdf_object_key', sa.String(length=300), nullable=True),
-    sa.Column('transmitted_at', shared.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('archived_at', shared.db.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', shared.db.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('transmitted_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('archived_at', shared.ports.db.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', shared.ports.db.UtcDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_invoices_account_id_accounts'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['client_id'], ['clients.id'], name=op.f('fk_invoices_client_id_clients'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['company_id'], ['companies.id'], name=op.f('fk_invoices_company_id_companies'), ondelete='SET NULL'),

@@ -5,7 +5,7 @@ Revises: 0001_foundation
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.db
+import shared.ports.db
 
 
 revision = "0002_stripe_webhook"
@@ -22,9 +22,9 @@ def upgrade() -> None:
         sa.Column("api_version", sa.String(length=40), nullable=True),
         sa.Column("livemode", sa.Boolean(), nullable=False),
         sa.Column("object_id", sa.String(length=255), nullable=True),
-        sa.Column("created", shared.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("received_at", shared.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("processed_at", shared.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created", shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", shared.ports.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", shared.ports.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("outcome", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stripe_events")),
     )
@@ -34,10 +34,10 @@ def upgrade() -> None:
     op.add_column("payment_records", sa.Column("amount_refunded_cents", sa.BigInteger(), nullable=True))
     op.add_column("payment_records", sa.Column("dispute_status", sa.String(length=32), nullable=True))
     op.add_column(
-        "payment_records", sa.Column("dispute_opened_at", shared.db.UtcDateTime(timezone=True), nullable=True)
+        "payment_records", sa.Column("dispute_opened_at", shared.ports.db.UtcDateTime(timezone=True), nullable=True)
     )
     op.add_column(
-        "payment_records", sa.Column("customer_deleted_at", shared.db.UtcDateTime(timezone=True), nullable=True)
+        "payment_records", sa.Column("customer_deleted_at", shared.ports.db.UtcDateTime(timezone=True), nullable=True)
     )
 
 

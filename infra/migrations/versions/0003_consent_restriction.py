@@ -5,7 +5,7 @@ Revises: 0001_foundation
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.db
+import shared.ports.db
 
 
 revision = "0003_consent_restriction"
@@ -23,11 +23,11 @@ def upgrade() -> None:
         sa.Column("reason_code", sa.String(length=40), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("channel", sa.String(length=16), nullable=False),
-        sa.Column("set_at", shared.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("set_at", shared.ports.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("set_by", sa.String(length=64), nullable=False),
         sa.Column("request_id", sa.String(length=36), nullable=True),
-        sa.Column("lift_notified_at", shared.db.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("lifted_at", shared.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("lift_notified_at", shared.ports.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("lifted_at", shared.ports.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("lifted_by", sa.String(length=64), nullable=True),
         sa.Column("lift_reason_code", sa.String(length=40), nullable=True),
         sa.Column("lift_request_id", sa.String(length=36), nullable=True),

@@ -5,7 +5,7 @@ Revises: 0001_foundation
 """
 from alembic import op
 import sqlalchemy as sa
-import shared.db
+import shared.ports.db
 
 
 revision = "0005_erasure"
@@ -20,7 +20,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(length=36), nullable=False),
         sa.Column("account_id", sa.String(length=36), nullable=False),
         sa.Column("subject_pseudonym", sa.String(length=64), nullable=False),
-        sa.Column("erased_at", shared.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("erased_at", shared.ports.db.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("request_id", name=op.f("pk_erasure_ledger")),
     )
     with op.batch_alter_table("erasure_ledger", schema=None) as batch_op:

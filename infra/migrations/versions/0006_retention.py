@@ -14,9 +14,9 @@ import datetime as dt
 import sqlalchemy as sa
 from alembic import op
 
-import shared.db
-from shared.dates import add_months
-from shared.log_rotation import LOG_TABLES, MONTHS_AHEAD, PARTITION_SCHEMA, ensure_partitions
+import shared.ports.db
+from shared.platform.clock import add_months
+from shared.retention.log_rotation import LOG_TABLES, MONTHS_AHEAD, PARTITION_SCHEMA, ensure_partitions
 
 revision = "0006_retention"
 down_revision = "0001_foundation"
@@ -28,9 +28,9 @@ def upgrade() -> None:
     op.create_table(
         "inactivity_notices",
         sa.Column("account_id", sa.String(length=36), nullable=False),
-        sa.Column("last_activity_at", shared.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("last_activity_at", shared.ports.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("erase_after", sa.Date(), nullable=False),
-        sa.Column("warned_at", shared.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("warned_at", shared.ports.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column("warned_offset_days", sa.Integer(), nullable=False),
         sa.Column("next_action_on", sa.Date(), nullable=False),
         sa.Column("erasure_request_id", sa.String(length=36), nullable=True),

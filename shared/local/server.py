@@ -1,0 +1,296 @@
+"""The local suite: every function of serverless.yml, its CRON triggers and its queues, on one machine.
+
+serverless.yml is the single description of what exists: the same file deploys
+to Scaleway and drives `privacy-functions serve` and `invoke`. HTTP functions are
+served through Scaleway's own emulator (scaleway-functions-python), each at
+`/<function-name>/` as if it had its own domain; CRON triggers fire on their
+schedule (UTC); queue messages are delivered to the functions subscribed to them,
+with the platform's retry and dead-letter semantics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+Handler = Callable[[dict, dict], Any]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    rate: str
+    input: dict
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    handler: str  # functions/<name>/handler.handle
+    memory_limit: int = 256
+    schedules: tuple[Schedule, ...] = ()
+    queues: tuple[str, ...] = ()
+
+    @property
+    def is_http(self) -> bool:
+        return not self.schedules and not self.queues
+
+
+@dataclass
+class Manifest:
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+
+    def subscribers(self, queue: str) -> list[FunctionSpec]:
+        return [f for f in self.functions.values() if queue in f.queues]
+
+    @property
+    def queue_names(self) -> list[str]:
+        return sorted({q for f in self.functions.values() for q in f.queues})
+
+
+def load_manifest(root: Path = PROJECT_ROOT) -> Manifest:
+    import yaml
+
+    document = yaml.safe_load((root / "serverless.yml").read_text())
+    manifest = Manifest()
+    for name, spec in (document.get("functions") or {}).items():
+        schedules, queues = [], []
+        for event in spec.get("events") or []:
+            if "schedule" in event:
+                schedules.append(Schedule(rate=event["schedule"]["rate"], input=event["schedule"].get("input") or {}))
+            elif "sqs" in event:
+                queues.append(event["sqs"]["queue"])
+        manifest.functions[name] = FunctionSpec(
+            name=name,
+            handler=spec["handler"],
+            memory_limit=int(spec.get("memoryLimit", 256)),
+            schedules=tuple(schedules),
+            queues=tuple(queues),
+        )
+    return manifest
+
+
+_loaded: dict[str, Handler] = {}
+_load_lock = threading.Lock()
+
+
+def load_handler(spec: FunctionSpec, root: Path = PROJECT_ROOT) -> Handler:
+    """Import `functions/<name>/handler.py` by path (folder names have hyphens, as on Scaleway)."""
+    path_part, _, attribute = spec.handler.rpartition(".")
+    file = root / f"{path_part}.py"
+    with _load_lock:
+        if spec.handler not in _loaded:
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+            module_name = "pf_" + path_part.replace("/", "_").replace("-", "_")
+            module_spec = importlib.util.spec_from_file_location(module_name, file)
+            if module_spec is None or module_spec.loader is None:
+                raise FileNotFoundError(f"handler file not found: {file}")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_name] = module
+            module_spec.loader.exec_module(module)
+            _loaded[spec.handler] = getattr(module, attribute)
+        return _loaded[spec.handler]
+
+
+def scaleway_context(spec: FunctionSpec) -> dict:
+    """The context Scaleway passes: a plain dict."""
+    return {"memoryLimitInMb": spec.memory_limit, "functionName": spec.name, "functionVersion": ""}
+
+
+def http_event(method: str, path: str, *, body: str = "", headers: dict | None = None, query: dict | None = None) -> dict:
+    """A Scaleway HTTP event (API Gateway REST v1 shape, multiValueHeaders null)."""
+    return {
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "multiValueHeaders": None,
+        "queryStringParameters": query or {},
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariable": {},
+        "requestContext": {"httpMethod": method, "stage": "", "requestId": ""},
+        "body": body,
+        "isBase64Encoded": body == "",  # Scaleway's heuristic flags an empty body
+    }
+
+
+def cron_event(schedule: Schedule) -> dict:
+    """CRON triggers POST their `input` JSON to `/`."""
+    return http_event("POST", "/", body=json.dumps(schedule.input))
+
+
+def invoke(spec: FunctionSpec, event: dict, root: Path = PROJECT_ROOT) -> dict:
+    response = load_handler(spec, root)(event, scaleway_context(spec))
+    if isinstance(response, str):  # Scaleway accepts a bare string body
+        return {"statusCode": 200, "headers": {}, "body": response}
+    return response
+
+
+def consumer_for(queue: str, manifest: Manifest, root: Path = PROJECT_ROOT) -> Callable[[dict], dict]:
+    """The function(s) subscribed to `queue`, as one consumer of queue events."""
+    subscribers = manifest.subscribers(queue)
+    if not subscribers:
+        raise LookupError(f"no function of serverless.yml subscribes to queue {queue!r}")
+
+    def consume(event: dict) -> dict:
+        worst: dict = {"statusCode": 200}
+        for spec in subscribers:
+            response = invoke(spec, event, root)
+            if int(response.get("statusCode", 200)) >= 300:
+                worst = response
+        return worst
+
+    return consume
+
+
+def drain_queues(manifest: Manifest, root: Path = PROJECT_ROOT, *, rounds: int = 20) -> int:
+    """Deliver pending messages until every queue is empty (messages may enqueue more)."""
+    from shared.ports.backends import get_queue
+
+    delivered = 0
+    for _ in range(rounds):
+        batch = 0
+        for name in manifest.queue_names:
+            batch += get_queue(name).deliver_pending(consumer_for(name, manifest, root))
+        delivered += batch
+        if batch == 0:
+            break
+    return delivered
+
+
+# --- Background loops of `serve` ----------------------------------------------------
+
+
+class CronScheduler(threading.Thread):
+    """Fires each schedule of serverless.yml at its next UTC occurrence (croniter)."""
+
+    def __init__(self, manifest: Manifest, root: Path, log: Callable[[str], None], stop: threading.Event):
+        super().__init__(daemon=True, name="cron")
+        self.manifest, self.root, self.log, self.stop = manifest, root, log, stop
+
+    def run(self) -> None:
+        from croniter import croniter
+
+        now = dt.datetime.now(dt.timezone.utc)
+        plan = [
+            (spec, schedule, croniter(schedule.rate, now))
+            for spec in self.manifest.functions.values()
+            for schedule in spec.schedules
+        ]
+        due = {id(item): item[2].get_next(dt.datetime) for item in plan}
+        while not self.stop.wait(1.0):
+            now = dt.datetime.now(dt.timezone.utc)
+            for item in plan:
+                spec, schedule, itr = item
+                if due[id(item)] <= now:
+                    due[id(item)] = itr.get_next(dt.datetime)
+                    try:
+                        response = invoke(spec, cron_event(schedule), self.root)
+                        self.log(f"cron {spec.name}: {response.get('statusCode')}")
+                    except Exception as exc:  # keep the scheduler alive; the function logged details
+                        self.log(f"cron {spec.name}: failed ({type(exc).__name__})")
+
+
+class QueuePump(threading.Thread):
+    """Delivers queue messages to subscribed functions, as Scaleway's SQS triggers do."""
+
+    def __init__(self, manifest: Manifest, root: Path, log: Callable[[str], None], stop: threading.Event):
+        super().__init__(daemon=True, name="queues")
+        self.manifest, self.root, self.log, self.stop = manifest, root, log, stop
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                delivered = drain_queues(self.manifest, self.root, rounds=1)
+                if delivered:
+                    self.log(f"queues: delivered {delivered} message(s)")
+            except Exception as exc:
+                self.log(f"queues: delivery failed ({type(exc).__name__})")
+                time.sleep(2)
+
+
+def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
+    """A Flask app: Scaleway's emulator with every HTTP function at /<name>/, plus /healthz."""
+    from flask import abort, jsonify, request, send_file
+    from scaleway_functions_python.local.serving import LocalFunctionServer
+
+    server = LocalFunctionServer()
+    # A function's base URL ends with a slash (`/<name>/`); Stripe and others do not follow redirects.
+    server.app.url_map.strict_slashes = False
+    http_functions = [spec for spec in manifest.functions.values() if spec.is_http]
+    for spec in http_functions:
+        server.add_handler(_mounted(spec, root), relative_url=f"/{spec.name}")
+
+    @server.app.get("/healthz")
+    def healthz():
+        return jsonify(
+            {
+                "status": "ok",
+                "functions": [
+                    {"name": s.name, "url": f"{request.host_url}{s.name}/"} for s in http_functions
+                ],
+                "workers": sorted(s.name for s in manifest.functions.values() if s.queues),
+                "schedules": sorted(s.name for s in manifest.functions.values() if s.schedules),
+            }
+        )
+
+    @server.app.get("/_objects/<bucket>/<path:key>")
+    def local_object(bucket: str, key: str):
+        # Stands in for S3's presigned URLs when objects live in a local folder.
+        from shared.ports.backends import get_storage
+
+        storage = get_storage()
+        verify = getattr(storage, "verify_local_signature", None)
+        if verify is None or not verify(bucket, key, request.args.get("expires", ""), request.args.get("signature", "")):
+            abort(403)
+        response = send_file(storage.open(bucket, key), mimetype="application/octet-stream", download_name=key.rsplit("/", 1)[-1])
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return server.app
+
+
+def _mounted(spec: FunctionSpec, root: Path) -> Handler:
+    """The function as Scaleway runs it behind its own domain: paths start at `/`."""
+    prefix = f"/{spec.name}"
+
+    def handler(event: dict, _context: dict):
+        path = event.get("path") or "/"
+        if path.startswith(prefix):
+            event = {**event, "path": path[len(prefix):] or "/"}
+        return load_handler(spec, root)(event, scaleway_context(spec))
+
+    handler.__name__ = spec.name.replace("-", "_")
+    return handler
+
+
+def serve(port: int, root: Path = PROJECT_ROOT, *, host: str = "127.0.0.1") -> None:
+    from werkzeug.serving import make_server
+
+    manifest = load_manifest(root)
+    stop = threading.Event()
+
+    def log(line: str) -> None:
+        print(f"[privacy-functions] {line}", file=sys.stderr, flush=True)
+
+    app = build_app(manifest, root)
+    CronScheduler(manifest, root, log, stop).start()
+    QueuePump(manifest, root, log, stop).start()
+    httpd = make_server(host, port, app, threaded=True)
+    log(f"serving {len(manifest.functions)} function(s) on http://{host}:{port}/ (health: /healthz)")
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        httpd.server_close()

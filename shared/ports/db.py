@@ -1,0 +1,131 @@
+"""Database port: SQLAlchemy 2 Core on PostgreSQL (psycopg 3) or an SQLite file.
+
+Timestamps are stored in UTC and always come back timezone-aware, whatever the
+backend (SQLite has no time zones: `UtcDateTime` normalises on the way in and out).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.types import TypeDecorator
+
+UTC = dt.timezone.utc
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "infra" / "migrations"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator):
+    """A DateTime that refuses naive values and returns aware UTC datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain postgres URLs and route them to psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # One request at a time per function instance: a small pool is plenty.
+    return create_engine(
+        url,
+        pool_size=2,
+        max_overflow=2,
+        pool_pre_ping=True,
+        connect_args={"options": "-c timezone=UTC"},
+    )
+
+
+_engine_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for `url`, or for the configured database; created once per process."""
+    if url is None:
+        from shared.platform.config import get_settings
+
+        url = get_settings().effective_database_url
+    url = normalise_url(url)
+    with _engine_lock:
+        if url not in _engines:
+            _engines[url] = make_engine(url)
+        return _engines[url]
+
+
+def dispose_engines() -> None:
+    with _engine_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str | None = None, revision: str = "heads") -> None:
+    """Bring the schema up to date (every branch head), on SQLite or PostgreSQL."""
+    from alembic import command
+
+    if url is None:
+        from shared.platform.config import get_settings
+
+        url = get_settings().effective_database_url
+    command.upgrade(alembic_config(url), revision)
+
+
+def dialect_insert(conn, table):
+    """An INSERT with ON CONFLICT support (`on_conflict_do_nothing/do_update`) on PostgreSQL and SQLite."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
