@@ -25,3 +25,30 @@ def add_months(value: D, months: int) -> D:
 def add_years(value: D, years: int) -> D:
     """Same date `years` later; 29 February becomes 28 February in a common year."""
     return add_months(value, 12 * years)
+
+
+# --- The one clock and the one ISO 8601 format ------------------------------------------------
+
+UTC = dt.timezone.utc
+
+
+def utcnow() -> dt.datetime:
+    """The server's time, aware, in UTC: every timestamp we record comes from here."""
+    return dt.datetime.now(UTC)
+
+
+def iso(moment: dt.datetime, *, timespec: str = "auto") -> str:
+    """A moment as ISO 8601 in UTC with a `Z`: `2026-12-02T11:06:39Z` (timespec as datetime.isoformat)."""
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def iso_or_none(moment: dt.datetime | None, *, timespec: str = "auto") -> str | None:
+    return None if moment is None else iso(moment, timespec=timespec)
+
+
+def parse_iso(value: str) -> dt.datetime:
+    """The inverse of `iso`: an aware UTC datetime from ISO 8601 text (`Z` or an offset)."""
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError("an ISO 8601 moment needs a time zone")
+    return parsed.astimezone(UTC)

@@ -13,12 +13,10 @@ from pathlib import Path
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.types import TypeDecorator
 
-UTC = dt.timezone.utc
+from shared.platform.clock import UTC, utcnow  # noqa: F401  (re-exported: the tables and ports use them)
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "infra" / "migrations"
 
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(UTC)
 
 
 class UtcDateTime(TypeDecorator):

@@ -61,6 +61,7 @@ from shared.records import audit
 from shared.policy import data_map
 
 from shared.policy import facts as policy
+from shared.policy import rules
 
 from shared.ports import tables as schema
 from shared.records import registry
@@ -133,11 +134,10 @@ def erase_after(record: RequestRecord) -> dt.datetime:
 
 def _expiry(rule_id: str, start: dt.date | dt.datetime) -> dt.date | dt.datetime:
     """When retained data ends, under the rules as configured for the retention schedule (which deletes it)."""
-    from shared.retention import schedule as retention
     if rule_id == "invoices":
-        return retention.invoice_expiry(start.date() if isinstance(start, dt.datetime) else start)
+        return rules.invoice_expiry(start.date() if isinstance(start, dt.datetime) else start)
     if rule_id == "request_records":
-        return policy.expires_at(retention.request_records_rule(), start)
+        return policy.expires_at(rules.request_records_rule(), start)
     return policy.expires_at(rule_id, start)
 
 
