@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import html
 import math
 import re
 import secrets
@@ -24,6 +23,8 @@ from typing import Literal
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
+from shared import notices
+from shared.ports.mail import Message
 from shared.records import audit
 from shared.platform.config import ConfigurationError, Settings, get_settings
 from shared.ports.db import UTC, dialect_insert, get_engine, utcnow
@@ -141,26 +142,10 @@ def _code_hash(code_id: str, code: str) -> str:
     return pseudonymise(f"{code_id}:{code}", purpose="verification-code")
 
 
-def _code_mail(code: str, settings: Settings, *, code_id: str, to: str):
-    from shared.ports.mail import Message
-
-    minutes = settings.verification_code_ttl_seconds // 60
-    text = (
-        f"Bonjour,\n\nVotre code de vérification jefacturebien.fr : {code}\n"
-        f"Il est valable {minutes} minutes et ne peut servir qu'une fois.\n"
-        "Si vous n'êtes pas à l'origine de cette demande, ignorez ce message et ne communiquez ce code à personne.\n\n"
-        "---\n\n"
-        f"Hello,\n\nYour jefacturebien.fr verification code: {code}\n"
-        f"It is valid for {minutes} minutes and can be used once.\n"
-        "If you did not ask for it, ignore this message and do not share the code with anyone.\n"
-    )
-    body = "".join(f"<p>{html.escape(paragraph).replace(chr(10), '<br>')}</p>" for paragraph in text.split("\n\n"))
-    return Message(
-        to=to,
-        subject="Votre code de vérification / Your verification code",
-        text=text,
-        html=f'<!doctype html><html lang="fr"><body>{body}</body></html>',
-        idempotency_key=f"verification-code:{code_id}",
+def _code_mail(code: str, settings: Settings, *, code_id: str, to: str) -> Message:
+    return notices.mail(
+        "verification_code", to=to, idempotency_key=f"verification-code:{code_id}",
+        code=code, minutes=settings.verification_code_ttl_seconds // 60,
     )
 
 
