@@ -6,7 +6,6 @@ backend (SQLite has no time zones: `UtcDateTime` normalises on the way in and ou
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from pathlib import Path
 

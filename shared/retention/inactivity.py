@@ -149,7 +149,7 @@ def record_activity(conn: Connection, account_id: str, at: dt.datetime | None = 
 
 
 def _restricted() -> sa.Select:
-    from shared.rights.consent import restricted_accounts
+    from shared.records.processing import restricted_accounts
 
     return restricted_accounts()
 

@@ -33,18 +33,45 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, Select, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from shared.records import audit
+from shared.records.processing import (  # noqa: F401  (the vocabulary of consent, re-exported for its callers)
+    ALL,
+    FLAG_KINDS,
+    GIVEN,
+    OBJECTION_ANALYTICS,
+    OBJECTION_DIRECT_MARKETING,
+    OBJECTION_FOR_PURPOSE,
+    PURPOSES,
+    RESTRICTION,
+    RESTRICTION_REASONS,
+    WITHDRAWN,
+    ConsentState,
+    Flag,
+    account_status,
+    all_flags,
+    blocked_by,
+    consent_history,
+    consent_state,
+    erasure_by_inactivity_allowed,
+    flag_from_row,
+    flags_in_force,
+    is_restricted,
+    latest_event,
+    may_collect_analytics,
+    may_send_marketing,
+    restricted_accounts,
+)
 
 from shared.records import registry as requests
 from shared.identity.client import header_value
 from shared.ports.backends import ExternalServiceError
 from shared.platform.config import get_settings
-from shared.ports.db import UTC, utcnow
+from shared.platform.clock import UTC, iso_or_none, utcnow
 from shared.platform.errors import AppError, Conflict, NotFound, ValidationFailed
 from shared.platform.logs import get_logger
-from shared.policy.facts import CONSENT_PURPOSES, POLICY_VERSION
+from shared.policy.facts import POLICY_VERSION
 from shared.platform.pseudonym import pseudonymise
 from shared.ports.tables import accounts, analytics_events, consent_events, processing_restrictions, saga_steps
 
@@ -53,28 +80,10 @@ PROPAGATION_MESSAGE = "consent.newsletter_withdrawn"
 RESEND_STEP = "resend_unsubscribe"
 AUDIT_STEP = "audit_propagation"
 
-PURPOSES: tuple[str, ...] = CONSENT_PURPOSES  # newsletter, analytics
-ALL = "all"
-GIVEN, WITHDRAWN = "given", "withdrawn"
-
 # Ledger channels, and the request-registry channel each one maps to.
 CLIENT_AREA, EMAIL_LINK, DPO, GPC = "client_area", "email_link", "dpo", "gpc"
 _REQUEST_CHANNEL = {CLIENT_AREA: "client_area", EMAIL_LINK: "email", DPO: "dpo", GPC: "client_area"}
 
-RESTRICTION = "restriction"
-OBJECTION_DIRECT_MARKETING = "objection_direct_marketing"
-OBJECTION_ANALYTICS = "objection_analytics"
-FLAG_KINDS = (RESTRICTION, OBJECTION_DIRECT_MARKETING, OBJECTION_ANALYTICS)
-# An objection withdraws the consent of its purpose and blocks it until a new explicit consent.
-OBJECTION_FOR_PURPOSE = {"newsletter": OBJECTION_DIRECT_MARKETING, "analytics": OBJECTION_ANALYTICS}
-
-# Grounds for a restriction (Art. 18(1)) and for lifting a flag; codes, never free text.
-RESTRICTION_REASONS = {
-    "accuracy_contested": "Art. 18(1)(a)",
-    "unlawful_processing": "Art. 18(1)(b)",
-    "legal_claims": "Art. 18(1)(c)",
-    "objection_pending": "Art. 18(1)(d)",
-}
 OBJECTION_REASONS = ("data_subject_request", "gpc_signal")
 LIFT_REASONS = (
     "accuracy_verified",
@@ -92,132 +101,7 @@ _CAMPAIGN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 _ONE_TICK = dt.timedelta(microseconds=1)
 
 
-# --- Derived state -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConsentState:
-    purpose: str
-    granted: bool
-    since: dt.datetime | None
-    channel: str | None
-    event_id: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"granted": self.granted, "since": _iso(self.since), "channel": self.channel}
-
-
-@dataclass(frozen=True)
-class Flag:
-    id: str
-    account_id: str
-    kind: str
-    reason_code: str
-    note: str | None
-    channel: str
-    set_at: dt.datetime
-    set_by: str
-    request_id: str | None
-    lift_notified_at: dt.datetime | None
-    lifted_at: dt.datetime | None
-    lifted_by: str | None
-    lift_reason_code: str | None
-    lift_request_id: str | None
-
-    @property
-    def in_force(self) -> bool:
-        return self.lifted_at is None
-
-    def to_json(self, *, include_note: bool = False) -> dict[str, Any]:
-        body = {
-            "id": self.id,
-            "kind": self.kind,
-            "reason_code": self.reason_code,
-            "legal_ground": RESTRICTION_REASONS.get(self.reason_code),
-            "channel": self.channel,
-            "set_at": _iso(self.set_at),
-            "in_force": self.in_force,
-            "lift_notified_at": _iso(self.lift_notified_at),
-            "lifted_at": _iso(self.lifted_at),
-            "lift_reason_code": self.lift_reason_code,
-        }
-        if include_note:
-            body["account_id"] = self.account_id
-            body["note"] = self.note
-        return body
-
-
-def _iso(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _latest_event(conn: Connection, account_id: str, purpose: str):
-    # On equal timestamps (rows written by other tools) the withdrawal wins: the privacy-safe reading.
-    return conn.execute(
-        select(consent_events)
-        .where(consent_events.c.account_id == account_id, consent_events.c.purpose == purpose)
-        .order_by(consent_events.c.occurred_at.desc(), consent_events.c.action.desc())
-        .limit(1)
-    ).first()
-
-
-def consent_state(conn: Connection, account_id: str) -> dict[str, ConsentState]:
-    """Each consent purpose's current state, derived from the ledger."""
-    states = {}
-    for purpose in PURPOSES:
-        row = _latest_event(conn, account_id, purpose)
-        states[purpose] = ConsentState(
-            purpose=purpose,
-            granted=row is not None and row.action == GIVEN,
-            since=row.occurred_at if row is not None else None,
-            channel=row.channel if row is not None else None,
-            event_id=row.id if row is not None else None,
-        )
-    return states
-
-
-def _flag(row) -> Flag:
-    return Flag(**row._asdict())
-
-
-def flags_in_force(conn: Connection, account_id: str) -> dict[str, Flag]:
-    rows = conn.execute(
-        select(processing_restrictions).where(
-            processing_restrictions.c.account_id == account_id, processing_restrictions.c.lifted_at.is_(None)
-        )
-    )
-    return {row.kind: _flag(row) for row in rows}
-
-
-def all_flags(conn: Connection, account_id: str) -> list[Flag]:
-    rows = conn.execute(
-        select(processing_restrictions)
-        .where(processing_restrictions.c.account_id == account_id)
-        .order_by(processing_restrictions.c.set_at)
-    )
-    return [_flag(row) for row in rows]
-
-
-def consent_history(conn: Connection, account_id: str) -> list[dict[str, Any]]:
-    """The ledger of one account, oldest first: the proof of consent (Art. 7(1)), exportable as is."""
-    rows = conn.execute(
-        select(consent_events)
-        .where(consent_events.c.account_id == account_id)
-        .order_by(consent_events.c.occurred_at, consent_events.c.action)
-    )
-    return [
-        {
-            "event_id": row.id,
-            "purpose": row.purpose,
-            "action": row.action,
-            "occurred_at": _iso(row.occurred_at),
-            "channel": row.channel,
-            "policy_version": row.policy_version,
-            "proof_ip_pseudonym": row.proof_ip_pseudonym,
-            "proof_user_agent": row.proof_user_agent,
-        }
-        for row in rows
-    ]
+# --- Views -------------------------------------------------------------------------------
 
 
 def status(conn: Connection, account_id: str) -> dict[str, Any]:
@@ -228,7 +112,7 @@ def status(conn: Connection, account_id: str) -> dict[str, Any]:
         "consents": {purpose: state.to_json() for purpose, state in consent_state(conn, account_id).items()},
         "restriction": {
             "in_force": restriction is not None,
-            "since": _iso(restriction.set_at) if restriction else None,
+            "since": iso_or_none(restriction.set_at) if restriction else None,
             "reason_code": restriction.reason_code if restriction else None,
             "legal_ground": RESTRICTION_REASONS.get(restriction.reason_code) if restriction else None,
         },
@@ -249,64 +133,6 @@ def export_section(conn: Connection, account_id: str) -> dict[str, Any]:
     }
 
 
-# --- Shared checks: every function of the suite asks these ------------------------------
-
-
-def _account_status(conn: Connection, account_id: str) -> str | None:
-    return conn.execute(select(accounts.c.status).where(accounts.c.id == account_id)).scalar()
-
-
-def _blocked_by(conn: Connection, account_id: str, kinds: tuple[str, ...]) -> bool:
-    return (
-        conn.execute(
-            select(processing_restrictions.c.id)
-            .where(
-                processing_restrictions.c.account_id == account_id,
-                processing_restrictions.c.kind.in_(kinds),
-                processing_restrictions.c.lifted_at.is_(None),
-            )
-            .limit(1)
-        ).first()
-        is not None
-    )
-
-
-def _consent_based_processing_allowed(conn: Connection, account_id: str, purpose: str) -> bool:
-    if _account_status(conn, account_id) != "active":
-        return False
-    if _blocked_by(conn, account_id, (RESTRICTION, OBJECTION_FOR_PURPOSE[purpose])):
-        return False
-    latest = _latest_event(conn, account_id, purpose)
-    return latest is not None and latest.action == GIVEN
-
-
-def may_send_marketing(conn: Connection, account_id: str) -> bool:
-    """Newsletter consent given, no objection to direct marketing, no restriction, account active."""
-    return _consent_based_processing_allowed(conn, account_id, "newsletter")
-
-
-def may_collect_analytics(conn: Connection, account_id: str) -> bool:
-    """Analytics consent given, no objection (incl. GPC), no restriction, account active."""
-    return _consent_based_processing_allowed(conn, account_id, "analytics")
-
-
-def is_restricted(conn: Connection, account_id: str) -> bool:
-    """An Art. 18 restriction is in force: store only; no marketing, analytics or scheduled erasure."""
-    return _blocked_by(conn, account_id, (RESTRICTION,))
-
-
-def erasure_by_inactivity_allowed(conn: Connection, account_id: str) -> bool:
-    """The retention schedule may not erase an account while a restriction is in force (Art. 18(2))."""
-    return not is_restricted(conn, account_id)
-
-
-def restricted_accounts() -> Select:
-    """SELECT of the account ids under restriction, for bulk jobs: `~accounts.c.id.in_(restricted_accounts())`."""
-    return select(processing_restrictions.c.account_id).where(
-        processing_restrictions.c.kind == RESTRICTION, processing_restrictions.c.lifted_at.is_(None)
-    )
-
-
 # --- Writing: lock, ledger, flags, registry ---------------------------------------------
 
 
@@ -317,7 +143,7 @@ def _lock_account(conn: Connection, account_id: str) -> str:
     else:
         # SQLite: a no-op write takes the database write lock before anything is read.
         conn.execute(update(accounts).where(accounts.c.id == account_id).values(status=accounts.c.status))
-        found = _account_status(conn, account_id)
+        found = account_status(conn, account_id)
     if found is None:
         raise NotFound("no such account", code="account_not_found")
     return found
@@ -367,7 +193,7 @@ def _withdraw_in(
     ip: str | None, user_agent: str | None,
 ) -> str | None:
     """Append a withdrawal if the consent is currently given; the new event id, or None (nothing to do)."""
-    previous = _latest_event(conn, account_id, purpose)
+    previous = latest_event(conn, account_id, purpose)
     if previous is None or previous.action != GIVEN:
         return None
     event_id, occurred_at = _append_event(
@@ -411,7 +237,7 @@ def _flag_family(kind: str) -> str:
 
 def _load_flag(conn: Connection, flag_id: str) -> Flag | None:
     row = conn.execute(select(processing_restrictions).where(processing_restrictions.c.id == flag_id)).first()
-    return _flag(row) if row else None
+    return flag_from_row(row) if row else None
 
 
 def _lift_in(conn: Connection, flag: Flag, *, actor: str, reason_code: str, now: dt.datetime,
@@ -579,7 +405,7 @@ def give_consent(
                                code="objection_in_force")
             _lift_in(conn, objection, actor=actor, reason_code="new_explicit_consent", now=now)
             lifted.append(objection.kind)
-        previous = _latest_event(conn, account_id, purpose)
+        previous = latest_event(conn, account_id, purpose)
         if previous is not None and previous.action == GIVEN and not lifted:
             return Change()
         _, occurred_at = _append_event(conn, account_id=account_id, purpose=purpose, action=GIVEN, channel=channel,

@@ -166,7 +166,7 @@ def _reactivate(conn: Connection, account_id: str) -> None:
 
 def _restricted_among(conn: Connection, account_ids: Sequence[str]) -> set[str]:
     """The accounts of `account_ids` under an Art. 18 restriction, which the retention schedule may not erase."""
-    from shared.rights.consent import restricted_accounts
+    from shared.records.processing import restricted_accounts
 
     restricted: set[str] = set()
     for start in range(0, len(account_ids), _ID_BATCH):
