@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from shared.rights import erasure
-from shared.ports.backends import ExternalServiceError
+from shared.platform.errors import ExternalServiceError
 from shared.platform.config import get_settings
 from shared.ports.db import get_engine
 from shared.platform.errors import AppError

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints
 
 from shared.retention import inactivity
-from shared.ports.backends import ExternalServiceError
+from shared.platform.errors import ExternalServiceError
 from shared.ports.db import get_engine
 from shared.platform.errors import AppError
 from shared.platform.logs import get_logger

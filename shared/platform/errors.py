@@ -76,3 +76,13 @@ class PayloadTooLarge(_DefaultedError):
 
 class TooManyRequests(_DefaultedError):
     status_code, default_code = 429, "too_many_requests"
+
+
+class ExternalServiceError(RuntimeError):
+    """A call to an external service failed; `retryable` says whether trying again may help."""
+
+    def __init__(self, service: str, message: str, *, retryable: bool, status: int | None = None):
+        super().__init__(f"{service}: {message}")
+        self.service = service
+        self.retryable = retryable
+        self.status = status

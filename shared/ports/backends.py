@@ -3,31 +3,20 @@
 Each port has a production backend (S3, SQS, Resend, Stripe) and an embedded
 default (folder, in-process queue, outbox, recorder). Which one runs depends only
 on Settings: an endpoint or API key selects the real service. Backends are built
-lazily so a function only imports the SDKs it actually uses (cold starts).
+lazily, and each backend imports its SDK only when built, so a function loads only
+the SDKs it actually uses (cold starts).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
 from shared.platform.config import get_settings
-
-if TYPE_CHECKING:
-    from shared.ports.mail import Mailer
-    from shared.ports.payments import Payments
-    from shared.ports.queues import Queue
-    from shared.ports.storage import ObjectStore
-
-
-class ExternalServiceError(RuntimeError):
-    """A call to an external service failed; `retryable` says whether trying again may help."""
-
-    def __init__(self, service: str, message: str, *, retryable: bool, status: int | None = None):
-        super().__init__(f"{service}: {message}")
-        self.service = service
-        self.retryable = retryable
-        self.status = status
+from shared.platform.errors import ExternalServiceError  # noqa: F401  (re-exported for the ports' callers)
+from shared.ports.mail import Mailer, build_mailer
+from shared.ports.payments import Payments, build_payments
+from shared.ports.queues import Queue, build_queue
+from shared.ports.storage import ObjectStore, build_object_store
 
 
 _lock = threading.Lock()
@@ -41,7 +30,6 @@ def get_storage() -> ObjectStore:
     global _storage
     with _lock:
         if _storage is None:
-            from shared.ports.storage import build_object_store
 
             _storage = build_object_store(get_settings())
         return _storage
@@ -50,7 +38,6 @@ def get_storage() -> ObjectStore:
 def get_queue(name: str) -> Queue:
     with _lock:
         if name not in _queues:
-            from shared.ports.queues import build_queue
 
             _queues[name] = build_queue(name, get_settings())
         return _queues[name]
@@ -60,7 +47,6 @@ def get_mailer() -> Mailer:
     global _mailer
     with _lock:
         if _mailer is None:
-            from shared.ports.mail import build_mailer
 
             _mailer = build_mailer(get_settings())
         return _mailer
@@ -70,7 +56,6 @@ def get_payments() -> Payments:
     global _payments
     with _lock:
         if _payments is None:
-            from shared.ports.payments import build_payments
 
             _payments = build_payments(get_settings())
         return _payments
@@ -82,3 +67,11 @@ def reset_backends() -> None:
     with _lock:
         _storage = _mailer = _payments = None
         _queues.clear()
+
+
+def ensure_queue(name: str) -> Queue:
+    """Create the queue and its dead-letter queue if needed (local runs and tests; Terraform in production)."""
+
+    queue = get_queue(name)
+    queue.ensure()
+    return queue

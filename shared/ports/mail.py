@@ -23,7 +23,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.ports.backends import ExternalServiceError
+from shared.platform.errors import ExternalServiceError
 from shared.platform.config import Settings
 
 CATEGORIES = ("transactional", "marketing")

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.ports.backends import ExternalServiceError
+from shared.platform.errors import ExternalServiceError
 from shared.platform.config import Settings
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.ports.backends import ExternalServiceError
+from shared.platform.errors import ExternalServiceError
 from shared.platform.config import Settings
 
 log = logging.getLogger(__name__)
@@ -63,15 +63,6 @@ def build_queue(name: str, settings: Settings) -> Queue:
     if settings.sqs_endpoint_url:
         return SqsQueue(name, settings)
     return LocalQueue(name, settings.data_dir / "queues", max_attempts=settings.queue_max_attempts)
-
-
-def ensure_queue(name: str) -> Queue:
-    """Create the queue and its dead-letter queue if needed (local runs and tests; Terraform in production)."""
-    from shared.ports.backends import get_queue
-
-    queue = get_queue(name)
-    queue.ensure()
-    return queue
 
 
 def encode_message(message: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol, Union
 from urllib.parse import quote
 
-from shared.ports.backends import ExternalServiceError
+from shared.platform.errors import ExternalServiceError
 from shared.platform.config import Settings, get_settings
 
 UTC = dt.timezone.utc

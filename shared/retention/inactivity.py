@@ -324,7 +324,7 @@ def process_chunk(engine: Engine, account_ids: list[str], *, now: dt.datetime | 
     A mail that fails (Resend down) leaves its account for the retry and raises at the
     end of the chunk, so the queue delivers it again; the other accounts are done once.
     """
-    from shared.ports.backends import ExternalServiceError
+    from shared.platform.errors import ExternalServiceError
 
     now = (now or utcnow()).astimezone(UTC)
     today, offsets = now.date(), warning_offsets()

@@ -66,7 +66,7 @@ from shared.records.processing import (  # noqa: F401  (the vocabulary of consen
 
 from shared.records import registry as requests
 from shared.identity.client import header_value
-from shared.ports.backends import ExternalServiceError
+from shared.platform.errors import ExternalServiceError
 from shared.platform.config import get_settings
 from shared.platform.clock import UTC, iso_or_none, utcnow
 from shared.platform.errors import AppError, Conflict, NotFound, ValidationFailed

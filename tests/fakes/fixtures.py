@@ -72,7 +72,7 @@ def s3_env(env, moto_endpoint, monkeypatch):
 
 @pytest.fixture
 def sqs_env(env, moto_endpoint, monkeypatch):
-    """SQS on moto; queues are created by `shared.ports.queues.ensure_queue(name)`."""
+    """SQS on moto; queues are created by `shared.ports.backends.ensure_queue(name)`."""
     return _reconfigure(
         monkeypatch,
         {

@@ -10,7 +10,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from shared.ports.backends import ExternalServiceError, get_mailer
+from shared.platform.errors import ExternalServiceError
+from shared.ports.backends import get_mailer
 from shared.ports.mail import Message, OutboxMailer, ResendMailer
 from shared.platform.pseudonym import pseudonymise
 from tests.fakes.fixtures import RESEND_TEST_KEY

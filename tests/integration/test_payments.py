@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from shared.ports.backends import ExternalServiceError, get_payments
+from shared.platform.errors import ExternalServiceError
+from shared.ports.backends import get_payments
 from shared.ports.payments import RecordingPayments, StripePayments
 from tests.fakes.fixtures import STRIPE_TEST_KEY
 from tests.fakes.stripe_fake import sign_webhook

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from shared.ports.backends import get_queue, reset_backends
-from shared.ports.queues import InvalidMessage, LocalQueue, SqsQueue, ensure_queue
+from shared.ports.backends import ensure_queue
+from shared.ports.queues import InvalidMessage, LocalQueue, SqsQueue
 from tests.fakes.moto import raw_client
 
 # The queue port never touches the database: one database backend is enough here.

@@ -451,7 +451,7 @@ def test_customer_deleted_removes_the_link_and_keeps_the_records(webhook):
 def test_the_event_travels_over_sqs_with_its_idempotency_key(webhook, sqs_env):
     import boto3
 
-    from shared.ports.queues import ensure_queue
+    from shared.ports.backends import ensure_queue
 
     ensure_queue(QUEUE_NAME)
     new_account()

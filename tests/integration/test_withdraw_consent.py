@@ -356,7 +356,8 @@ def test_propagation_of_a_superseded_withdrawal_does_not_unsubscribe(resend_env,
 
 
 def test_the_hourly_sweep_queues_a_propagation_whose_enqueue_failed(resend_env, resend_fake, engine, monkeypatch):
-    from shared.ports.backends import ExternalServiceError, get_queue
+    from shared.platform.errors import ExternalServiceError
+    from shared.ports.backends import get_queue
 
     account_id = new_account(engine)
     resend_fake.add_contact(CANARY_EMAIL)
