@@ -572,6 +572,14 @@ EXERCISE_CHANNELS: dict[str, Text] = {
         "Depuis votre espace client : certaines actions (export des données, suppression du compte) sont disponibles directement dans les paramètres de votre compte.",
     ),
 }
+# Channels a DPO receives requests by (9.1), and the identity checks a DPO may record (9.3).
+DPO_CHANNELS: tuple[str, ...] = ("email", "post")
+IDENTITY_VERIFICATION_METHODS: tuple[str, ...] = (
+    "account_email_confirmed",
+    "identity_document",
+    "postal_address_confirmed",
+    "signed_letter",
+)
 RESPONSE_TIME = Text(
     "We undertake to respond to your request within one month of receipt. This period may be extended by two months for complex requests, in which case you will be informed.",
     "Nous nous engageons à répondre à votre demande dans un délai d'un mois à compter de sa réception. Ce délai peut être prolongé de deux mois pour les demandes complexes ; vous en êtes alors informé.",

@@ -61,6 +61,7 @@ from shared.records import audit
 from shared.policy import data_map
 
 from shared.policy import facts as policy
+from shared.policy.facts import DPO_CHANNELS  # noqa: F401  (re-exported)
 from shared.policy import rules
 
 from shared.ports import tables as schema
@@ -83,7 +84,6 @@ RUN_MESSAGE_MAX = 1000
 SYSTEM_ACTOR = "system:erasure"
 # Channels through which an erasure is registered (shared.records.registry.CHANNELS).
 CLIENT_CHANNEL = "client_area"
-DPO_CHANNELS = ("email", "post")
 RETENTION_CHANNEL = "retention"
 
 STEPS = ("plan", "stripe", "resend", "receipt_mail", "database", "objects", "receipt")

@@ -38,6 +38,7 @@ from shared.records import audit
 from shared.policy import data_map
 
 from shared.policy import facts as policy
+from shared.policy.facts import DPO_CHANNELS  # noqa: F401  (re-exported)
 from shared.platform.config import Settings, get_settings
 from shared.ports.db import UTC, utcnow
 from shared.platform.errors import AppError, Conflict, NotFound, Unauthorized
@@ -60,9 +61,8 @@ from shared.ports.tables import accounts, invoices
 EXPORT_KINDS = ("access", "portability")
 QUEUE_NAME = "export-requests"
 MESSAGE_TYPE = "export.run"
-DPO_CHANNELS = ("email", "post")
 # How the DPO checked who wrote (policy 9.3); recorded in the audit trail, never the evidence itself.
-DPO_VERIFICATION_METHODS = ("account_email_confirmed", "identity_document", "postal_address_confirmed", "signed_letter")
+DPO_VERIFICATION_METHODS = policy.IDENTITY_VERIFICATION_METHODS
 
 WORKER_ACTOR = "system:export"
 # The presigned URL behind a download only has to survive the redirect.
