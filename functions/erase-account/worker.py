@@ -33,10 +33,11 @@ from shared.platform.runtime import (
     StrictModel,
     queue_and_cron,
 )
+from shared.records.saga import PROCESSED_MESSAGES
 
 SWEEP_JOB = "erasure-sweep"
 
-worker = QueueFunction("erase-account-worker")
+worker = QueueFunction("erase-account-worker", processed=PROCESSED_MESSAGES)
 sweep = CronFunction("erase-account-sweep", job=SWEEP_JOB)
 
 

@@ -18,8 +18,9 @@ from shared.ports.db import get_engine
 from shared.platform.errors import AppError
 from shared.platform.logs import get_logger
 from shared.platform.runtime import QueueFunction, QueueMessage, StrictModel
+from shared.records.saga import PROCESSED_MESSAGES
 
-worker = QueueFunction("expire-inactive-accounts-worker")
+worker = QueueFunction("expire-inactive-accounts-worker", processed=PROCESSED_MESSAGES)
 
 AccountId = Annotated[str, StringConstraints(min_length=1, max_length=36)]
 

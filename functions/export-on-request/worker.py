@@ -14,8 +14,9 @@ from pydantic import Field
 from shared.rights import export
 from shared.ports.db import get_engine
 from shared.platform.runtime import QueueFunction, QueueMessage, StrictModel
+from shared.records.saga import PROCESSED_MESSAGES
 
-worker = QueueFunction("export-on-request-worker")
+worker = QueueFunction("export-on-request-worker", processed=PROCESSED_MESSAGES)
 
 
 class RunPayload(StrictModel):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from shared.ports.db import get_engine
 from shared.platform.runtime import QueueFunction, QueueMessage
+from shared.records.saga import PROCESSED_MESSAGES
 from shared.payment_data.stripe_events import MESSAGE_TYPE, apply_event
 
-worker = QueueFunction("stripe-webhook-worker")
+worker = QueueFunction("stripe-webhook-worker", processed=PROCESSED_MESSAGES)
 
 
 @worker.on(MESSAGE_TYPE)

@@ -22,11 +22,12 @@ from shared.platform.runtime import (
     StrictModel,
     queue_and_cron,
 )
+from shared.records.saga import PROCESSED_MESSAGES
 
 SWEEP_JOB = "propagation-sweep"
 SWEEP_LIMIT = 1000  # per run: the next run takes the rest
 
-worker = QueueFunction("withdraw-consent-worker")
+worker = QueueFunction("withdraw-consent-worker", processed=PROCESSED_MESSAGES)
 sweep = CronFunction("withdraw-consent-sweep", job=SWEEP_JOB)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from shared.platform.errors import BadRequest, ValidationFailed
 from shared.platform.http import HttpFunction, _json_object, current_request, json_dumps
@@ -50,6 +50,14 @@ class CronFunction(HttpFunction):
         return result if result is not None else {}
 
 
+class ProcessedMessages(Protocol):
+    """Where a queue function remembers the keys it has handled (shared.records.saga keeps them in the database)."""
+
+    def seen(self, key: str) -> bool: ...
+
+    def record(self, key: str, function: str, result: dict[str, Any] | None) -> None: ...
+
+
 WorkerFn = Callable[[QueueMessage], dict[str, Any] | None]
 
 
@@ -62,8 +70,9 @@ class QueueFunction(HttpFunction):
     guard, workers still make their steps idempotent (shared.records.saga.run_step).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, processed: ProcessedMessages) -> None:
         super().__init__(name)
+        self.processed = processed
         self._workers: dict[str, WorkerFn] = {}
         self.post("/")(self._consume)
 
@@ -77,9 +86,6 @@ class QueueFunction(HttpFunction):
         return register
 
     def _consume(self) -> dict[str, Any]:
-        from shared.ports.db import get_engine
-        from shared.records.saga import is_processed, mark_processed
-
         message = parse_message(current_request().body)
         keys = {"idempotency_key": message.idempotency_key, "message_type": message.type}
         log = get_logger()
@@ -87,16 +93,13 @@ class QueueFunction(HttpFunction):
         if worker is None:
             log.warning("queue message of a type this function does not handle", extra=keys)
             raise BadRequest("no worker handles this message type", code="unknown_message_type")
-        engine = get_engine()
-        with engine.connect() as conn:
-            if is_processed(conn, message.idempotency_key):
-                log.info("duplicate queue message skipped", extra=keys)
-                return {"status": "duplicate"}
+        if self.processed.seen(message.idempotency_key):
+            log.info("duplicate queue message skipped", extra=keys)
+            return {"status": "duplicate"}
         result = worker(message)
         stored = json.loads(json_dumps(result)) if result is not None else None
-        with engine.begin() as conn:
-            # A concurrent delivery may have recorded the key first: that is not an error.
-            mark_processed(conn, message.idempotency_key, self.name, stored)
+        # A concurrent delivery may have recorded the key first: that is not an error.
+        self.processed.record(message.idempotency_key, self.name, stored)
         log.info("queue message processed", extra=keys)
         return {"status": "processed", "result": stored}
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
 
-from shared.ports.db import dialect_insert, utcnow
+from shared.ports.db import dialect_insert, get_engine, utcnow
 from shared.ports.tables import processed_messages, saga_steps
 
 STARTED = "started"
@@ -122,3 +122,18 @@ def is_processed(conn: Connection, key: str) -> bool:
         ).first()
         is not None
     )
+
+
+class ProcessedMessagesTable:
+    """The queue functions' memory of handled message keys (`processed_messages`), in the configured database."""
+
+    def seen(self, key: str) -> bool:
+        with get_engine().connect() as conn:
+            return is_processed(conn, key)
+
+    def record(self, key: str, function: str, result: dict[str, Any] | None) -> None:
+        with get_engine().begin() as conn:
+            mark_processed(conn, key, function, result)
+
+
+PROCESSED_MESSAGES = ProcessedMessagesTable()

@@ -12,6 +12,7 @@ from shared.platform import config as config_module
 from shared.platform.errors import Conflict, TooManyRequests
 from shared.platform.logs import ScalewayContext, get_logger
 from shared.platform.runtime import CronFunction, HttpFunction, QueueFunction, QueueMessage, StrictModel, current_request, json_body
+from shared.records.saga import PROCESSED_MESSAGES
 
 app = HttpFunction("sample")
 handle = app.handle
@@ -69,7 +70,7 @@ def rotate(payload: dict[str, Any], ctx: ScalewayContext) -> dict[str, Any]:
     return {"rotated": payload.get("older_than_days", 0)}
 
 
-worker = QueueFunction("sample-worker")
+worker = QueueFunction("sample-worker", processed=PROCESSED_MESSAGES)
 WORKER_RUNS: list[QueueMessage] = []
 
 
