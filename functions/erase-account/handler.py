@@ -19,11 +19,12 @@ from typing import Literal
 from pydantic import Field
 
 from shared.rights import erasure
-from shared.identity.client import authenticate_client, require_step_up
 from shared.ports.db import get_engine
-from shared.identity.dpo import authenticate_dpo
+from shared.identity.guards import client_token, dpo_credential, step_up
+from shared.platform.guards import body, principal
+from shared.rights.signals import gpc_signal
 from shared.platform.errors import NotFound
-from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
+from shared.platform.runtime import HttpFunction, Response, StrictModel
 
 app = HttpFunction("erase-account")
 
@@ -37,66 +38,67 @@ class DpoErasureRequest(StrictModel):
     channel: Literal["email", "post"]
 
 
+# The account may already be deactivated by its own pending erasure: it may still read or cancel it.
+CLIENT = [client_token(allow_deactivated=True), gpc_signal]
+
+
+def _pending(account_id: str):
+    with get_engine().connect() as conn:
+        return erasure.find_pending_erasure(conn, account_id)
+
+
 def _answer(record, *, created: bool) -> Response:
     return Response(
         status_code=202 if created else 200, content_type="application/json", body=erasure.erasure_view(record)
     )
 
 
-@app.post("/")
+@app.post("/", middlewares=[*CLIENT, body(NoFields, optional=True), step_up("erasure", unless=_pending)])
 def request_erasure() -> Response:
-    request = current_request()
-    identity = authenticate_client(request.headers, allow_deactivated=True)
-    if request.body.strip():
-        json_body(NoFields)
-    engine = get_engine()
-    with engine.connect() as conn:
-        pending = erasure.find_pending_erasure(conn, identity.account_id)
-    if pending is not None:
+    identity = principal(app, "client")
+    pending = _pending(identity.account_id)
+    if pending is not None:  # answered as is: the step-up guard let it through without a code
         return _answer(pending, created=False)
-    require_step_up(engine, identity.account_id, request.headers, action="erasure")
     record, created = erasure.request_erasure(
-        engine, identity.account_id, channel=erasure.CLIENT_CHANNEL, actor="client"
+        get_engine(), identity.account_id, channel=erasure.CLIENT_CHANNEL, actor="client"
     )
     return _answer(record, created=created)
 
 
-@app.get("/")
+@app.get("/", middlewares=CLIENT)
 def pending_erasure() -> dict:
-    identity = authenticate_client(current_request().headers, allow_deactivated=True)
-    with get_engine().connect() as conn:
-        pending = erasure.find_pending_erasure(conn, identity.account_id)
+    pending = _pending(principal(app, "client").account_id)
     if pending is None:
         raise NotFound("no pending erasure for this account", code="no_pending_erasure")
     return erasure.erasure_view(pending)
 
 
-@app.get("/<request_id>")
+@app.get("/<request_id>", middlewares=CLIENT)
 def erasure_state(request_id: str) -> dict:
-    identity = authenticate_client(current_request().headers, allow_deactivated=True)
+    identity = principal(app, "client")
     with get_engine().connect() as conn:
         return erasure.erasure_view(erasure.get_erasure(conn, request_id, account_id=identity.account_id))
 
 
-@app.delete("/<request_id>")
+@app.delete("/<request_id>", middlewares=CLIENT)
 def cancel(request_id: str) -> dict:
-    identity = authenticate_client(current_request().headers, allow_deactivated=True)
+    identity = principal(app, "client")
     with get_engine().begin() as conn:
         record = erasure.cancel_erasure(conn, request_id, account_id=identity.account_id, actor="client")
     return erasure.erasure_view(record)
 
 
-@app.post("/dpo/requests")
+@app.post("/dpo/requests", middlewares=[dpo_credential, body(DpoErasureRequest)])
 def dpo_request() -> Response:
-    dpo = authenticate_dpo(current_request().headers)
-    body = json_body(DpoErasureRequest)
-    record, created = erasure.request_erasure(get_engine(), body.account_id, channel=body.channel, actor=dpo.actor)
+    request = principal(app, "body")
+    record, created = erasure.request_erasure(
+        get_engine(), request.account_id, channel=request.channel, actor=principal(app, "dpo").actor
+    )
     return _answer(record, created=created)
 
 
-@app.get("/dpo/requests/<request_id>")
+@app.get("/dpo/requests/<request_id>", middlewares=[dpo_credential])
 def dpo_state(request_id: str) -> dict:
-    authenticate_dpo(current_request().headers)
     with get_engine().connect() as conn:
         return erasure.erasure_view(erasure.get_erasure(conn, request_id))
 

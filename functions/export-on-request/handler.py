@@ -19,10 +19,11 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, Field
 
 from shared.rights import export
-from shared.identity.client import authenticate_client
 from shared.ports.db import get_engine
-from shared.identity.dpo import authenticate_dpo
-from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body, json_dumps
+from shared.identity.guards import client_token, dpo_credential
+from shared.platform.guards import body, principal, public
+from shared.rights.signals import gpc_signal
+from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_dumps
 
 app = HttpFunction("export-on-request")
 
@@ -45,47 +46,45 @@ def _accepted(body: dict[str, Any]) -> Response:
     return Response(status_code=202, content_type="application/json", body=json_dumps(body))
 
 
-@app.post("/")
+CLIENT = [client_token(), gpc_signal]
+
+
+@app.post("/", middlewares=[*CLIENT, body(ExportRequest, optional=True)])
 def start() -> Response:
-    request = current_request()
-    identity = authenticate_client(request.headers)
-    if request.body.strip():
-        json_body(ExportRequest)
-    record, _created = export.start_client_export(get_engine(), identity.account_id, request.headers)
+    record, _created = export.start_client_export(
+        get_engine(), principal(app, "client").account_id, current_request().headers
+    )
     return _accepted(export.request_view(record))
 
 
-@app.get("/<request_id>")
+@app.get("/<request_id>", middlewares=CLIENT)
 def view(request_id: str) -> dict[str, Any]:
-    identity = authenticate_client(current_request().headers)
-    return export.export_view(get_engine(), request_id, account_id=identity.account_id)
+    return export.export_view(get_engine(), request_id, account_id=principal(app, "client").account_id)
 
 
-@app.get("/<request_id>/download")
+@app.get("/<request_id>/download", middlewares=[public("signed download link: its token is the credential")])
 def download(request_id: str) -> Response:
     location = export.download_location(get_engine(), request_id, current_request().query.get("token"))
     return Response(status_code=302, content_type=None, body="", headers={"Location": location})
 
 
-@app.post("/dpo/requests")
+@app.post("/dpo/requests", middlewares=[dpo_credential, body(DpoExportRequest)])
 def dpo_register() -> Response:
-    dpo = authenticate_dpo(current_request().headers)
-    body = json_body(DpoExportRequest)
+    request = principal(app, "body")
     record, _created = export.register_dpo_export(
         get_engine(),
-        actor=dpo.actor,
-        account_id=body.account_id,
-        channel=body.channel,
-        kind=body.kind,
-        verification_method=body.identity_verification,
-        received_at=body.received_at,
+        actor=principal(app, "dpo").actor,
+        account_id=request.account_id,
+        channel=request.channel,
+        kind=request.kind,
+        verification_method=request.identity_verification,
+        received_at=request.received_at,
     )
     return _accepted(export.request_view(record))
 
 
-@app.get("/dpo/requests/<request_id>")
+@app.get("/dpo/requests/<request_id>", middlewares=[dpo_credential])
 def dpo_view(request_id: str) -> dict[str, Any]:
-    authenticate_dpo(current_request().headers)
     return export.export_view(get_engine(), request_id, account_id=None, with_link=False)
 
 

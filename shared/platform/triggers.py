@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from shared.platform.errors import BadRequest, ValidationFailed
+from shared.platform.guards import trigger
 from shared.platform.http import HttpFunction, _json_object, current_request, json_dumps
 from shared.platform.logs import ScalewayContext, get_logger
 from shared.platform.messages import QueueMessage, parse_message
@@ -28,7 +29,7 @@ class CronFunction(HttpFunction):
         super().__init__(name)
         self.expected_job = job or name
         self._job: JobFn | None = None
-        self.post("/")(self._run_job)
+        self.post("/", middlewares=[trigger("cron")])(self._run_job)
 
     def job(self, fn: JobFn) -> JobFn:
         if self._job is not None:
@@ -74,7 +75,7 @@ class QueueFunction(HttpFunction):
         super().__init__(name)
         self.processed = processed
         self._workers: dict[str, WorkerFn] = {}
-        self.post("/")(self._consume)
+        self.post("/", middlewares=[trigger("queue")])(self._consume)
 
     def on(self, message_type: str) -> Callable[[WorkerFn], WorkerFn]:
         def register(fn: WorkerFn) -> WorkerFn:

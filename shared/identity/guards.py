@@ -1,0 +1,54 @@
+"""The identity layer's route guards: client token, step-up for a named action, DPO credential.
+
+    @app.post("/", middlewares=[client_token(), gpc_signal, body(NoFields), step_up("export")])
+    def start():
+        identity = principal(app, "client")
+
+A client token never passes `dpo_credential` and a DPO credential never passes `client_token`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from shared.identity.client import ClientIdentity, authenticate_client, require_step_up
+from shared.identity.dpo import authenticate_dpo
+from shared.platform.guards import Guard
+from shared.platform.http import HttpRequest
+from shared.ports.db import get_engine
+
+
+def client_token(*, allow_deactivated: bool = False) -> Guard:
+    """A signed client-area token for an active account (or, with `allow_deactivated`, one pending erasure)."""
+
+    def check(request: HttpRequest, _context: dict[str, Any]) -> ClientIdentity:
+        return authenticate_client(request.headers, allow_deactivated=allow_deactivated)
+
+    label = "client token" + (" (account may be pending erasure)" if allow_deactivated else "")
+    return Guard("client_token", label, check, stores="client")
+
+
+def step_up(action: str, *, unless: Callable[[str], bool] | None = None) -> Guard:
+    """A step-up code (X-Verification-Code) for `action`, after the client token.
+
+    `unless(account_id)` true lets the request through without one (e.g. the erasure already pending
+    is answered as is); the route reads the method used under "step_up" (None when skipped).
+    """
+
+    def check(request: HttpRequest, context: dict[str, Any]) -> str | None:
+        identity = context.get("client")
+        if not isinstance(identity, ClientIdentity):
+            raise RuntimeError("step_up must follow client_token on the route")
+        if unless is not None and unless(identity.account_id):
+            return None
+        return require_step_up(get_engine(), identity.account_id, request.headers, action=action)
+
+    return Guard("step_up", f"step-up for {action}", check, stores="step_up")
+
+
+def _dpo(request: HttpRequest, _context: dict[str, Any]):
+    return authenticate_dpo(request.headers)
+
+
+dpo_credential = Guard("dpo_credential", "DPO credential", _dpo, stores="dpo")
