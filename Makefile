@@ -29,6 +29,7 @@ run: $(VENV)/.local-installed .env
 
 # The whole suite, on SQLite and on PostgreSQL (TEST_POSTGRES_URL, default 127.0.0.1:5432/test).
 test: $(VENV)/.dev-installed
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -n 2 -p no:cacheprovider
 
 # Benchmarks: print figures, assert nothing about time.

@@ -8,11 +8,11 @@ matters: Stripe retries slow answers.
 
 from __future__ import annotations
 
+from shared.payment_data.stripe_events import receive
 from shared.platform.config import get_settings
-from shared.ports.db import get_engine
 from shared.platform.guards import public
 from shared.platform.runtime import HttpFunction, current_request
-from shared.payment_data.stripe_events import receive
+from shared.ports.db import get_engine
 
 app = HttpFunction("stripe-webhook")
 

@@ -6,10 +6,10 @@ transaction that also marks the event processed, so a redelivery changes nothing
 
 from __future__ import annotations
 
-from shared.ports.db import get_engine
-from shared.platform.runtime import QueueFunction, QueueMessage
-from shared.records.saga import PROCESSED_MESSAGES
 from shared.payment_data.stripe_events import MESSAGE_TYPE, apply_event
+from shared.platform.runtime import QueueFunction, QueueMessage
+from shared.ports.db import get_engine
+from shared.records.saga import PROCESSED_MESSAGES
 
 worker = QueueFunction("stripe-webhook-worker", processed=PROCESSED_MESSAGES)
 

@@ -24,13 +24,25 @@ from typing import Literal
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from shared import notices
-from shared.ports.mail import Message
-from shared.records import audit
 from shared.platform.config import ConfigurationError, Settings, get_settings
-from shared.ports.db import UTC, dialect_insert, get_engine, utcnow
-from shared.platform.errors import AppError, Forbidden, TooManyRequests, Unauthorized, VerificationRequired
+from shared.platform.errors import (
+    AppError,
+    Forbidden,
+    TooManyRequests,
+    Unauthorized,
+    VerificationRequired,
+)
 from shared.platform.pseudonym import pseudonymise
-from shared.ports.tables import accounts, totp_used_steps, verification_attempts, verification_codes
+from shared.ports.backends import get_mailer
+from shared.ports.db import UTC, dialect_insert, get_engine, utcnow
+from shared.ports.mail import Message
+from shared.ports.tables import (
+    accounts,
+    totp_used_steps,
+    verification_attempts,
+    verification_codes,
+)
+from shared.records import audit
 
 VERIFICATION_HEADER = "X-Verification-Code"
 DPO_TOKEN_PREFIX = "dpo_"
@@ -116,7 +128,7 @@ def issue_dev_token(account_id: str, *, ttl_seconds: int = 3600) -> str:
         raise ConfigurationError("DEV_TOKEN_KEY is not set: development tokens cannot be issued")
     if ttl_seconds <= 0:
         raise ValueError("ttl_seconds must be positive")
-    import jwt
+    import jwt  # deferred for cold start: PyJWT only where a token is issued
 
     issued = int(time.time())
     claims = {
@@ -194,14 +206,13 @@ def _ask_for_code(conn: Connection, account, now: dt.datetime, settings: Setting
             attempts=0,
         )
     )
-    from shared.ports.backends import get_mailer
 
     get_mailer().send(_code_mail(code, settings, code_id=code_id, to=account.email))
     return required, "code_sent"
 
 
 def _check_totp(conn: Connection, account, code: str, now: dt.datetime) -> AppError | None:
-    import pyotp
+    import pyotp  # deferred for cold start: only accounts with 2FA need it
 
     totp = pyotp.TOTP(account.totp_secret)
     current = totp.timecode(now)

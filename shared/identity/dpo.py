@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select, update
 
-from shared.records import audit
 from shared.identity.client import DPO_TOKEN_PREFIX, bearer_token
-from shared.ports.db import get_engine, utcnow
 from shared.platform.errors import NotFound, Unauthorized, ValidationFailed
+from shared.ports.db import get_engine, utcnow
 from shared.ports.tables import dpo_credentials
+from shared.records import audit
 
 MAX_LABEL_LENGTH = 100
 # Compared against when the credential id is unknown, so timing does not tell ids apart.

@@ -13,17 +13,28 @@ import os
 import sys
 from pathlib import Path
 
+from shared.identity.client import issue_dev_token
+from shared.identity.dpo import create_dpo_credential
+from shared.local.demo import seed_demo
+from shared.local.server import drain_queues, invoke, load_manifest, serve
+from shared.platform.config import ConfigurationError, get_settings
+from shared.platform.errors import AppError
+from shared.ports.backends import get_storage
+from shared.ports.db import get_engine, migrate
+from shared.records.audit import verify_chain
+from shared.retention.schedule import format_plan, parse_at, plan, run_all
+from shared.rights.erasure import parse_since, replay_erasures
+
 
 def _load_dotenv() -> None:
     try:
-        from dotenv import load_dotenv
+        from dotenv import load_dotenv  # deferred: python-dotenv is local-only, absent from the function package
     except ImportError:  # deployed package: no .env files there
         return
     load_dotenv(Path.cwd() / ".env", override=False)
 
 
 def _settings():
-    from shared.platform.config import ConfigurationError, get_settings
 
     try:
         return get_settings()
@@ -32,8 +43,6 @@ def _settings():
 
 
 def cmd_serve(args) -> int:
-    from shared.ports.db import migrate
-    from shared.local.server import serve
 
     # Links built locally (downloads, unsubscribe) point at this server unless told otherwise.
     os.environ.setdefault("LOCAL_BASE_URL", f"http://{args.host}:{args.port}")
@@ -43,7 +52,6 @@ def cmd_serve(args) -> int:
 
 
 def cmd_invoke(args) -> int:
-    from shared.local.server import drain_queues, invoke, load_manifest
 
     _settings()
     manifest = load_manifest()
@@ -52,7 +60,6 @@ def cmd_invoke(args) -> int:
         sys.exit(f"privacy-functions: no function {args.function!r} in serverless.yml ({', '.join(manifest.functions)})")
     event = json.loads(Path(args.event).read_text())
     if args.token:
-        from shared.identity.client import issue_dev_token
 
         event.setdefault("headers", {})["Authorization"] = f"Bearer {issue_dev_token(args.token)}"
     if args.verification_code:
@@ -65,7 +72,6 @@ def cmd_invoke(args) -> int:
 
 
 def cmd_migrate(_args) -> int:
-    from shared.ports.db import migrate
 
     migrate(_settings().effective_database_url)
     print(json.dumps({"migrated": True}))
@@ -73,9 +79,6 @@ def cmd_migrate(_args) -> int:
 
 
 def cmd_seed_demo(_args) -> int:
-    from shared.ports.backends import get_storage
-    from shared.ports.db import get_engine, migrate
-    from shared.local.demo import seed_demo
 
     migrate(_settings().effective_database_url)
     accounts = seed_demo(get_engine(), get_storage())
@@ -84,7 +87,6 @@ def cmd_seed_demo(_args) -> int:
 
 
 def cmd_token(args) -> int:
-    from shared.identity.client import issue_dev_token
 
     _settings()
     try:
@@ -95,8 +97,6 @@ def cmd_token(args) -> int:
 
 
 def cmd_dpo_credential(args) -> int:
-    from shared.ports.db import get_engine
-    from shared.identity.dpo import create_dpo_credential
 
     _settings()
     with get_engine().begin() as conn:
@@ -106,8 +106,6 @@ def cmd_dpo_credential(args) -> int:
 
 
 def cmd_audit_verify(_args) -> int:
-    from shared.records.audit import verify_chain
-    from shared.ports.db import get_engine
 
     _settings()
     with get_engine().connect() as conn:
@@ -117,9 +115,6 @@ def cmd_audit_verify(_args) -> int:
 
 
 def cmd_replay_erasures(args) -> int:
-    from shared.ports.db import get_engine
-    from shared.rights.erasure import parse_since, replay_erasures
-    from shared.platform.errors import AppError
 
     _settings()
     try:
@@ -131,8 +126,6 @@ def cmd_replay_erasures(args) -> int:
 
 
 def cmd_retention_plan(args) -> int:
-    from shared.ports.db import get_engine
-    from shared.retention.schedule import format_plan, parse_at, plan
 
     _settings()
     try:
@@ -145,8 +138,6 @@ def cmd_retention_plan(args) -> int:
 
 
 def cmd_retention_run(args) -> int:
-    from shared.ports.db import get_engine
-    from shared.retention.schedule import run_all
 
     _settings()
 
@@ -155,7 +146,6 @@ def cmd_retention_run(args) -> int:
 
     result = run_all(get_engine(), progress=progress)
     if args.drain:
-        from shared.local.server import drain_queues, load_manifest
 
         result["delivered_messages"] = drain_queues(load_manifest())
     print(json.dumps(result, indent=2, default=str))

@@ -25,18 +25,22 @@ import random
 import re
 import secrets
 import uuid
-from contextlib import nullcontext
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import bcrypt
+import pyotp
 import sqlalchemy as sa
 
-from shared.ports import tables as schema
-from shared.policy.data_map import OBJECT_PREFIXES
 from shared.platform.clock import add_months
-from shared.ports.db import utcnow
+from shared.platform.config import get_settings
+from shared.platform.pseudonym import pseudonymise
+from shared.policy.data_map import OBJECT_PREFIXES
 from shared.policy.facts import POLICY_VERSION
+from shared.ports import tables as schema
+from shared.ports.db import utcnow
 
 BATCH_SIZE = 5000
 DEMO_PASSWORD = "demo-password"
@@ -137,7 +141,6 @@ def invoice_pdf(lines: Sequence[str]) -> bytes:
 
 @functools.cache
 def _demo_password_hash() -> str:
-    import bcrypt
 
     # Low cost on purpose: demo data, created by the thousand in benchmarks.
     return bcrypt.hashpw(DEMO_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -219,7 +222,6 @@ def create_account(
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Insert one account and return its row (with `totp_secret` when 2FA is on)."""
-    import pyotp
 
     _check_canary(canary)
     now = now or utcnow()
@@ -297,7 +299,6 @@ def populate_account(
     payment records. Timestamps fall within the account's life, before its last
     activity. Returns ids and counts.
     """
-    from shared.platform.pseudonym import pseudonymise
 
     _check_canary(canary)
     if pdfs and storage is None:
@@ -534,7 +535,6 @@ def populate_account(
 
     # Objects after the commit: a PDF never points at an invoice that does not exist.
     if pdfs:
-        from shared.platform.config import get_settings
 
         bucket = get_settings().documents_bucket
         for key, invoice, lines in pdf_objects:

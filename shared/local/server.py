@@ -20,6 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+from croniter import croniter
+from flask import abort, jsonify, request, send_file
+from scaleway_functions_python.local.serving import LocalFunctionServer
+from werkzeug.serving import make_server
+
+from shared.ports.backends import get_queue, get_storage
+
 Handler = Callable[[dict, dict], Any]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +65,6 @@ class Manifest:
 
 
 def load_manifest(root: Path = PROJECT_ROOT) -> Manifest:
-    import yaml
 
     document = yaml.safe_load((root / "serverless.yml").read_text())
     manifest = Manifest()
@@ -154,7 +161,6 @@ def consumer_for(queue: str, manifest: Manifest, root: Path = PROJECT_ROOT) -> C
 
 def drain_queues(manifest: Manifest, root: Path = PROJECT_ROOT, *, rounds: int = 20) -> int:
     """Deliver pending messages until every queue is empty (messages may enqueue more)."""
-    from shared.ports.backends import get_queue
 
     delivered = 0
     for _ in range(rounds):
@@ -178,7 +184,6 @@ class CronScheduler(threading.Thread):
         self.manifest, self.root, self.log, self.stop = manifest, root, log, stop
 
     def run(self) -> None:
-        from croniter import croniter
 
         now = dt.datetime.now(dt.timezone.utc)
         plan = [
@@ -220,8 +225,6 @@ class QueuePump(threading.Thread):
 
 def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
     """A Flask app: Scaleway's emulator with every HTTP function at /<name>/, plus /healthz."""
-    from flask import abort, jsonify, request, send_file
-    from scaleway_functions_python.local.serving import LocalFunctionServer
 
     server = LocalFunctionServer()
     # A function's base URL ends with a slash (`/<name>/`); Stripe and others do not follow redirects.
@@ -246,7 +249,6 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
     @server.app.get("/_objects/<bucket>/<path:key>")
     def local_object(bucket: str, key: str):
         # Stands in for S3's presigned URLs when objects live in a local folder.
-        from shared.ports.backends import get_storage
 
         storage = get_storage()
         verify = getattr(storage, "verify_local_signature", None)
@@ -274,7 +276,6 @@ def _mounted(spec: FunctionSpec, root: Path) -> Handler:
 
 
 def serve(port: int, root: Path = PROJECT_ROOT, *, host: str = "127.0.0.1") -> None:
-    from werkzeug.serving import make_server
 
     manifest = load_manifest(root)
     stop = threading.Event()

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 EU_REGIONS = ("fr-par", "nl-ams", "pl-waw")
 # Hosts of the subprocessors named in policy 6.2 (besides Scaleway, checked by region).

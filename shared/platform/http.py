@@ -31,7 +31,14 @@ from aws_lambda_powertools.utilities.data_classes.common import CaseInsensitiveD
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.platform.config import Settings, get_settings
-from shared.platform.errors import AppError, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ValidationFailed
+from shared.platform.errors import (
+    AppError,
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from shared.platform.logs import ScalewayContext, get_logger, request_id_from
 
 ALLOWED_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Verification-Code", "X-Request-Id")

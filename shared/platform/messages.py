@@ -8,7 +8,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.platform.errors import ValidationFailed
-from shared.platform.http import ModelT, _json_object, describe_validation_error, json_dumps, validated
+from shared.platform.http import (
+    ModelT,
+    _json_object,
+    describe_validation_error,
+    json_dumps,
+    validated,
+)
 from shared.platform.logs import get_logger
 
 

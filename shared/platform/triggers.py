@@ -12,7 +12,6 @@ from shared.platform.http import HttpFunction, _json_object, current_request, js
 from shared.platform.logs import ScalewayContext, get_logger
 from shared.platform.messages import QueueMessage, parse_message
 
-
 # CRON -------------------------------------------------------------------------------------------
 
 JobFn = Callable[[dict[str, Any], ScalewayContext], dict[str, Any] | None]

@@ -28,9 +28,10 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Inspector
 
+from shared.platform.pseudonym import pseudonymise
 from shared.policy import facts as policy
-
 from shared.ports import tables as schema
+
 NON_PERSONAL = "non_personal"
 TECHNICAL_KEY = "technical_key"  # ids and links: personal only through what they point at
 NOT_PERSONAL = frozenset({NON_PERSONAL, TECHNICAL_KEY})
@@ -82,7 +83,6 @@ class Pseudonymise(ErasureStrategy):
     outcome = "pseudonymised"
 
     def assignments(self, value: Any) -> dict[str, Any]:
-        from shared.platform.pseudonym import pseudonymise
 
         hashed = None if value is None else pseudonymise(str(value), purpose=self.column.pseudonym_purpose)
         if self.column.into:
@@ -678,7 +678,6 @@ def subject_rows(table_name: str, account_id: str) -> sa.Select:
     if link.column is None:
         raise ValueError(f"{table_name} holds no rows linked to an account")
     if link.pseudonym:
-        from shared.platform.pseudonym import pseudonymise
 
         return sa.select(table).where(table.c[link.column] == pseudonymise(account_id, purpose="subject"))
     if link.parent is None:

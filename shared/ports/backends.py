@@ -18,7 +18,6 @@ from shared.ports.payments import Payments, build_payments
 from shared.ports.queues import Queue, build_queue
 from shared.ports.storage import ObjectStore, build_object_store
 
-
 _lock = threading.Lock()
 _storage: ObjectStore | None = None
 _mailer: Mailer | None = None

@@ -10,9 +10,11 @@ import threading
 from pathlib import Path
 
 from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
 
 from shared.platform.clock import UTC, utcnow  # noqa: F401  (re-exported: the tables and ports use them)
+from shared.platform.config import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "infra" / "migrations"
 
@@ -84,7 +86,6 @@ _engines: dict[str, Engine] = {}
 def get_engine(url: str | None = None) -> Engine:
     """The engine for `url`, or for the configured database; created once per process."""
     if url is None:
-        from shared.platform.config import get_settings
 
         url = get_settings().effective_database_url
     url = normalise_url(url)
@@ -102,7 +103,7 @@ def dispose_engines() -> None:
 
 
 def alembic_config(url: str):
-    from alembic.config import Config
+    from alembic.config import Config  # deferred: Alembic is local-only, never in the function package
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -112,10 +113,9 @@ def alembic_config(url: str):
 
 def migrate(url: str | None = None, revision: str = "heads") -> None:
     """Bring the schema up to date (every branch head), on SQLite or PostgreSQL."""
-    from alembic import command
+    from alembic import command  # deferred: Alembic is local-only, never in the function package
 
     if url is None:
-        from shared.platform.config import get_settings
 
         url = get_settings().effective_database_url
     command.upgrade(alembic_config(url), revision)
@@ -123,6 +123,5 @@ def migrate(url: str | None = None, revision: str = "heads") -> None:
 
 def dialect_insert(conn, table):
     """An INSERT with ON CONFLICT support (`on_conflict_do_nothing/do_update`) on PostgreSQL and SQLite."""
-    from sqlalchemy.dialects import postgresql, sqlite
 
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)

@@ -23,8 +23,9 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.platform.errors import ExternalServiceError
 from shared.platform.config import Settings
+from shared.platform.errors import ExternalServiceError
+from shared.platform.pseudonym import pseudonymise
 
 CATEGORIES = ("transactional", "marketing")
 MAX_IDEMPOTENCY_KEY = 256  # Resend's limit
@@ -111,6 +112,7 @@ def _install_pooled_http_client() -> None:
     .netrc settings are not consulted: the Resend host is configuration, checked by the EU guard.
     """
     global _sdk_http_client_installed
+    # deferred for cold start: only functions that call Resend load its SDK
     import requests
     import resend
     from resend.http_client_requests import RequestsClient
@@ -150,6 +152,7 @@ class ResendMailer:
     @contextmanager
     def _sdk(self) -> Iterator[Any]:
         global _sdk_in_flight, _sdk_config, _sdk_waiting
+        # deferred for cold start: only functions that call Resend load its SDK
         import resend
         from resend.exceptions import ResendError
 
@@ -287,7 +290,6 @@ class OutboxMailer:
             tmp.unlink(missing_ok=True)
 
     def _record_contact(self, action: str, email: str) -> None:
-        from shared.platform.pseudonym import pseudonymise
 
         entry = {
             "action": action,

@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.platform.errors import ExternalServiceError
 from shared.platform.config import Settings
+from shared.platform.errors import ExternalServiceError
 
 
 class Payments(Protocol):
@@ -51,14 +51,14 @@ def _is_missing(exc: Any) -> bool:
 
 class StripePayments:
     def __init__(self, settings: Settings):
-        import stripe
+        import stripe  # deferred for cold start: only functions that call Stripe load its SDK
 
         base = {"api": settings.stripe_api_base.rstrip("/")} if settings.stripe_api_base else None
         # No SDK retries: the caller (a saga step) retries, with the same idempotency key.
         self.client = stripe.StripeClient(settings.stripe_api_key, base_addresses=base, max_network_retries=0)
 
     def _error(self, exc: Any) -> ExternalServiceError:
-        import stripe
+        import stripe  # deferred for cold start: only functions that call Stripe load its SDK
 
         status = getattr(exc, "http_status", None)
         retryable = isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)) or (status or 0) >= 500
@@ -66,7 +66,7 @@ class StripePayments:
         return ExternalServiceError("stripe", f"request failed ({code})", retryable=retryable, status=status)
 
     def delete_customer(self, customer_id: str, *, idempotency_key: str) -> list[str]:
-        import stripe
+        import stripe  # deferred for cold start: only functions that call Stripe load its SDK
 
         _check(customer_id, idempotency_key)
         try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from shared.ports.db import get_engine
 from shared.platform.errors import NotFound
-from shared.records.registry import OPEN_STATES
+from shared.ports.db import get_engine
 from shared.ports.tables import accounts, dsr_requests
+from shared.records.registry import OPEN_STATES
 
 
 def account_overview(account_id: str) -> dict:

@@ -18,15 +18,15 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, text
 
-from shared.ports.db import UTC, utcnow
 from shared.platform.logs import find_personal_data
 from shared.platform.pseudonym import subject_pseudonym
+from shared.ports.db import UTC, utcnow
 from shared.ports.tables import audit_log
 
 GENESIS_HASH = "0" * 64

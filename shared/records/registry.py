@@ -11,8 +11,8 @@ reason the subject is told (policy 9.2, Art. 12(3)).
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from shared.records import audit
 from shared.platform.clock import add_months
-from shared.ports.db import UTC, utcnow
 from shared.platform.errors import Conflict, NotFound, ValidationFailed
 from shared.platform.pseudonym import subject_pseudonym
+from shared.ports.db import UTC, utcnow
 from shared.ports.tables import dsr_requests
+from shared.records import audit
 
 KINDS = ("access", "portability", "erasure", "rectification", "restriction", "objection", "consent_withdrawal")
 # `retention`: erasure scheduled by the suite for an inactive account (policy 5).
