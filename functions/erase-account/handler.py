@@ -18,13 +18,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.rights import erasure
-from shared.ports.db import get_engine
 from shared.identity.guards import client_token, dpo_credential, step_up
-from shared.platform.guards import body, principal
-from shared.rights.signals import gpc_signal
 from shared.platform.errors import NotFound
+from shared.platform.guards import body, principal
 from shared.platform.runtime import HttpFunction, Response, StrictModel
+from shared.ports.db import get_engine
+from shared.rights import erasure
+from shared.rights.signals import gpc_signal
 
 app = HttpFunction("erase-account")
 

@@ -20,11 +20,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from shared.rights import erasure
-from shared.platform.errors import ExternalServiceError
 from shared.platform.config import get_settings
-from shared.ports.db import get_engine
-from shared.platform.errors import AppError
+from shared.platform.errors import AppError, ExternalServiceError, service_unavailable
 from shared.platform.logs import get_logger
 from shared.platform.runtime import (
     CronFunction,
@@ -33,7 +30,9 @@ from shared.platform.runtime import (
     StrictModel,
     queue_and_cron,
 )
+from shared.ports.db import get_engine
 from shared.records.saga import PROCESSED_MESSAGES
+from shared.rights import erasure
 
 SWEEP_JOB = "erasure-sweep"
 
@@ -68,8 +67,8 @@ def run(message: QueueMessage) -> dict[str, Any]:
             get_logger().error("erasure step failed", extra={"request_id": request_id, "error": type(exc).__name__})
     if waiting:
         # The queue retries with backoff; completed erasures are not run again, the others resume.
-        services = sorted({exc.service for exc in waiting.values()})
-        raise AppError(503, "external_service_unavailable", f"{', '.join(services)} unavailable; the erasures will resume")
+        first, *others = waiting.values()
+        raise service_unavailable(first, *(exc.service for exc in others))
     if errors:
         raise AppError(500, "erasure_failed", f"{len(errors)} erasure(s) failed; the sweep resumes them")
     return {"outcomes": outcomes, "requeued": len(left)}

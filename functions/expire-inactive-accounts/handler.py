@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.retention import inactivity
-from shared.ports.db import get_engine
 from shared.platform.runtime import CronFunction
+from shared.ports.db import get_engine
+from shared.retention import inactivity
 
 cron = CronFunction("expire-inactive-accounts")  # input {"job": "expire-inactive-accounts"}; any other input answers 400 unknown_job
 

@@ -12,13 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from shared.retention import inactivity
-from shared.platform.errors import ExternalServiceError
-from shared.ports.db import get_engine
-from shared.platform.errors import AppError
-from shared.platform.logs import get_logger
 from shared.platform.runtime import QueueFunction, QueueMessage, StrictModel
+from shared.ports.db import get_engine
 from shared.records.saga import PROCESSED_MESSAGES
+from shared.retention import inactivity
 
 worker = QueueFunction("expire-inactive-accounts-worker", processed=PROCESSED_MESSAGES)
 
@@ -31,15 +28,8 @@ class Chunk(StrictModel):
 
 @worker.on(inactivity.CHUNK_MESSAGE)
 def process(message: QueueMessage) -> dict[str, Any]:
-    chunk = message.payload_as(Chunk)
-    try:
-        return inactivity.process_chunk(get_engine(), chunk.account_ids)
-    except ExternalServiceError as exc:
-        get_logger().warning(
-            "inactivity chunk waits for an external service",
-            extra={"idempotency_key": message.idempotency_key, "service": exc.service, "retryable": exc.retryable},
-        )
-        raise AppError(503, "external_service_unavailable", f"{exc.service} is unavailable; the chunk will be retried") from None
+    # An external service down answers 503 (the runtime maps it once): the queue retries the chunk.
+    return inactivity.process_chunk(get_engine(), message.payload_as(Chunk).account_ids)
 
 
 handle = worker.handle

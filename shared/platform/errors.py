@@ -86,3 +86,12 @@ class ExternalServiceError(RuntimeError):
         self.service = service
         self.retryable = retryable
         self.status = status
+
+
+def service_unavailable(exc: ExternalServiceError, *services: str) -> AppError:
+    """The one answer to an external service being down: 503, so a queue retries and a caller may try later.
+
+    `services` names every service waited on when one answer covers several failures (a batch).
+    """
+    names = ", ".join(sorted(set(services) | {exc.service}))
+    return AppError(503, "external_service_unavailable", f"{names} unavailable; the work resumes on retry")

@@ -34,10 +34,12 @@ from shared.platform.config import Settings, get_settings
 from shared.platform.errors import (
     AppError,
     BadRequest,
+    ExternalServiceError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     ValidationFailed,
+    service_unavailable,
 )
 from shared.platform.logs import ScalewayContext, get_logger, request_id_from
 
@@ -227,6 +229,13 @@ def _error_response(exc: AppError) -> Response:
     )
 
 
+def _service_unavailable_response(exc: ExternalServiceError) -> Response:
+    get_logger().warning(
+        "an external service is unavailable", extra={"service": exc.service, "retryable": exc.retryable}
+    )
+    return _error_response(service_unavailable(exc))
+
+
 def _internal_error_body(exc: BaseException) -> dict[str, Any]:
     """Logs the traceback (through the PII filter) under a fresh error id that the caller sees."""
     error_id = str(uuid.uuid4())
@@ -264,6 +273,7 @@ class HttpFunction(ALBResolver):
         super().__init__(debug=False, serializer=json_dumps)
         self.name = name
         self.exception_handler(AppError)(_error_response)
+        self.exception_handler(ExternalServiceError)(_service_unavailable_response)
         self.exception_handler(NotFoundError)(self._unmatched)
         self.exception_handler(Exception)(_internal_error_response)
         self._invoke_logged = get_logger().inject_lambda_context(self._invoke, clear_state=True)
