@@ -23,19 +23,14 @@ from urllib.parse import parse_qs, quote
 
 from pydantic import Field
 
-from shared import notices
+from shared.rights import consent
 from shared.identity.client import authenticate_client
+from shared.ports.db import get_engine
 from shared.identity.dpo import authenticate_dpo
 from shared.platform.errors import AppError, ValidationFailed
-from shared.platform.runtime import (
-    HttpFunction,
-    Response,
-    StrictModel,
-    current_request,
-    json_body,
-)
-from shared.ports.db import get_engine
-from shared.rights import consent
+from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
+
+from shared import notices
 
 app = HttpFunction("withdraw-consent")
 
