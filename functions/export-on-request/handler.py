@@ -9,7 +9,7 @@ DPO (DPO credential, never a client token):
     POST /dpo/requests              {"account_id", "channel": "email"|"post", "identity_verification", ...}
     GET  /dpo/requests/<request_id> the request (no download link: the archive is the subject's)
 
-Thin: every rule is in shared/rights/export.py; the archive is built by worker.py from the queue.
+Thin: every rule is in shared/rights/export/; the archive is built by worker.py from the queue.
 """
 
 from __future__ import annotations

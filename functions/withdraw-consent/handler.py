@@ -11,12 +11,11 @@ DPO (DPO credential, never a client token):
     POST /dpo/restrictions                 {"account_id", "kind", "reason_code", "note"?} sets a flag
     POST /dpo/restrictions/<id>/lift       {"reason_code"} lifts it (the user is told first)
 
-Thin: every rule is in shared/rights/consent.py.
+Thin: every rule is in shared/rights/consent/; the pages are notices (templates pages/unsubscribe_*).
 """
 
 from __future__ import annotations
 
-import html
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Literal
@@ -31,6 +30,8 @@ from shared.platform.guards import principal, public
 from shared.rights.signals import gpc_signal
 from shared.platform.errors import AppError, ValidationFailed
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
+
+from shared import notices
 
 app = HttpFunction("withdraw-consent")
 
@@ -80,25 +81,26 @@ def withdraw() -> dict:
 
 # --- Unsubscribe links -------------------------------------------------------------------------
 
-_PAGE = """<!doctype html>
-<html lang="fr"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<meta name="robots" content="noindex"><title>{title}</title></head>
-<body style="font-family:sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem">
-{content}
-</body></html>"""
-
-
-def _page(status: int, title: str, content: str) -> Response:
-    body = _PAGE.format(title=html.escape(title), content=content)
+# The pages are notices (templates pages/unsubscribe_*), French first then English.
+PAGE_LANGUAGE = "fr"
+PAGE_HEADERS = {
     # The page itself holds the token: keep it out of caches and referrers.
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+def _page(status: int, name: str, **context: str) -> Response:
+    body = notices.page(name, language=PAGE_LANGUAGE, **context)
     return Response(status_code=status, content_type="text/html; charset=utf-8", body=body,
-                    headers={"Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+                    headers=dict(PAGE_HEADERS))
 
 
 def _error_page(exc: AppError) -> Response:
-    return _page(exc.status, "Lien invalide / Invalid link",
-                 "<h1>Ce lien n'est plus valable</h1><p>Gérez vos préférences depuis votre espace client.</p>"
-                 "<h1>This link is no longer valid</h1><p>Manage your preferences from your client area.</p>")
+    return _page(exc.status, "unsubscribe_invalid")
 
 
 @app.get("/unsubscribe", middlewares=[UNSUBSCRIBE_LINK])
@@ -108,16 +110,7 @@ def unsubscribe_page() -> Response:
         consent.read_unsubscribe_token(token)
     except AppError as exc:
         return _error_page(exc)
-    action = html.escape(f"?t={quote(token or '')}", quote=True)
-    return _page(200, "Se désinscrire / Unsubscribe", f"""
-<h1>Se désinscrire de la newsletter</h1>
-<p>Vous ne recevrez plus de communications commerciales de jefacturebien.fr.</p>
-<h1>Unsubscribe from the newsletter</h1>
-<p>You will no longer receive marketing communications from jefacturebien.fr.</p>
-<form method="post" action="{action}">
-<input type="hidden" name="List-Unsubscribe" value="One-Click">
-<button type="submit">Me désinscrire / Unsubscribe</button>
-</form>""")
+    return _page(200, "unsubscribe_confirm", action=f"?t={quote(token or '')}")
 
 
 def _one_click_requested() -> bool:
@@ -148,9 +141,7 @@ def unsubscribe() -> Response | dict:
             return _error_page(exc)
         raise
     if wants_page:
-        return _page(200, "Désinscription confirmée / Unsubscribed",
-                     "<h1>Désinscription confirmée</h1><p>Vous ne recevrez plus notre newsletter.</p>"
-                     "<h1>You are unsubscribed</h1><p>You will no longer receive our newsletter.</p>")
+        return _page(200, "unsubscribe_done")
     return {"status": "unsubscribed", "changed": change.changed}
 
 

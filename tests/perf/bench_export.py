@@ -86,13 +86,12 @@ def seed(scale: float) -> dict:
     """Runs in the child process configured for the bench database: the heavy account and its request."""
     import sqlalchemy as sa
 
-    from shared.records import registry as requests
-
+    from shared.local.demo import create_account, populate_account
+    from shared.platform.config import get_settings
     from shared.ports import tables as schema
     from shared.ports.backends import get_storage
-    from shared.platform.config import get_settings
     from shared.ports.db import get_engine, migrate
-    from shared.local.demo import create_account, populate_account
+    from shared.records import registry as requests
 
     migrate()
     engine, storage, settings = get_engine(), get_storage(), get_settings()
@@ -122,8 +121,8 @@ def seed(scale: float) -> dict:
 
 
 def run_export(request_id: str) -> dict:
-    from shared.ports.backends import get_storage
     from shared.platform.config import get_settings
+    from shared.ports.backends import get_storage
     from shared.ports.db import get_engine
     from shared.rights.export import run_export as worker
 
@@ -143,7 +142,7 @@ def run_baseline(account_id: str) -> dict:
     """By hand: the same rows through the raw driver, the same JSON, CSV and PDFs, one ZIP file."""
     from shared.platform.config import get_settings
     from shared.ports.db import get_engine
-    from shared.rights.export_schema import export_tables
+    from shared.rights.export.schema import export_tables
 
     settings = get_settings()
     started = time.perf_counter()
@@ -213,7 +212,12 @@ def _child(env: dict[str, str], *args: str) -> dict:
 def _s3_environment(env: dict[str, str], endpoint: str) -> dict[str, str]:
     """Object storage on a moto S3 server: the export then streams through S3 multipart upload."""
     from shared.platform.config import load_settings
-    from tests.fakes.moto import MOTO_ACCESS_KEY, MOTO_SECRET_KEY, create_buckets, unique_bucket_names
+    from tests.fakes.moto import (
+        MOTO_ACCESS_KEY,
+        MOTO_SECRET_KEY,
+        create_buckets,
+        unique_bucket_names,
+    )
 
     env = {**env, "S3_ENDPOINT_URL": endpoint, "S3_ACCESS_KEY": MOTO_ACCESS_KEY, "S3_SECRET_KEY": MOTO_SECRET_KEY,
            **unique_bucket_names()}

@@ -19,10 +19,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shared.platform.clock import iso
 from shared.policy import data_map
-
 from shared.policy import facts as policy
-
 from shared.ports import tables as schema
 from shared.ports.db import UtcDateTime
 
@@ -41,11 +40,6 @@ def exported(column: data_map.ColumnMap) -> bool:
     return not (name.endswith(_SECRET_SUFFIXES) or name.endswith(_PSEUDONYM_SUFFIX))
 
 
-def _iso_datetime(value: dt.datetime) -> str:
-    # UtcDateTime gives aware UTC values already.
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def _iso_date(value: dt.date) -> str:
     return value.isoformat()
 
@@ -58,7 +52,7 @@ def _codec(column: sa.Column) -> tuple[dict[str, Any], Callable[[Any], Any] | No
     """The JSON Schema of a column's values and the encoder that produces them (None: as is)."""
     kind = column.type
     if isinstance(kind, UtcDateTime):
-        return {"type": "string", "format": "date-time"}, _iso_datetime
+        return {"type": "string", "format": "date-time"}, iso  # UtcDateTime gives aware UTC values
     if isinstance(kind, sa.Date):
         return {"type": "string", "format": "date"}, _iso_date
     if isinstance(kind, sa.Numeric) and not isinstance(kind, (sa.Integer, sa.Float)):

@@ -1,0 +1,265 @@
+"""The archive: one ZIP streamed chunk by chunk (data.json, schema.json, csv/, invoices/, README.html).
+
+Rows are read with server-side cursors and written as data.json and CSV into a ZIP that
+is produced in pieces and uploaded as it is produced (S3 multipart), so memory stays
+flat whatever the account's size.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from shared.platform.clock import iso
+from shared.platform.config import Settings
+from shared.policy import data_map
+from shared.policy import facts as policy
+from shared.ports.backends import get_storage
+from shared.ports.storage import ObjectNotFound
+from shared.ports.tables import invoices
+from shared.records.registry import RequestRecord
+from shared.rights.export.readme import readme_html
+from shared.rights.export.schema import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    ExportTable,
+    data_json_schema,
+    export_tables,
+)
+
+_FLUSH_BYTES = 1024 * 1024  # hand the archive to the uploader in pieces of about this size
+_COPY_BYTES = 256 * 1024
+# Server-side cursors on PostgreSQL, batches of rows: memory stays flat whatever the table size.
+_STREAMED = {"stream_results": True, "yield_per": 2000}
+_COMPRESS_LEVEL = 6
+_CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def object_prefix(prefix_id: str) -> data_map.ObjectPrefix:
+    return next(p for p in data_map.OBJECT_PREFIXES if p.id == prefix_id)
+
+
+@dataclass
+class ArchiveStats:
+    rows: dict[str, int] = field(default_factory=dict)
+    documents: int = 0
+    missing_documents: set[str] = field(default_factory=set)
+    size_bytes: int = 0
+
+
+class _Sink:
+    """What zipfile writes into; the archive generator hands its content on in pieces.
+
+    No tell/seek: zipfile then writes a streamable ZIP (sizes in data descriptors).
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self._parts.append(bytes(data))
+            self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        self.size = 0
+        return data
+
+
+class _ChunkStream(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not len(self._pending):
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def chunk_reader(chunks: Iterator[bytes]) -> io.BufferedReader:
+    """A readable, non-seekable file over byte chunks (what the object store's put() streams)."""
+    return io.BufferedReader(_ChunkStream(chunks), buffer_size=_FLUSH_BYTES)
+
+
+def hashed(chunks: Iterator[bytes], digest: Any, stats: ArchiveStats) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        stats.size_bytes += len(chunk)
+        yield chunk
+
+
+def _rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[list[Any]]:
+    """The account's rows of a table, values encoded for JSON, fetched in batches (server-side on PostgreSQL)."""
+    encoders = [(i, c.to_json) for i, c in enumerate(table.columns) if c.encode is not None]
+    result = conn.execute(table.select(account_id), execution_options=_STREAMED)
+    with closing(result):
+        for row in result:
+            values = list(row)
+            for index, encode in encoders:
+                values[index] = encode(values[index]) if values[index] is not None else None
+            yield values
+
+
+def document_file(invoice_id: str, number: str) -> str:
+    """Where an invoice's PDF sits in the archive: readable, unique, safe on every file system."""
+    safe = _FILE_NAME_UNSAFE.sub("-", number).strip("-.")[:80] or "invoice"
+    return f"invoices/{safe}_{invoice_id[:8]}.pdf"
+
+
+def _documents(conn: Connection, account_id: str) -> Iterator[tuple[str, str, str]]:
+    """(invoice id, number, object key) of the account's invoice PDFs under the account's own prefix."""
+    query = (
+        data_map.subject_rows("invoices", account_id)
+        .with_only_columns(invoices.c.id, invoices.c.number, invoices.c.pdf_object_key)
+        .where(invoices.c.pdf_object_key.is_not(None))
+        .order_by(invoices.c.id)
+    )
+    # Belt and braces: never follow a key outside this account's prefix, whatever a row says.
+    prefix = object_prefix("invoice_pdfs").prefix(account_id=account_id)
+    result = conn.execute(query, execution_options=_STREAMED)
+    with closing(result):
+        for invoice_id, number, key in result:
+            if key.startswith(prefix):
+                yield invoice_id, number, key
+
+
+def iter_archive(
+    conn: Connection, record: RequestRecord, stats: ArchiveStats, *, now: dt.datetime, settings: Settings
+) -> Iterator[bytes]:
+    """The ZIP of one account's export, as consecutive byte chunks of about 1 MiB."""
+    sink = _Sink()
+    tables = export_tables()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL) as zf:
+        yield from _write_documents(conn, record.account_id, zf, sink, stats, settings)
+        yield from _write_data_json(conn, record, tables, zf, sink, stats, now)
+        for table in tables:
+            yield from _write_csv(conn, table, record.account_id, zf, sink)
+        zf.writestr("schema.json", json.dumps(data_json_schema(), ensure_ascii=False, indent=2))
+        zf.writestr("README.html", readme_html(record, tables, stats, now))
+    yield sink.take()
+
+
+def _write_documents(
+    conn: Connection, account_id: str, zf: zipfile.ZipFile, sink: _Sink, stats: ArchiveStats, settings: Settings
+) -> Iterator[bytes]:
+    storage = get_storage()
+    bucket = getattr(settings, object_prefix("invoice_pdfs").bucket_setting)
+    for invoice_id, number, key in _documents(conn, account_id):
+        try:
+            source = storage.open(bucket, key)
+        except ObjectNotFound:
+            stats.missing_documents.add(invoice_id)
+            continue
+        with closing(source), zf.open(document_file(invoice_id, number), "w") as target:
+            while chunk := source.read(_COPY_BYTES):
+                target.write(chunk)
+                if sink.size >= _FLUSH_BYTES:
+                    yield sink.take()
+        stats.documents += 1
+
+
+def _write_data_json(
+    conn: Connection,
+    record: RequestRecord,
+    tables: tuple[ExportTable, ...],
+    zf: zipfile.ZipFile,
+    sink: _Sink,
+    stats: ArchiveStats,
+    now: dt.datetime,
+) -> Iterator[bytes]:
+    account_id = record.account_id
+    head = {
+        "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION, "schema": "schema.json"},
+        "generated_at": iso(now),
+        "account_id": account_id,
+        "request": record.to_json(),
+        "information": {language: policy.art15_information(language) for language in policy.LANGUAGES},
+    }
+    with io.TextIOWrapper(zf.open("data.json", "w", force_zip64=True), encoding="utf-8", newline="\n") as out:
+        out.write(_JSON(head)[:-1] + ',"data":{')
+        for position, table in enumerate(tables):
+            out.write(("," if position else "") + f"\n{_JSON(table.name)}:[")
+            names, count = table.column_names, 0
+            for values in _rows(conn, table, account_id):
+                out.write(("," if count else "") + "\n" + _JSON(dict(zip(names, values))))
+                count += 1
+                if sink.size >= _FLUSH_BYTES:
+                    yield sink.take()
+            out.write("]")
+            stats.rows[table.name] = count
+        out.write('},\n"documents":[')
+        for position, (invoice_id, number, _key) in enumerate(_documents(conn, account_id)):
+            entry = {
+                "invoice_id": invoice_id,
+                "number": number,
+                "file": document_file(invoice_id, number),
+                "included": invoice_id not in stats.missing_documents,
+            }
+            out.write(("," if position else "") + "\n" + _JSON(entry))
+            if sink.size >= _FLUSH_BYTES:
+                yield sink.take()
+        categories = sorted({c for t in tables if stats.rows.get(t.name) for c in t.categories})
+        summary = {"rows": stats.rows, "documents": stats.documents, "categories": categories}
+        out.write('],\n"summary":' + _JSON(summary) + "}\n")
+
+
+def _csv_text(value: str) -> str:
+    # Spreadsheets run cells starting with = + - @ as formulas: third-party text must not.
+    return "'" + value if value.startswith(_CSV_FORMULA_START) else value
+
+
+def _csv_converters(table: ExportTable) -> list[tuple[int, Any]]:
+    """Per column, what turns a JSON-ready value into a CSV cell (None: as is; csv writes None as empty)."""
+    converters = []
+    for index, column in enumerate(table.columns):
+        kind = column.json_schema.get("type")
+        if kind == "boolean" or kind == ["boolean", "null"]:
+            converters.append((index, lambda value: "true" if value else "false"))
+        elif not column.json_schema:  # JSON documents
+            converters.append((index, _JSON))
+        elif (kind == "string" or kind == ["string", "null"]) and column.encode is None:  # free text
+            converters.append((index, _csv_text))
+    return converters
+
+
+def _write_csv(conn: Connection, table: ExportTable, account_id: str, zf: zipfile.ZipFile, sink: _Sink) -> Iterator[bytes]:
+    converters = _csv_converters(table)
+    with io.TextIOWrapper(zf.open(f"csv/{table.name}.csv", "w", force_zip64=True), encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(table.column_names)
+        for values in _rows(conn, table, account_id):
+            for index, convert in converters:
+                if values[index] is not None:
+                    values[index] = convert(values[index])
+            writer.writerow(values)
+            if sink.size >= _FLUSH_BYTES:
+                yield sink.take()

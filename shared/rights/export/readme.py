@@ -1,0 +1,46 @@
+"""README.html of the archive: a human-readable summary, French first, English below (page `export_readme`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from shared import notices
+from shared.platform.clock import iso
+from shared.policy import facts as policy
+from shared.records.registry import RequestRecord
+from shared.rights.export.schema import ExportTable
+
+if TYPE_CHECKING:  # archive.py imports this module
+    from shared.rights.export.archive import ArchiveStats
+
+README_LANGUAGES = ("fr", "en")
+
+
+def readme_context(
+    record: RequestRecord, tables: tuple[ExportTable, ...], stats: ArchiveStats, now: dt.datetime
+) -> dict[str, Any]:
+    """What the template shows: the archive's counts and the Art. 15(1) information in each language."""
+    return {
+        "generated_at": iso(now),
+        "request_id": record.id,
+        "documents": stats.documents,
+        "missing_documents": len(stats.missing_documents),
+        "tables": [
+            {
+                "name": table.name,
+                "rows": stats.rows.get(table.name, 0),
+                "categories": {
+                    language: ", ".join(policy.category(c).label.get(language) for c in table.categories)
+                    for language in README_LANGUAGES
+                },
+            }
+            for table in tables
+        ],
+        "information": {language: policy.art15_information(language) for language in README_LANGUAGES},
+    }
+
+
+def readme_html(record: RequestRecord, tables: tuple[ExportTable, ...], stats: ArchiveStats, now: dt.datetime) -> str:
+    """The README page, French first, English below."""
+    return notices.page("export_readme", language="fr", **readme_context(record, tables, stats, now))

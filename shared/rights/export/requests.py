@@ -1,0 +1,134 @@
+"""Registering an export: from the client area (token + step-up) or by the DPO (email or post).
+
+The work runs from the queue `export-requests` (run.py); an export already open for the
+account is returned instead of a second one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from sqlalchemy import Connection, Engine, select
+
+from shared.identity.client import require_step_up
+from shared.platform.clock import UTC, utcnow
+from shared.platform.errors import AppError, Conflict, NotFound
+from shared.platform.runtime import make_message
+from shared.policy import facts as policy
+from shared.policy.facts import DPO_CHANNELS
+from shared.ports.backends import get_queue
+from shared.ports.tables import accounts
+from shared.records import audit
+from shared.records.registry import (
+    VERIFIED,
+    RequestRecord,
+    create_request,
+    find_open_request,
+    transition,
+)
+
+EXPORT_KINDS = ("access", "portability")
+QUEUE_NAME = "export-requests"
+MESSAGE_TYPE = "export.run"
+# How the DPO checked who wrote (policy 9.3); recorded in the audit trail, never the evidence itself.
+DPO_VERIFICATION_METHODS = policy.IDENTITY_VERIFICATION_METHODS
+
+
+def now_utc(now: dt.datetime | None) -> dt.datetime:
+    return (now or utcnow()).astimezone(UTC)
+
+
+def _open_export(conn: Connection, account_id: str) -> RequestRecord | None:
+    for kind in EXPORT_KINDS:
+        record = find_open_request(conn, account_id=account_id, kind=kind)
+        if record is not None:
+            return record
+    return None
+
+
+def _enqueue(record: RequestRecord) -> None:
+    get_queue(QUEUE_NAME).send(make_message(MESSAGE_TYPE, f"export:{record.id}", {"request_id": record.id}))
+
+
+def start_client_export(
+    engine: Engine, account_id: str, headers: Mapping[str, str] | None, *, now: dt.datetime | None = None
+) -> tuple[RequestRecord, bool]:
+    """Register the caller's export after step-up verification; returns (request, created).
+
+    An export already open for the account is returned as is (no second verification,
+    no duplicate work); a verified one is queued again in case its first message was lost
+    (the worker ignores repeats).
+    """
+    now = now_utc(now)
+    with engine.connect() as conn:
+        pending = _open_export(conn, account_id)
+    if pending is None:
+        method = require_step_up(engine, account_id, headers, action="export", now=now)
+        try:
+            with engine.begin() as conn:
+                created = create_request(
+                    conn, account_id=account_id, kind="access", channel="client_area", now=now,
+                    details={"articles": ["15", "20"]},
+                )
+                record = transition(
+                    conn, created.id, VERIFIED, actor="client", details={"verified_by": method}, now=now
+                )
+        except Conflict as exc:
+            if exc.code != "request_already_open":
+                raise
+            with engine.connect() as conn:
+                pending = _open_export(conn, account_id)
+            if pending is None:
+                raise
+        else:
+            _enqueue(record)
+            return record, True
+    if pending.state == VERIFIED:
+        _enqueue(pending)
+    return pending, False
+
+
+def register_dpo_export(
+    engine: Engine,
+    *,
+    actor: str,
+    account_id: str,
+    channel: str,
+    kind: str,
+    verification_method: str,
+    received_at: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[RequestRecord, bool]:
+    """Register an export received by email or post; the DPO vouches for the requester's identity.
+
+    The deadline runs from `received_at` (the day the letter or mail arrived, never in
+    the future). Returns (request, created); an export already open is returned as is.
+    """
+    now = now_utc(now)
+    received = (received_at or now).astimezone(UTC)
+    if channel not in DPO_CHANNELS or kind not in EXPORT_KINDS or verification_method not in DPO_VERIFICATION_METHODS:
+        raise ValueError("channel, kind or verification method out of range")  # the handler validated them
+    if received > now:
+        raise AppError(400, "invalid_received_at", "received_at cannot be in the future")
+    with engine.begin() as conn:
+        status = conn.execute(select(accounts.c.status).where(accounts.c.id == account_id)).scalar()
+        if status is None:
+            raise NotFound("no such account", code="account_not_found")
+        if status == "erased":
+            raise Conflict("this account has been erased: nothing is left to export", code="account_erased")
+        pending = _open_export(conn, account_id)
+        if pending is not None:
+            return pending, False
+        created = create_request(
+            conn, account_id=account_id, kind=kind, channel=channel, now=received, actor=actor,
+            details={"articles": ["15", "20"]},
+        )
+        # Identity verification is the DPO's responsibility for these channels (policy 9.3).
+        audit.record(
+            conn, actor=actor, action="export.identity_verified", outcome="verified", request_id=created.id,
+            subject=account_id, details={"method": verification_method, "channel": channel}, now=now,
+        )
+        record = transition(conn, created.id, VERIFIED, actor=actor, details={"verified_by": verification_method}, now=now)
+    _enqueue(record)
+    return record, True

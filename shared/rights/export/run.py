@@ -1,0 +1,154 @@
+"""The worker: a saga of persisted steps (shared.records.saga) per request.
+
+Build and upload the archive, mark the request completed, mail the account; each step
+resumes after a crash without a second archive (the object key is derived from the
+request id under our key) or a second mail (idempotency key `export-ready:<request_id>`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from shared import notices
+from shared.platform.clock import UTC, iso
+from shared.platform.config import get_settings
+from shared.platform.pseudonym import pseudonymise
+from shared.policy import facts as policy
+from shared.policy.facts import CONTROLLER
+from shared.ports.backends import get_mailer, get_storage
+from shared.ports.mail import Message
+from shared.ports.tables import accounts
+from shared.records import audit
+from shared.records.registry import (
+    CANCELLED,
+    COMPLETED,
+    IN_PROGRESS,
+    REJECTED,
+    VERIFIED,
+    RequestRecord,
+    get_request,
+    transition,
+)
+from shared.records.saga import run_step
+from shared.rights.export.archive import (
+    ArchiveStats,
+    chunk_reader,
+    hashed,
+    iter_archive,
+    object_prefix,
+)
+from shared.rights.export.links import export_expires_at
+from shared.rights.export.requests import EXPORT_KINDS, now_utc
+
+WORKER_ACTOR = "system:export"
+
+
+def object_key(record: RequestRecord) -> str:
+    """Unguessable yet the same on every run: a re-run overwrites rather than adds an archive."""
+    prefix = object_prefix("exports").prefix(account_id=record.account_id)
+    return f"{prefix}{pseudonymise(record.id, purpose='export-object')}.zip"
+
+
+def run_export(engine: Engine, request_id: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Build, store and announce the export of one request; safe to run again at any point."""
+    with engine.connect() as conn:
+        record = get_request(conn, request_id)
+    if record.kind not in EXPORT_KINDS:
+        return {"status": "ignored", "reason": "not_an_export"}
+    if record.state in (CANCELLED, REJECTED):
+        return {"status": record.state}
+    if record.state == VERIFIED:
+        with engine.begin() as conn:
+            record = transition(conn, request_id, IN_PROGRESS, actor=WORKER_ACTOR, now=now)
+    elif record.state not in (IN_PROGRESS, COMPLETED):
+        return {"status": "ignored", "reason": "not_verified"}
+    archive = run_step(engine, request_id, "export.archive", lambda: _build_and_store(engine, record, now=now))
+    run_step(engine, request_id, "export.complete", lambda: _complete(engine, request_id, archive, now=now))
+    run_step(engine, request_id, "export.mail", lambda: _notify(engine, request_id, now=now))
+    return {"status": COMPLETED, "request_id": request_id}
+
+
+def _build_and_store(engine: Engine, record: RequestRecord, *, now: dt.datetime | None) -> dict[str, Any]:
+    settings = get_settings()
+    key = object_key(record)
+    stats = ArchiveStats()
+    digest = hashlib.sha256()
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # One snapshot for every table: the archive is consistent even while the account is used.
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            # Every row is read: plan cursors for the whole result, not the first 10% (the default),
+            # which picks nested loops that crawl when statistics lag behind a big account.
+            conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+        chunks = iter_archive(conn, record, stats, now=now_utc(now), settings=settings)
+        get_storage().put(
+            settings.exports_bucket,
+            key,
+            chunk_reader(hashed(chunks, digest, stats)),
+            content_type="application/zip",
+            metadata={"request-id": record.id},
+        )
+    return {
+        "object_key": key,
+        "size_bytes": stats.size_bytes,
+        "sha256": digest.hexdigest(),
+        "rows": stats.rows,
+        "documents": stats.documents,
+        "missing_documents": len(stats.missing_documents),
+    }
+
+
+def _complete(engine: Engine, request_id: str, archive: dict[str, Any], *, now: dt.datetime | None) -> dict[str, Any]:
+    now = now_utc(now)
+    with engine.begin() as conn:
+        record = get_request(conn, request_id)
+        if record.state == IN_PROGRESS:
+            expires_at = policy.expires_at("exports", now)
+            details = {
+                "object_key": archive["object_key"],
+                "size_bytes": archive["size_bytes"],
+                "sha256": archive["sha256"],
+                "rows_total": sum(archive["rows"].values()),
+                "documents": archive["documents"],
+                "expires_at": iso(expires_at),
+            }
+            record = transition(conn, request_id, COMPLETED, actor=WORKER_ACTOR, details=details, now=now)
+            audit.record(
+                conn, actor=WORKER_ACTOR, action="export.completed", outcome="stored", request_id=request_id,
+                subject=record.account_id,
+                details={k: details[k] for k in ("size_bytes", "sha256", "rows_total", "documents", "expires_at")},
+                now=now,
+            )
+    return {"expires_at": record.details.get("expires_at")}
+
+
+def _notify(engine: Engine, request_id: str, *, now: dt.datetime | None) -> dict[str, Any]:
+    now = now_utc(now)
+    with engine.connect() as conn:
+        record = get_request(conn, request_id)
+        account = conn.execute(select(accounts.c.email, accounts.c.status).where(accounts.c.id == record.account_id)).first()
+    if account is None or account.status == "erased":
+        return {"sent": False}
+    message_id = get_mailer().send(ready_message(account.email, request_id, export_expires_at(record)))
+    with engine.begin() as conn:
+        audit.record(
+            conn, actor=WORKER_ACTOR, action="export.notified", outcome="mailed", request_id=request_id,
+            subject=record.account_id, now=now,
+        )
+    return {"sent": True, "message_id": message_id}
+
+
+def ready_message(to: str, request_id: str, expires_at: dt.datetime | None) -> Message:
+    """The mail saying the export is ready (template `export_ready`): a link to the client area, never the data."""
+    return notices.mail(
+        "export_ready",
+        to=to,
+        idempotency_key=f"export-ready:{request_id}",
+        client_area_url=get_settings().client_area_url,
+        until=expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if expires_at else "",
+        dpo_email=CONTROLLER.dpo_email,
+    )
