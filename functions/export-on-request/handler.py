@@ -18,12 +18,12 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from shared.rights import export
-from shared.ports.db import get_engine
-from shared.identity.guards import client_token, dpo_credential
+from shared.identity.guards import client_token, dpo_credential, step_up
 from shared.platform.guards import body, principal, public
-from shared.rights.signals import gpc_signal
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_dumps
+from shared.ports.db import get_engine
+from shared.rights import export
+from shared.rights.signals import gpc_signal
 
 app = HttpFunction("export-on-request")
 
@@ -49,10 +49,10 @@ def _accepted(body: dict[str, Any]) -> Response:
 CLIENT = [client_token(), gpc_signal]
 
 
-@app.post("/", middlewares=[*CLIENT, body(ExportRequest, optional=True)])
+@app.post("/", middlewares=[*CLIENT, body(ExportRequest, optional=True), step_up("export", unless=export.has_open_export)])
 def start() -> Response:
     record, _created = export.start_client_export(
-        get_engine(), principal(app, "client").account_id, current_request().headers
+        get_engine(), principal(app, "client").account_id, verified_by=principal(app, "step_up")
     )
     return _accepted(export.request_view(record))
 

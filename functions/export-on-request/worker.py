@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import Field
 
-from shared.rights import export
-from shared.ports.db import get_engine
 from shared.platform.runtime import QueueFunction, QueueMessage, StrictModel
+from shared.ports.db import get_engine
 from shared.records.saga import PROCESSED_MESSAGES
+from shared.rights import export
 
 worker = QueueFunction("export-on-request-worker", processed=PROCESSED_MESSAGES)
 

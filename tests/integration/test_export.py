@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from shared.rights import export
 from shared.records.audit import verify_chain
-from shared.identity.client import issue_dev_token
+from shared.identity.client import issue_dev_token, require_step_up
 from shared.ports.backends import get_queue, get_storage
 from shared.platform.config import get_settings
 from shared.ports.db import get_engine, utcnow
@@ -293,12 +293,12 @@ def test_expired_mailed_code_exports_nothing(two_accounts, services):
     engine = get_engine()
     headers = {"Authorization": f"Bearer {issue_dev_token(b['id'])}"}
     with pytest.raises(AppError) as asked:
-        export.start_client_export(engine, b["id"], headers)
+        require_step_up(engine, b["id"], headers, action="export")
     assert asked.value.code == "verification_required"
     code = re.search(r"\b(\d{6})\b", services.emails[-1]["text"]).group(1)
     later = utcnow() + dt.timedelta(minutes=11)
     with pytest.raises(AppError) as expired:
-        export.start_client_export(engine, b["id"], {**headers, "X-Verification-Code": code}, now=later)
+        require_step_up(engine, b["id"], {**headers, "X-Verification-Code": code}, action="export", now=later)
     assert expired.value.code == "code_expired"
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dsr_requests)).scalar() == 0

@@ -7,17 +7,16 @@ account is returned instead of a second one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 
 from sqlalchemy import Connection, Engine, select
 
-from shared.identity.client import require_step_up
 from shared.platform.clock import UTC, utcnow
-from shared.platform.errors import AppError, Conflict, NotFound
+from shared.platform.errors import AppError, Conflict, NotFound, VerificationRequired
 from shared.platform.runtime import make_message
 from shared.policy import facts as policy
 from shared.policy.facts import DPO_CHANNELS
 from shared.ports.backends import get_queue
+from shared.ports.db import get_engine
 from shared.ports.tables import accounts
 from shared.records import audit
 from shared.records.registry import (
@@ -51,20 +50,28 @@ def _enqueue(record: RequestRecord) -> None:
     get_queue(QUEUE_NAME).send(make_message(MESSAGE_TYPE, f"export:{record.id}", {"request_id": record.id}))
 
 
-def start_client_export(
-    engine: Engine, account_id: str, headers: Mapping[str, str] | None, *, now: dt.datetime | None = None
-) -> tuple[RequestRecord, bool]:
-    """Register the caller's export after step-up verification; returns (request, created).
+def has_open_export(account_id: str, *, engine: Engine | None = None) -> bool:
+    """An export is already open for the account: it is answered as is, without a second step-up."""
+    with (engine or get_engine()).connect() as conn:
+        return _open_export(conn, account_id) is not None
 
-    An export already open for the account is returned as is (no second verification,
-    no duplicate work); a verified one is queued again in case its first message was lost
-    (the worker ignores repeats).
+
+def start_client_export(
+    engine: Engine, account_id: str, *, verified_by: str | None, now: dt.datetime | None = None
+) -> tuple[RequestRecord, bool]:
+    """Register the caller's export once its step-up passed (`verified_by`: the method); returns (request, created).
+
+    An export already open for the account is returned as is (the route's step-up guard lets it
+    through without a code, so no duplicate work); a verified one is queued again in case its
+    first message was lost (the worker ignores repeats).
     """
     now = now_utc(now)
     with engine.connect() as conn:
         pending = _open_export(conn, account_id)
     if pending is None:
-        method = require_step_up(engine, account_id, headers, action="export", now=now)
+        if verified_by is None:  # the open export closed between the guard and here: verify again
+            raise VerificationRequired("a step-up code is required to start an export", code="verification_required")
+        method = verified_by
         try:
             with engine.begin() as conn:
                 created = create_request(
