@@ -132,11 +132,12 @@ def cmd_replay_erasures(args) -> int:
 
 def cmd_retention_plan(args) -> int:
     from shared.ports.db import get_engine
-    from shared.retention.schedule import format_plan, parse_at, plan
+    from shared.platform.clock import parse_date_argument
+    from shared.retention.operator import format_plan, plan
 
     _settings()
     try:
-        at = parse_at(args.at) if args.at else None
+        at = parse_date_argument(args.at, name="--at") if args.at else None
     except ValueError as exc:
         sys.exit(f"privacy-functions: {exc}")
     entries = plan(get_engine(), at=at)
@@ -146,7 +147,7 @@ def cmd_retention_plan(args) -> int:
 
 def cmd_retention_run(args) -> int:
     from shared.ports.db import get_engine
-    from shared.retention.schedule import run_all
+    from shared.retention.operator import run_all
 
     _settings()
 
