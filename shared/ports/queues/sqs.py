@@ -24,7 +24,8 @@ class SqsQueue:
     """
 
     def __init__(self, name: str, settings: Settings, *, visibility_timeout: int = 30):
-        import boto3  # the SDK is deferred for cold start: only a function that builds this backend loads it
+        # The SDK is deferred for cold start: only a function that builds this backend loads it.
+        import boto3
         from botocore.config import Config
 
         if not name or "/" in name:
@@ -45,10 +46,8 @@ class SqsQueue:
         )
 
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        from botocore.exceptions import (  # deferred for cold start, like boto3
-            BotoCoreError,
-            ClientError,
-        )
+        # Deferred for cold start, like boto3.
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return getattr(self.client, operation)(**params)

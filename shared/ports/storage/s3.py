@@ -36,7 +36,8 @@ class S3ObjectStore:
     """Scaleway Object Storage through boto3 (path-style addressing, SSE on every upload)."""
 
     def __init__(self, settings: Settings):
-        import boto3  # the SDK is deferred for cold start: only a function that builds this backend loads it
+        # The SDK is deferred for cold start: only a function that builds this backend loads it.
+        import boto3
         from botocore.config import Config
 
         self.client = boto3.client(
@@ -56,9 +57,8 @@ class S3ObjectStore:
 
     @staticmethod
     def _translate(exc: Exception) -> Exception:
-        from botocore.exceptions import (
-            ClientError,  # deferred for cold start, like boto3
-        )
+        # Deferred for cold start, like boto3.
+        from botocore.exceptions import ClientError
 
         if not isinstance(exc, ClientError):
             return StorageError(f"S3 unreachable ({type(exc).__name__})", retryable=True)
@@ -71,10 +71,8 @@ class S3ObjectStore:
 
     @contextmanager
     def _errors(self):
-        from botocore.exceptions import (  # deferred for cold start, like boto3
-            BotoCoreError,
-            ClientError,
-        )
+        # Deferred for cold start, like boto3.
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             yield
@@ -114,9 +112,8 @@ class S3ObjectStore:
 
     @staticmethod
     def _transfer_config(size: int | None):
-        from boto3.s3.transfer import (
-            TransferConfig,  # deferred for cold start, like boto3
-        )
+        # Deferred for cold start, like boto3.
+        from boto3.s3.transfer import TransferConfig
 
         chunk = MULTIPART_CHUNK_BYTES
         if size:
@@ -246,10 +243,8 @@ class S3ObjectStore:
         )
 
     def get_lifecycle(self, bucket: str) -> list[dict[str, Any]]:
-        from botocore.exceptions import (  # deferred for cold start, like boto3
-            BotoCoreError,
-            ClientError,
-        )
+        # Deferred for cold start, like boto3.
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return self.client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
