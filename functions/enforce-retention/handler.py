@@ -3,23 +3,23 @@
 CRON input {"job": "enforce-retention"}: invoices (lines, PDFs) 10 years, payment records
 archived at 13 months then deleted 5 years later, prospects 3 years after their last
 contact, exports after 7 days, request registry and receipts after their proof period,
-verification records after 30 days; one audit entry per category. Thin: shared/retention/schedule.py.
+verification records after 30 days; one audit entry per category. Thin: shared/retention/enforcement.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.retention import schedule as retention
-from shared.ports.db import get_engine
 from shared.platform.runtime import CronFunction
+from shared.ports.db import get_engine
+from shared.retention import enforcement
 
 cron = CronFunction("enforce-retention")  # input {"job": "enforce-retention"}; any other input answers 400 unknown_job
 
 
 @cron.job
 def run(_payload: dict[str, Any], _ctx) -> dict[str, Any]:
-    return retention.enforce(get_engine())
+    return enforcement.enforce(get_engine())
 
 
 handle = cron.handle

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.retention import log_rotation
-from shared.ports.db import get_engine
 from shared.platform.runtime import CronFunction
+from shared.ports.db import get_engine
+from shared.retention import log_rotation
 
 cron = CronFunction("log-rotation")  # input {"job": "log-rotation"}; any other input answers 400 unknown_job
 

@@ -23,15 +23,14 @@ from urllib.parse import parse_qs, quote
 
 from pydantic import Field
 
-from shared.rights import consent
-from shared.ports.db import get_engine
-from shared.identity.guards import client_token, dpo_credential
-from shared.platform.guards import principal, public
-from shared.rights.signals import gpc_signal
-from shared.platform.errors import AppError, ValidationFailed
-from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
-
 from shared import notices
+from shared.identity.guards import client_token, dpo_credential
+from shared.platform.errors import AppError, ValidationFailed
+from shared.platform.guards import principal, public
+from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
+from shared.ports.db import get_engine
+from shared.rights import consent
+from shared.rights.signals import gpc_signal
 
 app = HttpFunction("withdraw-consent")
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.rights import consent
-from shared.ports.db import get_engine
 from shared.platform.runtime import (
     CronFunction,
     QueueFunction,
@@ -22,7 +20,9 @@ from shared.platform.runtime import (
     StrictModel,
     queue_and_cron,
 )
+from shared.ports.db import get_engine
 from shared.records.saga import PROCESSED_MESSAGES
+from shared.rights import consent
 
 SWEEP_JOB = "propagation-sweep"
 SWEEP_LIMIT = 1000  # per run: the next run takes the rest

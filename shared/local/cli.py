@@ -17,12 +17,13 @@ from shared.identity.client import issue_dev_token
 from shared.identity.dpo import create_dpo_credential
 from shared.local.demo import seed_demo
 from shared.local.server import drain_queues, invoke, load_manifest, serve
+from shared.platform.clock import parse_date_argument
 from shared.platform.config import ConfigurationError, get_settings
 from shared.platform.errors import AppError
 from shared.ports.backends import get_storage
 from shared.ports.db import get_engine, migrate
 from shared.records.audit import verify_chain
-from shared.retention.schedule import format_plan, parse_at, plan, run_all
+from shared.retention.operator import format_plan, plan, run_all
 from shared.rights.erasure import parse_since, replay_erasures
 
 
@@ -129,7 +130,7 @@ def cmd_retention_plan(args) -> int:
 
     _settings()
     try:
-        at = parse_at(args.at) if args.at else None
+        at = parse_date_argument(args.at, name="--at") if args.at else None
     except ValueError as exc:
         sys.exit(f"privacy-functions: {exc}")
     entries = plan(get_engine(), at=at)

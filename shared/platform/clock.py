@@ -52,3 +52,15 @@ def parse_iso(value: str) -> dt.datetime:
     if parsed.tzinfo is None:
         raise ValueError("an ISO 8601 moment needs a time zone")
     return parsed.astimezone(UTC)
+
+
+def parse_date_argument(value: str, *, name: str = "the date") -> dt.datetime:
+    """A command-line date: YYYY-MM-DD (the start of that day, UTC) or an ISO 8601 timestamp; naive means UTC.
+
+    Raises ValueError naming the argument (`name`, e.g. "--at") when the text is neither.
+    """
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 timestamp") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

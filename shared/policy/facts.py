@@ -17,8 +17,8 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, TypeVar
 
-from shared.platform.config import EU_REGIONS
 from shared.platform.clock import add_months
+from shared.platform.config import EU_REGIONS
 
 POLICY_VERSION = "1.1"
 POLICY_EFFECTIVE_DATE = dt.date(2026, 6, 14)

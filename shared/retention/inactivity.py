@@ -28,7 +28,6 @@ work. No invocation does work proportional to the number of accounts due.
 from __future__ import annotations
 
 import datetime as dt
-import html
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -36,19 +35,34 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, select, update
 
-from shared.records import audit
-
-from shared.policy import facts as policy
-
-from shared.ports import tables as schema
+from shared import notices
+from shared.platform.clock import UTC
 from shared.platform.config import get_settings
-from shared.ports.db import UTC, dialect_insert, utcnow
-from shared.retention.schedule import ONE_DAY, Progress, last_expired_day, no_progress, record_run, rule_json, start_of_day
+from shared.platform.errors import ExternalServiceError, NotFound
+from shared.platform.runtime import make_message
+from shared.policy import facts as policy
+from shared.policy.rules import ONE_DAY, last_expired_day, start_of_day
+from shared.ports import tables as schema
+from shared.ports.backends import get_mailer, get_queue
+from shared.ports.db import dialect_insert
+from shared.ports.mail import Message
+from shared.ports.queues import SEND_BATCH_SIZE
+from shared.records import audit
+from shared.records.processing import restricted_accounts
+from shared.records.registry import CANCELLED, REJECTED
+from shared.retention.toolkit import (
+    ACTOR,
+    Progress,
+    moment,
+    no_progress,
+    record_run,
+    rule_json,
+)
+from shared.rights import erasure
 
 RULE_ID = "inactive_account"
 QUEUE_NAME = "retention-chunks"
 CHUNK_MESSAGE = "inactivity.chunk"
-ACTOR = "system:retention"
 MAX_CHUNK = 1000
 
 WAIT = "wait"
@@ -109,8 +123,6 @@ def decide(
     request_state: str | None = None,
 ) -> Decision:
     """What one account needs today. Pure: the rules of the module docstring, nothing else."""
-    from shared.records.registry import CANCELLED, REJECTED
-
     final = min(offsets)
     reset = False
     if notice is not None and (
@@ -140,18 +152,12 @@ def decide(
 
 def record_activity(conn: Connection, account_id: str, at: dt.datetime | None = None) -> None:
     """A login or an API call by the account (what the platform records); never moves the clock back."""
-    at = (at or utcnow()).astimezone(UTC)
+    at = moment(at)
     a = schema.accounts
     conn.execute(update(a).where(a.c.id == account_id, a.c.last_activity_at < at).values(last_activity_at=at))
 
 
 # --- The daily selection (CRON) ------------------------------------------------------------------
-
-
-def _restricted() -> sa.Select:
-    from shared.records.processing import restricted_accounts
-
-    return restricted_accounts()
 
 
 def _candidates(today: dt.date, offsets: tuple[int, ...]) -> sa.Select:
@@ -164,7 +170,7 @@ def _candidates(today: dt.date, offsets: tuple[int, ...]) -> sa.Select:
             a.c.status == "active",
             a.c.last_activity_at < selection_bound(today, offsets),
             sa.or_(n.c.account_id.is_(None), n.c.next_action_on <= today),
-            a.c.id.not_in(_restricted()),
+            a.c.id.not_in(restricted_accounts()),
         )
     )
 
@@ -178,11 +184,7 @@ def _reset_stale_notices(conn: Connection) -> int:
 def schedule(engine: Engine, *, now: dt.datetime | None = None, progress: Progress | None = None,
              chunk_size: int | None = None) -> dict[str, Any]:
     """The CRON job: drop stale notices, then queue the accounts with something due, one message per chunk."""
-    from shared.ports.backends import get_queue
-    from shared.ports.queues import SEND_BATCH_SIZE
-    from shared.platform.runtime import make_message
-
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     today, offsets = now.date(), warning_offsets()
     chunk_size = min(chunk_size or get_settings().retention_chunk_size, MAX_CHUNK)
     progress = progress or no_progress
@@ -219,7 +221,7 @@ def schedule(engine: Engine, *, now: dt.datetime | None = None, progress: Progre
 
 def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any]]:
     """What expire-inactive-accounts would do at `at`; changes nothing."""
-    at = (at or utcnow()).astimezone(UTC)
+    at = moment(at)
     today, offsets = at.date(), warning_offsets()
     a, n = schema.accounts, schema.inactivity_notices
     final = min(offsets)
@@ -233,7 +235,7 @@ def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any
         ).scalar_one()
         held = conn.execute(
             select(func.count()).where(
-                a.c.status == "active", a.c.last_activity_at < selection_bound(today, offsets), a.c.id.in_(_restricted())
+                a.c.status == "active", a.c.last_activity_at < selection_bound(today, offsets), a.c.id.in_(restricted_accounts())
             )
         ).scalar_one()
     return [{
@@ -260,7 +262,7 @@ def _load(conn: Connection, account_ids: list[str]) -> tuple[list[sa.Row], set[s
         .order_by(a.c.id)
     ).all()
     in_chunk = schema.processing_restrictions.c.account_id.in_(account_ids)
-    restricted = set(conn.execute(_restricted().where(in_chunk)).scalars())
+    restricted = set(conn.execute(restricted_accounts().where(in_chunk)).scalars())
     request_ids = [row.erasure_request_id for row in rows if row.erasure_request_id]
     states = dict(conn.execute(select(r.c.id, r.c.state).where(r.c.id.in_(request_ids))).all()) if request_ids else {}
     return rows, restricted, states
@@ -281,8 +283,6 @@ def _save_notice(conn: Connection, values: dict[str, Any]) -> None:
 
 
 def _warn(engine: Engine, row: sa.Row, decision: Decision, offsets: tuple[int, ...], now: dt.datetime) -> None:
-    from shared.ports.backends import get_mailer
-
     # The mail first: if saving the notice fails, the retry sends the same key (no second mail).
     get_mailer().send(warning_message(to=row.email, account_id=row.id, last_activity_at=row.last_activity_at,
                                       erase_after=decision.erase_after, offset=decision.offset))
@@ -303,9 +303,6 @@ def _erase(engine: Engine, row: sa.Row, decision: Decision, now: dt.datetime) ->
 
     Returns the outcome and, when the erasure is due now, its request id (to queue with the chunk's).
     """
-    from shared.rights import erasure
-    from shared.platform.errors import NotFound
-
     n = schema.inactivity_notices
     try:
         with engine.begin() as conn:
@@ -324,9 +321,7 @@ def process_chunk(engine: Engine, account_ids: list[str], *, now: dt.datetime | 
     A mail that fails (Resend down) leaves its account for the retry and raises at the
     end of the chunk, so the queue delivers it again; the other accounts are done once.
     """
-    from shared.platform.errors import ExternalServiceError
-
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     today, offsets = now.date(), warning_offsets()
     counts: Counter[str] = Counter()
     failure: ExternalServiceError | None = None
@@ -361,7 +356,6 @@ def process_chunk(engine: Engine, account_ids: list[str], *, now: dt.datetime | 
         else:
             counts[decision.action] += 1
     if due_erasures:
-        from shared.rights import erasure
         # One message for the chunk: the erasure worker runs them as batches sharing every statement.
         erasure.enqueue_runs(due_erasures, reason="registered")
     if failure is not None:
@@ -372,44 +366,19 @@ def process_chunk(engine: Engine, account_ids: list[str], *, now: dt.datetime | 
 # --- The warning mail (French and English) ---------------------------------------------------------
 
 
-def warning_message(*, to: str, account_id: str, last_activity_at: dt.datetime, erase_after: dt.date, offset: int):
-    from shared.ports.mail import Message
-
-    settings = get_settings()
+def warning_message(*, to: str, account_id: str, last_activity_at: dt.datetime, erase_after: dt.date,
+                    offset: int) -> Message:
+    """The `inactivity_warning` notice; its key makes a retried warning the same mail."""
     last_day = last_activity_at.astimezone(UTC).date()
-    fr = [
-        "Bonjour,",
-        "",
-        f"Votre compte jefacturebien.fr n'a plus été utilisé depuis le {last_day:%d/%m/%Y}. Conformément à notre "
-        "politique de confidentialité (section 5 : les données des comptes inactifs sont conservées 3 ans après la "
-        f"dernière activité), il sera supprimé le {erase_after:%d/%m/%Y}, dans {offset} jours.",
-        "",
-        f"Pour conserver votre compte, il suffit de vous connecter avant cette date : {settings.client_area_url}",
-        "",
-        "Sans connexion de votre part, vos données seront effacées. Les factures émises restent conservées 10 ans en "
-        "archive restreinte (obligation légale, Code de commerce), puis supprimées.",
-        f"Une question ? {policy.CONTROLLER.dpo_email}",
-    ]
-    en = [
-        "Hello,",
-        "",
-        f"Your jefacturebien.fr account has not been used since {last_day.isoformat()}. Under our privacy policy "
-        "(section 5: inactive account data is kept 3 years after the last activity), it will be deleted on "
-        f"{erase_after.isoformat()}, in {offset} days.",
-        "",
-        f"To keep your account, simply sign in before that date: {settings.client_area_url}",
-        "",
-        "If you do not sign in, your data will be erased. Issued invoices stay 10 years in restricted archive "
-        "(legal obligation, French Commercial Code), then are deleted.",
-        f"Questions? {policy.CONTROLLER.dpo_email}",
-    ]
-    text = "\n".join(fr) + "\n\n-- English --\n\n" + "\n".join(en) + "\n"
-    body = "".join(f"<p>{html.escape(line)}</p>" if line else "<br>" for line in [*fr, "— English —", *en])
-    return Message(
+    return notices.mail(
+        "inactivity_warning",
         to=to,
-        subject=f"Votre compte sera supprimé le {erase_after:%d/%m/%Y} / Your account will be deleted on "
-                f"{erase_after.isoformat()} — jefacturebien.fr",
-        text=text,
-        html=f"<html><body>{body}</body></html>",
         idempotency_key=f"inactivity-warning:{account_id}:{erase_after.isoformat()}:{offset}",
+        last_active_fr=f"{last_day:%d/%m/%Y}",
+        last_active_iso=last_day.isoformat(),
+        erase_on_fr=f"{erase_after:%d/%m/%Y}",
+        erase_on_iso=erase_after.isoformat(),
+        days=offset,
+        client_area_url=get_settings().client_area_url,
+        dpo_email=policy.CONTROLLER.dpo_email,
     )

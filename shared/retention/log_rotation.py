@@ -31,23 +31,22 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select, text
 
-from shared.policy import data_map
-
-from shared.policy import facts as policy
-
-from shared.ports import tables as schema
-from shared.platform.config import Settings, get_settings
 from shared.platform.clock import add_months
-from shared.ports.db import UTC, utcnow
-from shared.retention.schedule import (
+from shared.platform.config import Settings, get_settings
+from shared.policy import facts as policy
+from shared.policy.rules import cutoff, start_of_day
+from shared.ports import tables as schema
+from shared.ports.backends import get_storage
+from shared.ports.storage import ObjectStore, S3ObjectStore
+from shared.retention.toolkit import (
     BATCH_SIZE,
     Progress,
-    cutoff,
     delete_in_batches,
+    moment,
     no_progress,
+    object_prefix,
     record_run,
     rule_json,
-    start_of_day,
 )
 
 LOG_TABLES = ("connection_logs", "access_logs")
@@ -192,10 +191,6 @@ def rotate_table(engine: Engine, table: str, *, now: dt.datetime, progress: Prog
 # --- Log objects ----------------------------------------------------------------------------------
 
 
-def _prefix(prefix_id: str) -> data_map.ObjectPrefix:
-    return next(p for p in data_map.OBJECT_PREFIXES if p.id == prefix_id)
-
-
 def _object_day(relative_key: str) -> dt.date | None:
     match = _DAY_PATH.match(relative_key)
     if not match:
@@ -224,7 +219,8 @@ def _listing_scope(prefix: str, key: str, first_kept_day: dt.date) -> str:
     return scope
 
 
-def _expired_pages(storage, bucket: str, prefix: str, first_kept_day: dt.date) -> Iterator[list[tuple[str, str]]]:
+def _expired_pages(storage: ObjectStore, bucket: str, prefix: str,
+                   first_kept_day: dt.date) -> Iterator[list[tuple[str, str]]]:
     """(key, version id) of the objects of days before `first_kept_day`, page by page.
 
     Listing goes in key order, which is date order, and stops at the first page that
@@ -232,8 +228,6 @@ def _expired_pages(storage, bucket: str, prefix: str, first_kept_day: dt.date) -
     shared by the last key and the boundary (`_listing_scope`), which usually ends the
     listing without reading past the boundary. The objects kept are listed at most once.
     """
-    from shared.ports.storage import S3ObjectStore
-
     boundary = prefix + f"{first_kept_day:%Y/%m/%d}/"
 
     def expired(key: str) -> bool:
@@ -268,7 +262,7 @@ def _expired_pages(storage, bucket: str, prefix: str, first_kept_day: dt.date) -
     yield batch
 
 
-def _rotate_objects(storage, bucket: str, prefix: str, first_kept_day: dt.date, category: str,
+def _rotate_objects(storage: ObjectStore, bucket: str, prefix: str, first_kept_day: dt.date, category: str,
                     progress: Progress) -> dict[str, int]:
     deleted, pending = 0, []
     for page in _expired_pages(storage, bucket, prefix, first_kept_day):
@@ -283,7 +277,7 @@ def _rotate_objects(storage, bucket: str, prefix: str, first_kept_day: dt.date, 
     return {"objects_deleted": deleted}
 
 
-def _count_objects(storage, bucket: str, prefix: str, first_kept_day: dt.date) -> int:
+def _count_objects(storage: ObjectStore, bucket: str, prefix: str, first_kept_day: dt.date) -> int:
     return sum(len(page) for page in _expired_pages(storage, bucket, prefix, first_kept_day))
 
 
@@ -313,7 +307,7 @@ def _day_bounds(rule_id: str) -> tuple[int, int]:
 def expected_lifecycle() -> list[ExpectedLifecycle]:
     expected = []
     for prefix_id in LIFECYCLE_PREFIXES:
-        prefix = _prefix(prefix_id)
+        prefix = object_prefix(prefix_id)
         low, high = _day_bounds(prefix.retention)
         expected.append(ExpectedLifecycle(prefix.bucket_setting, prefix.prefix(), prefix.retention, low, high))
     return expected
@@ -371,10 +365,8 @@ def _drift_of(item: ExpectedLifecycle, rules: list[dict[str, Any]]) -> list[str]
     return problems
 
 
-def lifecycle_drift(storage=None, settings: Settings | None = None) -> list[dict[str, Any]]:
+def lifecycle_drift(storage: ObjectStore | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
     """Where the buckets' lifecycle rules differ from the policy; [] when they all match."""
-    from shared.ports.backends import get_storage
-
     storage = storage or get_storage()
     settings = settings or get_settings()
     rules_by_bucket: dict[str, list[dict[str, Any]]] = {}
@@ -396,9 +388,7 @@ def lifecycle_drift(storage=None, settings: Settings | None = None) -> list[dict
 
 def rotate(engine: Engine, *, now: dt.datetime | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """The daily log-rotation: database logs, log objects, lifecycle check; one audit entry per category."""
-    from shared.ports.backends import get_storage
-
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     today = now.date()
     progress = progress or no_progress
     settings, storage = get_settings(), get_storage()
@@ -408,7 +398,7 @@ def rotate(engine: Engine, *, now: dt.datetime | None = None, progress: Progress
         record_run(engine, table, policy.retention_rule(table), counts, now)
         result[table] = counts
     for prefix_id in LOG_OBJECT_PREFIXES:
-        prefix = _prefix(prefix_id)
+        prefix = object_prefix(prefix_id)
         category = f"log_objects.{prefix_id}"
         counts = _rotate_objects(
             storage, getattr(settings, prefix.bucket_setting), prefix.prefix(),
@@ -427,9 +417,7 @@ def rotate(engine: Engine, *, now: dt.datetime | None = None, progress: Progress
 
 def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any]]:
     """What log-rotation would do at `at`; changes nothing."""
-    from shared.ports.backends import get_storage
-
-    at = (at or utcnow()).astimezone(UTC)
+    at = moment(at)
     today = at.date()
     settings, storage = get_settings(), get_storage()
     entries = []
@@ -444,7 +432,7 @@ def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any
                 due["partitions_to_drop"] = [f"{p.start:%Y-%m}" for p in partitions(conn, table) if start_of_day(p.end) <= bound]
             entries.append(_entry(table, "delete", "log lines in the database", table, due))
     for prefix_id in LOG_OBJECT_PREFIXES:
-        prefix = _prefix(prefix_id)
+        prefix = object_prefix(prefix_id)
         count = _count_objects(
             storage, getattr(settings, prefix.bucket_setting), prefix.prefix(), cutoff(prefix.retention, today).date()
         )

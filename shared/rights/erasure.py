@@ -56,25 +56,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, select, update
 
-from shared.records import audit
-
-from shared.policy import data_map
-
+from shared.platform.config import get_settings
+from shared.platform.errors import Conflict, NotFound, ValidationFailed
+from shared.platform.pseudonym import subject_pseudonym
+from shared.policy import data_map, rules
 from shared.policy import facts as policy
 from shared.policy.facts import DPO_CHANNELS  # noqa: F401  (re-exported)
-from shared.policy import rules
-
 from shared.ports import tables as schema
-from shared.records import registry
-from shared.platform.config import get_settings
 from shared.ports.db import UTC, dialect_insert, utcnow
-from shared.platform.errors import Conflict, NotFound, ValidationFailed
+from shared.ports.tables import accounts, api_keys, erasure_ledger, processing_restrictions, saga_steps, sessions
+from shared.records import audit, registry
+from shared.records.registry import RequestRecord
 from shared.records.saga import COMPLETED as STEP_COMPLETED
 from shared.records.saga import FAILED as STEP_FAILED
 from shared.records.saga import step_key
-from shared.platform.pseudonym import subject_pseudonym
-from shared.records.registry import RequestRecord
-from shared.ports.tables import accounts, api_keys, erasure_ledger, processing_restrictions, saga_steps, sessions
 
 KIND = "erasure"
 QUEUE_NAME = "erasure-steps"
@@ -251,8 +246,8 @@ def enqueue_runs(request_ids: Sequence[str], *, reason: str) -> int:
     The idempotency key derives from the ids and `reason`: the same call repeated (a retried
     job) sends messages the worker recognises as already processed.
     """
-    from shared.ports.backends import get_queue
     from shared.platform.runtime import make_message
+    from shared.ports.backends import get_queue
 
     ids = list(dict.fromkeys(request_ids))
     queue = get_queue(QUEUE_NAME)

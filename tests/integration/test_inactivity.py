@@ -20,7 +20,7 @@ from shared.ports.backends import get_queue
 from shared.ports.db import UTC, utcnow
 from shared.local.demo import create_account
 from shared.local.server import cron_event, drain_queues, http_event, invoke, load_manifest
-from shared.retention.schedule import last_expired_day
+from shared.policy.rules import last_expired_day
 
 pytestmark = pytest.mark.usefixtures("env")
 

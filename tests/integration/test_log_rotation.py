@@ -19,7 +19,7 @@ from shared.platform.clock import add_months
 from shared.ports.db import utcnow
 from shared.local.demo import create_account
 from shared.local.server import cron_event, http_event, invoke, load_manifest
-from shared.retention.schedule import last_expired_day, start_of_day
+from shared.policy.rules import last_expired_day, start_of_day
 from tests.fakes.moto import MOTO_ACCOUNT_ID, raw_client
 
 pytestmark = pytest.mark.usefixtures("env")

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from shared.policy import facts as policy
 
-from shared.retention import schedule as retention
+from shared.policy import rules
+from shared.retention import enforcement
 
 from shared.ports import tables as schema
 from shared.records.audit import verify_chain
@@ -26,7 +27,7 @@ from shared.platform.clock import add_months
 from shared.ports.db import UTC, utcnow
 from shared.local.demo import create_account
 from shared.local.server import cron_event, http_event, invoke, load_manifest
-from shared.retention.schedule import last_expired_day
+from shared.policy.rules import last_expired_day
 
 CANARY = "canaryRetention5"
 ONE_DAY = dt.timedelta(days=1)
@@ -69,13 +70,13 @@ def test_invoice_clock_is_configurable(env, monkeypatch):
     from shared.platform.config import reset_settings
 
     today = dt.date(2026, 11, 26)
-    assert retention.invoice_issue_bound(today) == dt.date(2016, 11, 27)
-    assert retention.invoice_expiry(dt.date(2016, 2, 29)) == dt.date(2026, 2, 28)
+    assert rules.invoice_issue_bound(today) == dt.date(2016, 11, 27)
+    assert rules.invoice_expiry(dt.date(2016, 2, 29)) == dt.date(2026, 2, 28)
     monkeypatch.setenv("INVOICE_RETENTION_CLOCK", "financial_year_end")
     reset_settings()
-    assert retention.invoice_issue_bound(today) == dt.date(2016, 1, 1)  # 2016 closes on 31/12/2026
-    assert retention.invoice_issue_bound(dt.date(2026, 12, 31)) == dt.date(2017, 1, 1)
-    assert retention.invoice_expiry(dt.date(2016, 2, 29)) == dt.date(2026, 12, 31)
+    assert rules.invoice_issue_bound(today) == dt.date(2016, 1, 1)  # 2016 closes on 31/12/2026
+    assert rules.invoice_issue_bound(dt.date(2026, 12, 31)) == dt.date(2017, 1, 1)
+    assert rules.invoice_expiry(dt.date(2016, 2, 29)) == dt.date(2026, 12, 31)
     from shared.platform.config import ConfigurationError, get_settings
 
     monkeypatch.setenv("INVOICE_RETENTION_MONTHS", "100")
@@ -158,7 +159,7 @@ def world(env, engine):
     today = now.date()
     s = env
     account = create_account(engine, canary=CANARY)
-    invoice_bound = retention.invoice_issue_bound(today)
+    invoice_bound = rules.invoice_issue_bound(today)
     day_before = lambda bound: bound - ONE_DAY  # noqa: E731 - the last expired instant of a timestamp bound
     w: dict = {"account": account, "now": now}
     with engine.begin() as conn:
@@ -168,8 +169,8 @@ def world(env, engine):
                                     pdf_key=f"invoices/{account['id']}/kept.pdf")
         w["invoice_erased_account"] = invoice(conn, issue_date=invoice_bound - dt.timedelta(days=40), account_id=None,
                                               pdf_key="invoices/archived.pdf", archived_at=now - dt.timedelta(days=400))
-        archive_cut = retention.cutoff("payment_data", today, archive=True)
-        delete_cut = retention.cutoff("payment_data", today)
+        archive_cut = rules.cutoff("payment_data", today, archive=True)
+        delete_cut = rules.cutoff("payment_data", today)
         w["payment_recent"] = payment(conn, at=now - dt.timedelta(days=30), account_id=account["id"])
         w["payment_to_archive"] = payment(conn, at=day_before(archive_cut), account_id=account["id"])
         w["payment_active_edge"] = payment(conn, at=archive_cut, account_id=account["id"])
@@ -178,14 +179,14 @@ def world(env, engine):
                                              dispute_opened_at=now - dt.timedelta(days=90))
         w["payment_dispute_closed"] = payment(conn, at=day_before(delete_cut), account_id=account["id"],
                                               dispute_opened_at=now - dt.timedelta(days=90), disputed_until=now - dt.timedelta(days=20))
-        prospect_cut = retention.cutoff("prospects", today)
+        prospect_cut = rules.cutoff("prospects", today)
         w["prospect_expired"] = prospect(conn, last_contact_at=prospect_cut - dt.timedelta(seconds=1))
         w["prospect_kept"] = prospect(conn, last_contact_at=prospect_cut)
-        request_cut = retention.cutoff("request_records", today)
+        request_cut = rules.cutoff("request_records", today)
         w["request_expired"] = closed_request(conn, closed_at=request_cut - dt.timedelta(hours=1))
         w["request_kept"] = closed_request(conn, closed_at=request_cut)
         w["request_open"] = closed_request(conn, closed_at=None)
-        session_cut = retention.cutoff("connection_logs", today)
+        session_cut = rules.cutoff("connection_logs", today)
         for label, created in (("session_expired", session_cut - dt.timedelta(seconds=1)), ("session_kept", session_cut)):
             w[label] = new_id()
             conn.execute(schema.sessions.insert().values(
@@ -193,7 +194,7 @@ def world(env, engine):
                 ip_address="203.0.113.9", user_agent=f"Mozilla/5.0 {CANARY}", created_at=created,
                 expires_at=created + dt.timedelta(days=30),
             ))
-        code_cut = retention.cutoff("verification_records", today)
+        code_cut = rules.cutoff("verification_records", today)
         for label, created in (("code_expired", code_cut - dt.timedelta(hours=1)), ("code_kept", code_cut)):
             w[label] = new_id()
             conn.execute(schema.verification_codes.insert().values(
@@ -203,7 +204,7 @@ def world(env, engine):
     put_object(s.documents_bucket, old_key)
     put_object(s.documents_bucket, f"invoices/{account['id']}/kept.pdf")
     put_object(s.archive_bucket, "invoices/archived.pdf")
-    export_cut = retention.cutoff("exports", today)
+    export_cut = rules.cutoff("exports", today)
     w["export_expired"] = f"exports/{account['id']}/old.zip"
     w["export_kept"] = f"exports/{account['id']}/new.zip"
     put_object(s.exports_bucket, w["export_expired"], modified=export_cut - dt.timedelta(minutes=5))
@@ -269,7 +270,7 @@ def test_enforce_retention_removes_exactly_the_expired_set(env, engine, world, c
     with engine.connect() as conn:
         entries = conn.execute(sa.select(schema.audit_log).where(schema.audit_log.c.action.like("retention.%"))).all()
         assert verify_chain(conn).ok
-    assert sorted(e.action for e in entries) == sorted(f"retention.{c.id}" for c in retention.CATEGORIES)
+    assert sorted(e.action for e in entries) == sorted(f"retention.{c.id}" for c in enforcement.CATEGORIES)
     assert all(e.subject_pseudonym is None for e in entries)
     out = capfd.readouterr()
     assert CANARY not in json.dumps([e.details for e in entries]) + out.out + out.err
@@ -344,9 +345,9 @@ def test_erased_accounts_items_go_on_the_day_their_receipt_announced(env, engine
     with engine.begin() as conn:
         invoice_id = invoice(conn, issue_date=issue, account_id=None, archived_at=utcnow())
     before = dt.datetime.combine(announced - ONE_DAY, dt.time(23, 59), tzinfo=UTC)
-    assert retention.enforce(engine, now=before)["categories"]["invoices"]["invoices"] == 0
+    assert enforcement.enforce(engine, now=before)["categories"]["invoices"]["invoices"] == 0
     assert exists(schema.invoices, invoice_id, engine)
     on_the_day = dt.datetime.combine(announced, dt.time(0, 1), tzinfo=UTC)
-    assert retention.enforce(engine, now=on_the_day)["categories"]["invoices"]["of_erased_accounts"] == 1
+    assert enforcement.enforce(engine, now=on_the_day)["categories"]["invoices"]["of_erased_accounts"] == 1
     assert not exists(schema.invoices, invoice_id, engine)
     assert add_months(issue, 120) == announced

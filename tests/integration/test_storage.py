@@ -12,7 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.ports import storage as storage_module
+from shared.ports.storage import folder as folder_storage
+from shared.ports.storage import s3 as s3_storage
 from shared.ports.backends import get_storage
 from shared.ports.storage import (
     LocalObjectStore,
@@ -130,7 +131,7 @@ def test_uploads_ask_for_server_side_encryption(s3, tmp_path, monkeypatch):
 
     store.put(settings.documents_bucket, "small", b"x", content_type="text/plain")
     # A file above the multipart threshold goes through CreateMultipartUpload/UploadPart.
-    monkeypatch.setattr(storage_module, "MULTIPART_CHUNK_BYTES", 5 * 1024 * 1024)
+    monkeypatch.setattr(s3_storage, "MULTIPART_CHUNK_BYTES", 5 * 1024 * 1024)
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(6 * 1024 * 1024))
     store.upload_file(settings.documents_bucket, "big", big, content_type="application/octet-stream")
@@ -253,7 +254,7 @@ def test_local_signed_url_verification(local, monkeypatch):
     assert not store.verify_local_signature(settings.exports_bucket, "exports/s 1/x.zip", expires, "é")
 
     real_time = time.time
-    monkeypatch.setattr(storage_module.time, "time", lambda: real_time() + 601)
+    monkeypatch.setattr(folder_storage.time, "time", lambda: real_time() + 601)
     assert not store.verify_local_signature(settings.exports_bucket, "exports/s 1/x.zip", expires, signature)
 
 

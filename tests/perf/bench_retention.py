@@ -172,7 +172,7 @@ def bench_partitions(scale: float) -> dict:
 
     from shared.retention import log_rotation
     from shared.ports.db import get_engine
-    from shared.retention.schedule import cutoff, start_of_day
+    from shared.policy.rules import cutoff, start_of_day
 
     rows = int(12 * 1_000_000 * scale)
     with tempfile.TemporaryDirectory() as tmp:

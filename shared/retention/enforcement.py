@@ -1,21 +1,18 @@
-"""The retention schedule (policy 5): what is due, per category, and applying it.
+"""enforce-retention (policy 5): every period that is neither inactivity nor logs, per category.
 
-Every period comes from `shared.policy.facts` (the one source of truth); this module only
-turns a rule into the boundary of what has expired on a given day, and applies the
-rule's final action to everything past it. Three daily CRON functions call it:
+Each category is one line of the schedule: a rule of `shared.policy.facts`, the data it
+covers, its final action, how to count what is due at a moment (`plan`) and how to apply
+it (`enforce`). The boundaries come from `shared.policy.rules`; the bounded deletes and the
+audit of a run from `shared.retention.toolkit`.
 
-    expire-inactive-accounts  shared.retention.inactivity   warnings, then erasure (3 years)
-    log-rotation              shared.retention.log_rotation connection/access logs and log objects (1 year)
-    enforce-retention         this module         invoices, payments, prospects, exports,
-                                                  request registry and receipts, verification records
-
-`plan(engine, at=...)` counts, per category, what is due at a moment without changing
-anything; `run_all(engine)` applies the three jobs (the CLI's `retention run`).
-
-Clocks are counted in calendar days (UTC): data whose clock started on day D expires
-on `policy.expires_at(rule, D)`, so it goes on the day an erasure receipt announced.
-`add_months` on dates never decreases when the day increases, hence "expired" is
-always a prefix of the clock column: one indexed range `clock < cutoff`.
+    invoices                 their lines (ON DELETE CASCADE) and PDFs, 10 years after the issue
+    payment_records.archive  restricted archive 13 months after the transaction
+    payment_records.delete   5 years later (an open dispute stops the clock)
+    prospects                3 years after their last contact
+    sessions                 sign-in sessions (connection data), one year after the sign-in
+    exports                  export archives, 7 days after they were written
+    request_records          closed requests, their saga steps, erasure receipts and ledger
+    verification_records     verification codes, attempts, used TOTP steps: 30 days
 
 Invoices: the clock starts at the issue date (INVOICE_RETENTION_CLOCK=issue_date, the
 default: the policy names no other start and it keeps nothing beyond 10 years); with
@@ -33,39 +30,32 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, select, update
 
-from shared.records import audit
-
-from shared.policy import data_map
-
-from shared.policy import facts as policy
-
-from shared.ports import tables as schema
 from shared.platform.config import get_settings
-from shared.policy.rules import (  # noqa: F401  (the schedule's vocabulary, re-exported for its callers)
-    ONE_DAY,
+from shared.policy import data_map
+from shared.policy import facts as policy
+from shared.policy.rules import (
     cutoff,
-    invoice_clock_start,
-    invoice_expiry,
     invoice_issue_bound,
     invoice_rule,
-    last_expired_day,
     request_records_rule,
-    start_of_day,
 )
-from shared.ports.db import UTC, utcnow
+from shared.ports import tables as schema
+from shared.ports.backends import get_storage
+from shared.retention.toolkit import (
+    BATCH_SIZE,
+    Progress,
+    count_rows,
+    delete_in_batches,
+    delete_objects,
+    moment,
+    no_progress,
+    object_prefix,
+    pages,
+    record_run,
+    rule_json,
+)
 
-ACTOR = "system:retention"
-BATCH_SIZE = 1000  # rows per delete statement, and at most one S3 DeleteObjects call per batch
-
-# Called with (category id, items done so far) while a long run progresses.
-Progress = Callable[[str, int], None]
-
-
-def no_progress(_category: str, _done: int) -> None:
-    return None
-
-
-# --- Categories of enforce-retention --------------------------------------------------------------
+# --- The categories ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -78,64 +68,6 @@ class Category:
     scope: str  # what it covers, for the operator
     count: Callable[[Connection, dt.datetime], dict[str, int]]
     apply: Callable[[Engine, dt.datetime, Progress], dict[str, int]]
-
-
-def _pages(engine: Engine, query: sa.Select, key: sa.Column) -> Iterator[list[sa.Row]]:
-    """Rows of `query` in pages of BATCH_SIZE, by keyset on the unique indexed `key` (the query's
-    first column), each page read in its own short transaction: what a page leaves in place is
-    not read again, and memory holds one page."""
-    last = None
-    while True:
-        page = query.order_by(key).limit(BATCH_SIZE)
-        if last is not None:
-            page = page.where(key > last)
-        with engine.connect() as conn:
-            rows = conn.execute(page).all()
-        if not rows:
-            return
-        yield rows
-        if len(rows) < BATCH_SIZE:
-            return
-        last = rows[-1][0]
-
-
-def delete_in_batches(engine: Engine, table: sa.Table, condition: sa.ColumnElement[bool], category: str,
-                       progress: Progress) -> int:
-    """DELETE ... WHERE condition, one bounded statement (and transaction) per batch."""
-    pk = list(table.primary_key.columns)
-    total = 0
-    while True:
-        with engine.begin() as conn:
-            ids = select(*pk).where(condition).limit(BATCH_SIZE)
-            if len(pk) == 1:
-                result = conn.execute(delete(table).where(pk[0].in_(ids.scalar_subquery())))
-            else:
-                result = conn.execute(delete(table).where(sa.tuple_(*pk).in_(ids)))
-        total += max(result.rowcount, 0)
-        progress(category, total)
-        if result.rowcount < BATCH_SIZE:
-            return total
-
-
-def _count(conn: Connection, table: sa.Table, condition: sa.ColumnElement[bool]) -> int:
-    return conn.execute(select(func.count()).select_from(table).where(condition)).scalar_one()
-
-
-def _prefix(prefix_id: str) -> data_map.ObjectPrefix:
-    return next(p for p in data_map.OBJECT_PREFIXES if p.id == prefix_id)
-
-
-def _delete_objects(storage, bucket: str, keys: list[str]) -> tuple[int, set[str]]:
-    """Delete every version of `keys`; returns (deleted, keys still present because Object Lock holds them)."""
-    from shared.ports.storage import ObjectRetained
-
-    if not keys:
-        return 0, set()
-    try:
-        return storage.delete_many(bucket, keys, versions=True), set()
-    except ObjectRetained:
-        held = {key for key in keys if storage.exists(bucket, key)}
-        return len(keys) - len(held), held
 
 
 # Invoices (and their lines, by ON DELETE CASCADE, and their PDFs) -------------------------------
@@ -159,15 +91,13 @@ def _count_invoices(conn: Connection, now: dt.datetime) -> dict[str, int]:
 
 
 def _apply_invoices(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
-    from shared.ports.backends import get_storage
-
     inv = schema.invoices
     settings = get_settings()
     storage = get_storage()
     due = _invoices_due(now.date())
     counts = {"invoices": 0, "of_erased_accounts": 0, "pdfs": 0, "held": 0}
     query = select(inv.c.id, inv.c.pdf_object_key, inv.c.archived_at).where(due)
-    for rows in _pages(engine, query, inv.c.id):
+    for rows in pages(engine, query, inv.c.id):
         by_bucket: dict[str, list[str]] = {}
         for row in rows:
             if row.pdf_object_key:
@@ -176,7 +106,7 @@ def _apply_invoices(engine: Engine, now: dt.datetime, progress: Progress) -> dic
                 by_bucket.setdefault(bucket, []).append(row.pdf_object_key)
         held: set[str] = set()
         for bucket, keys in by_bucket.items():
-            deleted, still = _delete_objects(storage, bucket, keys)
+            deleted, still = delete_objects(storage, bucket, keys)
             counts["pdfs"] += deleted
             held |= still
         # An invoice whose PDF Object Lock still holds stays until both can go together.
@@ -217,7 +147,7 @@ def _payments_to_delete(now: dt.datetime) -> sa.ColumnElement[bool]:
 
 
 def _count_payment_archive(conn: Connection, now: dt.datetime) -> dict[str, int]:
-    return {"payment_records": _count(conn, schema.payment_records, _payments_to_archive(now))}
+    return {"payment_records": count_rows(conn, schema.payment_records, _payments_to_archive(now))}
 
 
 def _apply_payment_archive(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
@@ -249,7 +179,7 @@ def _prospects_due(now: dt.datetime) -> sa.ColumnElement[bool]:
 
 
 def _count_prospects(conn: Connection, now: dt.datetime) -> dict[str, int]:
-    return {"prospects": _count(conn, schema.prospects, _prospects_due(now))}
+    return {"prospects": count_rows(conn, schema.prospects, _prospects_due(now))}
 
 
 def _apply_prospects(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
@@ -265,7 +195,7 @@ def _sessions_due(now: dt.datetime) -> sa.ColumnElement[bool]:
 
 
 def _count_sessions(conn: Connection, now: dt.datetime) -> dict[str, int]:
-    return {"sessions": _count(conn, schema.sessions, _sessions_due(now))}
+    return {"sessions": count_rows(conn, schema.sessions, _sessions_due(now))}
 
 
 def _apply_sessions(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
@@ -277,10 +207,8 @@ def _apply_sessions(engine: Engine, now: dt.datetime, progress: Progress) -> dic
 
 def _expired_exports(now: dt.datetime) -> Iterator[tuple[str, str]]:
     """(key, version id) of export objects written before the rule's cutoff."""
-    from shared.ports.backends import get_storage
-
     bound = cutoff("exports", now.date())
-    for version in get_storage().list_versions(get_settings().exports_bucket, _prefix("exports").prefix()):
+    for version in get_storage().list_versions(get_settings().exports_bucket, object_prefix("exports").prefix()):
         if version.last_modified < bound:
             yield version.key, version.version_id
 
@@ -290,8 +218,6 @@ def _count_exports(_conn: Connection, now: dt.datetime) -> dict[str, int]:
 
 
 def _apply_exports(_engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
-    from shared.ports.backends import get_storage
-
     storage, bucket = get_storage(), get_settings().exports_bucket
     deleted = 0
     batch: list[tuple[str, str]] = []
@@ -322,25 +248,26 @@ def _count_requests(conn: Connection, now: dt.datetime) -> dict[str, int]:
     r = schema.dsr_requests
     due = _requests_due(now)
     return {
-        "requests": _count(conn, r, due),
-        "erasure_receipts": _count(conn, r, sa.and_(due, r.c.kind == "erasure")),
-        "ledger_entries": _count(conn, schema.erasure_ledger, _ledger_due(now)),
+        "requests": count_rows(conn, r, due),
+        "erasure_receipts": count_rows(conn, r, sa.and_(due, r.c.kind == "erasure")),
+        "ledger_entries": count_rows(conn, schema.erasure_ledger, _ledger_due(now)),
     }
 
 
 def _proof_keys(request_id: str) -> list[str]:
-    return [_prefix("erasure_receipts").key(request_id=request_id), _prefix("erasure_ledger_mirror").key(request_id=request_id)]
+    return [
+        object_prefix("erasure_receipts").key(request_id=request_id),
+        object_prefix("erasure_ledger_mirror").key(request_id=request_id),
+    ]
 
 
 def _apply_requests(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
-    from shared.ports.backends import get_storage
-
     r, ledger, steps = schema.dsr_requests, schema.erasure_ledger, schema.saga_steps
     storage, bucket = get_storage(), get_settings().archive_bucket
     counts = {"requests": 0, "proof_objects": 0, "ledger_entries": 0, "held": 0}
-    for rows in _pages(engine, select(r.c.id, r.c.kind).where(_requests_due(now)), r.c.id):
+    for rows in pages(engine, select(r.c.id, r.c.kind).where(_requests_due(now)), r.c.id):
         keys = [key for row in rows if row.kind == "erasure" for key in _proof_keys(row.id)]
-        deleted, held = _delete_objects(storage, bucket, keys)
+        deleted, held = delete_objects(storage, bucket, keys)
         counts["proof_objects"] += deleted
         ids = [row.id for row in rows if not held.intersection(_proof_keys(row.id))]
         with engine.begin() as conn:
@@ -369,7 +296,7 @@ _VERIFICATION_TABLES = (
 
 def _count_verification(conn: Connection, now: dt.datetime) -> dict[str, int]:
     bound = cutoff("verification_records", now.date())
-    return {name: _count(conn, table, table.c[column] < bound) for name, table, column in _VERIFICATION_TABLES}
+    return {name: count_rows(conn, table, table.c[column] < bound) for name, table, column in _VERIFICATION_TABLES}
 
 
 def _apply_verification(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
@@ -401,17 +328,9 @@ CATEGORIES: tuple[Category, ...] = (
 )
 
 
-def rule_json(rule: policy.RetentionRule) -> dict[str, Any]:
-    return {"id": rule.id, "period": rule.period.en, "clock": rule.clock, "legal_basis": rule.legal_basis}
-
-
-def _now(now: dt.datetime | None) -> dt.datetime:
-    return (now or utcnow()).astimezone(UTC)
-
-
-def plan_enforcement(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any]]:
+def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any]]:
     """What enforce-retention would do at `at` (default now), per category; changes nothing."""
-    at = _now(at)
+    at = moment(at)
     with engine.connect() as conn:
         return [
             {"category": c.id, "action": c.action, "scope": c.scope, "rule": rule_json(c.rule()), "due": c.count(conn, at)}
@@ -419,19 +338,9 @@ def plan_enforcement(engine: Engine, *, at: dt.datetime | None = None) -> list[d
         ]
 
 
-def record_run(engine: Engine, category: str, rule: policy.RetentionRule, counts: dict[str, Any], now: dt.datetime,
-               *, outcome: str = "applied") -> None:
-    """One audit entry per category and run: counts and the rule, never personal data."""
-    with engine.begin() as conn:
-        audit.record(
-            conn, actor=ACTOR, action=f"retention.{category}", outcome=outcome,
-            details={"rule": rule.id, "counts": counts}, now=now,
-        )
-
-
 def enforce(engine: Engine, *, now: dt.datetime | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """The enforce-retention job: apply every category's final action to what is due, then audit it."""
-    now = _now(now)
+    now = moment(now)
     progress = progress or no_progress
     results: dict[str, Any] = {}
     for category in CATEGORIES:
@@ -439,55 +348,3 @@ def enforce(engine: Engine, *, now: dt.datetime | None = None, progress: Progres
         record_run(engine, category.id, category.rule(), counts, now)
         results[category.id] = counts
     return {"ran_at": now.isoformat(), "categories": results}
-
-
-# --- The whole schedule (CLI) -----------------------------------------------------------------------
-
-
-def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Every category of the schedule (the three CRON jobs) and what is due at `at`; changes nothing."""
-    from shared.retention import inactivity
-    from shared.retention import log_rotation
-    at = _now(at)
-    return [*inactivity.plan(engine, at=at), *log_rotation.plan(engine, at=at), *plan_enforcement(engine, at=at)]
-
-
-def run_all(engine: Engine, *, now: dt.datetime | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """What the three CRON functions do, in one go: the operator's `retention run`."""
-    from shared.retention import inactivity
-    from shared.retention import log_rotation
-    now = _now(now)
-    return {
-        "expire-inactive-accounts": inactivity.schedule(engine, now=now, progress=progress),
-        "log-rotation": log_rotation.rotate(engine, now=now, progress=progress),
-        "enforce-retention": enforce(engine, now=now, progress=progress),
-    }
-
-
-def parse_at(value: str) -> dt.datetime:
-    """`--at` of the CLI: a date (YYYY-MM-DD, start of that day) or an ISO 8601 timestamp; naive means UTC."""
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError("--at must be a date (YYYY-MM-DD) or an ISO 8601 timestamp") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _counts_text(value: Any) -> str:
-    if isinstance(value, dict):
-        return " ".join(f"{k}={_counts_text(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return str(len(value)) if value and isinstance(value[0], dict) else (",".join(map(str, value)) or "0")
-    return str(value)
-
-
-def format_plan(entries: list[dict[str, Any]], *, at: dt.datetime | None = None) -> str:
-    """The plan for an operator: one block per category, counts then the rule that applies."""
-    when = _now(at).isoformat(timespec="seconds")
-    lines = [f"Retention plan at {when} (nothing was changed)", ""]
-    for entry in entries:
-        rule = entry["rule"]
-        lines.append(f"{entry['category']:<36} {entry['action']:<16} {_counts_text(entry['due'])}")
-        lines.append(f"    {entry['scope']}")
-        lines.append(f"    rule {rule['id']}: {rule['period']}; clock: {rule['clock']}; basis: {rule['legal_basis']}")
-    return "\n".join(lines)
