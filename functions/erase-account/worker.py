@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from shared.platform.config import get_settings
 from shared.platform.errors import AppError, ExternalServiceError, service_unavailable
 from shared.platform.logs import get_logger
+from shared.platform.messages import ErasureRun
 from shared.platform.runtime import (
     CronFunction,
     QueueFunction,
     QueueMessage,
-    StrictModel,
     queue_and_cron,
 )
 from shared.ports.db import get_engine
@@ -40,15 +38,9 @@ worker = QueueFunction("erase-account-worker", processed=PROCESSED_MESSAGES)
 sweep = CronFunction("erase-account-sweep", job=SWEEP_JOB)
 
 
-class RunPayload(StrictModel):
-    request_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(
-        min_length=1, max_length=erasure.RUN_MESSAGE_MAX
-    )
-
-
-@worker.on(erasure.RUN_MESSAGE)
+@worker.on(ErasureRun)
 def run(message: QueueMessage) -> dict[str, Any]:
-    payload = message.payload_as(RunPayload)
+    payload = ErasureRun.of(message)
     settings = get_settings()
     outcomes, errors, left = erasure.run_queued(
         get_engine(), payload.request_ids, batch_size=settings.erasure_batch_size,

@@ -8,28 +8,20 @@ service answers 503 so the queue retries the chunk; the accounts already done st
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, StringConstraints
-
-from shared.platform.runtime import QueueFunction, QueueMessage, StrictModel
+from shared.platform.messages import InactivityChunk
+from shared.platform.runtime import QueueFunction, QueueMessage
 from shared.ports.db import get_engine
 from shared.records.saga import PROCESSED_MESSAGES
 from shared.retention import inactivity
 
 worker = QueueFunction("expire-inactive-accounts-worker", processed=PROCESSED_MESSAGES)
 
-AccountId = Annotated[str, StringConstraints(min_length=1, max_length=36)]
-
-
-class Chunk(StrictModel):
-    account_ids: list[AccountId] = Field(min_length=1, max_length=inactivity.MAX_CHUNK)
-
-
-@worker.on(inactivity.CHUNK_MESSAGE)
+@worker.on(InactivityChunk)
 def process(message: QueueMessage) -> dict[str, Any]:
     # An external service down answers 503 (the runtime maps it once): the queue retries the chunk.
-    return inactivity.process_chunk(get_engine(), message.payload_as(Chunk).account_ids)
+    return inactivity.process_chunk(get_engine(), InactivityChunk.of(message).account_ids)
 
 
 handle = worker.handle

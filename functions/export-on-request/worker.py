@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
-from shared.platform.runtime import QueueFunction, QueueMessage, StrictModel
+from shared.platform.messages import ExportRun
+from shared.platform.runtime import QueueFunction, QueueMessage
 from shared.ports.db import get_engine
 from shared.records.saga import PROCESSED_MESSAGES
 from shared.rights import export
@@ -19,13 +18,9 @@ from shared.rights import export
 worker = QueueFunction("export-on-request-worker", processed=PROCESSED_MESSAGES)
 
 
-class RunPayload(StrictModel):
-    request_id: str = Field(min_length=1, max_length=36)
-
-
-@worker.on(export.MESSAGE_TYPE)
+@worker.on(ExportRun)
 def run(message: QueueMessage) -> dict[str, Any]:
-    return export.run_export(get_engine(), message.payload_as(RunPayload).request_id)
+    return export.run_export(get_engine(), ExportRun.of(message).request_id)
 
 
 handle = worker.handle

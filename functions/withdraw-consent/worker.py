@@ -11,13 +11,11 @@ One function, two triggers (shared.platform.runtime.queue_and_cron tells them ap
 
 from __future__ import annotations
 
-from pydantic import Field
-
+from shared.platform.messages import NewsletterWithdrawn
 from shared.platform.runtime import (
     CronFunction,
     QueueFunction,
     QueueMessage,
-    StrictModel,
     queue_and_cron,
 )
 from shared.ports.db import get_engine
@@ -31,14 +29,9 @@ worker = QueueFunction("withdraw-consent-worker", processed=PROCESSED_MESSAGES)
 sweep = CronFunction("withdraw-consent-sweep", job=SWEEP_JOB)
 
 
-class Propagation(StrictModel):
-    consent_event_id: str = Field(min_length=1, max_length=36)
-    account_id: str = Field(min_length=1, max_length=36)
-
-
-@worker.on(consent.PROPAGATION_MESSAGE)
+@worker.on(NewsletterWithdrawn)
 def propagate(message: QueueMessage) -> dict:
-    payload = message.payload_as(Propagation)
+    payload = NewsletterWithdrawn.of(message)
     return consent.propagate_newsletter_withdrawal(get_engine(), payload.consent_event_id)
 
 

@@ -10,7 +10,7 @@ from shared.platform.errors import BadRequest, ValidationFailed
 from shared.platform.guards import trigger
 from shared.platform.http import HttpFunction, _json_object, current_request, json_dumps
 from shared.platform.logs import ScalewayContext, get_logger
-from shared.platform.messages import QueueMessage, parse_message
+from shared.platform.messages import Contract, QueueMessage, parse_message
 
 # CRON -------------------------------------------------------------------------------------------
 
@@ -76,7 +76,10 @@ class QueueFunction(HttpFunction):
         self._workers: dict[str, WorkerFn] = {}
         self.post("/", middlewares=[trigger("queue")])(self._consume)
 
-    def on(self, message_type: str) -> Callable[[WorkerFn], WorkerFn]:
+    def on(self, contract: type[Contract]) -> Callable[[WorkerFn], WorkerFn]:
+        """Register the worker of one message contract; it reads the payload with `Contract.of(message)`."""
+        message_type = contract.TYPE
+
         def register(fn: WorkerFn) -> WorkerFn:
             if message_type in self._workers:
                 raise RuntimeError(f"{self.name} already handles {message_type!r}")

@@ -39,7 +39,7 @@ from shared import notices
 from shared.platform.clock import UTC
 from shared.platform.config import get_settings
 from shared.platform.errors import ExternalServiceError, NotFound
-from shared.platform.runtime import make_message
+from shared.platform.messages import MAX_IDS_PER_MESSAGE, InactivityChunk
 from shared.policy import facts as policy
 from shared.policy.rules import ONE_DAY, last_expired_day, start_of_day
 from shared.ports import tables as schema
@@ -61,9 +61,9 @@ from shared.retention.toolkit import (
 from shared.rights import erasure
 
 RULE_ID = "inactive_account"
-QUEUE_NAME = "retention-chunks"
-CHUNK_MESSAGE = "inactivity.chunk"
-MAX_CHUNK = 1000
+QUEUE_NAME = InactivityChunk.QUEUE
+CHUNK_MESSAGE = InactivityChunk.TYPE
+MAX_CHUNK = MAX_IDS_PER_MESSAGE
 
 WAIT = "wait"
 WARN = "warn"
@@ -205,7 +205,7 @@ def schedule(engine: Engine, *, now: dt.datetime | None = None, progress: Progre
         if rows:
             ids = [row.id for row in rows]
             key = f"inactivity:{today.isoformat()}:{ids[0]}:{ids[-1]}"
-            messages.append(make_message(CHUNK_MESSAGE, key, {"account_ids": ids}))
+            messages.append(InactivityChunk(account_ids=list(ids)).envelope(key))
             chunks, accounts = chunks + 1, accounts + len(ids)
             last = (rows[-1].last_activity_at, rows[-1].id)
         if len(messages) == SEND_BATCH_SIZE or (messages and len(rows) < chunk_size):

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from shared.platform import config as config_module
 from shared.platform.errors import Conflict, TooManyRequests
 from shared.platform.logs import ScalewayContext, get_logger
-from shared.platform.runtime import CronFunction, HttpFunction, QueueFunction, QueueMessage, StrictModel, current_request, json_body
+from shared.platform.messages import Contract
+from shared.platform.runtime import (
+    CronFunction,
+    HttpFunction,
+    QueueFunction,
+    QueueMessage,
+    StrictModel,
+    current_request,
+    json_body,
+)
 from shared.records.saga import PROCESSED_MESSAGES
 
 app = HttpFunction("sample")
@@ -74,7 +83,19 @@ worker = QueueFunction("sample-worker", processed=PROCESSED_MESSAGES)
 WORKER_RUNS: list[QueueMessage] = []
 
 
-@worker.on("sample.run")
+class SampleRun(Contract):
+    QUEUE: ClassVar[str] = "sample"
+    TYPE: ClassVar[str] = "sample.run"
+    model_config = ConfigDict(extra="allow", strict=False)
+
+
+class SampleRace(Contract):
+    QUEUE: ClassVar[str] = "sample"
+    TYPE: ClassVar[str] = "sample.race"
+    model_config = ConfigDict(extra="allow", strict=False)
+
+
+@worker.on(SampleRun)
 def run(message: QueueMessage) -> dict[str, Any]:
     WORKER_RUNS.append(message)
     get_logger().info("sample work done", extra={"step": "collect", "email": message.payload.get("email")})
@@ -83,7 +104,7 @@ def run(message: QueueMessage) -> dict[str, Any]:
     return {"items": len(message.payload)}
 
 
-@worker.on("sample.race")
+@worker.on(SampleRace)
 def race(message: QueueMessage) -> dict[str, Any]:
     """Another delivery of the same message records the key while this one is still running."""
     from shared.ports.db import get_engine

@@ -28,13 +28,13 @@ from shared.payment_data.stripe_events.verification import (
 from shared.platform.clock import utcnow
 from shared.platform.errors import BadRequest
 from shared.platform.logs import get_logger
-from shared.platform.runtime import make_message
+from shared.platform.messages import StripeEventToApply
 from shared.ports.backends import get_queue
 from shared.ports.tables import stripe_events
 from shared.records import audit
 
-QUEUE_NAME = "stripe-events"
-MESSAGE_TYPE = "stripe.event"
+QUEUE_NAME = StripeEventToApply.QUEUE
+MESSAGE_TYPE = StripeEventToApply.TYPE
 
 EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,100}$")  # short enough for the queue's idempotency key
 EVENT_TYPE = re.compile(r"^[a-z0-9_.]{1,100}$")
@@ -143,7 +143,7 @@ def _record_and_queue(engine: Engine, event: VerifiedEvent, *, now: dt.datetime)
     if not event.handled:
         return {"received": True, "ignored": True}
 
-    get_queue(QUEUE_NAME).send(make_message(MESSAGE_TYPE, message_key(event.id), message_payload(event)))
+    get_queue(QUEUE_NAME).send(StripeEventToApply(**message_payload(event)).envelope(message_key(event.id)))
     with engine.begin() as conn:
         conn.execute(
             update(stripe_events)

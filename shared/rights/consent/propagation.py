@@ -10,15 +10,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from shared.platform.runtime import make_message
+from shared.platform.messages import NewsletterWithdrawn
 from shared.ports.backends import get_mailer, get_queue
 from shared.ports.tables import accounts, consent_events, saga_steps
 from shared.records import audit
 from shared.records.processing import WITHDRAWN, consent_state
 from shared.records.saga import run_step
 
-PROPAGATION_QUEUE = "consent-propagation"
-PROPAGATION_MESSAGE = "consent.newsletter_withdrawn"
+PROPAGATION_QUEUE = NewsletterWithdrawn.QUEUE
+PROPAGATION_MESSAGE = NewsletterWithdrawn.TYPE
 RESEND_STEP = "resend_unsubscribe"
 AUDIT_STEP = "audit_propagation"
 
@@ -42,10 +42,8 @@ def pending_propagations(conn: Connection, *, account_id: str | None = None, lim
 
 
 def propagation_message(consent_event_id: str, account_id: str) -> dict[str, Any]:
-    return make_message(
-        PROPAGATION_MESSAGE,
-        f"consent-propagation:{consent_event_id}",
-        {"consent_event_id": consent_event_id, "account_id": account_id},
+    return NewsletterWithdrawn(consent_event_id=consent_event_id, account_id=account_id).envelope(
+        f"consent-propagation:{consent_event_id}"
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, select
 
 from shared.platform.clock import UTC, utcnow
 from shared.platform.errors import AppError, Conflict, NotFound, VerificationRequired
-from shared.platform.runtime import make_message
+from shared.platform.messages import ExportRun
 from shared.policy import facts as policy
 from shared.policy.facts import DPO_CHANNELS
 from shared.ports.backends import get_queue
@@ -28,8 +28,8 @@ from shared.records.registry import (
 )
 
 EXPORT_KINDS = ("access", "portability")
-QUEUE_NAME = "export-requests"
-MESSAGE_TYPE = "export.run"
+QUEUE_NAME = ExportRun.QUEUE
+MESSAGE_TYPE = ExportRun.TYPE
 # How the DPO checked who wrote (policy 9.3); recorded in the audit trail, never the evidence itself.
 DPO_VERIFICATION_METHODS = policy.IDENTITY_VERIFICATION_METHODS
 
@@ -47,7 +47,7 @@ def _open_export(conn: Connection, account_id: str) -> RequestRecord | None:
 
 
 def _enqueue(record: RequestRecord) -> None:
-    get_queue(QUEUE_NAME).send(make_message(MESSAGE_TYPE, f"export:{record.id}", {"request_id": record.id}))
+    get_queue(QUEUE_NAME).send(ExportRun(request_id=record.id).envelope(f"export:{record.id}"))
 
 
 def has_open_export(account_id: str, *, engine: Engine | None = None) -> bool:
