@@ -650,7 +650,9 @@ def test_sample_events_are_complete_and_answered(engine, manifest):
 
     account = create_account(engine)
     folder = Path(PROJECT_ROOT, "events")
-    for path in sorted(folder.glob("erase-account*/*.json")):
+    paths = sorted(folder.glob("erase-account*/*.json"))
+    assert len(paths) >= 4, "the sample events were not found"
+    for path in paths:
         event = json.loads(path.read_text())
         assert {"path", "httpMethod", "headers", "queryStringParameters", "body", "isBase64Encoded"} <= set(event)
         assert event["multiValueHeaders"] is None

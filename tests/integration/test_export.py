@@ -372,7 +372,9 @@ def test_sample_events_are_complete_scaleway_events(env):
 
     keys = {"path", "httpMethod", "headers", "queryStringParameters", "body", "isBase64Encoded", "multiValueHeaders"}
     for folder in ("export-on-request", "export-on-request-worker"):
-        for path in sorted(Path(PROJECT_ROOT, "events", folder).glob("*.json")):
+        paths = sorted(Path(PROJECT_ROOT, "events", folder).glob("*.json"))
+        assert paths, f"no sample event in events/{folder}"
+        for path in paths:
             event = json.loads(path.read_text())
             assert keys <= set(event) and event["multiValueHeaders"] is None, path.name
     root = Path(PROJECT_ROOT, "events")
