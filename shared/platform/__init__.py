@@ -1,1 +1,13 @@
-"""platform"""
+"""platform: how a function runs on Scaleway, whatever it does. The bottom layer: imports no other layer.
+
+    runtime     the adapter handlers use: HttpFunction, CronFunction, QueueFunction, json_body, Response
+    http        HTTP events in, Scaleway's four-key answers out; errors mapped once
+    triggers    CRON and queue functions (one message per POST, idempotency by key)
+    messages    the queue envelope and one contract per message type (ExportRun, ErasureRun, ...)
+    guards      route guards: Guard, public, trigger, body, principal, declared_routes
+    config      Settings from the environment, validated at start-up (EU endpoints only)
+    logs        structured logs through a filter that strips personal data
+    errors      AppError and its 4xx family, ExternalServiceError, service_unavailable
+    clock       UTC, utcnow, iso, parse_iso, parse_date_argument, calendar months
+    pseudonym   keyed pseudonyms (HMAC) for identifiers kept as proof
+"""
