@@ -22,6 +22,7 @@ from shared.identity.guards import client_token, dpo_credential, step_up
 from shared.platform.errors import NotFound
 from shared.platform.guards import body, principal
 from shared.platform.runtime import HttpFunction, Response, StrictModel
+from shared.policy.facts import DPO_CHANNELS
 from shared.ports.db import get_engine
 from shared.rights import erasure
 from shared.rights.signals import gpc_signal
@@ -35,7 +36,7 @@ class NoFields(StrictModel):
 
 class DpoErasureRequest(StrictModel):
     account_id: str = Field(min_length=1, max_length=36)
-    channel: Literal["email", "post"]
+    channel: Literal[DPO_CHANNELS]  # type: ignore[valid-type]
 
 
 # The account may already be deactivated by its own pending erasure: it may still read or cancel it.

@@ -21,6 +21,7 @@ from pydantic import AwareDatetime, Field
 from shared.identity.guards import client_token, dpo_credential, step_up
 from shared.platform.guards import body, principal, public
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_dumps
+from shared.policy.facts import DPO_CHANNELS
 from shared.ports.db import get_engine
 from shared.rights import export
 from shared.rights.signals import gpc_signal
@@ -36,7 +37,7 @@ class ExportRequest(StrictModel):
 
 class DpoExportRequest(StrictModel):
     account_id: str = Field(pattern=_UUID)
-    channel: Literal["email", "post"]
+    channel: Literal[DPO_CHANNELS]  # type: ignore[valid-type]
     kind: Literal["access", "portability"] = "access"
     identity_verification: Literal[export.DPO_VERIFICATION_METHODS]  # type: ignore[valid-type]
     received_at: AwareDatetime | None = None

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, text
 
+from shared.platform.clock import iso
 from shared.platform.logs import find_personal_data
 from shared.platform.pseudonym import subject_pseudonym
 from shared.ports.db import UTC, utcnow
@@ -120,7 +121,8 @@ def _canonical(value: Any) -> str:
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Fixed microseconds: this text is hashed into the chain, so its format never varies.
+    return iso(moment, timespec="microseconds")
 
 
 def entry_hash(

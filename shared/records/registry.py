@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from shared.platform.clock import add_months
+from shared.platform.clock import add_months, iso
 from shared.platform.errors import Conflict, NotFound, ValidationFailed
 from shared.platform.pseudonym import subject_pseudonym
 from shared.ports.db import UTC, utcnow
@@ -87,10 +87,6 @@ def extended_due_date(due_at: dt.datetime, total_months: int) -> dt.datetime:
     return add_months(due_at, total_months)
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class RequestRecord:
     id: str
@@ -133,14 +129,14 @@ class RequestRecord:
             "kind": self.kind,
             "channel": self.channel,
             "state": self.state,
-            "received_at": _iso(self.received_at),
-            "due_at": _iso(self.due_at),
+            "received_at": iso(self.received_at),
+            "due_at": iso(self.due_at),
         }
         if self.extended_due_at is not None:
-            body["extended_due_at"] = _iso(self.extended_due_at)
+            body["extended_due_at"] = iso(self.extended_due_at)
             body["extension_reason"] = self.extension_reason
         if self.closed_at is not None:
-            body["closed_at"] = _iso(self.closed_at)
+            body["closed_at"] = iso(self.closed_at)
         if self.reason:
             body["reason"] = self.reason
         return body
@@ -411,7 +407,7 @@ def extend_deadline(
         outcome="extended",
         request_id=record.id,
         subject=record.account_id,
-        details={"kind": record.kind, "months": months, "total_months": total, "extended_due_at": _iso(extended)},
+        details={"kind": record.kind, "months": months, "total_months": total, "extended_due_at": iso(extended)},
         now=now,
     )
     return get_request(conn, request_id)
