@@ -10,12 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import select
 
+from shared.platform.clock import UTC, parse_iso, utcnow
 from shared.platform.config import get_settings
 from shared.platform.errors import Conflict
 from shared.policy import data_map, rules
 from shared.policy import facts as policy
 from shared.ports import tables as schema
-from shared.ports.db import UTC, utcnow
 from shared.records.registry import RequestRecord
 
 KIND = "erasure"
@@ -50,14 +50,6 @@ class ProcessingRestricted(Conflict):
         )
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _parse_iso(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
 def _day(value: dt.date | dt.datetime) -> str:
     return (value.date() if isinstance(value, dt.datetime) else value).isoformat()
 
@@ -68,7 +60,7 @@ def _now(now: dt.datetime | None) -> dt.datetime:
 
 def erase_after(record: RequestRecord) -> dt.datetime:
     """When the cooling-off of a registered erasure ends."""
-    return _parse_iso(record.details["erase_after"])
+    return parse_iso(record.details["erase_after"])
 
 
 def _expiry(rule_id: str, start: dt.date | dt.datetime) -> dt.date | dt.datetime:

@@ -9,9 +9,11 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from shared.platform.clock import UTC
 from shared.policy import data_map
 from shared.ports import tables as schema
-from shared.ports.db import UTC
+from shared.ports.backends import get_storage
+from shared.ports.storage import ObjectRetained
 from shared.rights.erasure.common import _ID_BATCH, _bucket, _expiry
 
 
@@ -49,8 +51,6 @@ def _invoice_expiry(engine: Engine, invoice_ids: list[str]) -> dict[str, dt.date
 
 
 def _move_to_archive(engine: Engine, storage, source: data_map.ObjectPrefix, account_id: str, now: dt.datetime) -> dict[str, int]:
-    from shared.ports.storage import ObjectRetained
-
     bucket, archive = _bucket(source.bucket_setting), _bucket(source.archive_bucket_setting)
     target = _archive_prefix(source)
     regex = _key_regex(source)
@@ -79,8 +79,6 @@ def _move_to_archive(engine: Engine, storage, source: data_map.ObjectPrefix, acc
 
 
 def _objects_step(engine: Engine, account_id: str, now: dt.datetime) -> dict[str, Any]:
-    from shared.ports.backends import get_storage
-
     storage = get_storage()
     result: dict[str, Any] = {}
     for prefix in data_map.OBJECT_PREFIXES:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import html as html_lib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from shared.policy import facts as policy
+from shared.ports.backends import get_mailer, get_payments
+from shared.ports.mail import Message
 from shared.ports.tables import accounts
 from shared.records.saga import step_key
 from shared.rights.erasure.common import _Saga
@@ -26,8 +29,6 @@ def _contacts(conn: Connection, account_ids: Sequence[str]) -> dict[str, Any]:
 
 
 def _stripe_effect(saga: _Saga) -> dict[str, Any]:
-    from shared.ports.backends import get_payments
-
     if saga.contact is None or not saga.contact.stripe_customer_id:
         return {"customer": "none"}
     payments = get_payments()
@@ -38,8 +39,6 @@ def _stripe_effect(saga: _Saga) -> dict[str, Any]:
 
 
 def _resend_effect(saga: _Saga) -> dict[str, Any]:
-    from shared.ports.backends import get_mailer
-
     if saga.contact is None:
         return {"contacts_removed": 0}
     return {"contacts_removed": len(get_mailer().remove_contact(saga.contact.email))}
@@ -77,10 +76,6 @@ def _receipt_lines(receipt: Mapping[str, Any], language: str) -> list[str]:
 
 
 def _receipt_mail(receipt: Mapping[str, Any], *, to: str, request_id: str):
-    import html as html_lib
-
-    from shared.ports.mail import Message
-
     fr = [
         "Bonjour,",
         "",
@@ -115,8 +110,6 @@ def _receipt_mail(receipt: Mapping[str, Any], *, to: str, request_id: str):
 
 
 def _receipt_mail_effect(saga: _Saga, now: dt.datetime) -> dict[str, Any]:
-    from shared.ports.backends import get_mailer
-
     if saga.contact is None:
         return {"sent": False}
     draft = _build_receipt(saga.record, saga.results, now)

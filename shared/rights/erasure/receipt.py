@@ -9,13 +9,16 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from shared.platform.clock import UTC, iso, parse_iso
 from shared.platform.pseudonym import subject_pseudonym
 from shared.policy import data_map
 from shared.policy import facts as policy
-from shared.ports.db import UTC, dialect_insert
+from shared.ports.backends import get_storage
+from shared.ports.db import dialect_insert
+from shared.ports.storage import ObjectRetained
 from shared.ports.tables import erasure_ledger
 from shared.records.registry import RequestRecord
-from shared.rights.erasure.common import _bucket, _expiry, _iso, _parse_iso
+from shared.rights.erasure.common import _bucket, _expiry
 
 
 def receipt_key(request_id: str) -> str:
@@ -25,8 +28,6 @@ def receipt_key(request_id: str) -> str:
 
 def load_receipt(request_id: str) -> dict[str, Any] | None:
     """The receipt kept as proof in the archive bucket (no personal data); None if there is none."""
-    from shared.ports.backends import get_storage
-
     storage, bucket = get_storage(), _bucket("archive_bucket")
     if not storage.exists(bucket, receipt_key(request_id)):
         return None
@@ -89,8 +90,8 @@ def _build_receipt(record: RequestRecord, steps: Mapping[str, Mapping[str, Any] 
         "request_id": record.id,
         "subject_pseudonym": record.subject_pseudonym,
         "channel": record.channel,
-        "received_at": _iso(record.received_at),
-        "executed_at": _iso(now),
+        "received_at": iso(record.received_at, timespec="seconds"),
+        "executed_at": iso(now, timespec="seconds"),
         "policy_version": plan.get("policy_version", policy.POLICY_VERSION),
         "categories": plan.get("categories", []),
         "subprocessors": _subprocessors(plan, steps.get("stripe") or {}, steps.get("resend") or {}),
@@ -101,8 +102,6 @@ def _build_receipt(record: RequestRecord, steps: Mapping[str, Mapping[str, Any] 
 
 
 def _put_proof(storage, bucket: str, key: str, document: Mapping[str, Any], retain_until: dt.datetime) -> None:
-    from shared.ports.storage import ObjectRetained
-
     if storage.exists(bucket, key):
         return
     try:
@@ -116,8 +115,6 @@ def _put_proof(storage, bucket: str, key: str, document: Mapping[str, Any], reta
 
 def _receipt_step(record: RequestRecord, receipt: Mapping[str, Any], erased_at: dt.datetime) -> dict[str, Any]:
     """Store the receipt and the ledger mirror, locked as proof; the result keeps the exact receipt stored."""
-    from shared.ports.backends import get_storage
-
     storage = get_storage()
     bucket = _bucket("archive_bucket")
     keep_until = dt.datetime.combine(_expiry("request_records", erased_at.date()), dt.time.min, tzinfo=UTC)
@@ -148,7 +145,7 @@ def _ledger_entry(request_id: str, account_id: str, erased_at: dt.datetime) -> d
         "request_id": request_id,
         "account_id": account_id,
         "subject_pseudonym": subject_pseudonym(account_id),
-        "erased_at": _iso(erased_at),
+        "erased_at": iso(erased_at, timespec="seconds"),
     }
 
 
@@ -157,7 +154,7 @@ def _record_ledger(conn: Connection, entries: Sequence[Mapping[str, str]]) -> No
         return
     rows = [
         {"request_id": e["request_id"], "account_id": e["account_id"], "subject_pseudonym": e["subject_pseudonym"],
-         "erased_at": _parse_iso(e["erased_at"])}
+         "erased_at": parse_iso(e["erased_at"])}
         for e in entries
     ]
     conn.execute(

@@ -10,11 +10,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, select, update
 
+from shared.platform.clock import iso
 from shared.platform.config import get_settings
 from shared.platform.errors import Conflict, NotFound
+from shared.platform.runtime import make_message
 from shared.ports import tables as schema
+from shared.ports.backends import get_queue
 from shared.ports.tables import accounts, api_keys, processing_restrictions, sessions
 from shared.records import audit, registry
+from shared.records.processing import restricted_accounts
 from shared.records.registry import RequestRecord
 from shared.rights.erasure.common import (
     _ID_BATCH,
@@ -24,7 +28,6 @@ from shared.rights.erasure.common import (
     RUN_MESSAGE,
     RUN_MESSAGE_MAX,
     ProcessingRestricted,
-    _iso,
     _now,
     erase_after,
 )
@@ -45,8 +48,6 @@ def _reactivate(conn: Connection, account_id: str) -> None:
 
 def _restricted_among(conn: Connection, account_ids: Sequence[str]) -> set[str]:
     """The accounts of `account_ids` under an Art. 18 restriction, which the retention schedule may not erase."""
-    from shared.records.processing import restricted_accounts
-
     restricted: set[str] = set()
     for start in range(0, len(account_ids), _ID_BATCH):
         query = restricted_accounts().where(processing_restrictions.c.account_id.in_(account_ids[start:start + _ID_BATCH]))
@@ -68,7 +69,8 @@ def _register(
     if channel == RETENTION_CHANNEL and _restricted_among(conn, [account_id]):
         raise ProcessingRestricted()
     cooling_off_days = get_settings().erasure_cooling_off_days
-    details = {"erase_after": _iso(now + dt.timedelta(days=cooling_off_days)), "cooling_off_days": cooling_off_days}
+    erase_at = iso(now + dt.timedelta(days=cooling_off_days), timespec="seconds")
+    details = {"erase_after": erase_at, "cooling_off_days": cooling_off_days}
     try:
         record = registry.create_request(
             conn, account_id=account_id, kind=KIND, channel=channel, now=now, details=details, actor=actor
@@ -130,9 +132,6 @@ def enqueue_runs(request_ids: Sequence[str], *, reason: str) -> int:
     The idempotency key derives from the ids and `reason`: the same call repeated (a retried
     job) sends messages the worker recognises as already processed.
     """
-    from shared.platform.runtime import make_message
-    from shared.ports.backends import get_queue
-
     ids = list(dict.fromkeys(request_ids))
     queue = get_queue(QUEUE_NAME)
     for start in range(0, len(ids), RUN_MESSAGE_MAX):
@@ -194,12 +193,13 @@ def due_erasures(conn: Connection, *, now: dt.datetime | None = None) -> list[st
     """Ids of erasures to run: cooling-off over (`erase_after <= now`), or started and not finished."""
     now = _now(now)
     r = schema.dsr_requests
+    cooled_off = r.c.details["erase_after"].as_string() <= iso(now, timespec="seconds")
     rows = conn.execute(
         select(r.c.id)
         .where(
             r.c.kind == KIND,
             sa.or_(
-                sa.and_(r.c.state == registry.WAITING, r.c.details["erase_after"].as_string() <= _iso(now)),
+                sa.and_(r.c.state == registry.WAITING, cooled_off),
                 r.c.state == registry.IN_PROGRESS,
             ),
         )

@@ -9,12 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from shared.platform.clock import UTC, parse_iso
 from shared.platform.errors import ValidationFailed
 from shared.ports import tables as schema
-from shared.ports.db import UTC
+from shared.ports.backends import get_storage
 from shared.ports.tables import accounts, erasure_ledger
 from shared.records import audit, registry
-from shared.rights.erasure.common import SYSTEM_ACTOR, _bucket, _now, _parse_iso
+from shared.rights.erasure.common import SYSTEM_ACTOR, _bucket, _now
 from shared.rights.erasure.objects import _key_regex, _objects_step
 from shared.rights.erasure.receipt import (
     _ledger_entry,
@@ -39,8 +40,6 @@ class ReplayReport:
 
 def _ledger_entries(engine: Engine, since: dt.datetime) -> dict[str, dict[str, str]]:
     """Ledger entries erased since `since`: the database table and its mirror in object storage."""
-    from shared.ports.backends import get_storage
-
     entries: dict[str, dict[str, str]] = {}
     with engine.connect() as conn:
         for row in conn.execute(select(erasure_ledger).where(erasure_ledger.c.erased_at >= since)):
@@ -54,7 +53,7 @@ def _ledger_entries(engine: Engine, since: dt.datetime) -> dict[str, dict[str, s
         if match is None or match["request_id"] in entries:
             continue
         entry = json.loads(storage.get_bytes(bucket, info.key))
-        if _parse_iso(entry["erased_at"]) >= since:
+        if parse_iso(entry["erased_at"]) >= since:
             entries[match["request_id"]] = entry
     return entries
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from shared.platform.clock import parse_iso
 from shared.platform.errors import Conflict, NotFound
 from shared.ports.db import dialect_insert
 from shared.ports.tables import accounts, saga_steps
@@ -26,7 +27,6 @@ from shared.rights.erasure.common import (
     SYSTEM_ACTOR,
     ErasureVerificationFailed,
     _now,
-    _parse_iso,
     _Saga,
     erase_after,
 )
@@ -340,7 +340,7 @@ def _complete(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime) -> None:
                 actor=SYSTEM_ACTOR, action="erasure.completed", outcome=registry.COMPLETED, request_id=saga.id,
                 subject=saga.account_id, details={"receipt_object": receipt_key(saga.id), **stored["summary"]}, now=now,
             )
-            ledger_rows.append(_ledger_entry(saga.id, saga.account_id, _parse_iso(stored["erased_at"])))
+            ledger_rows.append(_ledger_entry(saga.id, saga.account_id, parse_iso(stored["erased_at"])))
         registry.transition_many(
             conn, [loaded[s.id] for s in closing], registry.COMPLETED, actor=SYSTEM_ACTOR, now=now,
             details=details, follow_up=follow_up,
