@@ -20,12 +20,13 @@ from shared.rights.erasure.common import (
     _personal,
     _table,
 )
+from shared.rights.erasure.strategies import column_strategy
 
 
 def _outcome(tm: data_map.TableMap, col: data_map.ColumnMap) -> str:
     if tm.row_action == data_map.ROW_DELETE:
         return "erased"
-    return tm.strategy(col.name).outcome
+    return column_strategy(tm, col.name).outcome
 
 
 Stats = dict[str, dict[str, tuple[int, dict[str, Any]]]]  # table -> account -> (rows, latest clock values)
@@ -93,7 +94,7 @@ def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: boo
         count = stats.get(tm.name, {}).get(account_id, (0, {}))[0]
         if count == 0:
             continue
-        link_pseudonymised = tm.link.parent is None and tm.column(tm.link.column).action == "pseudonymise"
+        link_pseudonymised = tm.link.parent is None and column_strategy(tm, tm.link.column).pseudonymises_link
         seen: set[tuple[str, str]] = set()
         for col in _personal(tm):
             outcome = _outcome(tm, col)

@@ -24,6 +24,7 @@ from shared.rights.erasure.common import (
     _table,
 )
 from shared.rights.erasure.objects import _archive_prefix, _pdf_source
+from shared.rights.erasure.strategies import column_strategies, column_strategy
 
 
 @dataclass
@@ -59,15 +60,11 @@ def _column_assignments(conn: Connection, tm: data_map.TableMap, where: sa.Colum
     table = _table(tm.name)
     constant: dict[str, Any] = {}
     per_value: list[dict[str, Any]] = []
-    for col in tm.columns:
-        if col.name == tm.link.column or col.action in ("keep", "retain", "delete"):
+    for strategy in column_strategies(tm):
+        if strategy.column.name == tm.link.column:
             continue
-        if col.action == "null":
-            constant[col.name] = None
-        elif col.action == "pseudonymise":
-            values = conn.execute(select(table.c[col.name]).where(where, table.c[col.name].is_not(None)).distinct()).scalars()
-            for value in values:
-                per_value.append({"_match": (col.name, value), **tm.strategy(col.name).assignments(value)})
+        constant.update(strategy.constant())
+        per_value += strategy.per_value(conn, where)
     if tm.row_action == data_map.ROW_RETAIN and "pdf_object_key" in table.c:
         expression = _archived_key_expression(table)
         if expression is not None:
@@ -80,17 +77,7 @@ def _unlink_assignments(tm: data_map.TableMap, account_ids: Sequence[str], now: 
     table = _table(tm.name)
     if tm.link.parent is not None:
         return {}
-    col = tm.column(tm.link.column)
-    values: dict[str, Any] = {}
-    if col.action == "null":
-        values[col.name] = None
-    elif col.action == "pseudonymise":
-        strategy = tm.strategy(col.name)
-        per_account = {a: strategy.assignments(a) for a in account_ids}
-        for target in per_account[account_ids[0]]:
-            mapping = {a: assigned[target] for a, assigned in per_account.items()}
-            distinct = set(mapping.values())
-            values[target] = distinct.pop() if len(distinct) == 1 else sa.case(mapping, value=table.c[col.name])
+    values = column_strategy(tm, tm.link.column).unlink(account_ids)
     if values and tm.row_action == data_map.ROW_RETAIN and not tm.suite and "archived_at" in table.c:
         values["archived_at"] = sa.func.coalesce(table.c.archived_at, now)
     return values
@@ -128,7 +115,7 @@ def _verify_scrubbed(conn: Connection, identifiers: Mapping[str, set[str]]) -> l
         table = _table(tm.name)
         columns = [
             c.name for c in _personal(tm)
-            if c.action not in ("retain", "keep") and isinstance(table.c[c.name].type, sa.String)
+            if column_strategy(tm, c.name).verified and isinstance(table.c[c.name].type, sa.String)
         ]
         if not columns:
             continue
@@ -152,7 +139,7 @@ def _verify_unlinked(conn: Connection, account_ids: Sequence[str]) -> list[str]:
     for tm in _linked_tables():
         if tm.link.parent is not None:
             continue  # reached through its parent, checked there
-        if tm.row_action != data_map.ROW_DELETE and tm.column(tm.link.column).action == "keep":
+        if tm.row_action != data_map.ROW_DELETE and column_strategy(tm, tm.link.column).keeps_link:
             continue  # the suite's own records keep the id by design (request registry, ledger)
         table = _table(tm.name)
         checks.append(
