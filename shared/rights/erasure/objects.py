@@ -15,6 +15,7 @@ from shared.ports import tables as schema
 from shared.ports.backends import get_storage
 from shared.ports.storage import ObjectRetained
 from shared.rights.erasure.common import _ID_BATCH, _bucket, _expiry
+from shared.rights.erasure.strategies import object_strategy
 
 
 def _pdf_source() -> data_map.ObjectPrefix | None:
@@ -84,9 +85,9 @@ def _objects_step(engine: Engine, account_id: str, now: dt.datetime) -> dict[str
     for prefix in data_map.OBJECT_PREFIXES:
         if prefix.linked_by != "account_id":
             continue
-        if prefix.action == "retain" and prefix.archive_bucket_setting:
-            result[prefix.id] = _move_to_archive(engine, storage, prefix, account_id, now)
-        elif prefix.action == "delete":
-            bucket = _bucket(prefix.bucket_setting)
-            result[prefix.id] = {"deleted": storage.delete_prefix(bucket, prefix.prefix(account_id=account_id), versions=True)}
+        erased = object_strategy(prefix).erase(
+            storage, account_id, lambda source: _move_to_archive(engine, storage, source, account_id, now)
+        )
+        if erased is not None:
+            result[prefix.id] = erased
     return result

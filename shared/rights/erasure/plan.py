@@ -20,7 +20,7 @@ from shared.rights.erasure.common import (
     _personal,
     _table,
 )
-from shared.rights.erasure.strategies import column_strategy
+from shared.rights.erasure.strategies import column_strategy, object_strategy
 
 
 def _outcome(tm: data_map.TableMap, col: data_map.ColumnMap) -> str:
@@ -108,13 +108,14 @@ def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: boo
             else:
                 entries.append({**_category_json(col.category), "scope": tm.name, "outcome": outcome, "records": count})
     for prefix in data_map.OBJECT_PREFIXES:
-        if prefix.linked_by is None and prefix.action == "retain" and prefix.category.startswith("technical."):
+        outcome = object_strategy(prefix).outcome
+        if prefix.linked_by is None and outcome == "retained" and prefix.category.startswith("technical."):
             # Rotated log files mix every user: they cannot be edited per account and expire on their own.
             entries.append(_retained_entry(prefix.category, prefix.id, prefix.retention, _expiry(prefix.retention, now), 0, False))
         elif prefix.linked_by == "account_id":
-            if prefix.action == "retain" and "invoices" in until_by_table:
+            if outcome == "retained" and "invoices" in until_by_table:
                 entries.append(_retained_entry(prefix.category, prefix.id, prefix.retention, until_by_table["invoices"], 0, False))
-            elif prefix.action == "delete":
+            elif outcome == "erased":
                 entries.append({**_category_json(prefix.category), "scope": prefix.id, "outcome": "erased", "records": 0})
     return {
         "categories": entries,

@@ -11,18 +11,21 @@ uses over all of a batch's rows at once, chosen by the same name:
     strategy.unlink(account_ids)   # as the link column: what replaces the account id
     strategy.verified              # the self-check searches it for the subject's identifiers
     strategy.keeps_link            # as the link column: the rows keep the account id by design
+
+Object prefixes have their own (`delete`, `retain`, `keep`): `object_strategy(prefix).erase(...)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, select
 
 from shared.policy import data_map
-from shared.rights.erasure.common import _table
+from shared.ports.storage import ObjectStore
+from shared.rights.erasure.common import _bucket, _table
 
 
 class ColumnErasure:
@@ -125,3 +128,60 @@ def column_strategy(table_map: data_map.TableMap, column_name: str) -> ColumnEra
 def column_strategies(table_map: data_map.TableMap) -> list[ColumnErasure]:
     """The strategy of each column of a table, in the map's order."""
     return [column_strategy(table_map, column.name) for column in table_map.columns]
+
+
+# --- Object prefixes -------------------------------------------------------------------------
+
+
+Archive = Callable[[data_map.ObjectPrefix], dict[str, Any]]
+
+
+class ObjectErasure:
+    """What erasure does to the files of one object prefix (the data map's action for it)."""
+
+    action: ClassVar[str]
+
+    def __init__(self, prefix: data_map.ObjectPrefix) -> None:
+        self.prefix = prefix
+
+    @property
+    def outcome(self) -> str:
+        """What the subject is told (the data map's word for the action)."""
+        return data_map.STRATEGIES[self.action].outcome
+
+    def erase(self, storage: ObjectStore, account_id: str, archive: Archive) -> dict[str, Any] | None:
+        """Apply the action to one account's files; None when there is nothing to do (or to report)."""
+        return None
+
+
+class DeleteObjects(ObjectErasure):
+    action = data_map.DeleteRow.name
+
+    def erase(self, storage: ObjectStore, account_id: str, archive: Archive) -> dict[str, Any] | None:
+        bucket = _bucket(self.prefix.bucket_setting)
+        return {"deleted": storage.delete_prefix(bucket, self.prefix.prefix(account_id=account_id), versions=True)}
+
+
+class RetainObjects(ObjectErasure):
+    """Kept until the rule's date: moved to the retention archive when the map names one, else left to expire."""
+
+    action = data_map.Retain.name
+
+    def erase(self, storage: ObjectStore, account_id: str, archive: Archive) -> dict[str, Any] | None:
+        return archive(self.prefix) if self.prefix.archive_bucket_setting else None
+
+
+class KeepObjects(ObjectErasure):
+    action = data_map.Keep.name
+
+
+_OBJECTS_BY_ACTION: dict[str, type[ObjectErasure]] = {
+    s.action: s for s in (DeleteObjects, RetainObjects, KeepObjects)
+}
+# Every object prefix's action has its strategy here.
+assert {p.action for p in data_map.OBJECT_PREFIXES} <= set(_OBJECTS_BY_ACTION)
+
+
+def object_strategy(prefix: data_map.ObjectPrefix) -> ObjectErasure:
+    """The strategy the data map's action names for an object prefix."""
+    return _OBJECTS_BY_ACTION[prefix.action](prefix)
