@@ -37,7 +37,15 @@ Several erasures run as one batch share every database statement (WHERE account_
 
 The erasure ledger (request id, account id, pseudonym, date) lets an operator
 re-apply every erasure after a backup is restored (`replay_erasures`).
+
+Modules: registration (register, cancel, queue, due), plan (each category's outcome),
+strategies (one set-based class per data-map action), scrub (the database step and its
+self-check), objects (files deleted or moved to the retention archive), processors (Stripe,
+Resend, the receipt mail: notice `erasure_receipt`), receipt (the proof and the ledger),
+saga (the batched run), replay (after a backup restore); common holds what they share.
 """
+
+from __future__ import annotations
 
 from shared.rights.erasure.common import (
     CLIENT_CHANNEL,
