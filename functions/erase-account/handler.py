@@ -9,7 +9,7 @@ DPO (DPO credential, never a client token), for requests received by email or po
     POST   /dpo/requests          {"account_id", "channel": "email" | "post"}
     GET    /dpo/requests/<id>     any erasure request
 
-Thin: every rule is in shared/rights/erasure.py.
+Thin: every rule is in shared/rights/erasure/.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from shared.policy import data_map
 
 from shared.rights import erasure
+from shared.rights.erasure import registration as erasure_registration
+from shared.rights.erasure import saga as erasure_saga
+from shared.rights.erasure import scrub as erasure_scrub
 
 from shared.records import saga as jobs
 
@@ -25,6 +28,8 @@ from shared.policy import facts as policy
 from shared.ports import tables as schema
 from shared.records.audit import verify_chain
 from shared.ports.backends import get_queue, get_storage
+from shared.platform.errors import Conflict, ValidationFailed
+from shared.platform.pseudonym import subject_pseudonym
 from shared.ports.db import UTC, utcnow
 from shared.local.demo import create_account, populate_account
 from shared.local.server import drain_queues, http_event, invoke, load_manifest
@@ -172,7 +177,7 @@ def assert_fully_erased(engine, settings, account: dict, request_id: str) -> dic
                 sa.or_(schema.invoices.c.account_id.is_not(None), schema.invoices.c.archived_at.is_(None)),
             )
         ).scalar()
-        pseudonym = erasure.subject_pseudonym(account_id)
+        pseudonym = subject_pseudonym(account_id)
         for table in (schema.connection_logs, schema.access_logs, schema.payment_records):
             rows = conn.execute(sa.select(table.c.account_id, table.c.subject_pseudonym).where(table.c.subject_pseudonym == pseudonym)).all()
             assert rows and all(r.account_id is None for r in rows)
@@ -288,7 +293,7 @@ def test_receipt_dates_follow_the_retention_policy(engine, immediate):
         last_login = conn.execute(
             sa.select(sa.func.max(schema.connection_logs.c.occurred_at)).where(schema.connection_logs.c.account_id == account["id"])
         ).scalar()
-        record, created = erasure._register(conn, account["id"], channel="client_area", actor="client", now=utcnow())
+        record, created = erasure_registration._register(conn, account["id"], channel="client_area", actor="client", now=utcnow())
     assert created
     assert erasure.run_erasure(engine, record.id) == "completed"
     receipt = erasure.load_receipt(record.id)
@@ -368,7 +373,7 @@ def test_cooling_off_pending_cancel_and_due_sweep(engine, manifest):
     assert status == 202
     second = body["request_id"]
     due = dt.datetime.fromisoformat(body["erase_after"].replace("Z", "+00:00"))
-    with engine.begin() as conn, pytest.raises(erasure.Conflict) as refused:
+    with engine.begin() as conn, pytest.raises(Conflict) as refused:
         erasure.cancel_erasure(conn, second, account_id=account["id"], actor="client", now=due)
     assert refused.value.code == "cooling_off_over"
     assert erasure.enqueue_due_erasures(engine, now=due) == 1
@@ -461,7 +466,7 @@ def test_a_crash_after_every_step_resumes_to_the_same_end_state(
     with engine.begin() as conn:
         record = erasure.register_erasure(conn, account["id"], channel="client_area", actor="client")
 
-    real_record_steps = erasure._record_steps
+    real_record_steps = erasure_saga._record_steps
     crashed: list[str] = []
 
     def crash_before_recording(conn, step, results, now):
@@ -471,7 +476,7 @@ def test_a_crash_after_every_step_resumes_to_the_same_end_state(
         return real_record_steps(conn, step, results, now)
 
     # Each run dies right after the effects of the next step; the following run resumes there.
-    monkeypatch.setattr(erasure, "_record_steps", crash_before_recording)
+    monkeypatch.setattr(erasure_saga, "_record_steps", crash_before_recording)
     for step in erasure.STEPS:
         with pytest.raises(Crash):
             erasure.run_erasure(engine, record.id)
@@ -535,7 +540,7 @@ def test_verification_failure_rolls_the_database_step_back(engine, monkeypatch, 
             .values(user_agent=f"Mozilla/5.0 ({account['email']})")
         )
         record = erasure.register_erasure(conn, account["id"], channel="client_area", actor="client")
-    monkeypatch.setattr(erasure, "_column_assignments", lambda *args: [])  # a scrubbing bug
+    monkeypatch.setattr(erasure_scrub, "_column_assignments", lambda *args: [])  # a scrubbing bug
     with pytest.raises(erasure.ErasureVerificationFailed) as failed:
         erasure.run_erasure(engine, record.id)
     assert "connection_logs" in str(failed.value) and account["email"] not in str(failed.value)
@@ -597,7 +602,7 @@ def test_replay_after_restoring_a_backup_re_erases(s3_env, engine, immediate, ca
 
 
 def test_bad_since_is_refused():
-    with pytest.raises(erasure.ValidationFailed):
+    with pytest.raises(ValidationFailed):
         erasure.parse_since("last tuesday")
     assert erasure.parse_since("2026-07-01") == dt.datetime(2026, 7, 1, tzinfo=UTC)
 
@@ -618,7 +623,7 @@ def test_a_batch_erases_each_account_and_isolates_a_failure(engine, monkeypatch,
             .values(user_agent=f"Mozilla/5.0 ({faulty['phone']})")
         )
         ids = [erasure.register_erasure(conn, a["id"], channel="retention", actor="system:retention").id for a in accounts]
-    real = erasure._column_assignments
+    real = erasure_scrub._column_assignments
 
     def skip_user_agent_for_faulty(conn, tm, where):
         # A scrubbing bug hitting one account of the batch only: its user-agent survives.
@@ -629,7 +634,7 @@ def test_a_batch_erases_each_account_and_isolates_a_failure(engine, monkeypatch,
             ]
         return assignments
 
-    monkeypatch.setattr(erasure, "_column_assignments", skip_user_agent_for_faulty)
+    monkeypatch.setattr(erasure_scrub, "_column_assignments", skip_user_agent_for_faulty)
     outcomes = erasure.run_erasures(engine, ids + ["no-such-request"], workers=4)
     assert outcomes["no-such-request"] == "request_not_found"
     assert outcomes[ids[1]] == "failed:ErasureVerificationFailed"
@@ -729,7 +734,7 @@ def test_worker_runs_a_message_in_batches_and_requeues_what_its_budget_leaves(en
     erasure.enqueue_runs(ids, reason="test")
 
     # Past the first batch, every clock reading finds the time budget spent.
-    monkeypatch.setattr(erasure, "time", SimpleNamespace(monotonic=lambda: real_time.monotonic() + 10_000))
+    monkeypatch.setattr(erasure_saga, "time", SimpleNamespace(monotonic=lambda: real_time.monotonic() + 10_000))
     worker = manifest.functions["erase-account-worker"]
     answers = []
     get_queue(erasure.QUEUE_NAME).deliver_pending(lambda event: answers.append(invoke(worker, event)) or answers[-1], max_messages=1)
@@ -740,7 +745,7 @@ def test_worker_runs_a_message_in_batches_and_requeues_what_its_budget_leaves(en
     [rest] = _pending_messages(erasure.QUEUE_NAME)
     assert rest["payload"]["request_ids"] == ids[2:]
 
-    monkeypatch.setattr(erasure, "time", real_time)
+    monkeypatch.setattr(erasure_saga, "time", real_time)
     drain_queues(manifest)
     assert [request_record(engine, i).state for i in ids] == ["completed"] * 5
     for account, request_id in zip(accounts, ids):

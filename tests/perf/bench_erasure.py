@@ -173,6 +173,7 @@ def _register(engine, account_ids: list[str]) -> list[str]:
 
 def bench_heavy(engine, counter: StatementCounter, customer: str, scale: float) -> dict:
     from shared.rights import erasure
+    from shared.platform.pseudonym import subject_pseudonym
     from shared.ports import tables as schema
     from shared.local.demo import create_account, populate_account
 
@@ -194,7 +195,7 @@ def bench_heavy(engine, counter: StatementCounter, customer: str, scale: float) 
     with engine.connect() as conn:
         retained = conn.execute(
             sa.select(sa.func.count()).select_from(schema.connection_logs).where(
-                schema.connection_logs.c.subject_pseudonym == erasure.subject_pseudonym(account["id"])
+                schema.connection_logs.c.subject_pseudonym == subject_pseudonym(account["id"])
             )
         ).scalar()
     return {"rows": counts, "seed_seconds": round(seeded, 1), "erase_seconds": round(seconds, 2),
@@ -288,7 +289,7 @@ def _erase_message(task: tuple[list[str], int, int]) -> dict:
 
 def _time_steps() -> dict[str, float]:
     """Wall time spent in each saga step (and in starting and completing the requests)."""
-    from shared.rights import erasure
+    from shared.rights.erasure import saga
     seconds: dict[str, float] = {}
 
     def timed(name, fn):
@@ -301,10 +302,10 @@ def _time_steps() -> dict[str, float]:
 
         return run
 
-    for name, runner in list(erasure._STEP_RUNNERS.items()):
-        erasure._STEP_RUNNERS[name] = timed(name, runner)
+    for name, runner in list(saga._STEP_RUNNERS.items()):
+        saga._STEP_RUNNERS[name] = timed(name, runner)
     for name in ("_start", "_complete"):
-        setattr(erasure, name, timed(name.strip("_"), getattr(erasure, name)))
+        setattr(saga, name, timed(name.strip("_"), getattr(saga, name)))
     return seconds
 
 

@@ -15,7 +15,6 @@ import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
@@ -36,6 +35,7 @@ from shared.rights.export.schema import (
     data_json_schema,
     export_tables,
 )
+from shared.rights.export.stats import ArchiveStats
 
 _FLUSH_BYTES = 1024 * 1024  # hand the archive to the uploader in pieces of about this size
 _COPY_BYTES = 256 * 1024
@@ -49,14 +49,6 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=Fa
 
 def object_prefix(prefix_id: str) -> data_map.ObjectPrefix:
     return next(p for p in data_map.OBJECT_PREFIXES if p.id == prefix_id)
-
-
-@dataclass
-class ArchiveStats:
-    rows: dict[str, int] = field(default_factory=dict)
-    documents: int = 0
-    missing_documents: set[str] = field(default_factory=set)
-    size_bytes: int = 0
 
 
 class _Sink:

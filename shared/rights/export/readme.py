@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared import notices
 from shared.platform.clock import iso
 from shared.policy import facts as policy
 from shared.records.registry import RequestRecord
 from shared.rights.export.schema import ExportTable
-
-if TYPE_CHECKING:  # archive.py imports this module
-    from shared.rights.export.archive import ArchiveStats
+from shared.rights.export.stats import ArchiveStats
 
 README_LANGUAGES = ("fr", "en")
 

@@ -1,0 +1,200 @@
+"""The database step: driven by the data map, set-based, one transaction, self-verified."""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, delete, select, update
+
+from shared.policy import data_map
+from shared.ports.tables import accounts
+from shared.rights.erasure.common import (
+    _MIN_IDENTIFIER_LENGTH,
+    ErasureVerificationFailed,
+    _linked_tables,
+    _now,
+    _owner,
+    _personal,
+    _subject_filter,
+    _table,
+)
+from shared.rights.erasure.objects import _archive_prefix, _pdf_source
+from shared.rights.erasure.strategies import column_strategies, column_strategy
+
+
+@dataclass
+class _Counter:
+    deleted: int = 0
+    updated: int = 0
+
+    def add(self, result: sa.CursorResult, *, deleted: bool) -> None:
+        if deleted:
+            self.deleted += max(result.rowcount, 0)
+        else:
+            self.updated += max(result.rowcount, 0)
+
+
+def _archived_key_expression(table: sa.Table) -> sa.ColumnElement[str] | None:
+    """SQL building the archive key of an invoice PDF from its id (`invoices/{invoice_id}.pdf`)."""
+    source = _pdf_source()
+    if source is None:
+        return None
+    expression: sa.ColumnElement[str] | None = None
+    for literal, name, _spec, _conv in string.Formatter().parse(_archive_prefix(source).key_pattern):
+        for part in ([sa.literal(literal, sa.String)] if literal else []) + ([table.c.id] if name else []):
+            expression = part if expression is None else expression.op("||")(part)
+    return expression
+
+
+def _column_assignments(conn: Connection, tm: data_map.TableMap, where: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
+    """The set-based UPDATEs that scrub a table's kept rows, link column excluded (it goes last).
+
+    Each dict is one UPDATE over the subjects' rows; a pseudonymised column whose
+    value differs per row gets one UPDATE per distinct value (never one per row).
+    """
+    table = _table(tm.name)
+    constant: dict[str, Any] = {}
+    per_value: list[dict[str, Any]] = []
+    for strategy in column_strategies(tm):
+        if strategy.column.name == tm.link.column:
+            continue
+        constant.update(strategy.constant())
+        per_value += strategy.per_value(conn, where)
+    if tm.row_action == data_map.ROW_RETAIN and "pdf_object_key" in table.c:
+        expression = _archived_key_expression(table)
+        if expression is not None:
+            constant["pdf_object_key"] = sa.case((table.c.pdf_object_key.is_(None), None), else_=expression)
+    return ([constant] if constant else []) + per_value
+
+
+def _unlink_assignments(tm: data_map.TableMap, account_ids: Sequence[str], now: dt.datetime) -> dict[str, Any]:
+    """The link column's own action (NULL, or moved into each account's pseudonym) plus the archive mark."""
+    table = _table(tm.name)
+    if tm.link.parent is not None:
+        return {}
+    values = column_strategy(tm, tm.link.column).unlink(account_ids)
+    if values and tm.row_action == data_map.ROW_RETAIN and not tm.suite and "archived_at" in table.c:
+        values["archived_at"] = sa.func.coalesce(table.c.archived_at, now)
+    return values
+
+
+def _identifiers(conn: Connection, account_ids: Sequence[str]) -> dict[str, set[str]]:
+    """Each subject's own identifiers (email, phone, names, SIRET/SIREN, VAT, company name), lower-cased."""
+    found: dict[str, set[str]] = {a: set() for a in account_ids}
+    for tm in data_map.TABLES:
+        if tm.row_action != data_map.ROW_DELETE or tm.link.column is None or tm.link.pseudonym:
+            continue
+        columns = [c.name for c in tm.columns if c.identifier and c.category.startswith("identification.")]
+        if not columns:
+            continue
+        source, owner = _owner(tm)
+        table = _table(tm.name)
+        for row in conn.execute(select(owner, *(table.c[c] for c in columns)).select_from(source).where(owner.in_(account_ids))):
+            found[row[0]].update(
+                str(v).strip().lower() for v in row[1:] if v is not None and len(str(v).strip()) >= _MIN_IDENTIFIER_LENGTH
+            )
+    return found
+
+
+def _verify_scrubbed(conn: Connection, identifiers: Mapping[str, set[str]]) -> list[str]:
+    """Columns of the subjects' remaining rows that still hold one of their identifiers, outside the retained set.
+
+    Each account's remaining values are searched for its own identifiers (substring,
+    case-insensitive). One statement per table reads only the values that survived the
+    scrub (non-NULL), through the indexed account link: after a correct scrub, none.
+    """
+    failures = []
+    for tm in _linked_tables():
+        if tm.row_action == data_map.ROW_DELETE:
+            continue
+        table = _table(tm.name)
+        columns = [
+            c.name for c in _personal(tm)
+            if column_strategy(tm, c.name).verified and isinstance(table.c[c.name].type, sa.String)
+        ]
+        if not columns:
+            continue
+        source, owner = _owner(tm)
+        survivors = conn.execute(
+            select(owner, *(table.c[c] for c in columns))
+            .select_from(source)
+            .where(owner.in_(list(identifiers)), sa.or_(*(table.c[c].is_not(None) for c in columns)))
+        )
+        for row in survivors:
+            values = [str(v).lower() for v in row[1:] if v is not None]
+            if any(identifier in value for identifier in identifiers[row[0]] for value in values):
+                failures.append(f"{tm.name}({', '.join(columns)})")
+                break
+    return failures
+
+
+def _verify_unlinked(conn: Connection, account_ids: Sequence[str]) -> list[str]:
+    """Tables where a row still points at an erased account (one statement for all of them)."""
+    checks = []
+    for tm in _linked_tables():
+        if tm.link.parent is not None:
+            continue  # reached through its parent, checked there
+        if tm.row_action != data_map.ROW_DELETE and column_strategy(tm, tm.link.column).keeps_link:
+            continue  # the suite's own records keep the id by design (request registry, ledger)
+        table = _table(tm.name)
+        checks.append(
+            select(sa.literal(tm.name).label("t")).where(sa.exists().where(table.c[tm.link.column].in_(account_ids)))
+        )
+    return [row.t for row in conn.execute(sa.union_all(*checks))] if checks else []
+
+
+def erase_accounts_data(conn: Connection, account_ids: Sequence[str], *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Apply the data map to the given accounts in the caller's transaction, then verify; reused by replay.
+
+    1. scrub: delete the rows of `delete` tables, null/pseudonymise the columns of kept rows;
+    2. verify: no subject's identifier appears in a remaining column outside the retained set;
+    3. unlink: retained rows lose the account id (NULL or its pseudonym), get archived_at; the accounts go;
+    4. verify: no row points at an erased account any more.
+    Raises ErasureVerificationFailed (the caller's transaction must roll back); its message
+    names tables and columns, never a value. Every statement is set-based over the accounts'
+    indexed rows: its cost depends on their data, not on how many other accounts exist.
+    """
+    now = _now(now)
+    account_ids = list(account_ids)
+    if not account_ids:
+        return {"rows_deleted": 0, "rows_updated": 0}
+    identifiers = _identifiers(conn, account_ids)
+    counter = _Counter()
+    linked = _linked_tables()
+    for tm in linked:
+        if tm.name == "accounts":
+            continue
+        table = _table(tm.name)
+        where = _subject_filter(tm, account_ids)
+        if tm.row_action == data_map.ROW_DELETE:
+            counter.add(conn.execute(delete(table).where(where)), deleted=True)
+            continue
+        for values in _column_assignments(conn, tm, where):
+            match = values.pop("_match", None)
+            condition = where if match is None else sa.and_(where, table.c[match[0]] == match[1])
+            counter.add(conn.execute(update(table).where(condition).values(**values)), deleted=False)
+    failures = _verify_scrubbed(conn, identifiers)
+    if failures:
+        raise ErasureVerificationFailed("identifiers remain outside the retained set in " + "; ".join(failures))
+    for tm in linked:
+        if tm.name == "accounts" or tm.row_action == data_map.ROW_DELETE:
+            continue
+        values = _unlink_assignments(tm, account_ids, now)
+        if values:
+            table = _table(tm.name)
+            counter.add(conn.execute(update(table).where(_subject_filter(tm, account_ids)).values(**values)), deleted=False)
+    counter.add(conn.execute(delete(accounts).where(accounts.c.id.in_(account_ids))), deleted=True)
+    still_linked = _verify_unlinked(conn, account_ids)
+    if still_linked:
+        raise ErasureVerificationFailed("rows still linked to an erased account in " + ", ".join(still_linked))
+    return {"rows_deleted": counter.deleted, "rows_updated": counter.updated}
+
+
+def erase_account_data(conn: Connection, account_id: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """`erase_accounts_data` for one account."""
+    return erase_accounts_data(conn, [account_id], now=now)
