@@ -4,29 +4,9 @@
     enforcement   enforce-retention: invoices, payments, prospects, sessions, exports, proofs
     inactivity    expire-inactive-accounts: warnings, then erasure through the erase-account saga
     log_rotation  log-rotation: connection and access logs, in the database and in object storage
+    lifecycle     the buckets' expiry rules the policy implies, and their drift
     operator      the whole schedule for an operator: plan (changes nothing), run_all, format_plan
 
-The period arithmetic is `shared.policy.rules`; the periods themselves `shared.policy.facts`.
+Import the module you need (`from shared.retention import enforcement`): this package imports nothing,
+so a function loads only its own job (cold start). The period arithmetic is `shared.policy.rules`; the periods themselves `shared.policy.facts`.
 """
-
-from shared.retention import enforcement, inactivity, log_rotation, operator, toolkit
-from shared.retention.enforcement import CATEGORIES, enforce
-from shared.retention.inactivity import process_chunk, record_activity
-from shared.retention.log_rotation import rotate
-from shared.retention.operator import format_plan, plan, run_all
-
-__all__ = [
-    "CATEGORIES",
-    "enforce",
-    "enforcement",
-    "format_plan",
-    "inactivity",
-    "log_rotation",
-    "operator",
-    "plan",
-    "process_chunk",
-    "record_activity",
-    "rotate",
-    "run_all",
-    "toolkit",
-]
