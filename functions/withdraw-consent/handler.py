@@ -27,6 +27,7 @@ from shared import notices
 from shared.identity.guards import client_token, dpo_credential
 from shared.platform.errors import AppError, ValidationFailed
 from shared.platform.guards import principal, public
+from shared.platform.http import html_page
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
 from shared.ports.db import get_engine
 from shared.rights import consent
@@ -82,20 +83,10 @@ def withdraw() -> dict:
 
 # The pages are notices (templates pages/unsubscribe_*), French first then English.
 PAGE_LANGUAGE = "fr"
-PAGE_HEADERS = {
-    # The page itself holds the token: keep it out of caches and referrers.
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Robots-Tag": "noindex",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
-}
 
 
 def _page(status: int, name: str, **context: str) -> Response:
-    body = notices.page(name, language=PAGE_LANGUAGE, **context)
-    return Response(status_code=status, content_type="text/html; charset=utf-8", body=body,
-                    headers=dict(PAGE_HEADERS))
+    return html_page(notices.page(name, language=PAGE_LANGUAGE, **context), status=status)
 
 
 def _error_page(exc: AppError) -> Response:

@@ -220,6 +220,23 @@ def validated(model: type[ModelT], data: Any) -> ModelT:
         raise ValidationFailed(describe_validation_error(exc)) from None
 
 
+# Pages ------------------------------------------------------------------------------------------
+
+# Our pages need no script and nothing from another origin: the browser refuses anything else.
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+PAGE_HEADERS = {
+    "Content-Security-Policy": PAGE_CSP,
+    "Referrer-Policy": "no-referrer",  # a page may hold a link token: it never leaves in a Referer
+    "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex",
+}
+
+
+def html_page(body: str, *, status: int = 200) -> Response:
+    """An HTML page answer, with the Content-Security-Policy and the headers every page carries."""
+    return Response(status_code=status, content_type="text/html; charset=utf-8", body=body, headers=dict(PAGE_HEADERS))
+
+
 # Answers ----------------------------------------------------------------------------------------
 
 

@@ -249,6 +249,10 @@ def test_one_click_unsubscribe_without_login(env, engine):
     status, page, headers = call(sample("unsubscribe-page", **{"<unsubscribe token from a marketing mail's List-Unsubscribe header>": token}))
     assert status == 200 and 'method="post"' in page and 'name="List-Unsubscribe" value="One-Click"' in page
     assert headers["Cache-Control"] == "no-store"
+    # No script, nothing from another origin, never framed, the token never leaves in a Referer.
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "script-src" not in csp
+    assert headers["Referrer-Policy"] == "no-referrer" and "<script" not in page
     assert ledger(engine, account_id)[-1][1] == "given"
 
     event = sample("unsubscribe-one-click", **{"<unsubscribe token from a marketing mail's List-Unsubscribe header>": token})
