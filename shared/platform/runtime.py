@@ -2,7 +2,9 @@
 
 Every deployable function exposes `handle(event, context)`:
 
-    app = HttpFunction("whoami")            # an ALBResolver: @app.get("/"), @app.post("/x"), app.route(...)
+    app = HttpFunction("whoami")            # an ALBResolver; each route declares its guard
+    @app.get("/", middlewares=[client_token(), gpc_signal])
+    def whoami() -> dict: ...
     handle = app.handle
 
     cron = CronFunction("log-rotation")     # Scaleway POSTs the trigger's `input` JSON to "/"
@@ -10,21 +12,13 @@ Every deployable function exposes `handle(event, context)`:
     def run(payload: dict, ctx: ScalewayContext) -> dict: ...
     handle = cron.handle
 
-    worker = QueueFunction("export-on-request-worker")  # one message per POST; status >= 300 is retried
-    @worker.on("export.run")
-    def run(message: QueueMessage) -> dict | None: ...
+    worker = QueueFunction("export-on-request-worker", processed=PROCESSED_MESSAGES)  # status >= 300: retried
+    @worker.on(ExportRun)                   # the message's contract (shared.platform.messages)
+    def run(message: QueueMessage) -> dict | None: return ...(ExportRun.of(message).request_id)
     handle = worker.handle
 
-The adapter lives in three modules (http, triggers, messages); this one names what handlers use.
-
-Scaleway's HTTP event has the API Gateway REST v1 shape, but `multiValueHeaders`
-is null, `isBase64Encoded` is a guess (true for an empty body and for any body
-that happens to be valid base64), and only `statusCode`, `headers`, `body` and
-`isBase64Encoded` survive in the answer. Powertools' ALBResolver answers with
-single-value `headers` (APIGatewayRestResolver answers `multiValueHeaders`, which
-Scaleway drops), so every function is an ALBResolver fed a normalised event.
-Every answer carries Content-Type, CORS, `Cache-Control: no-store` (answers hold
-personal data) and the request's `X-Request-Id`.
+The adapter lives in three modules: http (HTTP events and answers, Scaleway's contract), triggers (CRON
+and queue functions), messages (the queue envelope and contracts). This one names what handlers use.
 """
 
 from __future__ import annotations
