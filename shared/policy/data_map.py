@@ -515,8 +515,8 @@ TABLES: tuple[TableMap, ...] = (
         row_action=ROW_RETAIN,
         suite=True,
         note="Append-only, HMAC-chained and anchored by locked checkpoints: erasure never rewrites it; subjects appear "
-             "only as pseudonyms. Kept whole for the life of the service (never cut by retention: a cut chain can no "
-             "longer be verified); it holds no personal data.",
+             "only as pseudonyms, so it holds no personal data. Kept whole (retention never cuts it: a cut chain could "
+             "no longer be verified) for the life of the service, then the request-records period after its last entry.",
         columns=(
             _key("seq"), _key("entry_id"), _key("request_id"), _key("subject_pseudonym"),
             *_plain("occurred_at", "actor", "action", "outcome", "details", "prev_hash", "hash", "key_id"),

@@ -241,3 +241,34 @@ def test_an_erasure_run_ends_with_a_checkpoint(env, engine):
     points = [p for _, p in audit.load_checkpoints()]
     assert points and points[-1].seq == rows(engine)[-1].seq
     assert verify(engine).ok
+
+
+def test_the_daily_enforce_retention_run_writes_a_checkpoint(env, engine):
+    from shared.local.server import cron_event, invoke, load_manifest
+
+    append(engine, 2)
+    spec = load_manifest().functions["enforce-retention"]
+    response = invoke(spec, cron_event(spec.schedules[0]))
+    assert response["statusCode"] == 200
+    points = [p for _, p in audit.load_checkpoints()]
+    assert len(points) == 1 and points[0].seq == rows(engine)[-1].seq
+    assert verify(engine).ok
+
+
+@pytest.mark.parametrize("value", [
+    "nokey", "k1:not base64!", "k1:" + base64.b64encode(b"short").decode(), f"k1:{CANARY_KEY_1},k1:{CANARY_KEY_2}",
+    f"K1:{CANARY_KEY_1}",
+])
+def test_bad_audit_keys_are_refused_without_echoing_a_key(value):
+    from shared.platform.config import ConfigurationError, load_settings
+
+    with pytest.raises(ConfigurationError) as error:
+        load_settings({"AUDIT_KEYS": value})
+    assert "AUDIT_KEYS" in str(error.value) and CANARY_KEY_1 not in str(error.value)
+
+
+def test_production_requires_audit_keys():
+    from shared.platform.config import ConfigurationError, load_settings
+
+    with pytest.raises(ConfigurationError, match="AUDIT_KEYS"):
+        load_settings({"PRIVACY_ENV": "production"})

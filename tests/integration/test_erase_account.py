@@ -14,25 +14,21 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
+from shared.local.demo import create_account, populate_account
+from shared.local.server import drain_queues, http_event, invoke, load_manifest
+from shared.platform.errors import Conflict, ValidationFailed
+from shared.platform.pseudonym import subject_pseudonym
 from shared.policy import data_map
-
+from shared.policy import facts as policy
+from shared.ports import tables as schema
+from shared.ports.backends import get_queue, get_storage
+from shared.ports.db import UTC, utcnow
+from shared.records import saga as jobs
+from shared.records.audit import verify_chain
 from shared.rights import erasure
 from shared.rights.erasure import registration as erasure_registration
 from shared.rights.erasure import saga as erasure_saga
 from shared.rights.erasure import scrub as erasure_scrub
-
-from shared.records import saga as jobs
-
-from shared.policy import facts as policy
-
-from shared.ports import tables as schema
-from shared.records.audit import verify_chain
-from shared.ports.backends import get_queue, get_storage
-from shared.platform.errors import Conflict, ValidationFailed
-from shared.platform.pseudonym import subject_pseudonym
-from shared.ports.db import UTC, utcnow
-from shared.local.demo import create_account, populate_account
-from shared.local.server import drain_queues, http_event, invoke, load_manifest
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -51,8 +47,8 @@ def manifest():
 @pytest.fixture
 def immediate(monkeypatch):
     """No cooling-off: the erasure runs as soon as it is registered."""
-    from shared.ports.backends import reset_backends
     from shared.platform.config import reset_settings
+    from shared.ports.backends import reset_backends
 
     monkeypatch.setenv("ERASURE_COOLING_OFF_DAYS", "0")
     reset_settings()
@@ -721,8 +717,8 @@ def test_worker_runs_a_message_in_batches_and_requeues_what_its_budget_leaves(en
     import time as real_time
     from types import SimpleNamespace
 
-    from shared.ports.backends import reset_backends
     from shared.platform.config import get_settings, reset_settings
+    from shared.ports.backends import reset_backends
 
     monkeypatch.setenv("ERASURE_BATCH_SIZE", "2")
     reset_settings()

@@ -20,9 +20,12 @@ written: the window is at most a day (or an erasure run).
 
 Timestamps are the server's clock (`chain.clock`, replaced only by tests), never a caller's value.
 
-Retention: the trail is kept whole for the life of the service (see the data map's audit_log
-note): cutting a chain would lose its verifiability, and it holds no personal data (subjects as
-keyed pseudonyms, details refused when they look personal).
+Retention (decided, see the data map's audit_log note): the retention schedule never deletes
+entries. The trail is kept whole for the life of the service, then the request-records period
+after its last entry: cutting a chain would lose its verifiability, and it holds no personal
+data (subjects as keyed pseudonyms, details refused when they look personal). A backup restore
+rolls the trail back with the database: `audit verify` then reports it against the checkpoints
+written since (truncated or checkpoint_mismatch), which is the honest answer.
 """
 
 from shared.records.audit.chain import (
