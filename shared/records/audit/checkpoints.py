@@ -2,7 +2,7 @@
 
 A checkpoint is {seq, head_hash, at, key_id, signature}: HMAC-SHA256 over the other
 fields under a key derived from the audit key `key_id` (purpose "checkpoint"), stored
-as `<AUDIT_CHECKPOINT_PREFIX><seq, 12 digits>-<at>.json` in the checkpoint bucket
+as `<AUDIT_CHECKPOINT_PREFIX><seq, 12 digits>-<at>-<random>.json` in the checkpoint bucket
 (default the archive bucket) and locked for the request-records period. Someone who can
 write the database can neither change nor delete one, so entries cut after a
 checkpoint, or a rewritten past, show against it.
@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +94,8 @@ def checkpoint(engine: Engine, *, storage: ObjectStore | None = None) -> Checkpo
         tzinfo=UTC,
     )
     (storage or get_storage()).put_retained(
-        bucket, f"{prefix}{seq:012d}-{at.strftime('%Y%m%dT%H%M%S%fZ')}.json",
+        # The random tail keeps two runs checkpointing the same head at the same instant apart.
+        bucket, f"{prefix}{seq:012d}-{at.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json",
         json.dumps(point.document(), sort_keys=True).encode(), retain_until=retain_until,
         content_type="application/json",
     )
