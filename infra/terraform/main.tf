@@ -66,6 +66,8 @@ resource "scaleway_object_bucket" "documents" {
 }
 
 # Restricted archive: what the law requires us to keep after an erasure (invoices, 10 years).
+# Also holds the signed audit checkpoints under audit/checkpoints/ (AUDIT_CHECKPOINT_PREFIX), each written with
+# its own COMPLIANCE retention (REQUEST_RECORDS_RETENTION_MONTHS): the database cannot roll them back.
 # Object Lock can only be enabled when the bucket is created.
 resource "scaleway_object_bucket" "archive" {
   name                = "jfb-retention-archive"

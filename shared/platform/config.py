@@ -8,9 +8,12 @@ is refused here, before a single request is served (policy 6.3).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -77,6 +80,28 @@ def _check_processor_url(url: str | None, hosts: tuple[str, ...]) -> str | None:
     raise ValueError(f"host {host!r} is not the subprocessor's endpoint {hosts} nor loopback (policy 6.3)")
 
 
+_KEY_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,15}$")
+
+
+def parse_audit_keys(value: str) -> tuple[tuple[str, bytes], ...]:
+    """AUDIT_KEYS as ((key id, key), ...), the current key first; ValueError names what is wrong, never a key."""
+    keys: list[tuple[str, bytes]] = []
+    for item in value.split(","):
+        kid, sep, encoded = item.strip().partition(":")
+        if not sep or not _KEY_ID.match(kid):
+            raise ValueError("AUDIT_KEYS is a comma-separated list of kid:base64key (kid: 1-16 of a-z 0-9 _ -)")
+        try:
+            key = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"AUDIT_KEYS: the key of {kid!r} is not base64") from None
+        if len(key) < 32:
+            raise ValueError(f"AUDIT_KEYS: the key of {kid!r} is shorter than 32 bytes")
+        if kid in dict(keys):
+            raise ValueError(f"AUDIT_KEYS: key id {kid!r} is listed twice")
+        keys.append((kid, key))
+    return tuple(keys)
+
+
 class Settings(BaseModel):
     """Every setting, with the environment variable it comes from in `alias`."""
 
@@ -132,6 +157,14 @@ class Settings(BaseModel):
 
     # Keyed hashes (pseudonyms in audit, logs kept after erasure, consent proofs).
     pseudonym_key: str | None = Field(None, alias="PSEUDONYM_KEY")
+    # Audit chain keys, "kid:base64key,kid2:base64key" (32+ bytes each): the first signs new entries and
+    # checkpoints, every one listed still verifies what it signed. Checkpoints go to the bucket
+    # (default: the archive bucket, Object Lock COMPLIANCE) under the prefix.
+    audit_keys: str | None = Field(None, alias="AUDIT_KEYS")
+    audit_checkpoint_bucket: str | None = Field(None, alias="AUDIT_CHECKPOINT_BUCKET")
+    audit_checkpoint_prefix: str = Field(
+        "audit/checkpoints/", alias="AUDIT_CHECKPOINT_PREFIX", pattern=r"^[a-z0-9][a-z0-9/_\-]*/$"
+    )
 
     # Right to erasure: days during which the user can cancel before the erasure runs (0: at once).
     erasure_cooling_off_days: int = Field(7, alias="ERASURE_COOLING_OFF_DAYS", ge=0, le=30)
@@ -207,6 +240,14 @@ class Settings(BaseModel):
             raise ValueError("each Stripe webhook secret must start with 'whsec_' (comma-separated list)")
         return ",".join(secrets)
 
+    @field_validator("audit_keys")
+    @classmethod
+    def _audit_keys(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parse_audit_keys(value)
+        return value
+
     @field_validator("inactivity_warning_days")
     @classmethod
     def _warning_days(cls, value: str | None) -> str | None:
@@ -235,6 +276,7 @@ class Settings(BaseModel):
                     ("RESEND_API_KEY", self.resend_api_key),
                     ("STRIPE_API_KEY", self.stripe_api_key),
                     ("PSEUDONYM_KEY", self.pseudonym_key),
+                    ("AUDIT_KEYS", self.audit_keys),
                 )
                 if not value
             ]
@@ -270,6 +312,17 @@ class Settings(BaseModel):
     def effective_pseudonym_key(self) -> bytes:
         # Local and test runs get a fixed development key; production requires its own.
         return (self.pseudonym_key or "local-development-pseudonym-key").encode()
+
+    @property
+    def effective_audit_keys(self) -> tuple[tuple[str, bytes], ...]:
+        # Local and test runs get a fixed development key; production requires its own.
+        if self.audit_keys:
+            return parse_audit_keys(self.audit_keys)
+        return (("dev", b"local-development-audit-chain-key"),)
+
+    @property
+    def effective_audit_checkpoint_bucket(self) -> str:
+        return self.audit_checkpoint_bucket or self.archive_bucket
 
     @property
     def webhook_secrets(self) -> tuple[str, ...]:

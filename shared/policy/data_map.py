@@ -514,10 +514,12 @@ TABLES: tuple[TableMap, ...] = (
         clock_columns=("occurred_at",),
         row_action=ROW_RETAIN,
         suite=True,
-        note="Append-only and hash-chained: erasure never rewrites it; subjects appear only as pseudonyms.",
+        note="Append-only, HMAC-chained and anchored by locked checkpoints: erasure never rewrites it; subjects appear "
+             "only as pseudonyms, so it holds no personal data. Kept whole (retention never cuts it: a cut chain could "
+             "no longer be verified) for the life of the service, then the request-records period after its last entry.",
         columns=(
             _key("seq"), _key("entry_id"), _key("request_id"), _key("subject_pseudonym"),
-            *_plain("occurred_at", "actor", "action", "outcome", "details", "prev_hash", "hash"),
+            *_plain("occurred_at", "actor", "action", "outcome", "details", "prev_hash", "hash", "key_id"),
         ),
     ),
     TableMap(

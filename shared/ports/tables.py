@@ -329,6 +329,8 @@ audit_log = Table(
     Column("details", JSON),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # The AUDIT_KEYS id whose HMAC is `hash` (migration 0008_audit_keyed); NULL: a legacy SHA-256 entry.
+    Column("key_id", String(16)),
 )
 
 verification_codes = Table(

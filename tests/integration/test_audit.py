@@ -9,9 +9,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared.records import audit
 from shared.platform.pseudonym import subject_pseudonym
 from shared.ports.tables import audit_log
+from shared.records import audit
 
 T0 = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
 
@@ -83,15 +83,16 @@ def test_edited_entry_is_named(engine):
     assert "hash" in result.reason
 
 
-def test_rewritten_entry_with_recomputed_hash_breaks_the_next_link(engine):
+def test_rewritten_entry_with_recomputed_plain_hash_is_named(engine):
+    # An attacker without the audit key can only recompute a plain SHA-256: the entry's HMAC fails.
     entries = append(engine, 4)
-    forged = {**entries[1].__dict__, "outcome": "failed"}
-    forged_hash = audit.entry_hash(**{k: v for k, v in forged.items() if k != "hash"})
+    forged = {k: v for k, v in entries[1].__dict__.items() if k not in ("hash", "key_id")} | {"outcome": "failed"}
     with engine.begin() as conn:
-        conn.execute(sa.update(audit_log).where(audit_log.c.seq == 2).values(outcome="failed", hash=forged_hash))
+        conn.execute(
+            sa.update(audit_log).where(audit_log.c.seq == 2).values(outcome="failed", hash=audit.entry_hash(**forged))
+        )
     result = verify(engine)
-    assert (result.ok, result.first_broken_seq) == (False, 3)
-    assert "prev_hash" in result.reason
+    assert (result.ok, result.first_broken_seq, result.problem) == (False, 2, "hash")
 
 
 def test_deleted_entry_is_named_by_its_successor(engine):

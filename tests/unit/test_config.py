@@ -15,6 +15,7 @@ PRODUCTION = {
     "RESEND_API_KEY": "re_live_key",
     "STRIPE_API_KEY": "sk_live_key",
     "PSEUDONYM_KEY": "a-long-random-pseudonym-key",
+    "AUDIT_KEYS": "k2027:" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
     "TOKEN_VERIFY_KEY": "a-long-random-verify-key",
 }
 

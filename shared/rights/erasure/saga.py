@@ -15,7 +15,7 @@ from shared.platform.clock import parse_iso
 from shared.platform.errors import Conflict, NotFound
 from shared.ports.db import dialect_insert
 from shared.ports.tables import accounts, saga_steps
-from shared.records import registry
+from shared.records import audit, registry
 from shared.records.registry import RequestRecord
 from shared.records.saga import COMPLETED as STEP_COMPLETED
 from shared.records.saga import FAILED as STEP_FAILED
@@ -272,6 +272,8 @@ def _run(
     done = [s for s in sagas if s.error is None]
     if done:
         _complete(engine, done, now)
+    if sagas:
+        audit.checkpoint(engine)  # the head after the run, anchored outside the database
     errors = {s.id: s.error for s in sagas if s.error is not None}
     for saga in sagas:
         outcomes[saga.id] = f"failed:{type(errors[saga.id]).__name__}" if saga.id in errors else registry.COMPLETED
