@@ -1,8 +1,9 @@
 """TOTP secrets sealed at rest (policy 7.1): accounts.totp_secret widened and every value encrypted.
 
 Upgrade seals each clear base32 seed with the first key of SECRETS_KEYS (read from the environment
-of the machine running the migration; the development key when unset outside production), bound to
-its account id. Downgrade opens them again (every key id in use must still be listed). Values are
+of the machine running the migration: the same value as the functions'), bound to its account id.
+The development key is used only on SQLite or a local PostgreSQL; elsewhere an unset SECRETS_KEYS
+stops the migration. Downgrade opens them again (every key id in use must still be listed). Values are
 never printed: a value that does not open stops the migration naming its account id only.
 
 SQLite does not enforce VARCHAR lengths, and rebuilding `accounts` there would cascade deletes into
@@ -15,6 +16,7 @@ Revises: 0007_one_head
 import sqlalchemy as sa
 from alembic import op
 
+from shared.platform.config import get_settings, is_loopback
 from shared.platform.sealing import column_context, is_sealed, seal, unseal
 
 revision = "0009_sealed_secrets"
@@ -53,7 +55,17 @@ def _open(value: str, context: str) -> str:
     return unseal(value, context=context) if is_sealed(value) else value
 
 
+def _refuse_the_development_key_on_a_real_database() -> None:
+    url = op.get_bind().engine.url
+    host = (url.host or "").lower()
+    local = url.get_backend_name() == "sqlite" or is_loopback(host) or "." not in host
+    if get_settings().secrets_keys is None and not local:
+        # The functions would hold other keys: every sealed secret would stop opening.
+        raise RuntimeError(f"set SECRETS_KEYS (the functions' keys) before sealing the secrets of {host!r}")
+
+
 def upgrade() -> None:
+    _refuse_the_development_key_on_a_real_database()
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("accounts", "totp_secret", type_=sa.String(255), existing_type=sa.String(64))
     else:
