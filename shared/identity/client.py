@@ -33,6 +33,7 @@ from shared.platform.errors import (
     VerificationRequired,
 )
 from shared.platform.pseudonym import pseudonymise
+from shared.platform.sealing import column_context, current_key_id, reseal, seal, unseal
 from shared.ports.backends import get_mailer
 from shared.ports.db import UTC, dialect_insert, get_engine, utcnow
 from shared.ports.mail import Message
@@ -211,10 +212,48 @@ def _ask_for_code(conn: Connection, account, now: dt.datetime, settings: Setting
     return required, "code_sent"
 
 
+def seal_totp_secret(account_id: str, secret: str) -> str:
+    """What `accounts.totp_secret` stores: the base32 seed sealed for this account alone (policy 7.1)."""
+    return seal(secret, context=column_context("accounts", "totp_secret", account_id))
+
+
+def open_totp_secret(account_id: str, stored: str) -> str:
+    """The base32 seed of a stored value; SealingError when it was sealed for another account."""
+    return unseal(stored, context=column_context("accounts", "totp_secret", account_id))
+
+
+def reseal_totp_secrets(engine: Engine, *, batch_size: int = 200) -> dict[str, int | str]:
+    """Move every TOTP secret under the current sealing key (after a key rotation); idempotent."""
+    counts: dict[str, int | str] = {"key_id": current_key_id(), "checked": 0, "resealed": 0}
+    after = ""
+    while True:
+        with engine.begin() as conn:
+            rows = conn.execute(
+                select(accounts.c.id, accounts.c.totp_secret)
+                .where(accounts.c.totp_secret.is_not(None), accounts.c.id > after)
+                .order_by(accounts.c.id)
+                .limit(batch_size)
+            ).all()
+            for row in rows:
+                # Every value is opened (a value that no longer opens stops the run, naming its row).
+                resealed = reseal(row.totp_secret, context=column_context("accounts", "totp_secret", row.id))
+                if resealed != row.totp_secret:
+                    conn.execute(
+                        update(accounts)
+                        .where(accounts.c.id == row.id, accounts.c.totp_secret == row.totp_secret)
+                        .values(totp_secret=resealed)
+                    )
+                    counts["resealed"] += 1
+            counts["checked"] += len(rows)
+        if len(rows) < batch_size:
+            return counts
+        after = rows[-1].id
+
+
 def _check_totp(conn: Connection, account, code: str, now: dt.datetime) -> AppError | None:
     import pyotp  # deferred for cold start: only accounts with 2FA need it
 
-    totp = pyotp.TOTP(account.totp_secret)
+    totp = pyotp.TOTP(open_totp_secret(account.id, account.totp_secret))
     current = totp.timecode(now)
     for step in range(current - TOTP_VALID_WINDOW, current + TOTP_VALID_WINDOW + 1):
         if hmac.compare_digest(totp.generate_otp(step), code):

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from shared.identity.client import issue_dev_token
+from shared.identity.client import issue_dev_token, reseal_totp_secrets
 from shared.identity.dpo import create_dpo_credential
 from shared.local.demo import seed_demo
 from shared.local.server import drain_queues, invoke, load_manifest, serve
@@ -115,6 +115,13 @@ def cmd_audit_verify(_args) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_secrets_reseal(_args) -> int:
+
+    _settings()
+    print(json.dumps({"totp_secrets": reseal_totp_secrets(get_engine())}))
+    return 0
+
+
 def cmd_replay_erasures(args) -> int:
 
     _settings()
@@ -199,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="audit trail operations")
     audit = p.add_subparsers(dest="audit_command", required=True)
     audit.add_parser("verify", help="verify the hash chain; names the first broken entry").set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("secrets", help="secrets sealed at rest (SECRETS_KEYS)")
+    secrets = p.add_subparsers(dest="secrets_command", required=True)
+    secrets.add_parser(
+        "reseal", help="after a key rotation: re-encrypt every sealed secret under the first key of SECRETS_KEYS"
+    ).set_defaults(func=cmd_secrets_reseal)
     return parser
 
 

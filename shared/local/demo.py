@@ -34,6 +34,7 @@ import bcrypt
 import pyotp
 import sqlalchemy as sa
 
+from shared.identity.client import open_totp_secret, seal_totp_secret
 from shared.platform.clock import add_months
 from shared.platform.config import get_settings
 from shared.platform.pseudonym import pseudonymise
@@ -213,6 +214,7 @@ def create_account(
     last_name: str | None = None,
     phone: str | None = None,
     with_2fa: bool = False,
+    totp_secret: str | None = None,
     locale: str = "fr",
     status: str = "active",
     stripe_customer_id: str | None = None,
@@ -221,7 +223,10 @@ def create_account(
     canary: str | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """Insert one account and return its row (with `totp_secret` when 2FA is on)."""
+    """Insert one account and return its row (with `totp_secret` in clear when 2FA is on).
+
+    `totp_secret`: this base32 seed rather than a random one (2FA on).
+    """
 
     _check_canary(canary)
     now = now or utcnow()
@@ -242,15 +247,17 @@ def create_account(
         "last_name": last_name,
         "phone": phone or _phone(rng),
         "password_hash": _demo_password_hash(),
-        "totp_secret": pyotp.random_base32() if with_2fa else None,
+        "totp_secret": totp_secret or (pyotp.random_base32() if with_2fa else None),
         "locale": locale,
         "status": status,
         "stripe_customer_id": stripe_customer_id or "cus_" + secrets.token_hex(7),
         "created_at": created_at,
         "last_activity_at": last_activity_at or now - dt.timedelta(hours=rng.randint(1, 72)),
     }
+    # The database holds the seed sealed for this account; the caller gets it in clear (to mint codes).
+    stored = {**row, "totp_secret": seal_totp_secret(account_id, row["totp_secret"]) if row["totp_secret"] else None}
     with _connection(conn_or_engine) as conn:
-        conn.execute(schema.accounts.insert(), row)
+        conn.execute(schema.accounts.insert(), stored)
     return row
 
 
@@ -606,7 +613,8 @@ def seed_demo(engine: sa.Engine, storage: Any, *, now: dt.datetime | None = None
                 sa.select(schema.accounts.c.id, schema.accounts.c.totp_secret).where(schema.accounts.c.email == spec["email"])
             ).first()
         if existing is not None:
-            result.append({"id": existing.id, "email": spec["email"], "totp_secret": existing.totp_secret})
+            secret = open_totp_secret(existing.id, existing.totp_secret) if existing.totp_secret else None
+            result.append({"id": existing.id, "email": spec["email"], "totp_secret": secret})
             continue
         last_activity = now - dt.timedelta(days=spec["inactive_days"], hours=2)
         account = create_account(

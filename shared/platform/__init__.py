@@ -10,4 +10,5 @@
     errors      AppError and its 4xx family, ExternalServiceError, service_unavailable
     clock       UTC, utcnow, iso, parse_iso, parse_date_argument, calendar months
     pseudonym   keyed pseudonyms (HMAC) for identifiers kept as proof
+    sealing     secrets sealed at rest (AES-256-GCM by key id): seal, unseal, reseal, column_context
 """

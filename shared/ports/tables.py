@@ -55,7 +55,8 @@ accounts = Table(
     Column("last_name", String(100)),
     Column("phone", String(32)),
     Column("password_hash", String(100)),
-    Column("totp_secret", String(64)),  # base32; present only when 2FA is enabled
+    # Present only when 2FA is enabled: the base32 seed sealed (v1:<key id>:<data>, shared.platform.sealing).
+    Column("totp_secret", String(255)),
     Column("locale", String(8), nullable=False, server_default="fr"),
     # active -> deactivated (erasure pending) -> erased
     Column("status", String(16), nullable=False, server_default="active"),
