@@ -169,9 +169,13 @@ def _proxy_event(request: HttpRequest) -> dict[str, Any]:
 
 
 class StrictModel(BaseModel):
-    """Base for request bodies: unknown fields are refused."""
+    """Base for request bodies: unknown fields are refused, and no value is coerced.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: `"yes"` or `1` is not a boolean, `"1"` is not a number. A field that must be
+    parsed from JSON text (a moment, see shared.platform.moments) says `strict=False` itself.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -290,11 +294,12 @@ class HttpFunction(ALBResolver):
         log.set_correlation_id(context.aws_request_id)
         started = time.perf_counter()
         settings: Settings | None = None
-        method = path = None
+        method = None
+        self._matched_route = None
         try:
             settings = get_settings()
             request = _parse_event(event, context)
-            method, path = request.method, request.path
+            method = request.method
             if len(request.body) > settings.max_body_bytes:
                 raise PayloadTooLarge(f"the request body exceeds {settings.max_body_bytes} bytes")
             token = _current_request.set(request)
@@ -311,7 +316,8 @@ class HttpFunction(ALBResolver):
             "request handled",
             extra={
                 "method": method,
-                "path": path,
+                # The route's template ("/<request_id>/download"), never the raw path: paths carry ids.
+                "path": self._matched_route,
                 "status": final["statusCode"],
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             },
@@ -337,6 +343,10 @@ class HttpFunction(ALBResolver):
             "body": answer.get("body") or "",
             "isBase64Encoded": bool(answer.get("isBase64Encoded")),
         }
+
+    def _call_route(self, route, route_arguments):
+        self._matched_route = route.path  # logged by _invoke
+        return super()._call_route(route, route_arguments)
 
     def _allowed_methods(self, path: str) -> set[str]:
         return {route.method for route in self._static_routes + self._dynamic_routes if route.rule.match(path)}
