@@ -29,6 +29,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from shared.ports.backends import get_queue, get_storage
 from shared.ports.storage import ObjectNotFound
+from shared.ports.storage.base import check_bucket, check_key
 
 Handler = Callable[[dict, dict], Any]
 
@@ -255,12 +256,14 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
         storage = get_storage()
         verify = getattr(storage, "verify_local_signature", None)
         try:
-            if verify is None or not verify(bucket, key, request.args.get("expires", ""), request.args.get("signature", "")):
-                abort(403)
-            stream = storage.open(bucket, key)
-        except ValueError:  # an invalid bucket or key (`..`, a backslash, ...)
+            check_bucket(bucket), check_key(key)
+        except ValueError:  # an invalid bucket or key (`..`, a backslash, ...): no such link was ever made
             abort(400)
-        except ObjectNotFound:
+        if verify is None or not verify(bucket, key, request.args.get("expires", ""), request.args.get("signature", "")):
+            abort(403)
+        try:
+            stream = storage.open(bucket, key)
+        except (ObjectNotFound, ValueError):
             abort(404)
         response = send_file(stream, mimetype="application/octet-stream", download_name=key.rsplit("/", 1)[-1])
         response.headers["Cache-Control"] = "no-store"
