@@ -88,8 +88,7 @@ def _request_models() -> list[type[StrictModel]]:
     for spec in MANIFEST.functions.values():
         if not spec.is_http:
             continue
-        path = ROOT / spec.handler.split(".")[0].replace(".", "/")
-        module_path = path.with_suffix(".py") if path.with_suffix(".py").exists() else ROOT / (spec.handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
+        module_path = ROOT / (spec.handler.rpartition(".")[0] + ".py")  # functions/<name>/handler.py
         module_spec = importlib.util.spec_from_file_location(f"edges_{spec.name.replace('-', '_')}", module_path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)

@@ -192,7 +192,7 @@ def test_postgres_tables_are_vacuumed_after_an_erasure_batch(engine):
     assert vacuumed is not None
 
 
-def test_purge_deleted_never_fails_an_erasure(engine, monkeypatch):
+def test_purge_deleted_never_fails_an_erasure(engine):
     assert db.purge_deleted(engine, ["accounts"]) is True
     assert db.purge_deleted(engine, ["no_such_table_canary"]) is (engine.dialect.name == "sqlite")
 
