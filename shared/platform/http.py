@@ -100,6 +100,8 @@ class HttpRequest:
 
 
 _current_request: contextvars.ContextVar[HttpRequest] = contextvars.ContextVar("current_request")
+# The template of the route serving the request ("/<request_id>/download"): what the access log names.
+_matched_route: contextvars.ContextVar[str | None] = contextvars.ContextVar("matched_route", default=None)
 
 
 def current_request() -> HttpRequest:
@@ -295,7 +297,7 @@ class HttpFunction(ALBResolver):
         started = time.perf_counter()
         settings: Settings | None = None
         method = None
-        self._matched_route = None
+        route_token = _matched_route.set(None)
         try:
             settings = get_settings()
             request = _parse_event(event, context)
@@ -317,11 +319,12 @@ class HttpFunction(ALBResolver):
             extra={
                 "method": method,
                 # The route's template ("/<request_id>/download"), never the raw path: paths carry ids.
-                "path": self._matched_route,
+                "path": _matched_route.get(),
                 "status": final["statusCode"],
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
+        _matched_route.reset(route_token)
         return final
 
     @staticmethod
@@ -345,7 +348,7 @@ class HttpFunction(ALBResolver):
         }
 
     def _call_route(self, route, route_arguments):
-        self._matched_route = route.path  # logged by _invoke
+        _matched_route.set(route.path)  # logged by _invoke
         return super()._call_route(route, route_arguments)
 
     def _allowed_methods(self, path: str) -> set[str]:
