@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from shared.identity.guards import client_token, dpo_credential, step_up
 from shared.platform.guards import body, principal, public
+from shared.platform.moments import past_moment
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_dumps
-from shared.policy.facts import DPO_CHANNELS
+from shared.policy.facts import DPO_CHANNELS, POLICY_EFFECTIVE_DATE
 from shared.ports.db import get_engine
 from shared.rights import export
 from shared.rights.signals import gpc_signal
@@ -40,7 +41,8 @@ class DpoExportRequest(StrictModel):
     channel: Literal[DPO_CHANNELS]  # type: ignore[valid-type]
     kind: Literal["access", "portability"] = "access"
     identity_verification: Literal[export.DPO_VERIFICATION_METHODS]  # type: ignore[valid-type]
-    received_at: AwareDatetime | None = None
+    # The day the letter or mail arrived: not before the policy existed, not in the future.
+    received_at: past_moment(POLICY_EFFECTIVE_DATE) | None = None  # type: ignore[valid-type]
 
 
 def _accepted(body: dict[str, Any]) -> Response:

@@ -40,6 +40,8 @@ resource "scaleway_object_bucket" "exports" {
   lifecycle_rule {
     id      = "exports-7-days"
     enabled = true
+    # An export interrupted mid-upload leaves parts of a personal-data archive: gone after a day.
+    abort_incomplete_multipart_upload_days = 1
     expiration {
       days = 7
     }

@@ -56,7 +56,7 @@ TOTP_VALID_WINDOW = 1
 StepUpMethod = Literal["totp", "mail_code"]
 
 _ACTION = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
-_SIX_DIGITS = re.compile(r"^\d{6}$")
+_SIX_DIGITS = re.compile(r"^[0-9]{6}\Z")  # ASCII digits only: "١٢٣٤٥٦" is no code
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote
 
 import yaml
 from croniter import croniter
 from flask import abort, jsonify, request, send_file
 from scaleway_functions_python.local.serving import LocalFunctionServer
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from shared.ports.backends import get_queue, get_storage
+from shared.ports.storage import ObjectNotFound
+from shared.ports.storage.base import check_bucket, check_key
 
 Handler = Callable[[dict, dict], Any]
 
@@ -252,9 +255,17 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
 
         storage = get_storage()
         verify = getattr(storage, "verify_local_signature", None)
+        try:
+            check_bucket(bucket), check_key(key)
+        except ValueError:  # an invalid bucket or key (`..`, a backslash, ...): no such link was ever made
+            abort(400)
         if verify is None or not verify(bucket, key, request.args.get("expires", ""), request.args.get("signature", "")):
             abort(403)
-        response = send_file(storage.open(bucket, key), mimetype="application/octet-stream", download_name=key.rsplit("/", 1)[-1])
+        try:
+            stream = storage.open(bucket, key)
+        except (ObjectNotFound, ValueError):
+            abort(404)
+        response = send_file(stream, mimetype="application/octet-stream", download_name=key.rsplit("/", 1)[-1])
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -275,6 +286,33 @@ def _mounted(spec: FunctionSpec, root: Path) -> Handler:
     return handler
 
 
+def access_log_handler(app, write: Callable[[str], None]) -> type[WSGIRequestHandler]:
+    """werkzeug's request handler logging `METHOD <route template> status`: never a raw path nor a query string.
+
+    Download links carry their token in the query and ids in the path.
+    """
+    urls = app.url_map.bind("localhost")
+
+    class RouteLoggingHandler(WSGIRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            write(f"{self.command} {route_of(urls, self.command, self.path)} {getattr(code, 'value', code)}")
+
+        def log(self, type: str, message: str, *args: Any) -> None:
+            # werkzeug's other lines quote the raw request line ("Bad request syntax ('GET /?token=...')").
+            write(f"http {type}: a request could not be served")
+
+    return RouteLoggingHandler
+
+
+def route_of(urls, method: str, raw_path: str) -> str:
+    """The template of the route serving `raw_path` ("/_objects/<bucket>/<path:key>"), "-" if none."""
+    try:
+        rule, _args = urls.match(unquote(raw_path.split("?", 1)[0]), method=method, return_rule=True)
+    except Exception:  # no route, a redirect, a malformed path: name nothing from it
+        return "-"
+    return rule.rule
+
+
 def serve(port: int, root: Path = PROJECT_ROOT, *, host: str = "127.0.0.1") -> None:
 
     manifest = load_manifest(root)
@@ -286,7 +324,7 @@ def serve(port: int, root: Path = PROJECT_ROOT, *, host: str = "127.0.0.1") -> N
     app = build_app(manifest, root)
     CronScheduler(manifest, root, log, stop).start()
     QueuePump(manifest, root, log, stop).start()
-    httpd = make_server(host, port, app, threaded=True)
+    httpd = make_server(host, port, app, threaded=True, request_handler=access_log_handler(app, log))
     log(f"serving {len(manifest.functions)} function(s) on http://{host}:{port}/ (health: /healthz)")
     try:
         httpd.serve_forever()

@@ -9,6 +9,7 @@
     logs        structured logs through a filter that strips personal data
     errors      AppError and its 4xx family, ExternalServiceError, service_unavailable
     clock       UTC, utcnow, iso, parse_iso, parse_date_argument, calendar months
+    moments     past_moment(not_before): the bounded date type of request bodies (400 out of range)
     pseudonym   keyed pseudonyms (HMAC) for identifiers kept as proof
     sealing     secrets sealed at rest (AES-256-GCM by key id): seal, unseal, reseal, column_context
 """

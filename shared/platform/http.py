@@ -100,6 +100,8 @@ class HttpRequest:
 
 
 _current_request: contextvars.ContextVar[HttpRequest] = contextvars.ContextVar("current_request")
+# The template of the route serving the request ("/<request_id>/download"): what the access log names.
+_matched_route: contextvars.ContextVar[str | None] = contextvars.ContextVar("matched_route", default=None)
 
 
 def current_request() -> HttpRequest:
@@ -169,9 +171,13 @@ def _proxy_event(request: HttpRequest) -> dict[str, Any]:
 
 
 class StrictModel(BaseModel):
-    """Base for request bodies: unknown fields are refused."""
+    """Base for request bodies: unknown fields are refused, and no value is coerced.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict: `"yes"` or `1` is not a boolean, `"1"` is not a number. A field that must be
+    parsed from JSON text (a moment, see shared.platform.moments) says `strict=False` itself.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -307,11 +313,12 @@ class HttpFunction(ALBResolver):
         log.set_correlation_id(context.aws_request_id)
         started = time.perf_counter()
         settings: Settings | None = None
-        method = path = None
+        method = None
+        route_token = _matched_route.set(None)
         try:
             settings = get_settings()
             request = _parse_event(event, context)
-            method, path = request.method, request.path
+            method = request.method
             if len(request.body) > settings.max_body_bytes:
                 raise PayloadTooLarge(f"the request body exceeds {settings.max_body_bytes} bytes")
             token = _current_request.set(request)
@@ -328,11 +335,13 @@ class HttpFunction(ALBResolver):
             "request handled",
             extra={
                 "method": method,
-                "path": path,
+                # The route's template ("/<request_id>/download"), never the raw path: paths carry ids.
+                "path": _matched_route.get(),
                 "status": final["statusCode"],
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
+        _matched_route.reset(route_token)
         return final
 
     @staticmethod
@@ -354,6 +363,10 @@ class HttpFunction(ALBResolver):
             "body": answer.get("body") or "",
             "isBase64Encoded": bool(answer.get("isBase64Encoded")),
         }
+
+    def _call_route(self, route, route_arguments):
+        _matched_route.set(route.path)  # logged by _invoke
+        return super()._call_route(route, route_arguments)
 
     def _allowed_methods(self, path: str) -> set[str]:
         return {route.method for route in self._static_routes + self._dynamic_routes if route.rule.match(path)}

@@ -80,6 +80,8 @@ _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:|:)(?:[0-9A-Fa-f]{0,4}:){1,7}[0-9A-Fa-f]{0,4}(?:%[\w.]+)?(?![\w:])")
 _LONG_HEX = re.compile(r"\b[0-9A-Fa-f]{32,}\b")
 _LONG_B64 = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_-]{32,}={0,2}")
+# Base32 (TOTP secrets), either case: 16+ characters of one case mixing letters and digits 2-7.
+_BASE32 = re.compile(r"(?<![\w+/=-])(?:[A-Z2-7]{16,}|[a-z2-7]{16,})={0,6}(?![\w+/-])")
 # Record ids (and the error ids quoted to support) are UUIDs: kept intact, never read as phone digits.
 _UUID = re.compile(r"(\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)")
 
@@ -104,6 +106,13 @@ def _mixed_secret(match: re.Match[str]) -> str:
     return "[redacted:secret]" if mixed else text
 
 
+def _base32_secret(match: re.Match[str]) -> str:
+    # Base32 has one case: a run of letters mixed with digits 2-7 is a secret (a TOTP seed), any case.
+    text = match.group(0).rstrip("=")
+    mixed = sum(c.isalpha() for c in text) >= 4 and any(c.isdigit() for c in text)
+    return "[redacted:secret]" if mixed else match.group(0)
+
+
 _TEXT_RULES: tuple[tuple[re.Pattern[str], Any], ...] = (
     (_JWT, "[redacted:token]"),
     (_AUTH_SCHEME, r"\1 [redacted:token]"),
@@ -115,6 +124,7 @@ _TEXT_RULES: tuple[tuple[re.Pattern[str], Any], ...] = (
     (_PHONE_FR, "[redacted:phone]"),
     (_LONG_HEX, "[redacted:secret]"),
     (_LONG_B64, _mixed_secret),
+    (_BASE32, _base32_secret),
 )
 
 

@@ -7,14 +7,17 @@ backend (SQLite has no time zones: `UtcDateTime` normalises on the way in and ou
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
 from shared.platform.clock import UTC, utcnow  # noqa: F401  (re-exported: the tables and ports use them)
 from shared.platform.config import get_settings
+from shared.platform.logs import get_logger
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "infra" / "migrations"
 
@@ -57,7 +60,37 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # A deleted or overwritten row is zeroed in the file, not left in a free page.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def purge_deleted(engine: Engine, tables: Iterable[str] = ()) -> bool:
+    """After an erasure batch: leave no erased value where the database keeps old copies.
+
+    SQLite (with `secure_delete` on every connection): copy the WAL into the file and
+    truncate it (`wal_checkpoint(TRUNCATE)`), so the old pages it held are gone.
+    PostgreSQL: `VACUUM` the touched tables, so their dead tuples are reclaimed now rather
+    than at autovacuum's pace (VACUUM runs outside any transaction: an AUTOCOMMIT connection).
+    The WAL segments and backups PostgreSQL already wrote age out on their own schedule (README).
+    Best effort: the erasure is committed already; a failure is logged and the next batch
+    (or autovacuum) catches up. Returns whether it ran.
+    """
+    try:
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            return True
+        names = sorted(set(tables))
+        if engine.dialect.name != "postgresql" or not names:
+            return False
+        quote = engine.dialect.identifier_preparer.quote
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM " + ", ".join(quote(name) for name in names))
+        return True
+    except SQLAlchemyError as exc:
+        get_logger().warning("purging deleted rows failed", extra={"error": type(exc).__name__})
+        return False
 
 
 def make_engine(url: str) -> Engine:

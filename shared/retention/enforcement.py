@@ -10,7 +10,7 @@ audit of a run from `shared.retention.toolkit`.
     payment_records.delete   5 years later (an open dispute stops the clock)
     prospects                3 years after their last contact
     sessions                 sign-in sessions (connection data), one year after the sign-in
-    exports                  export archives, 7 days after they were written
+    exports                  export archives, 7 days after they were written; unfinished uploads after a day
     request_records          closed requests, their saga steps, erasure receipts and ledger
     verification_records     verification codes, attempts, used TOTP steps: 30 days
 
@@ -204,6 +204,9 @@ def _apply_sessions(engine: Engine, now: dt.datetime, progress: Progress) -> dic
 
 # Exports: 7 days after they were written ------------------------------------------------------------
 
+# An unfinished upload (a partial archive) is removed a day after it started, as S3's lifecycle rule does.
+TEMPORARY_LIFETIME = dt.timedelta(days=1)
+
 
 def _expired_exports(now: dt.datetime) -> Iterator[tuple[str, str]]:
     """(key, version id) of export objects written before the rule's cutoff."""
@@ -229,7 +232,9 @@ def _apply_exports(_engine: Engine, now: dt.datetime, progress: Progress) -> dic
             progress("exports", deleted)
     if batch:
         deleted += storage.delete_many(bucket, batch)
-    return {"objects": deleted}
+    # Uploads a crash left unfinished (partial archives, multipart parts), a day on.
+    temporaries = storage.purge_temporaries(bucket, older_than=now - TEMPORARY_LIFETIME)
+    return {"objects": deleted, "temporaries": temporaries}
 
 
 # Request registry and receipts: kept as proof, then purged ------------------------------------------

@@ -107,6 +107,13 @@ class ObjectStore(Protocol):
     def presigned_get_url(self, bucket: str, key: str, *, expires_in: int) -> str:
         """A download link valid `expires_in` seconds, at most 24 h (more raises ValueError)."""
 
+    def discard_partial(self, bucket: str, key: str, *, request_id: str) -> int:
+        """Remove what an interrupted upload of `key` left (S3: its incomplete multipart uploads;
+        folder: the temporary files tagged with `request_id`); returns how many."""
+
+    def purge_temporaries(self, bucket: str, *, older_than: dt.datetime) -> int:
+        """Remove every upload left unfinished before `older_than` (the retention schedule's sweep)."""
+
     def get_lifecycle(self, bucket: str) -> list[dict[str, Any]]: ...
 
     def put_lifecycle(self, bucket: str, rules: list[dict[str, Any]]) -> None: ...
@@ -165,6 +172,15 @@ def check_retain_until(retain_until: dt.datetime) -> dt.datetime:
     if retain_until <= utcnow():
         raise ValueError("retain_until must be in the future")
     return retain_until.astimezone(UTC)
+
+
+_TAG_RE = re.compile(r"[^A-Za-z0-9-]")
+
+
+def temporary_tag(metadata: dict[str, str] | None) -> str:
+    """The tag a temporary object carries: its request id (metadata `request-id`), safe as a file name."""
+    tag = _TAG_RE.sub("", (metadata or {}).get("request-id", ""))[:64]
+    return tag or "untagged"
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

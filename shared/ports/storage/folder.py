@@ -32,6 +32,7 @@ from shared.ports.storage.base import (
     check_metadata,
     check_prefix,
     check_retain_until,
+    temporary_tag,
 )
 
 
@@ -92,10 +93,14 @@ class LocalObjectStore:
         except FileNotFoundError:
             return {}
 
-    def _atomic_write(self, target: Path, source: Body | Path, *, mode: int | None = None) -> None:
-        tmp_dir = self.root / ".tmp"
+    def _tmp_dir(self) -> Path:
+        return self.root / ".tmp"
+
+    def _atomic_write(self, target: Path, source: Body | Path, *, mode: int | None = None, tag: str = "untagged") -> None:
+        tmp_dir = self._tmp_dir()
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / uuid.uuid4().hex
+        # `<request id>.<random>`: a crash mid-write leaves a file that names whose upload it was.
+        tmp = tmp_dir / f"{tag}.{uuid.uuid4().hex}"
         try:
             if isinstance(source, Path):
                 shutil.copyfile(source, tmp)
@@ -136,7 +141,7 @@ class LocalObjectStore:
             meta["retain_until"] = retain_until.isoformat()
         if self._retained_until(bucket, key):
             raise ObjectRetained("a retained object cannot be overwritten before its retention date")
-        self._atomic_write(path, source, mode=0o444 if retain_until else None)
+        self._atomic_write(path, source, mode=0o444 if retain_until else None, tag=temporary_tag(metadata))
         self._atomic_write(self._meta_path(bucket, key), json.dumps(meta).encode())
 
     # Interface ---------------------------------------------------------------------
@@ -265,6 +270,33 @@ class LocalObjectStore:
 
     def verify_local_signature(self, bucket: str, key: str, expires: str | int, signature: str) -> bool:
         return _verify(self._signing_key, bucket, key, expires, signature)
+
+    def discard_partial(self, bucket: str, key: str, *, request_id: str) -> int:
+        """Remove the temporary files of `request_id`'s uploads (one folder for every bucket)."""
+        self._object_path(bucket, key)  # validates bucket and key
+        tag = temporary_tag({"request-id": request_id})
+        return self._remove_temporaries(lambda path: path.name.split(".", 1)[0] == tag)
+
+    def purge_temporaries(self, bucket: str, *, older_than: dt.datetime) -> int:
+        """Remove temporary files last written before `older_than` (one folder for every bucket)."""
+        check_bucket(bucket)
+        limit = older_than.timestamp()
+        return self._remove_temporaries(lambda path: path.stat().st_mtime < limit)
+
+    def _remove_temporaries(self, chosen) -> int:
+        removed = 0
+        try:
+            candidates = list(self._tmp_dir().iterdir())
+        except FileNotFoundError:
+            return 0
+        for path in candidates:
+            try:
+                if path.is_file() and chosen(path):
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # finished or removed meanwhile
+                continue
+        return removed
 
     def _lifecycle_path(self, bucket: str) -> Path:
         return self.root / ".lifecycle" / f"{check_bucket(bucket)}.json"

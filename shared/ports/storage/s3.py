@@ -90,18 +90,19 @@ class S3ObjectStore:
         self, bucket: str, key: str, body: Body, *, content_type: str, metadata: dict[str, str] | None = None
     ) -> None:
         extra = self._extra_args(content_type, metadata)
-        with self._errors():
-            if isinstance(body, (bytes, bytearray, memoryview)):
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            with self._errors():
                 self.client.put_object(Bucket=bucket, Key=key, Body=bytes(body), **extra)
-            else:
-                # Streams of unknown length: the transfer manager switches to multipart when needed.
-                self.client.upload_fileobj(body, bucket, key, ExtraArgs=extra, Config=self._transfer_config(None))
+            return
+        # Streams of unknown length: the transfer manager switches to multipart when needed.
+        with self._aborting(bucket, key), self._errors():
+            self.client.upload_fileobj(body, bucket, key, ExtraArgs=extra, Config=self._transfer_config(None))
 
     def upload_file(
         self, bucket: str, key: str, path: str | Path, *, content_type: str, metadata: dict[str, str] | None = None
     ) -> None:
         size = os.path.getsize(path)
-        with self._errors():
+        with self._aborting(bucket, key), self._errors():
             self.client.upload_file(
                 str(path),
                 bucket,
@@ -109,6 +110,39 @@ class S3ObjectStore:
                 ExtraArgs=self._extra_args(content_type, metadata),
                 Config=self._transfer_config(size),
             )
+
+    @contextmanager
+    def _aborting(self, bucket: str, key: str):
+        """A failed upload leaves no parts behind: its multipart uploads are aborted (the transfer
+        manager tries too; this covers a failure between its parts and its own cleanup)."""
+        try:
+            yield
+        except BaseException:
+            try:
+                self._abort_uploads(bucket, lambda upload: upload["Key"] == key)
+            except Exception:  # S3 unreachable: the bucket's AbortIncompleteMultipartUpload rule ends them
+                pass
+            raise
+
+    def _abort_uploads(self, bucket: str, chosen, prefix: str = "") -> int:
+        aborted = 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                if chosen(upload):
+                    self.client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    aborted += 1
+        return aborted
+
+    def discard_partial(self, bucket: str, key: str, *, request_id: str) -> int:
+        """Abort the incomplete multipart uploads of `key` (parts are not objects: nothing else lists them)."""
+        with self._errors():
+            return self._abort_uploads(bucket, lambda upload: upload["Key"] == key, prefix=key)
+
+    def purge_temporaries(self, bucket: str, *, older_than: dt.datetime) -> int:
+        """Abort multipart uploads started before `older_than` (the lifecycle rule does it too, after a day)."""
+        with self._errors():
+            return self._abort_uploads(bucket, lambda upload: upload["Initiated"].astimezone(UTC) < older_than)
 
     @staticmethod
     def _transfer_config(size: int | None):

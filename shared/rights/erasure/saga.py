@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, select
 
 from shared.platform.clock import parse_iso
 from shared.platform.errors import Conflict, NotFound
-from shared.ports.db import dialect_insert
+from shared.ports.db import dialect_insert, purge_deleted
 from shared.ports.tables import accounts, saga_steps
 from shared.records import audit, registry
 from shared.records.registry import RequestRecord
@@ -26,6 +26,7 @@ from shared.rights.erasure.common import (
     STEPS,
     SYSTEM_ACTOR,
     ErasureVerificationFailed,
+    _linked_tables,
     _now,
     _Saga,
     erase_after,
@@ -272,6 +273,8 @@ def _run(
     done = [s for s in sagas if s.error is None]
     if done:
         _complete(engine, done, now)
+        # No erased value left in the SQLite WAL or in PostgreSQL's dead tuples.
+        purge_deleted(engine, [accounts.name, *(table.name for table in _linked_tables())])
     if sagas:
         audit.checkpoint(engine)  # the head after the run, anchored outside the database
     errors = {s.id: s.error for s in sagas if s.error is not None}

@@ -35,7 +35,15 @@ from shared.rights.export.requests import (
     register_dpo_export,
     start_client_export,
 )
-from shared.rights.export.run import WORKER_ACTOR, object_key, ready_message, run_export
+from shared.rights.export.run import (
+    STALLED_AFTER,
+    WORKER_ACTOR,
+    object_key,
+    ready_message,
+    requeue_stalled_exports,
+    run_export,
+    stalled_exports,
+)
 from shared.rights.export.schema import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -51,6 +59,7 @@ __all__ = [
     "request_view", "export_view",
     "MAX_LINK_SECONDS", "REDIRECT_URL_SECONDS", "ExportExpired", "download_link", "download_location",
     "WORKER_ACTOR", "object_key", "run_export", "ready_message",
+    "STALLED_AFTER", "stalled_exports", "requeue_stalled_exports",
     "ArchiveStats", "chunk_reader", "document_file", "iter_archive", "readme_html",
     "FORMAT_NAME", "FORMAT_VERSION", "ExportTable", "data_json_schema", "export_tables",
 ]

@@ -11,17 +11,18 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from shared import notices
 from shared.platform.clock import UTC, iso
 from shared.platform.config import get_settings
+from shared.platform.messages import ExportRun
 from shared.platform.pseudonym import pseudonymise
 from shared.policy import facts as policy
 from shared.policy.facts import CONTROLLER
-from shared.ports.backends import get_mailer, get_storage
+from shared.ports.backends import get_mailer, get_queue, get_storage
 from shared.ports.mail import Message
-from shared.ports.tables import accounts
+from shared.ports.tables import accounts, dsr_requests
 from shared.records import audit
 from shared.records.registry import (
     CANCELLED,
@@ -45,6 +46,9 @@ from shared.rights.export.links import export_expires_at
 from shared.rights.export.requests import EXPORT_KINDS, now_utc
 
 WORKER_ACTOR = "system:export"
+# An export still unfinished this long after its last change lost its message (dead-lettered, or a
+# worker killed past its 15-minute timeout): the sweep queues it again.
+STALLED_AFTER = dt.timedelta(minutes=30)
 
 
 def object_key(record: RequestRecord) -> str:
@@ -72,6 +76,35 @@ def run_export(engine: Engine, request_id: str, *, now: dt.datetime | None = Non
     return {"status": COMPLETED, "request_id": request_id}
 
 
+def stalled_exports(conn: Connection, *, now: dt.datetime | None = None) -> list[str]:
+    """Ids of exports verified or in progress whose state has not moved for STALLED_AFTER."""
+    r = dsr_requests
+    rows = conn.execute(
+        select(r.c.id)
+        .where(
+            r.c.kind.in_(EXPORT_KINDS),
+            r.c.state.in_((VERIFIED, IN_PROGRESS)),
+            r.c.state_changed_at <= now_utc(now) - STALLED_AFTER,
+        )
+        .order_by(r.c.received_at)
+    )
+    return [row.id for row in rows]
+
+
+def requeue_stalled_exports(engine: Engine, *, now: dt.datetime | None = None) -> int:
+    """The CRON sweep: queue again every stalled export (run_export resumes its saga); returns how many.
+
+    A fresh idempotency key per sweep: the first message's key may be known to the worker already.
+    """
+    now = now_utc(now)
+    with engine.connect() as conn:
+        ids = stalled_exports(conn, now=now)
+    queue = get_queue(ExportRun.QUEUE)
+    for request_id in ids:
+        queue.send(ExportRun(request_id=request_id).envelope(f"export:{request_id}:sweep:{now:%Y%m%dT%H%M%S}"))
+    return len(ids)
+
+
 def _build_and_store(engine: Engine, record: RequestRecord, *, now: dt.datetime | None) -> dict[str, Any]:
     settings = get_settings()
     key = object_key(record)
@@ -85,7 +118,10 @@ def _build_and_store(engine: Engine, record: RequestRecord, *, now: dt.datetime 
             # which picks nested loops that crawl when statistics lag behind a big account.
             conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
         chunks = iter_archive(conn, record, stats, now=now_utc(now), settings=settings)
-        get_storage().put(
+        storage = get_storage()
+        # A run interrupted mid-upload left a partial archive of personal data: gone before the new one.
+        storage.discard_partial(settings.exports_bucket, key, request_id=record.id)
+        storage.put(
             settings.exports_bucket,
             key,
             chunk_reader(hashed(chunks, digest, stats)),
