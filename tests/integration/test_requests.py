@@ -252,17 +252,18 @@ def test_a_stale_writer_loses_on_the_version_check(engine, db_url):
         thread = threading.Thread(target=second_writer)
         thread.start()
         # Wait until the second writer has read version 1 and waits on the row lock.
+        # Up to 10 s: on a loaded machine (the suite runs on both cores) the thread may take a while to get there.
         with engine.connect() as probe:
-            for _ in range(200):
+            for _ in range(1000):
                 waiting = probe.execute(
                     sa.text(
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
                     )
                 ).scalar()
-                if waiting:
+                if waiting or not thread.is_alive():
                     break
                 time.sleep(0.01)
-        assert waiting, "the second writer never blocked"
+        assert waiting, f"the second writer never blocked (it ended with {outcome.get('result')!r})"
     thread.join()
 
     assert isinstance(outcome["result"], AppError)
