@@ -377,7 +377,6 @@ def require_step_up(
             outcome=outcome,
             subject=account_id,
             details={"for": action, "method": method},
-            now=now,
         )
     if failure is not None:
         raise failure

@@ -61,7 +61,6 @@ def create_dpo_credential(conn: Connection, label: str, *, now: dt.datetime | No
         action="dpo_credential.created",
         outcome="succeeded",
         details={"credential_id": credential_id},
-        now=now,
     )
     return f"{DPO_TOKEN_PREFIX}{credential_id}_{secret}"
 
@@ -81,7 +80,6 @@ def revoke_dpo_credential(conn: Connection, credential_id: str, *, now: dt.datet
         action="dpo_credential.revoked",
         outcome="succeeded",
         details={"credential_id": credential_id},
-        now=now,
     )
 
 

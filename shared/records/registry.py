@@ -246,7 +246,6 @@ def create_request(
         request_id=request_id,
         subject=account_id,
         details={"kind": kind, "channel": channel},
-        now=now,
     )
     return get_request(conn, request_id)
 
@@ -350,7 +349,7 @@ def transition_many(
         entries.append(
             dict(
                 actor=actor, action="request.transition", outcome=to_state, request_id=record.id,
-                subject=record.account_id, details={"kind": record.kind, "from": record.state, "to": to_state}, now=now,
+                subject=record.account_id, details={"kind": record.kind, "from": record.state, "to": to_state},
             )
         )
         if follow_up and record.id in follow_up:
@@ -408,6 +407,5 @@ def extend_deadline(
         request_id=record.id,
         subject=record.account_id,
         details={"kind": record.kind, "months": months, "total_months": total, "extended_due_at": iso(extended)},
-        now=now,
     )
     return get_request(conn, request_id)

@@ -294,7 +294,7 @@ def _warn(engine: Engine, row: sa.Row, decision: Decision, offsets: tuple[int, .
         })
         audit.record(
             conn, actor=ACTOR, action="inactivity.warned", outcome="sent", subject=row.id,
-            details={"offset_days": decision.offset, "erase_after": decision.erase_after.isoformat()}, now=now,
+            details={"offset_days": decision.offset, "erase_after": decision.erase_after.isoformat()},
         )
 
 

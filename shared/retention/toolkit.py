@@ -103,5 +103,5 @@ def record_run(engine: Engine, category: str, rule: policy.RetentionRule, counts
     with engine.begin() as conn:
         audit.record(
             conn, actor=ACTOR, action=f"retention.{category}", outcome=outcome,
-            details={"rule": rule.id, "counts": counts}, now=now,
+            details={"rule": rule.id, "counts": counts},
         )

@@ -27,7 +27,6 @@ def append(engine, n: int, **kw) -> list[audit.AuditEntry]:
                     action="test.append",
                     outcome="succeeded",
                     details={"index": i, "when": (T0 + dt.timedelta(minutes=i)).isoformat()},
-                    now=T0 + dt.timedelta(minutes=i),
                     **kw,
                 )
             )

@@ -225,7 +225,7 @@ def test_audit_time_is_the_server_clock_not_a_dpo_given_received_at(env, engine,
     assert times and all(t == server_now for t in times)
     # A caller's `now` never becomes the audit time either.
     with engine.begin() as conn:
-        entry = audit.record(conn, actor="system:test", action="test.clock", outcome="succeeded", now=received_at)
+        entry = audit.record(conn, actor="system:test", action="test.clock", outcome="succeeded")
     assert entry.occurred_at == server_now
 
 

@@ -283,7 +283,7 @@ def _customer_deleted(conn: Connection, customer_id: str | None, created: dt.dat
         .values(customer_deleted_at=created, updated_at=now)
     )
     outcome = "link_removed" if account_id else "no_link"
-    audit.record(conn, actor="stripe-webhook", action="stripe.customer_deleted", outcome=outcome, subject=account_id, now=now)
+    audit.record(conn, actor="stripe-webhook", action="stripe.customer_deleted", outcome=outcome, subject=account_id)
     return "applied"
 
 

@@ -116,7 +116,7 @@ def receive(
 
 def _audit_rejection(engine: Engine, code: str, *, now: dt.datetime | None) -> None:
     with engine.begin() as conn:
-        audit.record(conn, actor="stripe-webhook", action="stripe.webhook_rejected", outcome=code, now=now)
+        audit.record(conn, actor="stripe-webhook", action="stripe.webhook_rejected", outcome=code)
 
 
 def _record_and_queue(engine: Engine, event: VerifiedEvent, *, now: dt.datetime) -> dict[str, Any]:

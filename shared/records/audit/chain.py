@@ -116,7 +116,6 @@ def _prepare(
     request_id: str | None = None,
     subject: str | None = None,
     details: dict[str, Any] | None = None,
-    now: dt.datetime | None = None,  # noqa: ARG001 - accepted and ignored: the audit time is the server's clock
 ) -> dict[str, Any]:
     """Validate one entry's content (everything but its place in the chain)."""
     _check_label("actor", actor, 64)
@@ -149,16 +148,12 @@ def record(
     request_id: str | None = None,
     subject: str | None = None,
     details: dict[str, Any] | None = None,
-    now: dt.datetime | None = None,
 ) -> AuditEntry:
     """Append one entry in the caller's transaction. `subject` is an account id, stored as its pseudonym.
 
-    `occurred_at` is always the server's clock: `now` (the caller's notion of the time, which
-    may come from a request, e.g. a DPO-given received_at) is accepted and never stored.
+    `occurred_at` is always the server's clock (`clock`, which only tests replace): no caller gives a time.
     """
-    entry = dict(
-        actor=actor, action=action, outcome=outcome, request_id=request_id, subject=subject, details=details, now=now
-    )
+    entry = dict(actor=actor, action=action, outcome=outcome, request_id=request_id, subject=subject, details=details)
     return record_many(conn, [entry])[-1]
 
 

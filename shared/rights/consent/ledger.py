@@ -63,7 +63,7 @@ def _withdraw_in(
             delete(analytics_events).where(analytics_events.c.account_id == account_id)
         ).rowcount
     audit.record(conn, actor=actor, action="consent.withdrawn", outcome="recorded", subject=account_id,
-                 details=details, now=occurred_at)
+                 details=details)
     return event_id
 
 
@@ -158,5 +158,5 @@ def give_consent(
         _, occurred_at = append_event(conn, account_id=account_id, purpose=purpose, action=GIVEN, channel=channel,
                                       now=now, ip=ip, user_agent=user_agent, previous=previous)
         audit.record(conn, actor=actor, action="consent.given", outcome="recorded", subject=account_id,
-                     details={"purpose": purpose, "channel": channel}, now=occurred_at)
+                     details={"purpose": purpose, "channel": channel})
     return Change(given=(purpose,), flags_lifted=tuple(lifted))

@@ -82,7 +82,7 @@ def propagate_newsletter_withdrawal(engine: Engine, consent_event_id: str, *, no
             audit.record(conn, actor="system:consent", action="consent.propagated", outcome=result.get("outcome", "done"),
                          subject=event.account_id,
                          details={"step": RESEND_STEP, "consent_event_id": consent_event_id, **{
-                             k: v for k, v in result.items() if k != "outcome"}}, now=now)
+                             k: v for k, v in result.items() if k != "outcome"}})
         return {}
 
     run_step(engine, consent_event_id, AUDIT_STEP, record_audit)

@@ -157,7 +157,7 @@ def set_flag_in(
         )
     )
     audit.record(conn, actor=actor, action=f"{flag_family(kind)}.set", outcome="in_force", subject=account_id,
-                 details={"kind": kind, "reason_code": reason_code, "channel": channel, "flag_id": flag_id}, now=now)
+                 details={"kind": kind, "reason_code": reason_code, "channel": channel, "flag_id": flag_id})
     return load_flag(conn, flag_id)
 
 
@@ -171,7 +171,7 @@ def lift_in(conn: Connection, flag: Flag, *, actor: str, reason_code: str, now: 
     audit.record(conn, actor=actor, action=f"{flag_family(flag.kind)}.lifted", outcome="lifted",
                  subject=flag.account_id,
                  details={"kind": flag.kind, "reason_code": reason_code, "flag_id": flag.id,
-                          "notified_first": notified_at is not None}, now=now)
+                          "notified_first": notified_at is not None})
 
 
 def attach_request(conn: Connection, request_id: str, flag_ids: list[str]) -> None:

@@ -86,7 +86,7 @@ def _register(
     _deactivate(conn, account_id, now)
     audit.record(
         conn, actor=actor, action="erasure.registered", outcome=registry.WAITING, request_id=record.id,
-        subject=account_id, details={"channel": channel, **details}, now=now,
+        subject=account_id, details={"channel": channel, **details},
     )
     return record, True
 
@@ -183,7 +183,7 @@ def cancel_erasure(
     _reactivate(conn, record.account_id)
     audit.record(
         conn, actor=actor, action="erasure.cancelled", outcome=registry.CANCELLED, request_id=record.id,
-        subject=record.account_id, now=now,
+        subject=record.account_id,
     )
     return record
 

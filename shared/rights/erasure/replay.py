@@ -99,7 +99,6 @@ def replay_erasures(engine: Engine, *, since: dt.datetime | dt.date, now: dt.dat
             audit.record(
                 conn, actor=SYSTEM_ACTOR, action="erasure.replayed", outcome="reapplied", request_id=entry["request_id"],
                 subject=account_id, details={"rows_deleted": result["rows_deleted"], "rows_updated": result["rows_updated"]},
-                now=now,
             )
         _objects_step(engine, account_id, now)
         reapplied += 1

@@ -343,7 +343,7 @@ def _complete(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime) -> None:
             details[saga.id] = {"receipt_object": receipt_key(saga.id), "receipt_summary": stored["summary"]}
             follow_up[saga.id] = dict(
                 actor=SYSTEM_ACTOR, action="erasure.completed", outcome=registry.COMPLETED, request_id=saga.id,
-                subject=saga.account_id, details={"receipt_object": receipt_key(saga.id), **stored["summary"]}, now=now,
+                subject=saga.account_id, details={"receipt_object": receipt_key(saga.id), **stored["summary"]},
             )
             ledger_rows.append(_ledger_entry(saga.id, saga.account_id, parse_iso(stored["erased_at"])))
         registry.transition_many(

@@ -85,6 +85,6 @@ def download_location(
             raise ExportExpired()  # removed by the bucket's lifecycle rule
         audit.record(
             conn, actor="client", action="export.downloaded", outcome="redirected",
-            request_id=record.id, subject=record.account_id, now=now,
+            request_id=record.id, subject=record.account_id,
         )
     return storage.presigned_get_url(bucket, key, expires_in=REDIRECT_URL_SECONDS)

@@ -134,7 +134,7 @@ def register_dpo_export(
         # Identity verification is the DPO's responsibility for these channels (policy 9.3).
         audit.record(
             conn, actor=actor, action="export.identity_verified", outcome="verified", request_id=created.id,
-            subject=account_id, details={"method": verification_method, "channel": channel}, now=now,
+            subject=account_id, details={"method": verification_method, "channel": channel},
         )
         record = transition(conn, created.id, VERIFIED, actor=actor, details={"verified_by": verification_method}, now=now)
     _enqueue(record)

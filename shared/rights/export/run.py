@@ -157,7 +157,6 @@ def _complete(engine: Engine, request_id: str, archive: dict[str, Any], *, now: 
                 conn, actor=WORKER_ACTOR, action="export.completed", outcome="stored", request_id=request_id,
                 subject=record.account_id,
                 details={k: details[k] for k in ("size_bytes", "sha256", "rows_total", "documents", "expires_at")},
-                now=now,
             )
     return {"expires_at": record.details.get("expires_at")}
 
@@ -173,7 +172,7 @@ def _notify(engine: Engine, request_id: str, *, now: dt.datetime | None) -> dict
     with engine.begin() as conn:
         audit.record(
             conn, actor=WORKER_ACTOR, action="export.notified", outcome="mailed", request_id=request_id,
-            subject=record.account_id, now=now,
+            subject=record.account_id,
         )
     return {"sent": True, "message_id": message_id}
 
