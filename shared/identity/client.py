@@ -24,6 +24,7 @@ from typing import Literal
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from shared import notices
+from shared.platform.clock import moment
 from shared.platform.config import ConfigurationError, Settings, get_settings
 from shared.platform.errors import (
     AppError,
@@ -35,7 +36,7 @@ from shared.platform.errors import (
 from shared.platform.pseudonym import pseudonymise
 from shared.platform.sealing import column_context, current_key_id, reseal, seal, unseal
 from shared.ports.backends import get_mailer
-from shared.ports.db import UTC, dialect_insert, get_engine, utcnow
+from shared.ports.db import dialect_insert, get_engine
 from shared.ports.mail import Message
 from shared.ports.tables import (
     accounts,
@@ -327,7 +328,7 @@ def require_step_up(
     """
     if not _ACTION.match(action):
         raise ValueError(f"action must match {_ACTION.pattern}")
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     settings = get_settings()
     code = (header_value(headers, VERIFICATION_HEADER) or "").strip()
     failure: AppError | None

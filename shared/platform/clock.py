@@ -37,6 +37,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
+def moment(now: dt.datetime | None = None) -> dt.datetime:
+    """The moment an operation is for: `now` (tests and replays give one) in UTC, else the server's clock."""
+    return (now or utcnow()).astimezone(UTC)
+
+
 def iso(moment: dt.datetime, *, timespec: str = "auto") -> str:
     """A moment as ISO 8601 in UTC with a `Z`: `2026-12-02T11:06:39Z` (timespec as datetime.isoformat)."""
     return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")

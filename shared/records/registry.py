@@ -21,10 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from shared.platform.clock import add_months, iso
+from shared.platform.clock import add_months, iso, moment
 from shared.platform.errors import Conflict, NotFound, ValidationFailed
 from shared.platform.pseudonym import subject_pseudonym
-from shared.ports.db import UTC, utcnow
 from shared.ports.tables import dsr_requests
 from shared.records import audit
 
@@ -217,7 +216,7 @@ def create_request(
     if not account_id:
         raise ValidationFailed("account_id is required", code="invalid_account")
     details = _check_details(details)
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     request_id = str(uuid.uuid4())
     try:
         conn.execute(
@@ -314,7 +313,7 @@ def transition_many(
         _check_transition(record, to_state)
     reason = _clean_reason(reason, required=to_state in _REASON_REQUIRED)
     extra = {request_id: _check_details(value) for request_id, value in (details or {}).items()}
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     values: dict[str, Any] = {"state": to_state, "state_changed_at": now, "version": dsr_requests.c.version + 1}
     if to_state in TERMINAL_STATES:
         values["closed_at"] = now
@@ -387,7 +386,7 @@ def extend_deadline(
         raise ValidationFailed(f"months must be between 1 and {MAX_EXTENSION_MONTHS}", code="invalid_months")
     reason = _clean_reason(reason, required=True)
     record = get_request(conn, request_id)
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     if record.is_terminal:
         raise InvalidTransition(f"the request is already {record.state}")
     total = record.extension_months + months

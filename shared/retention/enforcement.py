@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, select, update
 
+from shared.platform.clock import moment
 from shared.platform.config import get_settings
 from shared.policy import data_map
 from shared.policy import facts as policy
@@ -47,7 +48,6 @@ from shared.retention.toolkit import (
     count_rows,
     delete_in_batches,
     delete_objects,
-    moment,
     no_progress,
     object_prefix,
     pages,

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from shared import notices
-from shared.platform.clock import UTC
+from shared.platform.clock import UTC, moment
 from shared.platform.config import get_settings
 from shared.platform.errors import ExternalServiceError, NotFound
 from shared.platform.messages import MAX_IDS_PER_MESSAGE, InactivityChunk
@@ -53,7 +53,6 @@ from shared.records.registry import CANCELLED, REJECTED
 from shared.retention.toolkit import (
     ACTOR,
     Progress,
-    moment,
     no_progress,
     record_run,
     rule_json,

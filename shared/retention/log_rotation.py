@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select, text
 
-from shared.platform.clock import add_months
+from shared.platform.clock import add_months, moment
 from shared.platform.config import get_settings
 from shared.policy import facts as policy
 from shared.policy.rules import cutoff, start_of_day
@@ -47,7 +47,6 @@ from shared.retention.toolkit import (
     BATCH_SIZE,
     Progress,
     delete_in_batches,
-    moment,
     no_progress,
     object_prefix,
     record_run,

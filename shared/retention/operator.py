@@ -19,8 +19,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from shared.platform.clock import moment
 from shared.retention import enforcement, inactivity, log_rotation
-from shared.retention.toolkit import Progress, moment
+from shared.retention.toolkit import Progress
 
 
 def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any]]:

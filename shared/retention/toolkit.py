@@ -14,7 +14,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, select
 
-from shared.platform.clock import UTC, utcnow
 from shared.policy import data_map
 from shared.policy import facts as policy
 from shared.ports.storage import ObjectRetained, ObjectStore
@@ -29,11 +28,6 @@ Progress = Callable[[str, int], None]
 
 def no_progress(_category: str, _done: int) -> None:
     return None
-
-
-def moment(now: dt.datetime | None) -> dt.datetime:
-    """The moment a run or a plan is for: `now` in UTC, or the clock's."""
-    return (now or utcnow()).astimezone(UTC)
 
 
 def pages(engine: Engine, query: sa.Select, key: sa.Column) -> Iterator[list[sa.Row]]:

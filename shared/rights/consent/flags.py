@@ -12,7 +12,7 @@ import datetime as dt
 from sqlalchemy import Connection, Engine, select, update
 
 from shared import notices
-from shared.platform.clock import UTC, utcnow
+from shared.platform.clock import UTC, moment
 from shared.platform.config import get_settings
 from shared.platform.errors import (
     AppError,
@@ -79,7 +79,7 @@ def restrict(
     if reason_code not in RESTRICTION_REASONS:
         raise ValidationFailed(f"reason_code must be one of {', '.join(RESTRICTION_REASONS)}", code="invalid_reason")
     note = _clean_note(note)
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     with engine.begin() as conn:
         lock_account(conn, account_id)
         flag = set_flag_in(conn, account_id=account_id, kind=RESTRICTION, reason_code=reason_code, note=note,
@@ -122,7 +122,7 @@ def lift(
     """
     if reason_code not in LIFT_REASONS:
         raise ValidationFailed(f"reason_code must be one of {', '.join(LIFT_REASONS)}", code="invalid_reason")
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     with engine.connect() as conn:
         flag = get_flag(conn, flag_id)
         email, _locale = conn.execute(

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete
 
-from shared.platform.clock import UTC, utcnow
+from shared.platform.clock import moment
 from shared.platform.errors import Conflict, ExternalServiceError, ValidationFailed
 from shared.platform.logs import get_logger
 from shared.ports.tables import analytics_events
@@ -89,7 +89,7 @@ def withdraw(
     check_channel(channel)
     if reason_code not in OBJECTION_REASONS:
         raise ValidationFailed(f"reason_code must be one of {', '.join(OBJECTION_REASONS)}", code="invalid_reason")
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     withdrawn: list[str] = []
     flags: list[Flag] = []
     with engine.begin() as conn:
@@ -141,7 +141,7 @@ def give_consent(
         raise ValidationFailed("consent is given one purpose at a time", code="unknown_purpose")
     (purpose,) = check_purposes(purpose)
     check_channel(channel)
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     lifted: list[str] = []
     with engine.begin() as conn:
         lock_account(conn, account_id)

@@ -13,7 +13,7 @@ from html import escape as _escape  # `html` is also send_marketing's parameter
 
 from sqlalchemy import Engine, insert, select
 
-from shared.platform.clock import UTC, utcnow
+from shared.platform.clock import moment
 from shared.ports.backends import get_mailer
 from shared.ports.mail import Message
 from shared.ports.tables import accounts, analytics_events
@@ -72,7 +72,7 @@ def collect_analytics_event(
     engine: Engine, account_id: str, name: str, *, page: str | None = None, now: dt.datetime | None = None
 ) -> bool:
     """Store one analytics event under the consent in force; False (nothing stored) when not allowed."""
-    now = (now or utcnow()).astimezone(UTC)
+    now = moment(now)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Shares with other collectors, waits for a withdrawal in progress (which deletes events).

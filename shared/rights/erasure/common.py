@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from shared.platform.clock import UTC, parse_iso, utcnow
+from shared.platform.clock import parse_iso
 from shared.platform.config import get_settings
 from shared.platform.errors import Conflict
 from shared.platform.messages import MAX_IDS_PER_MESSAGE, ErasureRun
@@ -53,10 +53,6 @@ class ProcessingRestricted(Conflict):
 
 def _day(value: dt.date | dt.datetime) -> str:
     return (value.date() if isinstance(value, dt.datetime) else value).isoformat()
-
-
-def _now(now: dt.datetime | None) -> dt.datetime:
-    return (now or utcnow()).astimezone(UTC)
 
 
 def erase_after(record: RequestRecord) -> dt.datetime:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, select, update
 
-from shared.platform.clock import iso
+from shared.platform.clock import iso, moment
 from shared.platform.config import get_settings
 from shared.platform.errors import Conflict, NotFound
 from shared.platform.messages import ErasureRun
@@ -27,7 +27,6 @@ from shared.rights.erasure.common import (
     RETENTION_CHANNEL,
     RUN_MESSAGE_MAX,
     ProcessingRestricted,
-    _now,
     erase_after,
 )
 from shared.rights.erasure.receipt import load_receipt
@@ -102,7 +101,7 @@ def register_erasure(
     restriction is in force. Raises 404 `account_not_found` for an unknown account.
     Nothing is queued: use `request_erasure`, or `enqueue_due_erasures` after commit.
     """
-    return _register(conn, account_id, channel=channel, actor=actor, now=_now(now))[0]
+    return _register(conn, account_id, channel=channel, actor=actor, now=moment(now))[0]
 
 
 def request_erasure(
@@ -112,7 +111,7 @@ def request_erasure(
 
     Returns (request, created). With a cooling-off the daily sweep queues it once due.
     """
-    now = _now(now)
+    now = moment(now)
     with engine.begin() as conn:
         record, created = _register(conn, account_id, channel=channel, actor=actor, now=now)
     if created and erase_after(record) <= now:
@@ -171,7 +170,7 @@ def cancel_erasure(
     404 for another account's request (with `account_id`), 409 `cooling_off_over`
     once the erasure is due, 409 `erasure_not_cancellable` once it has started or ended.
     """
-    now = _now(now)
+    now = moment(now)
     record = get_erasure(conn, request_id, account_id=account_id)
     if record.state != registry.WAITING:
         raise Conflict(f"the erasure is {record.state}: it can no longer be cancelled", code="erasure_not_cancellable")
@@ -190,7 +189,7 @@ def cancel_erasure(
 
 def due_erasures(conn: Connection, *, now: dt.datetime | None = None) -> list[str]:
     """Ids of erasures to run: cooling-off over (`erase_after <= now`), or started and not finished."""
-    now = _now(now)
+    now = moment(now)
     r = schema.dsr_requests
     cooled_off = r.c.details["erase_after"].as_string() <= iso(now, timespec="seconds")
     rows = conn.execute(
@@ -209,7 +208,7 @@ def due_erasures(conn: Connection, *, now: dt.datetime | None = None) -> list[st
 
 def enqueue_due_erasures(engine: Engine, *, now: dt.datetime | None = None) -> int:
     """The CRON sweep: queue every due or unfinished erasure (also those whose messages went to the DLQ)."""
-    now = _now(now)
+    now = moment(now)
     with engine.connect() as conn:
         ids = due_erasures(conn, now=now)
     enqueue_runs(ids, reason=f"sweep:{now:%Y%m%dT%H%M%S}")

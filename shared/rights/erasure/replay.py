@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from shared.platform.clock import UTC, parse_date_argument, parse_iso
+from shared.platform.clock import UTC, moment, parse_date_argument, parse_iso
 from shared.platform.errors import ValidationFailed
 from shared.ports import tables as schema
 from shared.ports.backends import get_storage
 from shared.ports.tables import accounts, erasure_ledger
 from shared.records import audit, registry
-from shared.rights.erasure.common import SYSTEM_ACTOR, _bucket, _now
+from shared.rights.erasure.common import SYSTEM_ACTOR, _bucket
 from shared.rights.erasure.objects import _key_regex, _objects_step
 from shared.rights.erasure.receipt import (
     _ledger_entry,
@@ -81,7 +81,7 @@ def replay_erasures(engine: Engine, *, since: dt.datetime | dt.date, now: dt.dat
     and object steps again (no Stripe or Resend call: they live outside the backup,
     and their erasure was done once). Restores missing ledger rows from the mirror.
     """
-    now = _now(now)
+    now = moment(now)
     if not isinstance(since, dt.datetime):
         since = dt.datetime.combine(since, dt.time.min, tzinfo=UTC)
     entries = _ledger_entries(engine, since.astimezone(UTC))

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from shared.platform.clock import parse_iso
+from shared.platform.clock import moment, parse_iso
 from shared.platform.errors import Conflict, NotFound
 from shared.ports.db import dialect_insert, purge_deleted
 from shared.ports.tables import accounts, saga_steps
@@ -27,7 +27,6 @@ from shared.rights.erasure.common import (
     SYSTEM_ACTOR,
     ErasureVerificationFailed,
     _linked_tables,
-    _now,
     _Saga,
     erase_after,
 )
@@ -261,7 +260,7 @@ assert tuple(_STEP_RUNNERS) == STEPS
 def _run(
     engine: Engine, request_ids: Sequence[str], now: dt.datetime | None, workers: int
 ) -> tuple[dict[str, str], dict[str, Exception]]:
-    now = _now(now)
+    now = moment(now)
     outcomes, sagas = _start(engine, list(dict.fromkeys(request_ids)), now)
     # One pool for every step: its threads keep their SDK connections open from one step to the next.
     concurrent = workers > 1 and len(sagas) > 1

@@ -11,13 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, delete, select, update
 
+from shared.platform.clock import moment
 from shared.policy import data_map
 from shared.ports.tables import accounts
 from shared.rights.erasure.common import (
     _MIN_IDENTIFIER_LENGTH,
     ErasureVerificationFailed,
     _linked_tables,
-    _now,
     _owner,
     _personal,
     _subject_filter,
@@ -159,7 +159,7 @@ def erase_accounts_data(conn: Connection, account_ids: Sequence[str], *, now: dt
     names tables and columns, never a value. Every statement is set-based over the accounts'
     indexed rows: its cost depends on their data, not on how many other accounts exist.
     """
-    now = _now(now)
+    now = moment(now)
     account_ids = list(account_ids)
     if not account_ids:
         return {"rows_deleted": 0, "rows_updated": 0}

@@ -11,14 +11,14 @@ import hmac
 
 from sqlalchemy import Engine
 
-from shared.platform.clock import UTC, parse_iso
+from shared.platform.clock import UTC, moment, parse_iso
 from shared.platform.config import Settings, get_settings
 from shared.platform.errors import AppError, Conflict, NotFound, Unauthorized
 from shared.platform.pseudonym import pseudonymise
 from shared.ports.backends import get_storage
 from shared.records import audit
 from shared.records.registry import COMPLETED, RequestRecord, get_request
-from shared.rights.export.requests import EXPORT_KINDS, now_utc
+from shared.rights.export.requests import EXPORT_KINDS
 
 # The presigned URL behind a download only has to survive the redirect.
 REDIRECT_URL_SECONDS = 300
@@ -46,7 +46,7 @@ def export_expires_at(record: RequestRecord) -> dt.datetime | None:
 def download_link(record: RequestRecord, *, now: dt.datetime | None = None, settings: Settings | None = None) -> tuple[str, dt.datetime]:
     """A fresh signed link to the archive and when it stops working (never after the export itself)."""
     settings = settings or get_settings()
-    now = now_utc(now)
+    now = moment(now)
     ttl = min(settings.export_link_ttl_seconds, MAX_LINK_SECONDS)
     expires = min(int(now.timestamp()) + ttl, int(export_expires_at(record).timestamp()))
     token = f"{expires}.{_link_signature(record.id, record.account_id, expires)}"
@@ -58,7 +58,7 @@ def download_location(
     engine: Engine, request_id: str, token: str | None, *, now: dt.datetime | None = None
 ) -> str:
     """Check a download link and audit the download; returns a short-lived URL of the archive."""
-    now = now_utc(now)
+    now = moment(now)
     expires_text, _, signature = (token or "").partition(".")
     if not expires_text.isdigit() or len(signature) != 64:
         raise _invalid_link()

@@ -10,7 +10,7 @@ import datetime as dt
 
 from sqlalchemy import Connection, Engine, select
 
-from shared.platform.clock import UTC, utcnow
+from shared.platform.clock import UTC, moment
 from shared.platform.errors import AppError, Conflict, NotFound, VerificationRequired
 from shared.platform.messages import ExportRun
 from shared.policy import facts as policy
@@ -32,10 +32,6 @@ QUEUE_NAME = ExportRun.QUEUE
 MESSAGE_TYPE = ExportRun.TYPE
 # How the DPO checked who wrote (policy 9.3); recorded in the audit trail, never the evidence itself.
 DPO_VERIFICATION_METHODS = policy.IDENTITY_VERIFICATION_METHODS
-
-
-def now_utc(now: dt.datetime | None) -> dt.datetime:
-    return (now or utcnow()).astimezone(UTC)
 
 
 def _open_export(conn: Connection, account_id: str) -> RequestRecord | None:
@@ -65,7 +61,7 @@ def start_client_export(
     through without a code, so no duplicate work); a verified one is queued again in case its
     first message was lost (the worker ignores repeats).
     """
-    now = now_utc(now)
+    now = moment(now)
     with engine.connect() as conn:
         pending = _open_export(conn, account_id)
     if pending is None:
@@ -112,7 +108,7 @@ def register_dpo_export(
     The deadline runs from `received_at` (the day the letter or mail arrived, never in
     the future). Returns (request, created); an export already open is returned as is.
     """
-    now = now_utc(now)
+    now = moment(now)
     received = (received_at or now).astimezone(UTC)
     if channel not in DPO_CHANNELS or kind not in EXPORT_KINDS or verification_method not in DPO_VERIFICATION_METHODS:
         raise ValueError("channel, kind or verification method out of range")  # the handler validated them

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from shared import notices
-from shared.platform.clock import UTC, iso
+from shared.platform.clock import UTC, iso, moment
 from shared.platform.config import get_settings
 from shared.platform.messages import ExportRun
 from shared.platform.pseudonym import pseudonymise
@@ -43,7 +43,7 @@ from shared.rights.export.archive import (
     object_prefix,
 )
 from shared.rights.export.links import export_expires_at
-from shared.rights.export.requests import EXPORT_KINDS, now_utc
+from shared.rights.export.requests import EXPORT_KINDS
 
 WORKER_ACTOR = "system:export"
 # An export still unfinished this long after its last change lost its message (dead-lettered, or a
@@ -84,7 +84,7 @@ def stalled_exports(conn: Connection, *, now: dt.datetime | None = None) -> list
         .where(
             r.c.kind.in_(EXPORT_KINDS),
             r.c.state.in_((VERIFIED, IN_PROGRESS)),
-            r.c.state_changed_at <= now_utc(now) - STALLED_AFTER,
+            r.c.state_changed_at <= moment(now) - STALLED_AFTER,
         )
         .order_by(r.c.received_at)
     )
@@ -96,7 +96,7 @@ def requeue_stalled_exports(engine: Engine, *, now: dt.datetime | None = None) -
 
     A fresh idempotency key per sweep: the first message's key may be known to the worker already.
     """
-    now = now_utc(now)
+    now = moment(now)
     with engine.connect() as conn:
         ids = stalled_exports(conn, now=now)
     queue = get_queue(ExportRun.QUEUE)
@@ -117,7 +117,7 @@ def _build_and_store(engine: Engine, record: RequestRecord, *, now: dt.datetime 
             # Every row is read: plan cursors for the whole result, not the first 10% (the default),
             # which picks nested loops that crawl when statistics lag behind a big account.
             conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-        chunks = iter_archive(conn, record, stats, now=now_utc(now), settings=settings)
+        chunks = iter_archive(conn, record, stats, now=moment(now), settings=settings)
         storage = get_storage()
         # A run interrupted mid-upload left a partial archive of personal data: gone before the new one.
         storage.discard_partial(settings.exports_bucket, key, request_id=record.id)
@@ -139,7 +139,7 @@ def _build_and_store(engine: Engine, record: RequestRecord, *, now: dt.datetime 
 
 
 def _complete(engine: Engine, request_id: str, archive: dict[str, Any], *, now: dt.datetime | None) -> dict[str, Any]:
-    now = now_utc(now)
+    now = moment(now)
     with engine.begin() as conn:
         record = get_request(conn, request_id)
         if record.state == IN_PROGRESS:
@@ -162,7 +162,7 @@ def _complete(engine: Engine, request_id: str, archive: dict[str, Any], *, now: 
 
 
 def _notify(engine: Engine, request_id: str, *, now: dt.datetime | None) -> dict[str, Any]:
-    now = now_utc(now)
+    now = moment(now)
     with engine.connect() as conn:
         record = get_request(conn, request_id)
         account = conn.execute(select(accounts.c.email, accounts.c.status).where(accounts.c.id == record.account_id)).first()

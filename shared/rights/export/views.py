@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from shared.platform.clock import iso
+from shared.platform.clock import iso, moment
 from shared.platform.errors import NotFound
 from shared.records.registry import COMPLETED, RequestRecord, get_request
 from shared.rights.export.links import download_link, export_expires_at
-from shared.rights.export.requests import EXPORT_KINDS, now_utc
+from shared.rights.export.requests import EXPORT_KINDS
 
 
 def _view(record: RequestRecord, now: dt.datetime, *, with_link: bool) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def _view(record: RequestRecord, now: dt.datetime, *, with_link: bool) -> dict[s
 
 def request_view(record: RequestRecord, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The JSON answer of the request endpoints (without a download link)."""
-    return _view(record, now_utc(now), with_link=False)
+    return _view(record, moment(now), with_link=False)
 
 
 def export_view(
@@ -40,4 +40,4 @@ def export_view(
         record = get_request(conn, request_id, account_id=account_id)
     if record.kind not in EXPORT_KINDS:
         raise NotFound("no such request", code="request_not_found")
-    return _view(record, now_utc(now), with_link=with_link)
+    return _view(record, moment(now), with_link=with_link)
