@@ -28,10 +28,10 @@ from shared.platform.eu_guard import (  # noqa: F401  (EU_REGIONS and is_loopbac
     EU_REGIONS,
     RESEND_HOSTS,
     STRIPE_HOSTS,
-    _check_database_url,
-    _check_processor_url,
-    _check_scaleway_endpoint,
-    _is_local_postgres,
+    check_database_url,
+    check_processor_url,
+    check_scaleway_endpoint,
+    is_local_postgres,
     is_loopback,
 )
 from shared.platform.keys import DEV_SECRETS_KEY_ID, parse_audit_keys, parse_secrets_keys  # noqa: F401
@@ -155,17 +155,17 @@ class Settings(BaseModel):
     @field_validator("s3_endpoint_url")
     @classmethod
     def _s3_eu(cls, value: str | None) -> str | None:
-        return _check_scaleway_endpoint(value or None, "s3")
+        return check_scaleway_endpoint(value or None, "s3")
 
     @field_validator("sqs_endpoint_url", "queue_url_prefix")
     @classmethod
     def _sqs_eu(cls, value: str | None) -> str | None:
-        return _check_scaleway_endpoint(value or None, "sqs")
+        return check_scaleway_endpoint(value or None, "sqs")
 
     @field_validator("database_url")
     @classmethod
     def _database_eu(cls, value: str | None) -> str | None:
-        return _check_database_url(value or None)
+        return check_database_url(value or None)
 
     @field_validator("secrets_keys")
     @classmethod
@@ -178,12 +178,12 @@ class Settings(BaseModel):
     @field_validator("resend_base_url")
     @classmethod
     def _resend_eu(cls, value: str | None) -> str | None:
-        return _check_processor_url(value or None, RESEND_HOSTS)
+        return check_processor_url(value or None, RESEND_HOSTS)
 
     @field_validator("stripe_api_base")
     @classmethod
     def _stripe_eu(cls, value: str | None) -> str | None:
-        return _check_processor_url(value or None, STRIPE_HOSTS)
+        return check_processor_url(value or None, STRIPE_HOSTS)
 
     @field_validator("stripe_webhook_secrets")
     @classmethod
@@ -254,7 +254,7 @@ class Settings(BaseModel):
                 )
                 if url and is_loopback(urlparse(url).hostname)
             ]
-            if _is_local_postgres(self.database_url):
+            if is_local_postgres(self.database_url):
                 local.append("DATABASE_URL")
             if local:
                 raise ValueError("production cannot use loopback endpoints: " + ", ".join(local))

@@ -34,7 +34,7 @@ def _host(url: str) -> str:
     return parsed.hostname
 
 
-def _check_scaleway_endpoint(url: str | None, service: str) -> str | None:
+def check_scaleway_endpoint(url: str | None, service: str) -> str | None:
     """S3 and SQS endpoints must be Scaleway EU regions, or loopback (local, tests)."""
     if url is None:
         return None
@@ -85,12 +85,12 @@ def _postgres_hosts(parsed) -> list[str]:
     return [unquote(h).strip().strip("[]").lower() for h in hosts if h.strip()]
 
 
-def _is_local_postgres(url: str | None) -> bool:
+def is_local_postgres(url: str | None) -> bool:
     parsed = urlparse(url or "")
     return parsed.scheme.startswith("postgres") and any(_database_host_is_local(h) for h in _postgres_hosts(parsed))
 
 
-def _check_database_url(url: str | None) -> str | None:
+def check_database_url(url: str | None) -> str | None:
     """SQLite is always fine; a PostgreSQL host must be in the EU like the S3 and SQS endpoints (policy 6.3)."""
     if url is None:
         return None
@@ -117,7 +117,7 @@ def _check_database_url(url: str | None) -> str | None:
     return url
 
 
-def _check_processor_url(url: str | None, hosts: tuple[str, ...]) -> str | None:
+def check_processor_url(url: str | None, hosts: tuple[str, ...]) -> str | None:
     if url is None:
         return None
     host = _host(url)

@@ -7,13 +7,11 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from shared.policy import data_map
-
-from shared.policy import facts as policy
-
-from shared.ports import tables as schema
-from shared.policy.data_map import NOT_PERSONAL, STRATEGIES, TABLES
 from shared.local.demo import create_account, populate_account
+from shared.policy import data_map
+from shared.policy import facts as policy
+from shared.policy.data_map import NOT_PERSONAL, STRATEGIES, TABLES
+from shared.ports import tables as schema
 
 UTC = dt.timezone.utc
 

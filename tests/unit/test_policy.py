@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.policy import facts as policy
 from shared.platform.config import EU_REGIONS
+from shared.policy import facts as policy
 
 POLICY_TEXT = (Path(__file__).resolve().parents[2] / "docs" / "privacy-policy-v1.1.txt").read_text(encoding="utf-8")
 HEADING = re.compile(r"^(\d+(?:\.\d+)?)\.? ")
