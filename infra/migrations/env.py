@@ -3,10 +3,14 @@
 from alembic import context
 from sqlalchemy import pool
 
-from shared.ports.db import make_engine
+from shared.platform.config import get_settings
+from shared.ports.db import make_engine, normalise_url
 from shared.ports.tables import metadata
 
 config = context.config
+# alembic.ini names no database: like the functions, take DATABASE_URL (or the embedded default).
+if not config.get_main_option("sqlalchemy.url"):
+    config.set_main_option("sqlalchemy.url", normalise_url(get_settings().effective_database_url).replace("%", "%%"))
 
 
 def run_migrations_online() -> None:
