@@ -37,7 +37,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/pytest -q -s -p no:cacheprovider tests/perf
 
 # The deployable zip's dependencies: musl wheels for Scaleway's Alpine runtime (musl 1.2 runs musllinux_1_1 wheels too).
-package:
+package: | $(BIN)/python
 	rm -rf package
 	$(BIN)/python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > .package-requirements.txt
 	$(BIN)/pip install --quiet --target package --platform musllinux_1_2_x86_64 --platform musllinux_1_1_x86_64 \
