@@ -1,16 +1,14 @@
 """Alembic environment: runs the same migrations on SQLite and PostgreSQL."""
 
 from alembic import context
-from sqlalchemy import pool
-
 from shared.platform.config import get_settings
-from shared.ports.db import make_engine, normalise_url
+from shared.ports.db import alembic_url, make_engine
 from shared.ports.tables import metadata
 
 config = context.config
 # alembic.ini names no database: like the functions, take DATABASE_URL (or the embedded default).
 if not config.get_main_option("sqlalchemy.url"):
-    config.set_main_option("sqlalchemy.url", normalise_url(get_settings().effective_database_url).replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", alembic_url(get_settings().effective_database_url))
 
 
 def run_migrations_online() -> None:

@@ -140,8 +140,13 @@ def alembic_config(url: str):
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", alembic_url(url))
     return cfg
+
+
+def alembic_url(url: str) -> str:
+    """The URL as an Alembic option: normalised, and `%` escaped for the ini file's interpolation."""
+    return normalise_url(url).replace("%", "%%")
 
 
 def migrate(url: str | None = None, revision: str = "heads") -> None:
