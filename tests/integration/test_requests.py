@@ -260,6 +260,8 @@ def test_a_stale_writer_loses_on_the_version_check(engine, db_url):
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
                     )
                 ).scalar()
+                # PostgreSQL caches pg_stat_activity for the rest of a transaction: end it to see fresh rows.
+                probe.rollback()
                 if waiting or not thread.is_alive():
                     break
                 time.sleep(0.01)
