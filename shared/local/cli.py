@@ -27,6 +27,10 @@ from shared.retention.operator import format_plan, plan, run_all
 from shared.rights.erasure import parse_since, replay_erasures
 
 
+# Modules under shared/local/commands/, each adding its subcommands (see build_parser).
+_COMMAND_GROUPS: tuple = ()
+
+
 def _load_dotenv() -> None:
     try:
         from dotenv import load_dotenv  # deferred: python-dotenv is local-only, absent from the function package
@@ -212,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     secrets.add_parser(
         "reseal", help="after a key rotation: re-encrypt every sealed secret under the first key of SECRETS_KEYS"
     ).set_defaults(func=cmd_secrets_reseal)
+
+    # Command groups kept in modules of their own: each has `register(subparsers)`.
+    for group in _COMMAND_GROUPS:
+        group.register(sub)
     return parser
 
 

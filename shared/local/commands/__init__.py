@@ -1,0 +1,1 @@
+"""Subcommand groups of `privacy-functions`, one module each, registered by shared/local/cli.py."""
