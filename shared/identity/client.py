@@ -34,8 +34,9 @@ from shared.platform.errors import (
     VerificationRequired,
 )
 from shared.platform.pseudonym import pseudonymise
-from shared.platform.sealing import column_context, current_key_id, reseal, seal, unseal
+from shared.platform.sealing import column_context, seal, unseal
 from shared.ports.backends import get_mailer
+from shared.ports.sealed_columns import reseal_column
 from shared.ports.db import dialect_insert, get_engine
 from shared.ports.mail import Message
 from shared.ports.tables import (
@@ -225,30 +226,7 @@ def open_totp_secret(account_id: str, stored: str) -> str:
 
 def reseal_totp_secrets(engine: Engine, *, batch_size: int = 200) -> dict[str, int | str]:
     """Move every TOTP secret under the current sealing key (after a key rotation); idempotent."""
-    counts: dict[str, int | str] = {"key_id": current_key_id(), "checked": 0, "resealed": 0}
-    after = ""
-    while True:
-        with engine.begin() as conn:
-            rows = conn.execute(
-                select(accounts.c.id, accounts.c.totp_secret)
-                .where(accounts.c.totp_secret.is_not(None), accounts.c.id > after)
-                .order_by(accounts.c.id)
-                .limit(batch_size)
-            ).all()
-            for row in rows:
-                # Every value is opened (a value that no longer opens stops the run, naming its row).
-                resealed = reseal(row.totp_secret, context=column_context("accounts", "totp_secret", row.id))
-                if resealed != row.totp_secret:
-                    conn.execute(
-                        update(accounts)
-                        .where(accounts.c.id == row.id, accounts.c.totp_secret == row.totp_secret)
-                        .values(totp_secret=resealed)
-                    )
-                    counts["resealed"] += 1
-            counts["checked"] += len(rows)
-        if len(rows) < batch_size:
-            return counts
-        after = rows[-1].id
+    return reseal_column(engine, accounts, "totp_secret", batch_size=batch_size)
 
 
 def _check_totp(conn: Connection, account, code: str, now: dt.datetime) -> AppError | None:

@@ -114,7 +114,10 @@ def test_rotation_old_key_id_still_opens_and_reseal_moves_to_the_new_key(env, en
     assert stored(engine, account["id"]).startswith("v1:k1:")  # reading changes nothing
 
     assert cli.main(["secrets", "reseal"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"totp_secrets": {"key_id": "k2", "checked": 1, "resealed": 1}}
+    assert json.loads(capsys.readouterr().out) == {
+        "totp_secrets": {"key_id": "k2", "checked": 1, "resealed": 1},
+        "subject_identifiers": {"key_id": "k2", "checked": 0, "resealed": 0},
+    }
     assert stored(engine, account["id"]).startswith("v1:k2:")
     assert stored(engine, plain["id"]) is None
     assert auth.reseal_totp_secrets(engine)["resealed"] == 0  # idempotent
