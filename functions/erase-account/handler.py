@@ -22,7 +22,7 @@ from shared.identity.guards import client_token, dpo_credential, step_up
 from shared.platform.errors import NotFound
 from shared.platform.guards import body, principal
 from shared.platform.runtime import HttpFunction, Response, StrictModel
-from shared.policy.facts import DPO_CHANNELS
+from shared.policy.facts import DPO_CHANNELS, IDENTITY_VERIFICATION_METHODS
 from shared.ports.db import get_engine
 from shared.rights import erasure
 from shared.rights.signals import gpc_signal
@@ -37,6 +37,8 @@ class NoFields(StrictModel):
 class DpoErasureRequest(StrictModel):
     account_id: str = Field(min_length=1, max_length=36)
     channel: Literal[DPO_CHANNELS]  # type: ignore[valid-type]
+    # How the DPO checked who wrote (policy 9.3): recorded on the request, never the evidence.
+    identity_verification: Literal[IDENTITY_VERIFICATION_METHODS]  # type: ignore[valid-type]
 
 
 # The account may already be deactivated by its own pending erasure: it may still read or cancel it.
@@ -93,7 +95,8 @@ def cancel(request_id: str) -> dict:
 def dpo_request() -> Response:
     request = principal(app, "body")
     record, created = erasure.request_erasure(
-        get_engine(), request.account_id, channel=request.channel, actor=principal(app, "dpo").actor
+        get_engine(), request.account_id, channel=request.channel, actor=principal(app, "dpo").actor,
+        verified_by=request.identity_verification,
     )
     return _answer(record, created=created)
 

@@ -409,13 +409,17 @@ def test_dpo_registers_an_erasure_received_by_post(engine, manifest):
         response = invoke(spec, http_event(method, path, body=body, headers={"Authorization": f"Bearer {token}"}))
         return response["statusCode"], json.loads(response["body"])
 
-    payload = json.dumps({"account_id": account["id"], "channel": "post"})
+    payload = json.dumps({"account_id": account["id"], "channel": "post", "identity_verification": "identity_document"})
     status, body = dpo_call("POST", "/dpo/requests", client_token(account["id"]), payload)
     assert status == 401 and body["error"]["code"] == "wrong_token_type"
     assert dpo_call("POST", "/dpo/requests", dpo_token, json.dumps({"account_id": account["id"], "channel": "fax"}))[0] == 400
-    assert dpo_call("POST", "/dpo/requests", dpo_token, json.dumps({"account_id": "nope", "channel": "post"}))[0] == 404
+    # The DPO says how identity was checked: without it, nothing is registered.
+    assert dpo_call("POST", "/dpo/requests", dpo_token, json.dumps({"account_id": account["id"], "channel": "post"}))[0] == 400
+    unknown = json.dumps({"account_id": "nope", "channel": "post", "identity_verification": "identity_document"})
+    assert dpo_call("POST", "/dpo/requests", dpo_token, unknown)[0] == 404
     status, body = dpo_call("POST", "/dpo/requests", dpo_token, payload)
     assert status == 202 and body["channel"] == "post" and body["state"] == "waiting"
+    assert body["identity"] == {"state": "verified", "method": "identity_document"}
     assert dpo_call("POST", "/dpo/requests", dpo_token, payload)[1]["request_id"] == body["request_id"]
     assert dpo_call("GET", f"/dpo/requests/{body['request_id']}", dpo_token)[1]["state"] == "waiting"
     assert account_row(engine, account["id"]).status == "deactivated"

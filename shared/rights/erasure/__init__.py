@@ -72,6 +72,7 @@ from shared.rights.erasure.registration import (
     get_erasure,
     register_erasure,
     request_erasure,
+    start_verified_erasure,
 )
 from shared.rights.erasure.replay import ReplayReport, parse_since, replay_erasures
 from shared.rights.erasure.saga import run_erasure, run_erasures, run_queued
@@ -105,7 +106,7 @@ __all__ = [
     "receipt_key",
     "register_erasure",
     "replay_erasures",
-    "request_erasure",
+    "request_erasure", "start_verified_erasure",
     "run_erasure",
     "run_erasures",
     "run_queued",

@@ -54,7 +54,7 @@ def _restricted_among(conn: Connection, account_ids: Sequence[str]) -> set[str]:
 
 
 def _register(
-    conn: Connection, account_id: str, *, channel: str, actor: str, now: dt.datetime
+    conn: Connection, account_id: str, *, channel: str, actor: str, now: dt.datetime, verified_by: str | None = None
 ) -> tuple[RequestRecord, bool]:
     # The account row's lock serialises registrations of one account (PostgreSQL): the second
     # one then finds the first's request. SQLite serialises writers; its race ends in Conflict below.
@@ -79,8 +79,11 @@ def _register(
             raise
         return pending, False
     if channel not in registry.SELF_VERIFIED_CHANNELS:
-        # The client passed step-up; the DPO checked the identity of a mail or letter.
-        registry.transition(conn, record.id, registry.VERIFIED, actor=actor, now=now)
+        # The client passed step-up; the DPO checked the identity of a mail or letter (`verified_by`, the method).
+        registry.transition(
+            conn, record.id, registry.VERIFIED, actor=actor, now=now,
+            details={"verified_by": verified_by} if verified_by else None,
+        )
     record = registry.transition(conn, record.id, registry.WAITING, actor=actor, now=now)
     _deactivate(conn, account_id, now)
     audit.record(
@@ -105,18 +108,59 @@ def register_erasure(
 
 
 def request_erasure(
-    engine: Engine, account_id: str, *, channel: str, actor: str, now: dt.datetime | None = None
+    engine: Engine,
+    account_id: str,
+    *,
+    channel: str,
+    actor: str,
+    now: dt.datetime | None = None,
+    verified_by: str | None = None,
 ) -> tuple[RequestRecord, bool]:
     """Register (or find the pending) erasure, then queue its run if no cooling-off applies.
 
-    Returns (request, created). With a cooling-off the daily sweep queues it once due.
+    `verified_by`: how the requester's identity was checked (step-up method, or the DPO's
+    method for a letter or mail), recorded on the request. Returns (request, created). With a
+    cooling-off the daily sweep queues it once due.
     """
     now = moment(now)
     with engine.begin() as conn:
-        record, created = _register(conn, account_id, channel=channel, actor=actor, now=now)
+        record, created = _register(conn, account_id, channel=channel, actor=actor, now=now, verified_by=verified_by)
     if created and erase_after(record) <= now:
         enqueue_run(record.id, reason="registered")
     return record, created
+
+
+def start_verified_erasure(
+    engine: Engine, request_id: str, *, actor: str, now: dt.datetime | None = None
+) -> RequestRecord:
+    """An erasure registered at the desk (email, post) whose requester the DPO identified.
+
+    Its cooling-off starts now and the account is deactivated, as for a client-area erasure;
+    the run is queued at once when no cooling-off applies. Idempotent: a request already past
+    `verified` is returned as it is.
+    """
+    now = moment(now)
+    with engine.begin() as conn:
+        record = registry.get_request(conn, request_id)
+        if record.kind != KIND or not record.account_id:
+            raise ValueError("not an erasure of an account")
+        if record.state != registry.VERIFIED:
+            return record
+        conn.execute(select(accounts.c.id).where(accounts.c.id == record.account_id).with_for_update())
+        cooling_off_days = get_settings().erasure_cooling_off_days
+        details = {
+            "erase_after": iso(now + dt.timedelta(days=cooling_off_days), timespec="seconds"),
+            "cooling_off_days": cooling_off_days,
+        }
+        record = registry.transition(conn, record.id, registry.WAITING, actor=actor, details=details, now=now)
+        _deactivate(conn, record.account_id, now)
+        audit.record(
+            conn, actor=actor, action="erasure.registered", outcome=registry.WAITING, request_id=record.id,
+            subject=record.account_id, details={"channel": record.channel, **details},
+        )
+    if erase_after(record) <= now:
+        enqueue_run(record.id, reason="registered")
+    return record
 
 
 def enqueue_run(request_id: str, *, reason: str) -> None:
