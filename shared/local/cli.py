@@ -13,22 +13,24 @@ import os
 import sys
 from pathlib import Path
 
-from shared.identity.client import issue_dev_token, reseal_totp_secrets
+from shared.identity.client import issue_dev_token
 from shared.identity.dpo import create_dpo_credential
+from shared.local.commands import checked_settings as _settings
+from shared.local.commands import dpo as dpo_commands
 from shared.local.demo import seed_demo
 from shared.local.server import drain_queues, invoke, load_manifest, serve
 from shared.platform.clock import parse_date_argument
-from shared.platform.config import ConfigurationError, get_settings
 from shared.platform.errors import AppError
 from shared.ports.backends import get_storage
 from shared.ports.db import get_engine, migrate
+from shared.ports.sealed_columns import reseal_all
 from shared.records.audit import verify_chain
 from shared.retention.operator import format_plan, plan, run_all
 from shared.rights.erasure import parse_since, replay_erasures
 
 
 # Modules under shared/local/commands/, each adding its subcommands (see build_parser).
-_COMMAND_GROUPS: tuple = ()
+_COMMAND_GROUPS: tuple = (dpo_commands,)
 
 
 def _load_dotenv() -> None:
@@ -39,12 +41,6 @@ def _load_dotenv() -> None:
     load_dotenv(Path.cwd() / ".env", override=False)
 
 
-def _settings():
-
-    try:
-        return get_settings()
-    except ConfigurationError as exc:
-        sys.exit(f"privacy-functions: {exc}")
 
 
 def cmd_serve(args) -> int:
@@ -122,7 +118,7 @@ def cmd_audit_verify(_args) -> int:
 def cmd_secrets_reseal(_args) -> int:
 
     _settings()
-    print(json.dumps({"totp_secrets": reseal_totp_secrets(get_engine())}))
+    print(json.dumps(reseal_all(get_engine())))
     return 0
 
 

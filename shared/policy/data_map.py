@@ -492,6 +492,16 @@ TABLES: tuple[TableMap, ...] = (
     ),
     # --- The suite's own bookkeeping: no personal data beyond account ids and pseudonyms ---
     TableMap(
+        "dsr_notices",
+        ("suite.request_records",),
+        Link("request_id", parent="dsr_requests"),
+        retention="request_records",
+        row_action=ROW_RETAIN,
+        suite=True,
+        note="Which notice of a request went out, when and how (mail or letter): proof, kept and deleted with it.",
+        columns=(_key("request_id"), *_plain("notice", "sent_at", "delivery")),
+    ),
+    TableMap(
         "dsr_requests",
         ("suite.request_records",),
         ACCOUNT,
@@ -504,6 +514,9 @@ TABLES: tuple[TableMap, ...] = (
             _key("id"), _key("account_id"), _key("subject_pseudonym"),
             *_plain("kind", "channel", "state", "received_at", "due_at", "extended_due_at", "extension_reason",
                     "state_changed_at", "closed_at", "reason", "details", "version"),
+            _c("subject_identifiers", "suite.request_records", DEL,
+               note="Sealed identifiers (email, phone, SIRET, name, address) of a person the desk knows no account "
+                    "of, to answer them; erased with the account they turn out to name, else kept with the request."),
         ),
     ),
     TableMap(

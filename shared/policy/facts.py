@@ -573,6 +573,29 @@ EXERCISE_CHANNELS: dict[str, Text] = {
     ),
 }
 # Channels a DPO receives requests by (9.1), and the identity checks a DPO may record (9.3).
+# Why a request may be refused or closed unanswered (GDPR Art. 12(4) and 12(5)), as the person is told.
+REFUSAL_REASONS: dict[str, Text] = {
+    "manifestly_unfounded": Text(
+        "The request is manifestly unfounded (GDPR Article 12(5)).",
+        "La demande est manifestement infondée (article 12, paragraphe 5, du RGPD).",
+    ),
+    "excessive": Text(
+        "The request is excessive, in particular because of its repetitive character (GDPR Article 12(5)).",
+        "La demande est excessive, notamment en raison de son caractère répétitif (article 12, paragraphe 5, du RGPD).",
+    ),
+    "identity_not_established": Text(
+        "We could not establish your identity (GDPR Article 12(6)); you may write again with the information asked.",
+        "Nous n'avons pas pu établir votre identité (article 12, paragraphe 6, du RGPD) ; vous pouvez nous écrire de nouveau avec les éléments demandés.",
+    ),
+    "legal_obligation_to_retain": Text(
+        "We are bound by law to keep these data for the period the law sets (GDPR Article 17(3)(b)).",
+        "Nous sommes tenus par la loi de conserver ces données pendant la durée qu'elle fixe (article 17, paragraphe 3, b, du RGPD).",
+    ),
+    "not_the_controller": Text(
+        "We are not the controller of these data: the company that issued the documents naming you is, and we have told it of your request.",
+        "Nous ne sommes pas responsables de ce traitement : l'entreprise qui a émis les documents vous mentionnant l'est, et nous lui avons transmis votre demande.",
+    ),
+}
 DPO_CHANNELS: tuple[str, ...] = ("email", "post")
 IDENTITY_VERIFICATION_METHODS: tuple[str, ...] = (
     "account_email_confirmed",

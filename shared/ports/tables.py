@@ -302,6 +302,19 @@ dsr_requests = Table(
     Column("reason", Text),  # why rejected or cancelled; never personal data
     Column("details", JSON),  # kind-specific, non-personal (e.g. export object key, receipt)
     Column("version", Integer, nullable=False, server_default="1"),
+    # Who the request is about when no account is named: the identifiers the person gave,
+    # sealed (shared.platform.sealing, bound to the request id); personal data, never logged.
+    Column("subject_identifiers", Text),
+)
+Index("ix_dsr_requests_state_due_at", dsr_requests.c.state, dsr_requests.c.due_at)
+# Notices sent about a request (extension, refusal, digest thresholds): each one once.
+dsr_notices = Table(
+    "dsr_notices",
+    metadata,
+    Column("request_id", ID, ForeignKey("dsr_requests.id", ondelete="CASCADE"), primary_key=True),
+    Column("notice", String(40), primary_key=True),
+    Column("sent_at", UtcDateTime, nullable=False),
+    Column("delivery", String(16), nullable=False),  # mail | post (the DPO sends the letter)
 )
 Index("ix_dsr_requests_account_id_kind_state", dsr_requests.c.account_id, dsr_requests.c.kind, dsr_requests.c.state)
 # At most one open request per account and kind, even under concurrent submissions.
@@ -333,6 +346,8 @@ audit_log = Table(
     # The AUDIT_KEYS id whose HMAC is `hash` (migration 0008_audit_keyed); NULL: a legacy SHA-256 entry.
     Column("key_id", String(16)),
 )
+# A request's timeline (the desk and the console read it).
+Index("ix_audit_log_request_id", audit_log.c.request_id)
 
 verification_codes = Table(
     "verification_codes",

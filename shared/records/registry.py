@@ -23,7 +23,9 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.platform.clock import add_months, iso, moment
 from shared.platform.errors import Conflict, NotFound, ValidationFailed
-from shared.platform.pseudonym import subject_pseudonym
+from shared.platform.pseudonym import pseudonymise, subject_pseudonym
+from shared.platform.sealing import column_context, seal, unseal
+from shared.policy.facts import REFUSAL_REASONS
 from shared.ports.tables import dsr_requests
 from shared.records import audit
 
@@ -59,6 +61,16 @@ SELF_VERIFIED_CHANNELS = frozenset({"retention", "dpo"})
 _AFTER_VERIFICATION = frozenset({WAITING, IN_PROGRESS})
 # The controller's own reasons for closing a request are part of the answer (Art. 12(4)).
 _REASON_REQUIRED = frozenset({REJECTED})
+
+# Why a request is refused or closed unanswered (Art. 12(4)); the person is told the reason,
+# the right to complain to the CNIL and to a judicial remedy.
+REJECTION_REASON_CODES = tuple(REFUSAL_REASONS)
+# Identity as the request shows it (policy 9.3): work starts only once it is verified.
+AWAITING_IDENTITY = "awaiting_identity"
+IDENTITY_VERIFIED = "verified"
+IDENTITY_NOT_ESTABLISHED = "not_established"
+IDENTITY_NOT_REQUIRED = "not_required"  # opened by the suite itself (retention) or the DPO ex officio
+IDENTITY_NOT_VERIFIED = "not_verified"  # closed before any check
 
 RESPONSE_MONTHS = 1
 MAX_EXTENSION_MONTHS = 2
@@ -103,10 +115,30 @@ class RequestRecord:
     reason: str | None
     details: dict[str, Any]
     version: int
+    subject_identifiers: str | None = None  # sealed; see `identifiers()`
 
     @property
     def effective_due_at(self) -> dt.datetime:
         return self.extended_due_at or self.due_at
+
+    @property
+    def identity_state(self) -> str:
+        if self.details.get("verified_by"):
+            return IDENTITY_VERIFIED
+        if self.state == REJECTED and self.details.get("reason_code") == "identity_not_established":
+            return IDENTITY_NOT_ESTABLISHED
+        if self.channel in SELF_VERIFIED_CHANNELS:
+            return IDENTITY_NOT_REQUIRED
+        if self.state == RECEIVED:
+            return AWAITING_IDENTITY
+        # Requests from before identity was recorded moved on only once verified.
+        return IDENTITY_VERIFIED if self.state in (VERIFIED, WAITING, IN_PROGRESS, COMPLETED) else IDENTITY_NOT_VERIFIED
+
+    def identifiers(self) -> dict[str, str]:
+        """The identifiers the person gave (personal data: never log them); {} when an account is named."""
+        if not self.subject_identifiers:
+            return {}
+        return json.loads(unseal(self.subject_identifiers, context=_identifiers_context(self.id)))
 
     @property
     def is_terminal(self) -> bool:
@@ -138,6 +170,12 @@ class RequestRecord:
             body["closed_at"] = iso(self.closed_at)
         if self.reason:
             body["reason"] = self.reason
+        if self.details.get("reason_code"):
+            body["reason_code"] = self.details["reason_code"]
+        identity: dict[str, Any] = {"state": self.identity_state}
+        if self.details.get("verified_by"):
+            identity["method"] = self.details["verified_by"]
+        body["identity"] = identity
         return body
 
     @classmethod
@@ -145,6 +183,10 @@ class RequestRecord:
         values = row._asdict()
         values["details"] = dict(values["details"] or {})
         return cls(**values)
+
+
+def _identifiers_context(request_id: str) -> str:
+    return column_context("dsr_requests", "subject_identifiers", request_id)
 
 
 def _clean_reason(reason: str | None, *, required: bool) -> str | None:
@@ -176,6 +218,11 @@ def _load(conn: Connection, request_id: str) -> RequestRecord | None:
     return RequestRecord.from_row(row) if row else None
 
 
+def effective_due_column() -> sa.ColumnElement:
+    """The deadline in force, as SQL: the extended date when there is one."""
+    return sa.func.coalesce(dsr_requests.c.extended_due_at, dsr_requests.c.due_at)
+
+
 def get_request(conn: Connection, request_id: str, *, account_id: str | None = None) -> RequestRecord:
     """The request; 404 when absent or, if `account_id` is given, another account's (same answer)."""
     record = _load(conn, request_id) if isinstance(request_id, str) else None
@@ -201,37 +248,55 @@ def find_open_request(conn: Connection, *, account_id: str, kind: str) -> Reques
 def create_request(
     conn: Connection,
     *,
-    account_id: str,
+    account_id: str | None,
     kind: str,
     channel: str,
     now: dt.datetime | None = None,
     details: dict[str, Any] | None = None,
     actor: str | None = None,
+    received_at: dt.datetime | None = None,
+    identifiers: Mapping[str, str] | None = None,
 ) -> RequestRecord:
-    """Register a request in state `received`. One open request per account and kind: 409 otherwise."""
+    """Register a request in state `received`. One open request per account and kind: 409 otherwise.
+
+    The person is named by `account_id` or, for someone the platform knows no account of, by the
+    `identifiers` they gave (sealed on the row). The deadline runs from `received_at` (default: now).
+    """
     if kind not in KINDS:
         raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}", code="invalid_kind")
     if channel not in CHANNELS:
         raise ValidationFailed(f"channel must be one of {', '.join(CHANNELS)}", code="invalid_channel")
-    if not account_id:
-        raise ValidationFailed("account_id is required", code="invalid_account")
+    if not account_id and not identifiers:
+        raise ValidationFailed("account_id or the person's identifiers are required", code="invalid_account")
     details = _check_details(details)
     now = moment(now)
+    received = moment(received_at) if received_at is not None else now
     request_id = str(uuid.uuid4())
+    if account_id:
+        pseudonym = subject_pseudonym(account_id)
+    else:
+        canonical = json.dumps(dict(identifiers or {}), sort_keys=True, ensure_ascii=False)
+        pseudonym = pseudonymise(canonical, purpose="subject-identifiers")
+    sealed = (
+        seal(json.dumps(dict(identifiers), sort_keys=True, ensure_ascii=False), context=_identifiers_context(request_id))
+        if identifiers
+        else None
+    )
     try:
         conn.execute(
             insert(dsr_requests).values(
                 id=request_id,
-                account_id=account_id,
-                subject_pseudonym=subject_pseudonym(account_id),
+                account_id=account_id or None,
+                subject_pseudonym=pseudonym,
                 kind=kind,
                 channel=channel,
                 state=RECEIVED,
-                received_at=now,
-                due_at=due_date_for(now),
+                received_at=received,
+                due_at=due_date_for(received),
                 state_changed_at=now,
                 details=details,
                 version=1,
+                subject_identifiers=sealed,
             )
         )
     except IntegrityError:
@@ -243,7 +308,7 @@ def create_request(
         action="request.created",
         outcome=RECEIVED,
         request_id=request_id,
-        subject=account_id,
+        subject=account_id or None,
         details={"kind": kind, "channel": channel},
     )
     return get_request(conn, request_id)

@@ -62,6 +62,8 @@ def test_new_request_is_received_and_due_one_calendar_month_later(engine):
         "state": "received",
         "received_at": "2027-01-31T10:00:00Z",
         "due_at": "2027-02-28T10:00:00Z",
+        # A client-area request is verified by its step-up: until then it awaits identity.
+        "identity": {"state": "awaiting_identity"},
     }
     [entry] = audit_rows(engine, record.id)
     assert (entry.action, entry.outcome) == ("request.created", "received")

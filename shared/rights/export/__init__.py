@@ -32,6 +32,7 @@ from shared.rights.export.requests import (
     MESSAGE_TYPE,
     QUEUE_NAME,
     has_open_export,
+    queue_export,
     register_dpo_export,
     start_client_export,
 )
@@ -55,7 +56,7 @@ from shared.rights.export.views import export_view, request_view
 
 __all__ = [
     "DPO_CHANNELS", "DPO_VERIFICATION_METHODS", "EXPORT_KINDS", "MESSAGE_TYPE", "QUEUE_NAME",
-    "has_open_export", "register_dpo_export", "start_client_export",
+    "has_open_export", "queue_export", "register_dpo_export", "start_client_export",
     "request_view", "export_view",
     "MAX_LINK_SECONDS", "REDIRECT_URL_SECONDS", "ExportExpired", "download_link", "download_location",
     "WORKER_ACTOR", "object_key", "run_export", "ready_message",

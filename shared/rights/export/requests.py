@@ -46,6 +46,13 @@ def _enqueue(record: RequestRecord) -> None:
     get_queue(QUEUE_NAME).send(ExportRun(request_id=record.id).envelope(f"export:{record.id}"))
 
 
+def queue_export(record: RequestRecord) -> None:
+    """Queue the build of a verified export (the desk verified a request received by email or post)."""
+    if record.kind not in EXPORT_KINDS or record.state != VERIFIED or not record.account_id:
+        raise ValueError("only a verified export of an account is queued")
+    _enqueue(record)
+
+
 def has_open_export(account_id: str, *, engine: Engine | None = None) -> bool:
     """An export is already open for the account: it is answered as is, without a second step-up."""
     with (engine or get_engine()).connect() as conn:

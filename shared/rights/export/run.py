@@ -19,7 +19,7 @@ from shared.platform.config import get_settings
 from shared.platform.messages import ExportRun
 from shared.platform.pseudonym import pseudonymise
 from shared.policy import facts as policy
-from shared.policy.facts import CONTROLLER
+from shared.policy.facts import CONTROLLER, DPO_CHANNELS
 from shared.ports.backends import get_mailer, get_queue, get_storage
 from shared.ports.mail import Message
 from shared.ports.tables import accounts, dsr_requests
@@ -42,7 +42,7 @@ from shared.rights.export.archive import (
     iter_archive,
     object_prefix,
 )
-from shared.rights.export.links import export_expires_at
+from shared.rights.export.links import download_link, export_expires_at
 from shared.rights.export.requests import EXPORT_KINDS
 
 WORKER_ACTOR = "system:export"
@@ -168,7 +168,14 @@ def _notify(engine: Engine, request_id: str, *, now: dt.datetime | None) -> dict
         account = conn.execute(select(accounts.c.email, accounts.c.status).where(accounts.c.id == record.account_id)).first()
     if account is None or account.status == "erased":
         return {"sent": False}
-    message_id = get_mailer().send(ready_message(account.email, request_id, export_expires_at(record)))
+    link, link_until = None, None
+    if record.channel in DPO_CHANNELS:
+        # Received by email or post: the person may have no client area session; the link goes to
+        # the account's address, which the DPO's identity check confirmed (policy 9.3).
+        link, link_until = download_link(record, now=now)
+    message_id = get_mailer().send(
+        ready_message(account.email, request_id, export_expires_at(record), download_url=link, link_until=link_until)
+    )
     with engine.begin() as conn:
         audit.record(
             conn, actor=WORKER_ACTOR, action="export.notified", outcome="mailed", request_id=request_id,
@@ -177,13 +184,30 @@ def _notify(engine: Engine, request_id: str, *, now: dt.datetime | None) -> dict
     return {"sent": True, "message_id": message_id}
 
 
-def ready_message(to: str, request_id: str, expires_at: dt.datetime | None) -> Message:
-    """The mail saying the export is ready (template `export_ready`): a link to the client area, never the data."""
+def _utc_text(moment_: dt.datetime | None) -> str:
+    return moment_.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment_ else ""
+
+
+def ready_message(
+    to: str,
+    request_id: str,
+    expires_at: dt.datetime | None,
+    *,
+    download_url: str | None = None,
+    link_until: dt.datetime | None = None,
+) -> Message:
+    """The mail saying the export is ready (template `export_ready`), never the data itself.
+
+    A link to the client area; for a request received by email or post, a signed download
+    link instead (valid a day at most, see links.py).
+    """
     return notices.mail(
         "export_ready",
         to=to,
         idempotency_key=f"export-ready:{request_id}",
         client_area_url=get_settings().client_area_url,
-        until=expires_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if expires_at else "",
+        until=_utc_text(expires_at),
+        download_url=download_url,
+        link_until=_utc_text(link_until),
         dpo_email=CONTROLLER.dpo_email,
     )
