@@ -96,15 +96,18 @@ def _candidates(conn: Connection, request_id: str | None) -> list[RequestRecord]
     if request_id is not None:
         query = query.where(dsr_requests.c.id == request_id)
     else:
-        # Only requests whose notices are not all recorded: refusals without a `refusal` row,
-        # extensions of any length (cheap: extensions are few).
+        # Only requests that may still owe a notice: refusals without a `refusal` row, and open
+        # extended requests (an extension is told when decided; few requests are extended).
+        extended_open = and_(
+            dsr_requests.c.extended_due_at.is_not(None), dsr_requests.c.state.in_(sorted(registry.OPEN_STATES))
+        )
         refused_unsent = and_(
             dsr_requests.c.state == registry.REJECTED,
             ~select(dsr_notices.c.request_id)
             .where(dsr_notices.c.request_id == dsr_requests.c.id, dsr_notices.c.notice == "refusal")
             .exists(),
         )
-        query = query.where(or_(dsr_requests.c.extended_due_at.is_not(None), refused_unsent))
+        query = query.where(or_(extended_open, refused_unsent))
     return [RequestRecord.from_row(row) for row in conn.execute(query)]
 
 
