@@ -185,8 +185,8 @@ def _drop_partitions(conn: Connection, table: str, expired: list[Partition], now
     conn.execute(sa.insert(kept).from_select(columns, select(log_table).where(in_expired, holds.held(table, now))))
     # Whole months go at once, whatever their size: only the (indexed, rare) held rows are read.
     conn.execute(text("DROP TABLE " + ", ".join(f"{PARTITION_SCHEMA}.{p.name}" for p in expired)))
-    result = conn.execute(sa.insert(log_table).from_select(columns, select(kept)))
-    return max(result.rowcount, 0)
+    conn.execute(sa.insert(log_table).from_select(columns, select(kept)))
+    return conn.execute(select(func.count()).select_from(kept)).scalar_one()
 
 
 def _rotate_partitioned(engine: Engine, table: str, bound: dt.datetime, now: dt.datetime) -> dict[str, Any]:
