@@ -141,6 +141,9 @@ class Settings(BaseModel):
     invoice_retention_months: int = Field(120, alias="INVOICE_RETENTION_MONTHS", ge=120, le=600)
     # Request registry and receipts: kept as proof this many months after the request closed.
     request_records_retention_months: int = Field(60, alias="REQUEST_RECORDS_RETENTION_MONTHS", ge=12, le=240)
+    # Register of authority requests and disclosures (policy 6.4), and released legal holds: kept as proof
+    # this many months after the last disclosure (or the release).
+    disclosure_records_retention_months: int = Field(72, alias="DISCLOSURE_RECORDS_RETENTION_MONTHS", ge=12, le=240)
 
     cors_allow_origin: str = Field("https://jefacturebien.fr", alias="CORS_ALLOW_ORIGIN")
     max_body_bytes: int = Field(64 * 1024, alias="MAX_BODY_BYTES", ge=1024)

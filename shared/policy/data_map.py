@@ -546,6 +546,36 @@ TABLES: tuple[TableMap, ...] = (
         note="Ids and pseudonyms only: lets erasures be replayed after a backup restore.",
         columns=(_key("request_id"), _key("account_id"), _key("subject_pseudonym"), _c("erased_at", NON_PERSONAL, "keep")),
     ),
+    # Legal holds and the register of authority requests (policy 6.4): not linked to the person on purpose,
+    # so neither export nor erasure reaches them (an authority may require confidentiality; a hold must
+    # outlive the erasure it suspends). Institutions, ids and reasons checked free of personal data.
+    TableMap(
+        "legal_hold_categories", (), NO_LINK, retention="disclosure_records", row_action=ROW_KEEP, suite=True,
+        columns=(_key("hold_id"), *_plain("category")),
+    ),
+    TableMap(
+        "legal_holds", (), NO_LINK, retention="disclosure_records", row_action=ROW_KEEP, suite=True,
+        note="In force from placed_at until released or past ends_on; purged the register's period after that.",
+        columns=(
+            _key("id"), _key("account_id"), _key("subject_pseudonym"), _key("prospect_id"), _key("authority_request_id"),
+            *_plain("reason", "placed_at", "placed_by", "ends_on", "released_at", "released_by", "release_reason"),
+        ),
+    ),
+    TableMap(
+        "authority_disclosures", (), NO_LINK, retention="disclosure_records", row_action=ROW_KEEP, suite=True,
+        columns=(
+            _key("id"), _key("request_id"), _key("account_id"), _key("prospect_id"),
+            *_plain("categories", "disclosed_at", "method", "recorded_at", "recorded_by"),
+        ),
+    ),
+    TableMap(
+        "authority_requests", (), NO_LINK, retention="disclosure_records", row_action=ROW_KEEP, suite=True,
+        columns=(
+            _key("id"),
+            *_plain("authority_kind", "authority_name", "reference", "legal_basis", "received_on", "registered_at",
+                    "registered_by", "last_activity_at"),
+        ),
+    ),
     TableMap(
         "stripe_events", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
         note="Event ids and types only, never the payload.",

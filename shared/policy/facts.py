@@ -397,6 +397,23 @@ RETENTION_RULES: tuple[RetentionRule, ...] = (
         from_policy=False,
         note="Operational rule: codes live minutes; attempts are kept a month to spot abuse.",
     ),
+    RetentionRule(
+        "disclosure_records",
+        Text("Register of authority requests, disclosures and legal holds",
+             "Registre des réquisitions des autorités, des communications et des gels de données"),
+        Text("6 years after the last disclosure (or the release of the hold)",
+             "6 ans après la dernière communication (ou la levée du gel)"),
+        clock="authority_requests.last_activity_at; legal_holds.released_at",
+        clock_columns=("authority_requests.last_activity_at", "legal_holds.released_at"),
+        active_months=72,
+        final_action=FinalAction.DELETE,
+        legal_basis="legal_obligation",
+        legal_reference="GDPR Art. 5.2 (accountability); Livre des procédures fiscales art. L102 B (6 years)",
+        configurable=True,
+        from_policy=False,
+        note="Operational rule (policy 6.4): proof of what was disclosed to which authority, when and how; "
+             "institutions and ids only, no personal data.",
+    ),
 )
 
 _RULES_BY_ID = {r.id: r for r in RETENTION_RULES}

@@ -56,6 +56,12 @@ def request_records_rule() -> policy.RetentionRule:
     return policy.configured_rule("request_records", active_months=get_settings().request_records_retention_months)
 
 
+def disclosure_records_rule() -> policy.RetentionRule:
+    return policy.configured_rule(
+        "disclosure_records", active_months=get_settings().disclosure_records_retention_months
+    )
+
+
 def invoice_clock_start(issue_date: dt.date) -> dt.date:
     if get_settings().invoice_retention_clock == "financial_year_end":
         return dt.date(issue_date.year, 12, 31)

@@ -523,3 +523,67 @@ Index("ix_accounts_last_activity_at_id", accounts.c.last_activity_at, accounts.c
 Index("ix_invoices_company_id", invoices.c.company_id)
 Index("ix_invoices_client_id", invoices.c.client_id)
 Index("ix_analytics_events_consent_event_id", analytics_events.c.consent_event_id)
+
+
+# --- Legal holds and the register of authority requests (issue 13, migration 0011_legal_holds) ---
+
+authority_requests = Table(
+    "authority_requests",
+    metadata,
+    # A request from an authority (policy 6.4): who asked, under what reference and legal basis, when.
+    # Names institutions, never a person (checked by the audit's personal-data guard).
+    Column("id", ID, primary_key=True),
+    Column("authority_kind", String(32), nullable=False),  # tax_administration | court | police | other
+    Column("authority_name", String(200), nullable=False),
+    Column("reference", String(120), nullable=False),
+    Column("legal_basis", String(300), nullable=False),
+    Column("received_on", Date, nullable=False),
+    Column("registered_at", UtcDateTime, nullable=False),
+    Column("registered_by", String(64), nullable=False),
+    # The register's retention clock: the latest disclosure made for it (or its registration).
+    Column("last_activity_at", UtcDateTime, nullable=False, index=True),
+    CheckConstraint("authority_kind IN ('tax_administration', 'court', 'police', 'other')", name="authority_kind"),
+)
+
+authority_disclosures = Table(
+    "authority_disclosures",
+    metadata,
+    # What was disclosed to the authority, when and how (kept as proof with its request).
+    Column("id", ID, primary_key=True),
+    Column("request_id", ID, ForeignKey("authority_requests.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("account_id", ID),  # the account concerned (an id: no foreign key, the register outlives it)
+    Column("prospect_id", ID),
+    Column("categories", JSON, nullable=False),  # data-map category ids
+    Column("disclosed_at", UtcDateTime, nullable=False),
+    Column("method", String(32), nullable=False),  # secure_transfer | registered_mail | in_person | authority_portal
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("recorded_by", String(64), nullable=False),
+)
+
+legal_holds = Table(
+    "legal_holds",
+    metadata,
+    # A legal hold suspends erasure and retention for the named person's data of these categories.
+    # No foreign key to accounts: a hold outlives the account it keeps (its shell) and is never cascaded away.
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, index=True),
+    Column("subject_pseudonym", String(64), index=True),  # reaches rows kept under a pseudonym after erasure
+    Column("prospect_id", ID, index=True),
+    Column("authority_request_id", ID, ForeignKey("authority_requests.id", ondelete="RESTRICT"), index=True),
+    Column("reason", String(500), nullable=False),
+    Column("placed_at", UtcDateTime, nullable=False),
+    Column("placed_by", String(64), nullable=False),
+    Column("ends_on", Date),  # in force through this day (inclusive); NULL: until released
+    Column("released_at", UtcDateTime, index=True),
+    Column("released_by", String(64)),
+    Column("release_reason", String(500)),
+    CheckConstraint("(account_id IS NULL) <> (prospect_id IS NULL)", name="one_subject"),
+)
+
+legal_hold_categories = Table(
+    "legal_hold_categories",
+    metadata,
+    Column("hold_id", ID, ForeignKey("legal_holds.id", ondelete="CASCADE"), primary_key=True),
+    Column("category", String(64), primary_key=True),
+)
+Index("ix_legal_hold_categories_category", legal_hold_categories.c.category)

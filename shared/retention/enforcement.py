@@ -13,6 +13,12 @@ audit of a run from `shared.retention.toolkit`.
     exports                  export archives, 7 days after they were written; unfinished uploads after a day
     request_records          closed requests, their saga steps, erasure receipts and ledger
     verification_records     verification codes, attempts, used TOTP steps: 30 days
+    suspended_erasures       what a legal hold kept of an erased account, once the hold ends (runs first)
+    disclosure_records       the register of authority requests and ended holds, after their proof period
+
+Legal holds (`shared.records.holds`): every category ANDs `not_held(table, now)` into what it
+deletes, so the rows a hold in force keeps stay and everything else goes on schedule; exports of
+an account whose exports are held stay too. A released hold's rows are due at the next run.
 
 Invoices: the clock starts at the issue date (INVOICE_RETENTION_CLOCK=issue_date, the
 default: the policy names no other start and it keeps nothing beyond 10 years); with
@@ -36,12 +42,15 @@ from shared.policy import data_map
 from shared.policy import facts as policy
 from shared.policy.rules import (
     cutoff,
+    disclosure_records_rule,
     invoice_issue_bound,
     invoice_rule,
     request_records_rule,
 )
 from shared.ports import tables as schema
 from shared.ports.backends import get_storage
+from shared.records import disclosures, holds
+from shared.records.holds import not_held
 from shared.retention.toolkit import (
     BATCH_SIZE,
     Progress,
@@ -54,6 +63,7 @@ from shared.retention.toolkit import (
     record_run,
     rule_json,
 )
+from shared.rights import erasure
 
 # --- The categories ----------------------------------------------------------------------------
 
@@ -73,13 +83,13 @@ class Category:
 # Invoices (and their lines, by ON DELETE CASCADE, and their PDFs) -------------------------------
 
 
-def _invoices_due(today: dt.date) -> sa.ColumnElement[bool]:
-    return schema.invoices.c.issue_date < invoice_issue_bound(today)
+def _invoices_due(now: dt.datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(schema.invoices.c.issue_date < invoice_issue_bound(now.date()), not_held("invoices", now))
 
 
 def _count_invoices(conn: Connection, now: dt.datetime) -> dict[str, int]:
     inv = schema.invoices
-    due = _invoices_due(now.date())
+    due = _invoices_due(now)
     row = conn.execute(
         select(func.count(), func.count(inv.c.archived_at), func.count(inv.c.pdf_object_key)).where(due)
     ).one()
@@ -94,7 +104,7 @@ def _apply_invoices(engine: Engine, now: dt.datetime, progress: Progress) -> dic
     inv = schema.invoices
     settings = get_settings()
     storage = get_storage()
-    due = _invoices_due(now.date())
+    due = _invoices_due(now)
     counts = {"invoices": 0, "of_erased_accounts": 0, "pdfs": 0, "held": 0}
     query = select(inv.c.id, inv.c.pdf_object_key, inv.c.archived_at).where(due)
     for rows in pages(engine, query, inv.c.id):
@@ -138,12 +148,15 @@ def _payment_not_held() -> sa.ColumnElement[bool]:
 def _payments_to_archive(now: dt.datetime) -> sa.ColumnElement[bool]:
     p = schema.payment_records
     return sa.and_(
-        p.c.archived_at.is_(None), _payment_not_held(), _payment_clock() < cutoff("payment_data", now.date(), archive=True)
+        p.c.archived_at.is_(None), _payment_not_held(), _payment_clock() < cutoff("payment_data", now.date(), archive=True),
+        not_held("payment_records", now),
     )
 
 
 def _payments_to_delete(now: dt.datetime) -> sa.ColumnElement[bool]:
-    return sa.and_(_payment_not_held(), _payment_clock() < cutoff("payment_data", now.date()))
+    return sa.and_(
+        _payment_not_held(), _payment_clock() < cutoff("payment_data", now.date()), not_held("payment_records", now)
+    )
 
 
 def _count_payment_archive(conn: Connection, now: dt.datetime) -> dict[str, int]:
@@ -175,7 +188,7 @@ def _apply_payment_delete(engine: Engine, now: dt.datetime, progress: Progress) 
 
 
 def _prospects_due(now: dt.datetime) -> sa.ColumnElement[bool]:
-    return schema.prospects.c.last_contact_at < cutoff("prospects", now.date())
+    return sa.and_(schema.prospects.c.last_contact_at < cutoff("prospects", now.date()), not_held("prospects", now))
 
 
 def _count_prospects(conn: Connection, now: dt.datetime) -> dict[str, int]:
@@ -191,7 +204,7 @@ def _apply_prospects(engine: Engine, now: dt.datetime, progress: Progress) -> di
 
 def _sessions_due(now: dt.datetime) -> sa.ColumnElement[bool]:
     # The data map's clock for sessions is created_at; a session lives weeks, never a year.
-    return schema.sessions.c.created_at < cutoff("connection_logs", now.date())
+    return sa.and_(schema.sessions.c.created_at < cutoff("connection_logs", now.date()), not_held("sessions", now))
 
 
 def _count_sessions(conn: Connection, now: dt.datetime) -> dict[str, int]:
@@ -208,23 +221,27 @@ def _apply_sessions(engine: Engine, now: dt.datetime, progress: Progress) -> dic
 TEMPORARY_LIFETIME = dt.timedelta(days=1)
 
 
-def _expired_exports(now: dt.datetime) -> Iterator[tuple[str, str]]:
-    """(key, version id) of export objects written before the rule's cutoff."""
+def _expired_exports(now: dt.datetime, kept: set[str]) -> Iterator[tuple[str, str]]:
+    """(key, version id) of export objects written before the rule's cutoff, but those of the `kept` accounts."""
     bound = cutoff("exports", now.date())
-    for version in get_storage().list_versions(get_settings().exports_bucket, object_prefix("exports").prefix()):
-        if version.last_modified < bound:
+    prefix = object_prefix("exports").prefix()
+    for version in get_storage().list_versions(get_settings().exports_bucket, prefix):
+        if version.last_modified < bound and version.key[len(prefix):].split("/", 1)[0] not in kept:
             yield version.key, version.version_id
 
 
-def _count_exports(_conn: Connection, now: dt.datetime) -> dict[str, int]:
-    return {"objects": sum(1 for _ in _expired_exports(now))}
+def _count_exports(conn: Connection, now: dt.datetime) -> dict[str, int]:
+    kept = holds.accounts_holding_prefix(conn, "exports", now)
+    return {"objects": sum(1 for _ in _expired_exports(now, kept))}
 
 
-def _apply_exports(_engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
+def _apply_exports(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
     storage, bucket = get_storage(), get_settings().exports_bucket
+    with engine.connect() as conn:
+        kept = holds.accounts_holding_prefix(conn, "exports", now)
     deleted = 0
     batch: list[tuple[str, str]] = []
-    for target in _expired_exports(now):
+    for target in _expired_exports(now, kept):
         batch.append(target)
         if len(batch) == BATCH_SIZE:
             deleted += storage.delete_many(bucket, batch)
@@ -242,11 +259,15 @@ def _apply_exports(_engine: Engine, now: dt.datetime, progress: Progress) -> dic
 
 def _requests_due(now: dt.datetime) -> sa.ColumnElement[bool]:
     r = schema.dsr_requests
-    return sa.and_(r.c.closed_at.is_not(None), r.c.closed_at < cutoff(request_records_rule(), now.date()))
+    return sa.and_(
+        r.c.closed_at.is_not(None), r.c.closed_at < cutoff(request_records_rule(), now.date()), not_held("dsr_requests", now)
+    )
 
 
 def _ledger_due(now: dt.datetime) -> sa.ColumnElement[bool]:
-    return schema.erasure_ledger.c.erased_at < cutoff(request_records_rule(), now.date())
+    return sa.and_(
+        schema.erasure_ledger.c.erased_at < cutoff(request_records_rule(), now.date()), not_held("erasure_ledger", now)
+    )
 
 
 def _count_requests(conn: Connection, now: dt.datetime) -> dict[str, int]:
@@ -299,20 +320,49 @@ _VERIFICATION_TABLES = (
 )
 
 
+def _verification_due(table: sa.Table, column: str, now: dt.datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(table.c[column] < cutoff("verification_records", now.date()), not_held(table.name, now))
+
+
 def _count_verification(conn: Connection, now: dt.datetime) -> dict[str, int]:
-    bound = cutoff("verification_records", now.date())
-    return {name: count_rows(conn, table, table.c[column] < bound) for name, table, column in _VERIFICATION_TABLES}
+    return {name: count_rows(conn, table, _verification_due(table, column, now)) for name, table, column in _VERIFICATION_TABLES}
 
 
 def _apply_verification(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
-    bound = cutoff("verification_records", now.date())
     return {
-        name: delete_in_batches(engine, table, table.c[column] < bound, "verification_records", progress)
+        name: delete_in_batches(engine, table, _verification_due(table, column, now), "verification_records", progress)
         for name, table, column in _VERIFICATION_TABLES
     }
 
 
+# Erasures a legal hold suspended: finished once the hold ends ------------------------------------------
+
+
+def _count_suspended(conn: Connection, now: dt.datetime) -> dict[str, int]:
+    return erasure.count_suspended(conn, now)
+
+
+def _apply_suspended(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
+    return erasure.finish_suspended(engine, now=now, progress=progress)
+
+
+# The register of authority requests and disclosures, and ended legal holds ---------------------------------
+
+
+def _count_disclosures(conn: Connection, now: dt.datetime) -> dict[str, int]:
+    return disclosures.count_expired(conn, now)
+
+
+def _apply_disclosures(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
+    counts = disclosures.purge_expired(engine, now)
+    progress("disclosure_records", sum(counts.values()))
+    return counts
+
+
 CATEGORIES: tuple[Category, ...] = (
+    # First: data a released hold gives back to its erasure goes now, and its expired records below in the same run.
+    Category("suspended_erasures", lambda: policy.retention_rule("inactive_account"), "delete",
+             "erased accounts' data a legal hold kept, once the hold ends", _count_suspended, _apply_suspended),
     Category("invoices", invoice_rule, "delete", "invoices, their lines and PDFs (live and archived)",
              _count_invoices, _apply_invoices),
     Category("payment_records.archive", lambda: policy.retention_rule("payment_data"), "archive",
@@ -330,6 +380,9 @@ CATEGORIES: tuple[Category, ...] = (
              "closed requests, their saga steps, erasure receipts and ledger", _count_requests, _apply_requests),
     Category("verification_records", lambda: policy.retention_rule("verification_records"), "delete",
              "verification codes, attempts and used TOTP steps", _count_verification, _apply_verification),
+    Category("disclosure_records", disclosure_records_rule, "delete",
+             "register of authority requests and disclosures, and ended legal holds, past their proof period",
+             _count_disclosures, _apply_disclosures),
 )
 
 

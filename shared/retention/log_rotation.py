@@ -15,6 +15,11 @@ stops at the page that reaches the boundary or ends that folder, deleting with
 DeleteObjects (at most 1000 keys per call), every version included on a versioned
 bucket. Keys that are not date-partitioned are never touched.
 
+Legal holds. Rows a hold in force keeps (`shared.records.holds`) are never deleted: before an
+expired partition is dropped they are copied out of it into the default partition, and the
+ranged deletes skip them; once the hold ends, the next run deletes them. Log files mix every
+user and are not searchable per account: holds keep database rows, not files.
+
 Lifecycle. The buckets' lifecycle rules are a second line of defence: the run checks
 they match the policy (expiration within the period's length in days, noncurrent
 versions expired within a day) and reports any drift in its result and the audit trail.
@@ -28,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, select, text
 
 from shared.platform.clock import add_months, moment
@@ -37,6 +43,7 @@ from shared.policy.rules import cutoff, start_of_day
 from shared.ports import tables as schema
 from shared.ports.backends import get_storage
 from shared.ports.storage import ObjectStore, S3ObjectStore
+from shared.records import holds
 from shared.retention.lifecycle import (  # noqa: F401  (re-exported: the job reports drift)
     ExpectedLifecycle,
     expected_lifecycle,
@@ -160,20 +167,43 @@ def ensure_partitions(conn: Connection, table: str, first: dt.date, last: dt.dat
     return created
 
 
+def _drop_partitions(conn: Connection, table: str, expired: list[Partition], now: dt.datetime) -> int:
+    """Drop whole expired months; the rows a legal hold keeps are copied out first, into the default partition.
+
+    One transaction: the held rows go to a temporary table, the partitions are dropped, the rows come
+    back through the parent (whose range no longer covers them, so they land in the default
+    partition, where the next run's ranged DELETE finds them once the hold ends). Returns the rows kept.
+    """
+    log_table = schema.metadata.tables[table]
+    columns = [c.name for c in log_table.columns]
+    in_expired = sa.or_(*(
+        sa.and_(log_table.c.occurred_at >= start_of_day(p.start), log_table.c.occurred_at < start_of_day(p.end))
+        for p in expired
+    ))
+    kept = sa.Table(f"held_{table}", sa.MetaData(), *(sa.Column(c.name, c.type) for c in log_table.columns))
+    conn.execute(text(f"CREATE TEMPORARY TABLE held_{table} (LIKE {table}) ON COMMIT DROP"))
+    conn.execute(sa.insert(kept).from_select(columns, select(log_table).where(in_expired, holds.held(table, now))))
+    # Whole months go at once, whatever their size: only the (indexed, rare) held rows are read.
+    conn.execute(text("DROP TABLE " + ", ".join(f"{PARTITION_SCHEMA}.{p.name}" for p in expired)))
+    conn.execute(sa.insert(log_table).from_select(columns, select(kept)))
+    return conn.execute(select(func.count()).select_from(kept)).scalar_one()
+
+
 def _rotate_partitioned(engine: Engine, table: str, bound: dt.datetime, now: dt.datetime) -> dict[str, Any]:
     with engine.begin() as conn:
         created = ensure_partitions(conn, table, now.date(), add_months(now.date(), MONTHS_AHEAD))
+    kept = 0
     with engine.begin() as conn:
         expired = [p for p in partitions(conn, table) if start_of_day(p.end) <= bound]
         if expired:
-            # Whole months go at once, whatever their size: no row is read.
-            conn.execute(text("DROP TABLE " + ", ".join(f"{PARTITION_SCHEMA}.{p.name}" for p in expired)))
+            kept = _drop_partitions(conn, table, expired, now)
     dropped = [f"{p.start:%Y-%m}" for p in expired]
     with engine.begin() as conn:
         # Partition pruning: only the boundary month and the default partition are scanned.
         log_table = schema.metadata.tables[table]
-        result = conn.execute(delete(log_table).where(log_table.c.occurred_at < bound))
-    return {"partitions_created": len(created), "partitions_dropped": dropped, "rows_deleted": max(result.rowcount, 0)}
+        result = conn.execute(delete(log_table).where(log_table.c.occurred_at < bound, holds.not_held(table, now)))
+    return {"partitions_created": len(created), "partitions_dropped": dropped, "rows_deleted": max(result.rowcount, 0),
+            "held_rows_kept": kept}
 
 
 def rotate_table(engine: Engine, table: str, *, now: dt.datetime, progress: Progress | None = None) -> dict[str, Any]:
@@ -187,7 +217,8 @@ def rotate_table(engine: Engine, table: str, *, now: dt.datetime, progress: Prog
         progress(table, counts["rows_deleted"])
         return counts
     log_table = schema.metadata.tables[table]
-    return {"rows_deleted": delete_in_batches(engine, log_table, log_table.c.occurred_at < bound, table, progress)}
+    due = sa.and_(log_table.c.occurred_at < bound, holds.not_held(table, now))
+    return {"rows_deleted": delete_in_batches(engine, log_table, due, table, progress)}
 
 
 # --- Log objects ----------------------------------------------------------------------------------
@@ -326,7 +357,12 @@ def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any
             bound = cutoff(table, today)
             log_table = schema.metadata.tables[table]
             due: dict[str, Any] = {
-                "rows": conn.execute(select(func.count()).select_from(log_table).where(log_table.c.occurred_at < bound)).scalar_one()
+                "rows": conn.execute(
+                    select(func.count()).select_from(log_table).where(log_table.c.occurred_at < bound, holds.not_held(table, at))
+                ).scalar_one(),
+                "held_rows": conn.execute(
+                    select(func.count()).select_from(log_table).where(log_table.c.occurred_at < bound, holds.held(table, at))
+                ).scalar_one(),
             }
             if is_partitioned(conn, table):
                 due["partitions_to_drop"] = [f"{p.start:%Y-%m}" for p in partitions(conn, table) if start_of_day(p.end) <= bound]

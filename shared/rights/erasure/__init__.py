@@ -42,7 +42,12 @@ Modules: registration (register, cancel, queue, due), plan (each category's outc
 strategies (one set-based class per data-map action), scrub (the database step and its
 self-check), objects (files deleted or moved to the retention archive), processors (Stripe,
 Resend, the receipt mail: notice `erasure_receipt`), receipt (the proof and the ledger),
-saga (the batched run), replay (after a backup restore); common holds what they share.
+saga (the batched run), replay (after a backup restore), suspended (what a legal hold kept, erased
+once the hold ends); common holds what they share.
+
+Legal holds (`shared.records.holds`): the plan marks what a hold in force keeps as `held` (with
+the hold's reason and end), the database and objects steps leave it in place, and the account
+row stays as its anchor until the hold ends and `finish_suspended` completes the erasure.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ from shared.rights.erasure.registration import (
 from shared.rights.erasure.replay import ReplayReport, parse_since, replay_erasures
 from shared.rights.erasure.saga import run_erasure, run_erasures, run_queued
 from shared.rights.erasure.scrub import erase_account_data, erase_accounts_data
+from shared.rights.erasure.suspended import count_suspended, finish_suspended
 
 __all__ = [
     "CLIENT_CHANNEL",
@@ -91,6 +97,7 @@ __all__ = [
     "ProcessingRestricted",
     "ReplayReport",
     "cancel_erasure",
+    "count_suspended",
     "due_erasures",
     "enqueue_due_erasures",
     "enqueue_run",
@@ -100,6 +107,7 @@ __all__ = [
     "erase_after",
     "erasure_view",
     "find_pending_erasure",
+    "finish_suspended",
     "get_erasure",
     "load_receipt",
     "parse_since",

@@ -14,6 +14,7 @@ from shared.policy import data_map
 from shared.ports import tables as schema
 from shared.ports.backends import get_storage
 from shared.ports.storage import ObjectRetained
+from shared.records import holds
 from shared.rights.erasure.common import _ID_BATCH, _bucket, _expiry
 from shared.rights.erasure.strategies import object_strategy
 
@@ -82,8 +83,13 @@ def _move_to_archive(engine: Engine, storage, source: data_map.ObjectPrefix, acc
 def _objects_step(engine: Engine, account_id: str, now: dt.datetime) -> dict[str, Any]:
     storage = get_storage()
     result: dict[str, Any] = {}
+    with engine.connect() as conn:
+        kept = holds.held_prefixes(holds.held_categories(conn, account_id, now))
     for prefix in data_map.OBJECT_PREFIXES:
         if prefix.linked_by != "account_id":
+            continue
+        if prefix.id in kept:
+            result[prefix.id] = {"held": True}  # a legal hold keeps these files where they are
             continue
         erased = object_strategy(prefix).erase(
             storage, account_id, lambda source: _move_to_archive(engine, storage, source, account_id, now)

@@ -12,6 +12,7 @@ from shared.policy import data_map
 from shared.policy import facts as policy
 from shared.ports import tables as schema
 from shared.ports.tables import accounts
+from shared.records import holds
 from shared.rights.erasure.common import (
     _day,
     _expiry,
@@ -78,8 +79,35 @@ def _retained_entry(category_id: str, scope: str, rule_id: str, until: dt.date |
     }
 
 
-def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: bool, now: dt.datetime) -> dict[str, Any]:
-    """Per category: erased, pseudonymised or retained until a date under a legal basis. No personal data."""
+def _holds_keeping(scope: str, in_force: Sequence[holds.LegalHold]) -> list[holds.LegalHold]:
+    """The holds that keep the data of one scope (a table, or an object prefix); the account row anchors held rows."""
+
+    def keeps(hold: holds.LegalHold) -> set[str]:
+        tables = holds.held_tables(hold.categories)
+        return set(tables) | set(holds.held_prefixes(hold.categories)) | ({"accounts"} if tables else set())
+
+    return [hold for hold in in_force if scope in keeps(hold)]
+
+
+def _held_entry(entry: dict[str, Any], keeping: Sequence[holds.LegalHold]) -> dict[str, Any]:
+    """An entry a legal hold keeps: what is held and why; it returns to its rule (`then`) when the hold ends."""
+    ends = [hold.ends_on for hold in keeping]
+    return {
+        **{k: entry[k] for k in ("category", "label", "scope", "records")},
+        "outcome": "held",
+        "legal_holds": [hold.receipt_json() for hold in keeping],
+        "held_until": max(ends).isoformat() if ends and all(ends) else None,  # None: until released
+        "then": entry["outcome"],
+    }
+
+
+def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: bool, now: dt.datetime,
+              in_force: Sequence[holds.LegalHold] = ()) -> dict[str, Any]:
+    """Per category: erased, pseudonymised, retained until a date under a legal basis, or held. No personal data."""
+    categories = {c for hold in in_force for c in hold.categories}
+    kept_tables, kept_prefixes = holds.held_tables(categories), holds.held_prefixes(categories)
+    if kept_tables:
+        kept_tables = kept_tables | {"accounts"}
     entries: list[dict[str, Any]] = []
     until_by_table: dict[str, dt.date | dt.datetime] = {}
 
@@ -117,8 +145,15 @@ def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: boo
                 entries.append(_retained_entry(prefix.category, prefix.id, prefix.retention, until_by_table["invoices"], 0, False))
             elif outcome == "erased":
                 entries.append({**_category_json(prefix.category), "scope": prefix.id, "outcome": "erased", "records": 0})
+    if in_force:
+        entries = [
+            _held_entry(entry, _holds_keeping(entry["scope"], in_force))
+            if entry["scope"] in kept_tables | kept_prefixes else entry
+            for entry in entries
+        ]
     return {
         "categories": entries,
+        "legal_holds": [hold.receipt_json() for hold in in_force],
         "has_stripe_customer": has_customer,
         "invoices_transmitted": transmitted,
         "policy_version": policy.POLICY_VERSION,
@@ -141,4 +176,5 @@ def _plans(conn: Connection, account_ids: Sequence[str], now: dt.datetime) -> di
             select(accounts.c.id).where(accounts.c.id.in_(account_ids), accounts.c.stripe_customer_id.is_not(None))
         ).scalars()
     )
-    return {a: _plan_for(a, stats, transmitted.get(a, 0), a in customers, now) for a in account_ids}
+    in_force = holds.holds_in_force(conn, account_ids, now)
+    return {a: _plan_for(a, stats, transmitted.get(a, 0), a in customers, now, in_force.get(a, ())) for a in account_ids}

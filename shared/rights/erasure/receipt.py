@@ -94,6 +94,7 @@ def _build_receipt(record: RequestRecord, steps: Mapping[str, Mapping[str, Any] 
         "executed_at": iso(now, timespec="seconds"),
         "policy_version": plan.get("policy_version", policy.POLICY_VERSION),
         "categories": plan.get("categories", []),
+        "legal_holds": plan.get("legal_holds", []),
         "subprocessors": _subprocessors(plan, steps.get("stripe") or {}, steps.get("resend") or {}),
         "receipt_mailed": bool((steps.get("receipt_mail") or {}).get("sent")),
         "database": steps.get("database") or {},
@@ -137,6 +138,7 @@ def _receipt_summary(receipt: Mapping[str, Any]) -> dict[str, Any]:
         "pseudonymised": outcomes.count("pseudonymised"),
         "retained": len(until),
         "retained_until_latest": max(until) if until else None,
+        "held": outcomes.count("held"),
     }
 
 
