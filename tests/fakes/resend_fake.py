@@ -1,6 +1,6 @@
 """A local HTTP fake of the Resend API endpoints our mailer uses, checking request shape.
 
-Endpoints: POST /emails (Idempotency-Key honoured), GET/PATCH/DELETE /contacts/{id|email}
+Endpoints: POST /emails (Idempotency-Key honoured), POST /contacts, GET/PATCH/DELETE /contacts/{id|email}
 (Resend's global contacts). Every request is recorded; `fail_next` injects failures;
 a request to any other route is recorded in `unknown_routes` (the fixture fails on it).
 """
@@ -106,6 +106,8 @@ class ResendFake(LocalHttpFake):
             return _error(422, "validation_error", "Content-Type must be application/json")
         if method == "POST" and path == "/emails":
             return self._send_email(headers, raw, body)
+        if method == "POST" and path == "/contacts":
+            return self._create_contact(body)
         match = re.fullmatch(r"/contacts/([^/]+)", path)
         if match:
             return self._contact(method, unquote(match.group(1)), body)
@@ -139,6 +141,22 @@ class ResendFake(LocalHttpFake):
             if key is not None:
                 self._idempotency[key] = (fingerprint, response)
         return 200, response
+
+    def _create_contact(self, body: Any) -> tuple[int, dict]:
+        if not isinstance(body, dict) or not isinstance(body.get("email"), str) or "@" not in body["email"]:
+            return _error(422, "validation_error", "Invalid `email` field")
+        unknown = set(body) - {"email", "first_name", "last_name", "unsubscribed", "properties", "segments", "topics"}
+        if unknown:
+            return _error(422, "validation_error", f"Unknown fields: {sorted(unknown)}")
+        with self._lock:
+            if self._find_contact(body["email"]) is not None:
+                return _error(409, "conflict", "A contact with this email already exists")
+        contact_id = self.add_contact(body["email"], unsubscribed=bool(body.get("unsubscribed")))
+        with self._lock:
+            for field in ("first_name", "last_name"):
+                if field in body:
+                    self.contacts[contact_id][field] = body[field]
+        return 200, {"object": "contact", "id": contact_id}
 
     def _contact(self, method: str, id_or_email: str, body: Any) -> tuple[int, dict]:
         with self._lock:
