@@ -4,7 +4,8 @@
   `rectification:<request id>`); the Stripe customer and the Resend contact are saga steps of
   it, so a crash and a retry tell each once; then the request completes.
 - CRON input {"job": "rectification-sweep"}: queues again every rectification left in progress
-  for 15 minutes (its message lost after the commit, or dead-lettered while a processor was down).
+  for 15 minutes (its message lost after the commit, or dead-lettered while a processor was down),
+  and deletes the unconfirmed changes of address whose code has expired.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def propagate(message: QueueMessage) -> dict:
 
 @sweep.job
 def sweep_stale(_payload: dict, _ctx) -> dict:
-    return {"queued": rectification.dispatch_stale(get_engine())}
+    return rectification.sweep(get_engine())
 
 
 handle = queue_and_cron(queue=worker, cron=sweep)

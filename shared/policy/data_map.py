@@ -422,8 +422,9 @@ TABLES: tuple[TableMap, ...] = (
         retention="verification_records",
         clock_columns=("created_at",),
         row_action=ROW_DELETE,
-        note="A change of address waiting for the new address's code (rectification); the previous address is "
-             "kept only until Resend is told, then the row goes.",
+        suite=True,
+        note="The suite's verification of a change of address (rectification): the new address until its code "
+             "confirms it, the previous one only until Resend is told, then the row goes; deleted on erasure.",
         columns=(
             _key("id", DEL), _key("account_id", DEL), _key("request_id", DEL),
             _c("new_email", "identification.email", DEL, identifier=True),

@@ -22,7 +22,7 @@ from shared.identity.client import issue_dev_token
 from shared.local.demo import create_account, populate_account, vat_number
 from shared.local.server import drain_queues, http_event, invoke, load_manifest
 from shared.platform.config import get_settings
-from shared.platform.errors import Conflict, NotFound, ValidationFailed
+from shared.platform.errors import AppError, Conflict, ExternalServiceError, NotFound, ValidationFailed
 from shared.ports import tables as schema
 from shared.ports.backends import get_queue, get_storage
 from shared.ports.db import utcnow
@@ -300,7 +300,7 @@ def test_a_crash_between_steps_and_a_retry_tell_each_recipient_once(engine, mani
     monkeypatch.setattr(jobs, "_json_result", real)
     # Then Resend is down for the next delivery.
     resend_fake.fail_next(1, status=503)
-    with pytest.raises(Exception):
+    with pytest.raises(ExternalServiceError):
         rectification.run_rectification(engine, request_id)
     with engine.connect() as conn:
         assert registry.get_request(conn, request_id).state == "in_progress"
@@ -340,7 +340,7 @@ def test_the_sweep_requeues_a_rectification_whose_message_was_lost(engine, manif
 def test_one_rectification_at_a_time_and_unchanged_values_change_nothing(engine, manifest):
     account = seeded(engine)
     codes = Codes(account)
-    status, first = patch(manifest, account, codes, {"last_name": NEW_LAST})
+    status, _ = patch(manifest, account, codes, {"last_name": NEW_LAST})
     assert status == 202
     status, answer = patch(manifest, account, codes, {"first_name": NEW_FIRST})
     assert status == 409 and answer["error"]["code"] == "rectification_in_progress"
@@ -395,7 +395,7 @@ def test_an_email_change_needs_the_code_mailed_to_the_new_address(env, engine, m
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.email_changes)).scalar_one() == 0
 
 
-def test_an_expired_or_exhausted_code_changes_nothing(env, engine, manifest):
+def test_an_exhausted_code_changes_nothing(env, engine, manifest):
     account = seeded(engine)
     codes = Codes(account)
     patch(manifest, account, codes, {"email": NEW_EMAIL})
@@ -405,9 +405,27 @@ def test_an_expired_or_exhausted_code_changes_nothing(env, engine, manifest):
         call(manifest, "POST", "/email/confirm", account=account, body=json.dumps({"code": wrong}))
     status, answer = call(manifest, "POST", "/email/confirm", account=account, body=json.dumps({"code": code}))
     assert status == 429 and answer["error"]["code"] == "too_many_attempts"
-    with pytest.raises(Exception) as expired:
+    with pytest.raises(AppError) as exhausted:
         rectification.confirm_email_change(engine, account["id"], code, now=utcnow() + dt.timedelta(hours=1))
-    assert getattr(expired.value, "code", None) in {"code_expired", "too_many_attempts"}
+    assert exhausted.value.code == "too_many_attempts"
+    assert row(engine, schema.accounts, id=account["id"])["email"] == account["email"]
+
+
+def test_an_expired_code_changes_nothing(env, engine, manifest):
+    account = seeded(engine)
+    patch(manifest, account, Codes(account), {"email": NEW_EMAIL})
+    code = _mailed_code(env, NEW_EMAIL)
+    later = utcnow() + dt.timedelta(seconds=env.verification_code_ttl_seconds + 1)
+    with pytest.raises(AppError) as expired:
+        rectification.confirm_email_change(engine, account["id"], code, now=later)
+    assert expired.value.code == "code_expired"
+    # The hourly sweep forgets the unconfirmed address once its code has expired.
+    status, answer = call(manifest, "POST", "/", body=json.dumps({"job": "rectification-sweep"}),
+                          function="rectify-account-worker")
+    assert status == 200 and answer == {"queued": 0, "expired_email_changes": 0}
+    assert rectification.sweep(engine, now=later) == {"queued": 0, "expired_email_changes": 1}
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.email_changes)).scalar_one() == 0
     assert row(engine, schema.accounts, id=account["id"])["email"] == account["email"]
 
 

@@ -54,7 +54,12 @@ from shared.rights.rectification.applying import (
     request_view,
     stale_propagations,
 )
-from shared.rights.rectification.email_change import confirm_email_change, request_email_change, send
+from shared.rights.rectification.email_change import (
+    confirm_email_change,
+    delete_expired_changes,
+    request_email_change,
+    send,
+)
 from shared.rights.rectification.fields import FIELDS, BusinessAddress, Rectification, normalise_phone, normalise_vat
 from shared.rights.rectification.propagation import COMPLETE_STEP, RESEND_STEP, STRIPE_STEP, run_rectification
 from shared.rights.rectification.views import held_data
@@ -63,7 +68,7 @@ __all__ = [
     "FIELDS", "FIELD_CATEGORIES", "KIND", "QUEUE", "RECIPIENTS", "STRIPE_STEP", "RESEND_STEP", "COMPLETE_STEP",
     "BusinessAddress", "Rectification", "normalise_phone", "normalise_vat", "held_by",
     "start_client_rectification", "apply_rectification", "confirm_email_change", "run_rectification",
-    "dispatch_stale", "get_view", "held_data", "request_view",
+    "dispatch_stale", "sweep", "delete_expired_changes", "get_view", "held_data", "request_view",
 ]
 
 
@@ -102,7 +107,12 @@ def start_client_rectification(
 
 def dispatch_stale(engine: Engine, *, older_than_minutes: int = 15, limit: int = 1000,
                    now: dt.datetime | None = None) -> int:
-    """Queue again every rectification left in progress (its message lost or dead-lettered): the CRON sweep."""
+    """Queue again every rectification left in progress (its message lost or dead-lettered)."""
     cutoff = moment(now) - dt.timedelta(minutes=older_than_minutes)
     with engine.connect() as conn:
         return dispatch(stale_propagations(conn, older_than=cutoff, limit=limit))
+
+
+def sweep(engine: Engine, *, now: dt.datetime | None = None) -> dict[str, int]:
+    """The hourly CRON: re-queue stale propagations, delete unconfirmed changes of address whose code expired."""
+    return {"queued": dispatch_stale(engine, now=now), "expired_email_changes": delete_expired_changes(engine, now=now)}

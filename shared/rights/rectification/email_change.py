@@ -143,3 +143,11 @@ def confirm_email_change(engine: Engine, account_id: str, code: str, *, now: dt.
         conn.execute(update(email_changes).where(email_changes.c.id == row.id).values(request_id=record.id))
     dispatch([record.id])
     return {"email_change": {"state": "confirmed"}, "request": request_view(record)}
+
+
+def delete_expired_changes(engine: Engine, *, now: dt.datetime | None = None) -> int:
+    """Unconfirmed changes whose code has expired: the new address goes (data minimisation; the hourly sweep)."""
+    with engine.begin() as conn:
+        return conn.execute(
+            delete(email_changes).where(email_changes.c.confirmed_at.is_(None), email_changes.c.expires_at <= moment(now))
+        ).rowcount

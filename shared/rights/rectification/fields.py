@@ -135,7 +135,7 @@ class Rectification(StrictModel):
         return data
 
     @model_validator(mode="after")
-    def _at_least_one(self) -> "Rectification":
+    def _at_least_one(self) -> Rectification:
         if not self.sent():
             raise ValueError(f"name at least one field to correct: {', '.join(FIELDS)}")
         return self

@@ -7,9 +7,16 @@ from typing import Any
 from sqlalchemy import Connection
 
 from shared.policy import facts as policy
-from shared.rights.rectification.applying import FIELD_CATEGORIES, KIND, account_companies, held_by, load_account, request_view
-from shared.rights.rectification.email_change import pending_change, pending_view
 from shared.records.registry import find_open_request
+from shared.rights.rectification.applying import (
+    FIELD_CATEGORIES,
+    KIND,
+    account_companies,
+    held_by,
+    load_account,
+    request_view,
+)
+from shared.rights.rectification.email_change import pending_change, pending_view
 
 ISSUED_INVOICES = {
     "fr": "Les factures déjà émises gardent les mentions imprimées (Code de commerce) ; "
