@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from shared.identity.client import issue_dev_token
 from shared.local.demo import create_account, populate_account, vat_number
-from shared.local.server import drain_queues, http_event, invoke, load_manifest
+from shared.local.server import consumer_for, drain_queues, http_event, invoke, load_manifest
 from shared.platform.config import get_settings
 from shared.platform.errors import AppError, Conflict, ExternalServiceError, NotFound, ValidationFailed
 from shared.ports import tables as schema
@@ -562,3 +562,43 @@ def test_no_old_or_new_value_reaches_a_log_line(env, engine, manifest, capfd, ca
     stored_text = everything_stored(engine)
     for value in (*NEW_VALUES, OLD, account["email"]):
         assert value not in stored_text, value
+
+
+# --- The worker's contract, erasure, SQS ----------------------------------------------------------
+
+
+def test_a_malformed_message_is_refused_and_not_retried(manifest):
+    event = json.loads((PROJECT / "events" / "rectify-account-worker" / "malformed.json").read_text())
+    response = invoke(manifest.functions["rectify-account-worker"], event)
+    assert response["statusCode"] == 400
+    unknown = http_event("POST", "/", body=json.dumps({"job": "export-sweep"}))
+    assert invoke(manifest.functions["rectify-account-worker"], unknown)["statusCode"] == 400
+
+
+def test_erasure_deletes_a_pending_change_of_address(engine, manifest):
+    from shared.rights.erasure import scrub
+
+    account = seeded(engine)
+    status, _ = patch(manifest, account, Codes(account), {"email": NEW_EMAIL})
+    assert status == 202
+    with engine.begin() as conn:
+        scrub.erase_accounts_data(conn, [account["id"]])
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.email_changes)).scalar_one() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.accounts).where(
+            schema.accounts.c.id == account["id"])).scalar_one() == 0
+
+
+def test_the_propagation_travels_through_sqs(engine, manifest, sqs_env, stripe_env, stripe_fake):
+    from shared.ports.backends import ensure_queue
+
+    ensure_queue(rectification.QUEUE)
+    customer = stripe_fake.add_customer()
+    account = seeded(engine, stripe_customer_id=customer)
+    status, answer = patch(manifest, account, Codes(account), {"last_name": NEW_LAST})
+    assert status == 202
+    # Only this queue exists on the moto server: deliver it alone, as its trigger would.
+    assert get_queue(rectification.QUEUE).deliver_pending(consumer_for(rectification.QUEUE, manifest)) == 1
+    with engine.connect() as conn:
+        assert registry.get_request(conn, answer["request"]["request_id"]).state == "completed"
+    assert stripe_fake.customers[customer]["name"].endswith(NEW_LAST)
