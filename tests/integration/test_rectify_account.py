@@ -390,6 +390,11 @@ def test_an_email_change_needs_the_code_mailed_to_the_new_address(env, engine, m
     status, answer = call(manifest, "POST", "/email/confirm", account=account, body=json.dumps({"code": code}))
     assert status == 404 and answer["error"]["code"] == "no_pending_email_change"
     drain(manifest)
+    # The previous address is told once, without the new one.
+    told = [json.loads(p.read_text()) for p in (env.data_dir / "outbox").glob("*.json")]
+    told = [m for m in told if m["to"] == account["email"]]
+    assert len(told) == 1 and "modifiée" in told[0]["subject"]
+    assert NEW_EMAIL not in Path(env.data_dir / "outbox" / f"{told[0]['id']}.eml").read_text()
     with engine.connect() as conn:
         # The previous address is gone from the bookkeeping once the processors were told.
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.email_changes)).scalar_one() == 0

@@ -6,7 +6,8 @@ so a crash after Stripe answered and before the step was recorded replays the sa
 which Stripe deduplicates. The Resend move (create under the new address, remove the old) checks
 what is already done before each call. The values sent are read from the database when the step
 runs: the queue message, the saga results and the audit hold field names and outcomes only.
-The last step completes the request with each recipient's outcome and audits who was told.
+After an email change the previous address is told once that it no longer receives the account's
+mail. The last step completes the request with each recipient's outcome and audits who was told.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select
 
+from shared import notices
 from shared.platform.clock import moment
+from shared.policy import facts as policy
 from shared.ports.backends import get_mailer, get_payments
 from shared.ports.tables import accounts, companies, email_changes
 from shared.records import audit
@@ -26,6 +29,7 @@ from shared.rights.rectification.applying import NOT_CONCERNED, PENDING, held_by
 
 STRIPE_STEP = "stripe_customer"
 RESEND_STEP = "resend_contact"
+NOTICE_STEP = "previous_address_notice"
 COMPLETE_STEP = "complete"
 UPDATED = "updated"
 # Stripe's customer fields, from ours.
@@ -102,6 +106,18 @@ def run_rectification(engine: Engine, request_id: str, *, now: dt.datetime | Non
         "stripe": (run_step(engine, request_id, STRIPE_STEP, tell_stripe, now=now) or {}).get("outcome", NOT_CONCERNED),
         "resend": (run_step(engine, request_id, RESEND_STEP, tell_resend, now=now) or {}).get("outcome", NOT_CONCERNED),
     }
+
+    def notify_previous_address() -> dict[str, Any]:
+        # The old address is told once that it no longer receives the account's mail (a takeover shows at once).
+        if "email" not in fields or not previous_email:
+            return {"sent": False}
+        get_mailer().send(notices.mail(
+            "email_changed", to=previous_email, idempotency_key=step_key(request_id, NOTICE_STEP),
+            changed_on=record.state_changed_at.date().isoformat(), dpo_email=policy.CONTROLLER.dpo_email,
+        ))
+        return {"sent": True}
+
+    run_step(engine, request_id, NOTICE_STEP, notify_previous_address, now=now)
 
     def complete() -> dict[str, Any]:
         told = sorted(name for name, outcome in outcomes.items() if outcome == UPDATED)
