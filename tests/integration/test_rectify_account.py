@@ -607,3 +607,51 @@ def test_the_propagation_travels_through_sqs(engine, manifest, sqs_env, stripe_e
     with engine.connect() as conn:
         assert registry.get_request(conn, answer["request"]["request_id"]).state == "completed"
     assert stripe_fake.customers[customer]["name"].endswith(NEW_LAST)
+
+
+def test_concurrent_rectifications_make_one_request(engine):
+    import threading
+
+    account = seeded(engine)
+    bodies = [rectification.Rectification(first_name=f"Prénom{'ABCDEFGH'[n]}") for n in range(4)]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(bodies))
+
+    def run(body):
+        barrier.wait()
+        try:
+            status, _ = rectification.start_client_rectification(engine, account["id"], body, verified_by="totp")
+            outcomes.append(str(status))
+        except Conflict as exc:
+            outcomes.append(exc.code)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=run, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["202"] + ["rectification_in_progress"] * 3, outcomes
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.dsr_requests)).scalar_one() == 1
+        assert verify_chain(conn).ok
+
+
+def test_names_and_a_new_address_in_one_call(env, engine, manifest, stripe_env, stripe_fake):
+    customer = stripe_fake.add_customer()
+    account = seeded(engine, stripe_customer_id=customer)
+    with stripe_fake._lock:
+        stripe_fake.customers[customer]["deleted"] = True  # gone at Stripe meanwhile
+    status, answer = patch(manifest, account, Codes(account), {"first_name": NEW_FIRST, "email": NEW_EMAIL})
+    assert status == 202
+    assert answer["changed"] == ["first_name"] and answer["email_change"]["state"] == "awaiting_confirmation"
+    drain(manifest)
+    view = call(manifest, "GET", f"/requests/{answer['request']['request_id']}", account=account)[1]
+    # Stripe no longer holds the customer, Resend no contact: nobody needed telling, and the answer says so.
+    assert {r["recipient"]: r["state"] for r in view["recipients"]} == {"stripe": "no_customer", "resend": "no_contact"}
+    assert view["recipients_told"] == []
+    status, held = call(manifest, "GET", "/", account=account)
+    assert held["fields"]["first_name"]["value"] == NEW_FIRST
+    assert held["fields"]["email"]["value"] == account["email"]
+    assert held["pending_email_change"]["new_email"] == NEW_EMAIL
