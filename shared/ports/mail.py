@@ -91,7 +91,7 @@ class Mailer(Protocol):
     def move_contact(self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
         """The contact of `old_email` now has `new_email`: created under the new address (its unsubscribed
         state kept) and the old one removed. Idempotent: rerun after a crash, it finishes the move.
-        Segment memberships are not carried over (the marketing list is rebuilt from the consent ledger).
+        Segment memberships are not carried over (a known gap: the contact must rejoin its segments).
         Returns the contact ids under the new address ([] when there was no contact to move)."""
 
 
