@@ -91,7 +91,7 @@ class Mailer(Protocol):
     def move_contact(self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
         """The contact of `old_email` now has `new_email`: created under the new address (its unsubscribed
         state kept) and the old one removed. Idempotent: rerun after a crash, it finishes the move.
-        Segment memberships are not carried over (a known gap: the contact must rejoin its segments).
+        Its segments (the lists it belongs to) are carried over.
         Returns the contact ids under the new address ([] when there was no contact to move)."""
 
 
@@ -249,17 +249,28 @@ class ResendMailer:
         if old is None and new is None:
             return []
         names = _names(first_name, last_name)
+        segments = self._segments(old_email) if old is not None else []
         if new is None:
             params: dict[str, Any] = {"email": new_email, "unsubscribed": bool(old.get("unsubscribed")), **names}
+            if segments:
+                params["segments"] = [{"id": segment} for segment in segments]
             with self._sdk() as resend:
                 new = dict(resend.Contacts.create(params))
         elif old is not None:
-            # A previous attempt created it: carry the state over again (a no-op when it already was).
+            # A previous attempt created it: carry the state and the segments over again (no-ops when done).
             with self._sdk() as resend:
                 resend.Contacts.update({"email": new_email, "unsubscribed": bool(old.get("unsubscribed")), **names})
+            for segment in sorted(set(segments) - set(self._segments(new_email))):
+                with self._sdk() as resend:
+                    resend.Contacts.Segments.add({"email": new_email, "segment_id": segment})
         if old is not None:
             self.remove_contact(old_email)
         return [new["id"]]
+
+    def _segments(self, email: str) -> list[str]:
+        with self._sdk() as resend:
+            listing = resend.Contacts.Segments.list({"email": email})
+        return [segment["id"] for segment in listing.get("data") or []]
 
 
 def _names(first_name: str | None, last_name: str | None) -> dict[str, str]:

@@ -438,7 +438,7 @@ def test_an_email_change_moves_the_resend_contact_and_the_stripe_email(env, engi
                                                                        stripe_fake, resend_env, resend_fake):
     customer = stripe_fake.add_customer()
     account = seeded(engine, stripe_customer_id=customer)
-    resend_fake.add_contact(account["email"], unsubscribed=True)
+    resend_fake.add_contact(account["email"], unsubscribed=True, segments=("seg_newsletter", "seg_product"))
     codes = Codes(account)
     status, answer = patch(manifest, account, codes, {"email": NEW_EMAIL})
     assert status == 202
@@ -451,6 +451,7 @@ def test_an_email_change_moves_the_resend_contact_and_the_stripe_email(env, engi
     assert resend_fake.contact(account["email"]) is None
     moved = resend_fake.contact(NEW_EMAIL)
     assert moved is not None and moved["unsubscribed"] is True  # the choice not to receive marketing is kept
+    assert moved["segments"] == ["seg_newsletter", "seg_product"]
     assert stripe_fake.customers[customer]["email"] == NEW_EMAIL
     with engine.connect() as conn:
         record = registry.get_request(conn, answer["request"]["request_id"])
@@ -655,3 +656,19 @@ def test_names_and_a_new_address_in_one_call(env, engine, manifest, stripe_env, 
     assert held["fields"]["first_name"]["value"] == NEW_FIRST
     assert held["fields"]["email"]["value"] == account["email"]
     assert held["pending_email_change"]["new_email"] == NEW_EMAIL
+
+
+def test_a_contact_move_cut_short_is_finished_by_the_retry(resend_env, resend_fake):
+    from shared.ports.backends import get_mailer
+
+    resend_fake.add_contact("old.canary@example.test", unsubscribed=False, segments=("seg_a", "seg_b"))
+    resend_fake.add_contact(NEW_EMAIL)  # created by the attempt that crashed before the segments and the removal
+    mailer = get_mailer()
+    (moved,) = mailer.move_contact("old.canary@example.test", NEW_EMAIL, first_name=NEW_FIRST, last_name=None)
+    contact = resend_fake.contact(NEW_EMAIL)
+    assert contact["id"] == moved and sorted(contact["segments"]) == ["seg_a", "seg_b"]
+    assert contact["first_name"] == NEW_FIRST and resend_fake.contact("old.canary@example.test") is None
+    # Once done, a further retry has nothing left to move and touches nothing.
+    before = len(resend_fake.requests)
+    assert mailer.move_contact("old.canary@example.test", NEW_EMAIL, first_name=NEW_FIRST, last_name=None) == [moved]
+    assert [r.method for r in resend_fake.requests[before:]] == ["GET", "GET"]
