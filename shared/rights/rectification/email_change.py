@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from shared import notices
 from shared.platform.clock import iso, moment
@@ -123,6 +124,16 @@ def confirm_email_change(engine: Engine, account_id: str, code: str, *, now: dt.
                      details={"change_id": row.id})
     if failure is not None:
         raise failure
+    try:
+        record = _apply_confirmed(engine, account_id, row, now)
+    except IntegrityError:
+        # Another account took the address between the check and the write (accounts.email is unique).
+        raise Conflict("this email address cannot be used for this account", code="email_unavailable") from None
+    dispatch([record.id])
+    return {"email_change": {"state": "confirmed"}, "request": request_view(record)}
+
+
+def _apply_confirmed(engine: Engine, account_id: str, row: Any, now: dt.datetime) -> Any:
     with engine.begin() as conn:
         account = conn.execute(
             select(accounts).where(accounts.c.id == account_id).with_for_update(key_share=True)
@@ -141,8 +152,7 @@ def confirm_email_change(engine: Engine, account_id: str, code: str, *, now: dt.
         record = register_and_apply(conn, account_id, changes, stripe_customer=bool(account.stripe_customer_id),
                                     verified_by="new_address_code", now=now)
         conn.execute(update(email_changes).where(email_changes.c.id == row.id).values(request_id=record.id))
-    dispatch([record.id])
-    return {"email_change": {"state": "confirmed"}, "request": request_view(record)}
+    return record
 
 
 def delete_expired_changes(engine: Engine, *, now: dt.datetime | None = None) -> int:
