@@ -134,4 +134,14 @@ class StripeEventToApply(Contract):
     facts: dict[str, Any]
 
 
-CONTRACTS: tuple[type[Contract], ...] = (ExportRun, ErasureRun, NewsletterWithdrawn, InactivityChunk, StripeEventToApply)
+class RectificationRun(Contract):
+    """Tell the recipients (Stripe, Resend) of one rectification (Art. 19); the values are read from the database."""
+
+    QUEUE: ClassVar[str] = "rectification-propagation"
+    TYPE: ClassVar[str] = "rectification.run"
+    request_id: Id
+
+
+CONTRACTS: tuple[type[Contract], ...] = (
+    ExportRun, ErasureRun, NewsletterWithdrawn, InactivityChunk, StripeEventToApply, RectificationRun,
+)

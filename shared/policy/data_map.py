@@ -416,6 +416,23 @@ TABLES: tuple[TableMap, ...] = (
         ),
     ),
     TableMap(
+        "email_changes",
+        ("identification.email", "suite.verification"),
+        ACCOUNT,
+        retention="verification_records",
+        clock_columns=("created_at",),
+        row_action=ROW_DELETE,
+        suite=True,
+        note="The suite's verification of a change of address (rectification): the new address until its code "
+             "confirms it, the previous one only until Resend is told, then the row goes; deleted on erasure.",
+        columns=(
+            _key("id", DEL), _key("account_id", DEL), _key("request_id", DEL),
+            _c("new_email", "identification.email", DEL, identifier=True),
+            _c("previous_email", "identification.email", DEL, identifier=True),
+            *(_c(n, "suite.verification", DEL) for n in ("code_hash", "created_at", "expires_at", "attempts", "confirmed_at")),
+        ),
+    ),
+    TableMap(
         "totp_used_steps",
         ("suite.verification",),
         ACCOUNT,
@@ -686,7 +703,8 @@ class ProcessorRecord:
 PROCESSOR_RECORDS: tuple[ProcessorRecord, ...] = (
     ProcessorRecord(
         "stripe_customer", "stripe", "accounts.stripe_customer_id",
-        ("identification.email", "identification.name", "payment.transactions"), "delete",
+        ("identification.email", "identification.name", "identification.phone", "identification.business_address",
+         "payment.transactions"), "delete",
         "Active subscriptions are cancelled, then the customer is deleted; Stripe keeps what its own obligations require.",
     ),
     ProcessorRecord(

@@ -85,6 +85,15 @@ class Mailer(Protocol):
     def remove_contact(self, email: str) -> list[str]:
         """Delete the contact; returns the contact ids deleted ([] if there was none)."""
 
+    def update_contact(self, email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
+        """Correct the contact's names (rectification); returns the contact ids touched ([] if none)."""
+
+    def move_contact(self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
+        """The contact of `old_email` now has `new_email`: created under the new address (its unsubscribed
+        state kept) and the old one removed. Idempotent: rerun after a crash, it finishes the move.
+        Its segments (the lists it belongs to) are carried over.
+        Returns the contact ids under the new address ([] when there was no contact to move)."""
+
 
 def build_mailer(settings: Settings) -> Mailer:
     if settings.resend_api_key:
@@ -213,6 +222,60 @@ class ResendMailer:
             raise
         return [response["contact"]]
 
+    def _get_contact(self, email: str) -> dict[str, Any] | None:
+        try:
+            with self._sdk() as resend:
+                return dict(resend.Contacts.get(email=email))
+        except ExternalServiceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def update_contact(self, email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
+        params: dict[str, Any] = {"email": email, **_names(first_name, last_name)}
+        try:
+            with self._sdk() as resend:
+                response = resend.Contacts.update(params)
+        except ExternalServiceError as exc:
+            if exc.status == 404:  # no contact: Resend holds nothing to correct
+                return []
+            raise
+        return [response["id"]]
+
+    def move_contact(self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
+        # Resend identifies a contact by its address and cannot change it: create under the new one, drop the old.
+        old = self._get_contact(old_email)
+        new = self._get_contact(new_email)
+        if old is None and new is None:
+            return []
+        names = _names(first_name, last_name)
+        segments = self._segments(old_email) if old is not None else []
+        if new is None:
+            params: dict[str, Any] = {"email": new_email, "unsubscribed": bool(old.get("unsubscribed")), **names}
+            if segments:
+                params["segments"] = [{"id": segment} for segment in segments]
+            with self._sdk() as resend:
+                new = dict(resend.Contacts.create(params))
+        elif old is not None:
+            # A previous attempt created it: carry the state and the segments over again (no-ops when done).
+            with self._sdk() as resend:
+                resend.Contacts.update({"email": new_email, "unsubscribed": bool(old.get("unsubscribed")), **names})
+            for segment in sorted(set(segments) - set(self._segments(new_email))):
+                with self._sdk() as resend:
+                    resend.Contacts.Segments.add({"email": new_email, "segment_id": segment})
+        if old is not None:
+            self.remove_contact(old_email)
+        return [new["id"]]
+
+    def _segments(self, email: str) -> list[str]:
+        with self._sdk() as resend:
+            listing = resend.Contacts.Segments.list({"email": email})
+        return [segment["id"] for segment in listing.get("data") or []]
+
+
+def _names(first_name: str | None, last_name: str | None) -> dict[str, str]:
+    return {key: value for key, value in (("first_name", first_name), ("last_name", last_name)) if value is not None}
+
 
 def _external_error(exc: Any) -> ExternalServiceError:
     # Resend's message can quote the request (an address): keep only its code and type.
@@ -307,4 +370,12 @@ class OutboxMailer:
 
     def remove_contact(self, email: str) -> list[str]:
         self._record_contact("remove", email)
+        return []
+
+    def update_contact(self, email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
+        self._record_contact("update", email)
+        return []
+
+    def move_contact(self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
+        self._record_contact("move", old_email)
         return []

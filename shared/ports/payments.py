@@ -28,6 +28,12 @@ class Payments(Protocol):
         Returns the ids of those subscriptions; a customer already gone counts as done ([]).
         """
 
+    def update_customer(self, customer_id: str, fields: dict[str, Any], *, idempotency_key: str) -> bool:
+        """Set the customer's `fields` (name, email, phone, address: a rectification, Art. 16 and 19).
+
+        Returns False when the customer no longer exists at Stripe (nothing held there to correct).
+        """
+
 
 def build_payments(settings: Settings) -> Payments:
     if settings.stripe_api_key:
@@ -84,6 +90,34 @@ class StripePayments:
             raise self._error(exc) from exc
         return live
 
+    def update_customer(self, customer_id: str, fields: dict[str, Any], *, idempotency_key: str) -> bool:
+        import stripe  # deferred for cold start: only functions that call Stripe load its SDK
+
+        _check(customer_id, idempotency_key)
+        _check_customer_fields(fields)
+        try:
+            self.client.v1.customers.update(
+                customer_id, params=dict(fields), options={"idempotency_key": f"{idempotency_key}:update:{customer_id}"}
+            )
+        except stripe.StripeError as exc:
+            if _is_missing(exc):
+                return False
+            raise self._error(exc) from exc
+        return True
+
+
+# Customer fields a rectification may set (Stripe's own names); `address` is a dict of _ADDRESS_KEYS.
+CUSTOMER_FIELDS = frozenset({"name", "email", "phone", "address"})
+_ADDRESS_KEYS = frozenset({"line1", "line2", "postal_code", "city", "country"})
+
+
+def _check_customer_fields(fields: dict[str, Any]) -> None:
+    if not fields or not set(fields) <= CUSTOMER_FIELDS:
+        raise ValueError(f"customer fields are some of {sorted(CUSTOMER_FIELDS)}")
+    address = fields.get("address")
+    if address is not None and (not isinstance(address, dict) or not set(address) <= _ADDRESS_KEYS):
+        raise ValueError(f"a customer address has only {sorted(_ADDRESS_KEYS)}")
+
 
 # --- Recorder -------------------------------------------------------------------------
 
@@ -123,3 +157,9 @@ class RecordingPayments:
         _check(customer_id, idempotency_key)
         # The recorder knows no subscriptions: nothing was billing, nothing to cancel.
         return self._record("delete_customer", customer_id, idempotency_key, [])
+
+    def update_customer(self, customer_id: str, fields: dict[str, Any], *, idempotency_key: str) -> bool:
+        _check(customer_id, idempotency_key)
+        _check_customer_fields(fields)
+        # The recorder keeps which fields were set, never their values.
+        return self._record("update_customer:" + ",".join(sorted(fields)), customer_id, idempotency_key, True)

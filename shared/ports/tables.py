@@ -587,3 +587,22 @@ legal_hold_categories = Table(
     Column("category", String(64), primary_key=True),
 )
 Index("ix_legal_hold_categories_category", legal_hold_categories.c.category)
+# --- Rectification (issue 13, migration 0012_rectification) ---------------------------------
+
+email_changes = Table(
+    "email_changes",
+    metadata,
+    # A change of address waiting for the new address to confirm a mailed code (Art. 16; policy 8.2).
+    # The code is stored only as a keyed hash bound to the row's id. Once confirmed, the row keeps the
+    # previous address only until Resend is told (the contact moves), then it is deleted.
+    Column("id", ID, primary_key=True),
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("new_email", String(320), nullable=False),
+    Column("previous_email", String(320)),  # set at confirmation, cleared when the processors were told
+    Column("code_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("confirmed_at", UtcDateTime),
+    Column("request_id", ID),  # the rectification request the confirmed change belongs to
+)

@@ -1,6 +1,7 @@
 """A local HTTP fake of the Resend API endpoints our mailer uses, checking request shape.
 
-Endpoints: POST /emails (Idempotency-Key honoured), GET/PATCH/DELETE /contacts/{id|email}
+Endpoints: POST /emails (Idempotency-Key honoured), POST /contacts, GET/PATCH/DELETE /contacts/{id|email},
+GET /contacts/{id|email}/segments, POST /contacts/{id|email}/segments/{segment id}
 (Resend's global contacts). Every request is recorded; `fail_next` injects failures;
 a request to any other route is recorded in `unknown_routes` (the fixture fails on it).
 """
@@ -38,7 +39,7 @@ class ResendFake(LocalHttpFake):
 
     # Arrange --------------------------------------------------------------------
 
-    def add_contact(self, email: str, *, unsubscribed: bool = False) -> str:
+    def add_contact(self, email: str, *, unsubscribed: bool = False, segments: tuple[str, ...] = ()) -> str:
         contact_id = str(uuid.uuid4())
         with self._lock:
             self.contacts[contact_id] = {
@@ -46,6 +47,7 @@ class ResendFake(LocalHttpFake):
                 "id": contact_id,
                 "email": email,
                 "unsubscribed": unsubscribed,
+                "segments": list(segments),
             }
             self._contact_by_email[email.lower()] = contact_id
         return contact_id
@@ -106,6 +108,11 @@ class ResendFake(LocalHttpFake):
             return _error(422, "validation_error", "Content-Type must be application/json")
         if method == "POST" and path == "/emails":
             return self._send_email(headers, raw, body)
+        if method == "POST" and path == "/contacts":
+            return self._create_contact(body)
+        match = re.fullmatch(r"/contacts/([^/]+)/segments(?:/([^/]+))?", path)
+        if match:
+            return self._contact_segments(method, unquote(match.group(1)), match.group(2))
         match = re.fullmatch(r"/contacts/([^/]+)", path)
         if match:
             return self._contact(method, unquote(match.group(1)), body)
@@ -139,6 +146,41 @@ class ResendFake(LocalHttpFake):
             if key is not None:
                 self._idempotency[key] = (fingerprint, response)
         return 200, response
+
+    def _create_contact(self, body: Any) -> tuple[int, dict]:
+        if not isinstance(body, dict) or not isinstance(body.get("email"), str) or "@" not in body["email"]:
+            return _error(422, "validation_error", "Invalid `email` field")
+        unknown = set(body) - {"email", "first_name", "last_name", "unsubscribed", "properties", "segments", "topics"}
+        if unknown:
+            return _error(422, "validation_error", f"Unknown fields: {sorted(unknown)}")
+        with self._lock:
+            if self._find_contact(body["email"]) is not None:
+                return _error(409, "conflict", "A contact with this email already exists")
+        segments = body.get("segments") or []
+        if not isinstance(segments, list) or not all(isinstance(x, dict) and isinstance(x.get("id"), str) for x in segments):
+            return _error(422, "validation_error", "Invalid `segments` field")
+        contact_id = self.add_contact(body["email"], unsubscribed=bool(body.get("unsubscribed")),
+                                      segments=tuple(x["id"] for x in segments))
+        with self._lock:
+            for field in ("first_name", "last_name"):
+                if field in body:
+                    self.contacts[contact_id][field] = body[field]
+        return 200, {"object": "contact", "id": contact_id}
+
+    def _contact_segments(self, method: str, id_or_email: str, segment_id: str | None) -> tuple[int, dict]:
+        with self._lock:
+            contact = self._find_contact(id_or_email)
+            if contact is None:
+                return _error(404, "not_found", "Contact not found")
+            held = contact.setdefault("segments", [])
+            if method == "GET" and segment_id is None:
+                data = [{"id": s, "name": s, "created_at": "2026-01-01 00:00:00+00"} for s in held]
+                return 200, {"object": "list", "data": data, "has_more": False}
+            if method == "POST" and segment_id is not None:
+                if segment_id not in held:
+                    held.append(segment_id)
+                return 200, {"id": segment_id}
+        return _error(405, "method_not_allowed", "Method not allowed")
 
     def _contact(self, method: str, id_or_email: str, body: Any) -> tuple[int, dict]:
         with self._lock:

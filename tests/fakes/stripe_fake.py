@@ -1,7 +1,7 @@
 """A local HTTP fake of the Stripe API endpoints our payments backend uses, plus webhook signing.
 
 Endpoints: GET /v1/subscriptions (customer, status, limit, starting_after),
-DELETE /v1/subscriptions/{id}, GET and DELETE /v1/customers/{id}. It checks the
+DELETE /v1/subscriptions/{id}, GET, POST (update) and DELETE /v1/customers/{id}. It checks the
 bearer key (sk_test_...), form encoding of request bodies, and an Idempotency-Key on
 every mutating request (replayed like Stripe: same key and request => same answer).
 Errors have Stripe's shape. Requests are recorded; `fail_next` injects failures.
@@ -144,6 +144,8 @@ class StripeFake(LocalHttpFake):
             match = re.fullmatch(r"/v1/customers/([^/]+)", path)
             if match and method in ("GET", "DELETE"):
                 return self._customer(method, match.group(1))
+            if match and method == "POST":
+                return self._update_customer(match.group(1), params)
             self.unknown_routes.append(f"{method} {path}")
         return _error(404, "invalid_request_error", None, f"Unrecognized request URL ({method}: {path})")
 
@@ -194,6 +196,17 @@ class StripeFake(LocalHttpFake):
             subscription["canceled_at"] = int(time.time())
         return 200, dict(subscription), None
 
+    def _update_customer(self, customer_id: str, params: dict):
+        customer = self.customers.get(customer_id)
+        if customer is None or customer.get("deleted"):
+            return _error(404, "invalid_request_error", "resource_missing", f"No such customer: '{customer_id}'", "id")
+        updated = dict(customer, address=dict(customer.get("address") or {}))
+        refused = _update_fields(updated, params)
+        if refused is not None:
+            return refused
+        self.customers[customer_id] = updated
+        return 200, dict(updated), None
+
     def _customer(self, method: str, customer_id: str):
         customer = self.customers.get(customer_id)
         if customer is None or (method == "DELETE" and customer.get("deleted")):
@@ -207,6 +220,23 @@ class StripeFake(LocalHttpFake):
                 subscription["canceled_at"] = int(time.time())
         self.customers[customer_id] = {"id": customer_id, "object": "customer", "deleted": True}
         return 200, {"id": customer_id, "object": "customer", "deleted": True}, None
+
+
+_CUSTOMER_FIELDS = {"name", "email", "phone"}
+_ADDRESS_FIELDS = {"line1", "line2", "postal_code", "city", "country"}
+
+
+def _update_fields(customer: dict[str, Any], params: dict[str, str]):
+    """Stripe's form encoding: name=..., address[city]=...; anything else is refused as Stripe does."""
+    for key, value in params.items():
+        nested = re.fullmatch(r"address\[([a-z0-9_]+)\]", key)
+        if key in _CUSTOMER_FIELDS:
+            customer[key] = value
+        elif nested and nested.group(1) in _ADDRESS_FIELDS:
+            customer.setdefault("address", {})[nested.group(1)] = value
+        else:
+            return _error(400, "invalid_request_error", "parameter_unknown", f"Received unknown parameter: {key}", key)
+    return None
 
 
 def _error(status: int, error_type: str, code: str | None, message: str, param: str | None = None):

@@ -36,7 +36,7 @@ print(json.dumps({{"status": answer["statusCode"], "modules": sorted(sys.modules
 
 @pytest.mark.parametrize(
     ("function", "path"),
-    [("whoami", "/"), ("withdraw-consent", "/"), ("erase-account", "/")],
+    [("whoami", "/"), ("withdraw-consent", "/"), ("erase-account", "/"), ("rectify-account", "/")],
 )
 def test_a_database_only_request_imports_no_other_sdk(env, engine, function, path):
     account = create_account(engine)
