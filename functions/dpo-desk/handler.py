@@ -7,6 +7,7 @@ Every route takes a DPO credential (never a client token):
     POST /requests/<id>/verify-identity     {"method"}: identity established; the work starts
     POST /requests/<id>/extend              {"months": 1|2, "reason"}: the person is told (Art. 12(3))
     POST /requests/<id>/reject              {"reason_code", "note"?}: the person is told (Art. 12(4))
+    POST /requests/<id>/rectify             {"fields": {...}}: the corrections of a verified rectification
     POST /requests/<id>/complete            {"note"}: a request the DPO answered by hand
     POST /requests/<id>/notices             deliver the notices still owed (letters for the post)
     GET  /requests/<id>/archive-link        an export's download link, for a person without email (audited)
@@ -80,6 +81,11 @@ class Completion(StrictModel):
     note: str = Field(min_length=1, max_length=MAX_REASON_LENGTH)
 
 
+class Corrections(StrictModel):
+    # Checked field by field by the rectification rules (the client area's PATCH body).
+    fields: dict[str, Any]
+
+
 class NoFields(StrictModel):
     pass
 
@@ -142,6 +148,11 @@ def reject(request_id: str) -> dict[str, Any]:
 @app.post("/requests/<request_id>/complete", middlewares=[*DPO, body(Completion)])
 def complete(request_id: str) -> dict[str, Any]:
     return operations.complete(_id(request_id), note=principal(app, "body").note, actor=_actor())
+
+
+@app.post("/requests/<request_id>/rectify", middlewares=[*DPO, body(Corrections)])
+def rectify(request_id: str) -> dict[str, Any]:
+    return operations.rectify(_id(request_id), fields=principal(app, "body").fields, actor=_actor())
 
 
 @app.post("/requests/<request_id>/notices", middlewares=[*DPO, body(NoFields, optional=True)])

@@ -25,7 +25,7 @@ from shared.rights import export
 
 __all__ = [
     "INTAKE_CHANNELS", "archive_link", "checked_request_id", "complete", "deliver_notices", "extend",
-    "list_requests", "register", "reject", "verify_identity", "view",
+    "list_requests", "rectify", "register", "reject", "verify_identity", "view",
 ]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -123,6 +123,12 @@ def reject(
 def complete(request_id: str, *, note: str, actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
     record = work.complete(get_engine(), request_id, note=note, actor=actor, now=now)
     return requests.request_view(record, now=now)
+
+
+def rectify(request_id: str, *, fields: dict[str, Any], actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
+    engine = get_engine()
+    record = requests.get(engine, request_id)
+    return {"request_id": record.id, "rectification": work.rectify(engine, record, fields, actor=actor, now=now)}
 
 
 def deliver_notices(request_id: str, *, now: dt.datetime | None = None) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from shared.platform.clock import moment
 from shared.platform.errors import Conflict
 from shared.records import audit, registry
 from shared.records.registry import RequestRecord
-from shared.rights import erasure, export
+from shared.rights import erasure, export, rectification
 
-# Kinds whose work runs by itself once the request is verified (for an account holder).
-AUTOMATED_KINDS = frozenset({*export.EXPORT_KINDS, erasure.KIND})
+# Kinds whose work runs by itself once the request is verified (for an account holder); a
+# rectification runs once the DPO gives the corrections (`rectify`), then completes by itself.
+AUTOMATED_KINDS = frozenset({*export.EXPORT_KINDS, erasure.KIND, rectification.KIND})
 
 
 def start(engine: Engine, record: RequestRecord, *, actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -33,7 +34,20 @@ def start(engine: Engine, record: RequestRecord, *, actor: str, now: dt.datetime
     if record.account_id and record.kind == erasure.KIND:
         waiting = erasure.start_verified_erasure(engine, record.id, actor=actor, now=now)
         return {"started": "erasure", "erase_after": waiting.details.get("erase_after")}
+    if record.account_id and record.kind == rectification.KIND:
+        return {"started": None, "next": "give the corrections (rectify): they apply and the processors are told"}
     return {"started": None, "next": "apply it, then complete the request with what was done"}
+
+
+def rectify(
+    engine: Engine, record: RequestRecord, fields: dict[str, Any], *, actor: str, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Apply the corrections of a verified rectification request (Art. 16); Stripe and Resend are told (Art. 19)."""
+    if record.kind != rectification.KIND or not record.account_id:
+        raise Conflict("only an account holder's rectification request takes corrections", code="not_a_rectification")
+    return rectification.apply_rectification(
+        engine, account_id=record.account_id, fields=fields, actor=actor, request_id=record.id, now=now
+    )
 
 
 def complete(

@@ -354,3 +354,27 @@ def test_identifiers_never_reach_the_audit_or_a_log(desk, capfd):
     with engine.connect() as conn:
         record = registry.get_request(conn, request_id)
         assert notify.contact_email(conn, record) == CANARY_EMAIL
+
+
+def test_a_rectification_by_post_applies_once_identity_is_verified(desk):
+    engine = desk["engine"]
+    account = create_account(engine, phone="+33 6 00 00 00 01")
+    request_id = operations.register(actor="dpo:test", kind="rectification", channel="post",
+                                     account_id=account["id"])["request_id"]
+    corrections = {"fields": {"phone": "07 98 76 54 32"}}
+    early = call("POST", f"/requests/{request_id}/rectify", token=desk["token"], body=corrections)
+    assert early["statusCode"] == 409 and answer(early)["error"]["code"] == "identity_not_verified"
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(accounts.c.phone).where(accounts.c.id == account["id"])).scalar() == "+33 6 00 00 00 01"
+    verified = answer(call("POST", f"/requests/{request_id}/verify-identity", token=desk["token"],
+                           body={"method": "postal_address_confirmed"}))
+    assert verified["work"]["started"] is None and "rectify" in verified["work"]["next"]
+    for bad in ({"fields": {"phone": "12"}}, {"fields": {"password": "x"}}, {"fields": "phone"}, {}):
+        assert call("POST", f"/requests/{request_id}/rectify", token=desk["token"], body=bad)["statusCode"] == 400, bad
+    applied = call("POST", f"/requests/{request_id}/rectify", token=desk["token"], body=corrections)
+    assert applied["statusCode"] == 200, applied["body"]
+    assert answer(applied)["rectification"]["state"] == "in_progress"
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(accounts.c.phone).where(accounts.c.id == account["id"])).scalar() == "+33 7 98 76 54 32"
+    # It completes by itself once the processors are told; the DPO cannot close it by hand.
+    assert call("POST", f"/requests/{request_id}/complete", token=desk["token"], body={"note": "done"})["statusCode"] == 409

@@ -521,6 +521,15 @@ def test_apply_rectification_for_the_dpo_desk(engine, manifest):
     with engine.begin() as conn:
         request = registry.create_request(conn, account_id=account["id"], kind="rectification", channel="post",
                                           actor="dpo:test")
+    # Nothing is corrected before the desk has verified who wrote.
+    with pytest.raises(Conflict) as unverified:
+        rectification.apply_rectification(engine, account_id=account["id"], fields={"phone": NEW_PHONE},
+                                          actor="dpo:test", request_id=request.id)
+    assert unverified.value.code == "identity_not_verified"
+    assert row(engine, schema.accounts, id=account["id"])["phone"] != "+33 7 98 76 54 32"
+    with engine.begin() as conn:
+        registry.transition(conn, request.id, registry.VERIFIED, actor="dpo:test",
+                            details={"verified_by": "identity_document"})
     with pytest.raises(ValidationFailed) as refused:
         rectification.apply_rectification(engine, account_id=account["id"], fields={"email": NEW_EMAIL},
                                           actor="dpo:test", request_id=request.id)

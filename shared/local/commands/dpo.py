@@ -86,6 +86,17 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return _run(lambda: operations.complete(operations.checked_request_id(args.request_id), note=args.note, actor=ACTOR))
 
 
+def cmd_rectify(args: argparse.Namespace) -> int:
+    def produce() -> dict[str, Any]:
+        try:
+            fields = json.loads(args.fields)
+        except json.JSONDecodeError:
+            raise ValueError("--fields must be a JSON object") from None
+        return operations.rectify(operations.checked_request_id(args.request_id), fields=fields, actor=ACTOR)
+
+    return _run(produce)
+
+
 def cmd_notices(args: argparse.Namespace) -> int:
     return _run(lambda: operations.deliver_notices(operations.checked_request_id(args.request_id)))
 
@@ -158,6 +169,12 @@ def register(sub: Any) -> None:
     p.add_argument("--note", required=True)
     _json_flag(p)
     p.set_defaults(func=cmd_complete)
+
+    p = dpo.add_parser("rectify", help="apply the corrections of a verified rectification request (Stripe, Resend told)")
+    p.add_argument("request_id")
+    p.add_argument("--fields", required=True, metavar="JSON", help='e.g. \'{"phone": "06 12 34 56 78"}\'')
+    _json_flag(p)
+    p.set_defaults(func=cmd_rectify)
 
     p = dpo.add_parser("notices", help="deliver the notices a request still owes (prints letters for the post)")
     p.add_argument("request_id")

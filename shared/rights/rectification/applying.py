@@ -27,6 +27,7 @@ from shared.ports.tables import accounts, companies, dsr_requests
 from shared.records import audit
 from shared.records.registry import (
     IN_PROGRESS,
+    InvalidTransition,
     RECEIVED,
     VERIFIED,
     RequestRecord,
@@ -257,7 +258,7 @@ def apply_rectification(
 
     `fields` is the same JSON object as the client area's PATCH (validated the same way; 400 when
     bad, nothing changed). `request_id` is a registry request of kind "rectification" for this account
-    (from the desk's intake), received or verified; it goes verified -> in_progress, the rows are
+    (from the desk's intake) whose identity the desk verified; it goes verified -> in_progress, the rows are
     corrected and the propagation to Stripe and Resend is queued. An email change is refused
     (`email_needs_confirmation`): only the new address can confirm it, from the client area.
     Returns the request's view (`request_view`).
@@ -273,8 +274,9 @@ def apply_rectification(
             raise Conflict("this request is not a rectification", code="not_a_rectification")
         changes, account = changes_for(conn, account_id, body, lock=True)
         if record.state == RECEIVED:
-            record = transition(conn, record.id, VERIFIED, actor=actor, details={"verified_by": "dpo"}, now=now)
-        elif record.state != VERIFIED:
+            # The desk records how identity was checked (policy 9.3) before any correction applies.
+            raise InvalidTransition("the requester's identity must be verified first", code="identity_not_verified")
+        if record.state != VERIFIED:
             raise Conflict(f"the request is already {record.state}", code="invalid_transition")
         record = apply_changes(conn, record, changes, stripe_customer=bool(account.stripe_customer_id),
                                actor=actor, now=now)
