@@ -467,6 +467,20 @@ TABLES: tuple[TableMap, ...] = (
         ),
     ),
     TableMap(
+        "policy_notices",
+        ("suite.policy_notices",),
+        ACCOUNT,
+        retention="active_account",
+        row_action=ROW_DELETE,
+        suite=True,
+        note="Which policy version each account was told of and acknowledged (policy 11); goes with the account.",
+        columns=(
+            _key("account_id", DEL), _key("message_id", DEL),
+            _plain("version", action=DEL)[0],
+            _c("told_at", "suite.policy_notices", DEL), _c("acknowledged_at", "suite.policy_notices", DEL),
+        ),
+    ),
+    TableMap(
         "accounts",
         ("identification.name", "identification.email", "identification.phone", "account.credentials",
          "payment.transactions", "technical.action_timestamps"),

@@ -218,6 +218,7 @@ CATEGORIES: tuple[DataCategory, ...] = (
     DataCategory("suite.request_records", "9", Text("Records of your privacy requests and their answers", "Traces de vos demandes relatives à vos données et des réponses apportées"), Text("Proof of compliance (GDPR Art. 5.2)", "Preuve de conformité (RGPD art. 5.2)"), "legal_obligation", ("request_records",), from_policy=False),
     DataCategory("suite.audit_trail", "9", Text("Audit trail of privacy operations (pseudonymised)", "Journal d'audit des opérations (pseudonymisé)"), Text("Proof of compliance (GDPR Art. 5.2)", "Preuve de conformité (RGPD art. 5.2)"), "legal_obligation", ("request_records",), from_policy=False),
     DataCategory("suite.verification", "9.3", Text("Identity verification records (hashed codes, attempts)", "Traces de vérification d'identité (codes hachés, tentatives)"), Text("Identity verification", "Vérification d'identité"), "legitimate_interest", ("verification_records",), from_policy=False),
+    DataCategory("suite.policy_notices", "11", Text("Policy-change notices sent to you and your acknowledgements", "Avis de modification de la politique qui vous ont été envoyés et vos prises de connaissance"), Text("Inform you of substantial changes to this policy", "Vous informer des modifications substantielles de cette politique"), "legal_obligation", _ACCOUNT_LIFETIME, from_policy=False),
     DataCategory("suite.exports", "8.1", Text("Copies of your data prepared for access or portability", "Copies de vos données préparées pour l'accès ou la portabilité"), Text("Right of access and portability", "Droit d'accès et à la portabilité"), "legal_obligation", ("exports",), from_policy=False),
 )
 
@@ -588,6 +589,50 @@ IDENTITY_VERIFICATION = Text(
     "For security reasons, we may ask you to prove your identity before processing your request.",
     "Pour des raisons de sécurité, nous pouvons vous demander de justifier de votre identité avant de traiter votre demande.",
 )
+
+
+# --- 11. Amendment of the policy -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    """One version of the policy: when it took effect, what changed, and whether the change is
+    substantial (policy 11: then every account is told by email and in the client area)."""
+
+    number: str
+    effective_date: dt.date
+    summary: Text
+    substantial: bool
+
+
+# Every version, oldest first; the last one whose date has come is in force. A new version is
+# appended here (with POLICY_VERSION and POLICY_EFFECTIVE_DATE moved to it) and, when substantial,
+# announced to every account by `privacy-functions policy announce` or the announce-policy-changes CRON.
+POLICY_VERSIONS: tuple[PolicyVersion, ...] = (
+    PolicyVersion(
+        "1.1",
+        dt.date(2026, 6, 14),
+        Text(
+            "The version in force when this service started: no change to announce.",
+            "La version en vigueur au lancement de ce service : aucun changement à annoncer.",
+        ),
+        substantial=False,
+    ),
+)
+
+
+def policy_version(number: str) -> PolicyVersion:
+    for v in POLICY_VERSIONS:
+        if v.number == number:
+            return v
+    raise KeyError(f"unknown policy version {number!r}")
+
+
+def version_in_force(on: dt.date | None = None) -> PolicyVersion:
+    """The latest declared version whose effective date is `on` or before (today, UTC, by default)."""
+    on = on or dt.datetime.now(dt.timezone.utc).date()
+    in_force = [v for v in POLICY_VERSIONS if v.effective_date <= on]
+    return in_force[-1] if in_force else POLICY_VERSIONS[0]
 
 
 # --- Lookups -----------------------------------------------------------------------------------

@@ -508,3 +508,20 @@ Index("ix_accounts_last_activity_at_id", accounts.c.last_activity_at, accounts.c
 Index("ix_invoices_company_id", invoices.c.company_id)
 Index("ix_invoices_client_id", invoices.c.client_id)
 Index("ix_analytics_events_consent_event_id", analytics_events.c.consent_event_id)
+
+
+# --- Policy-change notices (issue 13, migration 0013_policy_notices) ------------------------------
+
+policy_notices = Table(
+    "policy_notices",
+    metadata,
+    # Which version of the policy each account was told of (policy 11) and whether it acknowledged
+    # it: one row per account and version. `told_at` is set once the notice mail was handed to the
+    # mail service; an acknowledgement in the client area may come first (told_at NULL).
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", String(16), primary_key=True),
+    Column("told_at", UtcDateTime),
+    Column("message_id", String(100)),  # the mail service's id of the notice
+    Column("acknowledged_at", UtcDateTime),
+)
+Index("ix_policy_notices_version_told_at", policy_notices.c.version, policy_notices.c.told_at)
