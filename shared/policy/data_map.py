@@ -246,13 +246,14 @@ TABLES: tuple[TableMap, ...] = (
     ),
     TableMap(
         "analytics_events",
-        ("analytics.events",),
+        ("analytics.events", "usage.events"),
         ACCOUNT,
         retention="active_account",
         row_action=ROW_DELETE,
-        note="Collected only under the analytics consent; deleted when it is withdrawn.",
+        note="Collected under the analytics consent (deleted when it is withdrawn) or, for service improvement and "
+             "usage statistics, the legitimate interest (deleted when the account objects).",
         columns=(
-            _key("id", DEL), _key("account_id", DEL), _key("consent_event_id", DEL),
+            _key("id", DEL), _key("account_id", DEL), _key("consent_event_id", DEL), *_plain("purpose", action=DEL),
             _c("occurred_at", "analytics.events", DEL), _c("name", "analytics.events", DEL), _c("page", "analytics.events", DEL),
         ),
     ),

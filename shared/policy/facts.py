@@ -212,6 +212,7 @@ CATEGORIES: tuple[DataCategory, ...] = (
     DataCategory("account.credentials", "7.1", Text("Authentication secrets (password hash, 2FA secret, session and API key hashes)", "Secrets d'authentification (empreinte du mot de passe, secret 2FA, empreintes des sessions et clés d'API)"), Text("Manage your user account", "Gérer votre compte utilisateur"), "contract", _ACCOUNT_LIFETIME),
     DataCategory("consent.records", "3.4", Text("Consent records (purpose, given or withdrawn, when, how)", "Preuves de consentement (finalité, donné ou retiré, quand, comment)"), Text("Demonstrate consent (GDPR Art. 7.1)", "Démontrer le consentement (RGPD art. 7.1)"), "legal_obligation", _ACCOUNT_LIFETIME),
     DataCategory("analytics.events", "3.4", Text("Analytics events (non-essential cookies)", "Événements analytiques (cookies non essentiels)"), Text("Non-essential analytics cookies", "Cookies analytiques non essentiels"), "consent", _ACCOUNT_LIFETIME),
+    DataCategory("usage.events", "3.3", Text("Usage events (pages and features used)", "Événements d'utilisation (pages et fonctions utilisées)"), Text("Improvement of our services, anonymized usage statistics", "Amélioration de nos services, statistiques d'utilisation anonymisées"), "legitimate_interest", _ACCOUNT_LIFETIME),
     DataCategory("prospects.contact", "5", Text("Prospect contact details (non-clients)", "Coordonnées des prospects (non-clients)"), Text("Direct marketing", "Prospection commerciale"), "consent", ("prospects",)),
     DataCategory("rights.restrictions", "8.4", Text("Restrictions and objections you asked for (Art. 18, 21)", "Limitations et oppositions que vous avez demandées (art. 18, 21)"), Text("Honour your rights", "Respecter vos droits"), "legal_obligation", _ACCOUNT_LIFETIME),
     # The suite's own records (not categories of the policy)
@@ -545,6 +546,46 @@ RIGHTS: tuple[Right, ...] = (
     Right("complaint", "8.8", Text("Right to lodge a complaint", "Droit d'introduire une réclamation"), "Art. 77",
           Text("You may lodge a complaint with the CNIL.", "Vous pouvez introduire une réclamation auprès de la CNIL."),
           article_in_policy=False),
+)
+
+
+@dataclass(frozen=True)
+class LegitimateInterestObjection:
+    """How an objection (Art. 21(1); policy 8.6) to a purpose of 3.3 is handled.
+
+    `decided_by_dpo`: the objection is a request the DPO decides (compelling legitimate grounds,
+    Art. 21(1), or accepted); otherwise it takes effect at once. `note` is part of the answer.
+    """
+
+    purpose: str
+    decided_by_dpo: bool
+    note: Text
+
+
+_LOGS_STAY = (
+    "Connection and access logs are kept 1 year whatever the outcome (LCEN), then deleted.",
+    "Les journaux de connexion et d'accès sont conservés 1 an quelle que soit l'issue (LCEN), puis supprimés.",
+)
+LEGITIMATE_INTEREST_OBJECTIONS: tuple[LegitimateInterestObjection, ...] = (
+    LegitimateInterestObjection("service_improvement", False, Text(
+        "Your usage events are no longer collected to improve our services, and those we held were deleted.",
+        "Vos événements d'utilisation ne sont plus collectés pour améliorer nos services, et ceux que nous détenions ont été supprimés.")),
+    LegitimateInterestObjection("usage_statistics", False, Text(
+        "Your usage events are no longer collected for statistics, and those we held were deleted. Statistics already "
+        "anonymised (aggregated without any identifier) no longer relate to you: they cannot be traced back to you.",
+        "Vos événements d'utilisation ne sont plus collectés à des fins statistiques, et ceux que nous détenions ont été "
+        "supprimés. Les statistiques déjà anonymisées (agrégées sans aucun identifiant) ne se rapportent plus à vous : "
+        "elles ne permettent pas de remonter jusqu'à vous.")),
+    LegitimateInterestObjection("platform_security", True, Text(
+        "The DPO examines your objection: it is accepted unless there are compelling legitimate grounds for the "
+        "processing; you are told the outcome within one month. " + _LOGS_STAY[0],
+        "Le DPO examine votre opposition : elle est acceptée sauf motifs légitimes et impérieux justifiant le "
+        "traitement ; l'issue vous est communiquée sous un mois. " + _LOGS_STAY[1])),
+    LegitimateInterestObjection("fraud_prevention", True, Text(
+        "The DPO examines your objection: it is accepted unless there are compelling legitimate grounds for the "
+        "processing; you are told the outcome within one month. " + _LOGS_STAY[0],
+        "Le DPO examine votre opposition : elle est acceptée sauf motifs légitimes et impérieux justifiant le "
+        "traitement ; l'issue vous est communiquée sous un mois. " + _LOGS_STAY[1])),
 )
 
 

@@ -242,13 +242,18 @@ Index("ix_consent_events_account_id_purpose", consent_events.c.account_id, conse
 analytics_events = Table(
     "analytics_events",
     metadata,
-    # Collected only under the `analytics` consent; deleted when it is withdrawn.
+    # Collected under the `analytics` consent (deleted when it is withdrawn) or, for improvement and
+    # statistics, the legitimate interest (deleted when the account objects).
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("name", String(64), nullable=False),
     Column("page", String(400)),
     Column("consent_event_id", ID, ForeignKey("consent_events.id", ondelete="SET NULL")),
+    # Added by 0014_li_objections: `analytics` (consent, 3.4) or a legitimate-interest purpose (3.3)
+    # an objection stops (`service_improvement`, `usage_statistics`).
+    Column("purpose", String(32), nullable=False, server_default="analytics"),
+    CheckConstraint("purpose IN ('analytics', 'service_improvement', 'usage_statistics')", name="purpose"),
 )
 
 payment_records = Table(
@@ -470,8 +475,12 @@ processing_restrictions = Table(
     Column("lifted_by", String(64)),
     Column("lift_reason_code", String(40)),
     Column("lift_request_id", ID),
+    # Objections to the legitimate-interest purposes of policy 3.3 added by 0014_li_objections.
     CheckConstraint(
-        "kind IN ('restriction', 'objection_direct_marketing', 'objection_analytics')", name="kind"
+        "kind IN ('restriction', 'objection_direct_marketing', 'objection_analytics', "
+        "'objection_service_improvement', 'objection_usage_statistics', 'objection_platform_security', "
+        "'objection_fraud_prevention')",
+        name="kind",
     ),
 )
 # At most one flag of a kind in force per account, even under concurrent writers.
