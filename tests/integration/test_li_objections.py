@@ -267,6 +267,21 @@ def test_mail_down_the_decision_stands_and_the_notice_goes_once(resend_env, rese
     assert [e["idempotency_key"] for e in resend_fake.emails] == [f"saga:{request_id}:tell-objection-outcome"]
 
 
+def test_the_hourly_sweep_tells_an_outcome_left_untold(resend_env, resend_fake, engine):
+    me = new_account(engine)
+    request_id = _pending(engine, me)
+    resend_fake.fail_next(1, status=503)
+    with pytest.raises(Exception):
+        consent.decide_objection(engine, request_id=request_id, outcome="overridden", grounds=GROUNDS,
+                                 actor="dpo:test")
+    spec = load_manifest().functions["withdraw-consent-worker"]
+    sweep = json.loads((EVENTS / "worker-propagation-sweep.json").read_text())
+    assert json.loads(invoke(spec, sweep)["body"]) == {"queued": 0, "objection_outcomes_told": 1}
+    assert json.loads(invoke(spec, sweep)["body"]) == {"queued": 0}
+    assert [e["idempotency_key"] for e in resend_fake.emails] == [f"saga:{request_id}:tell-objection-outcome"]
+    assert GROUNDS in resend_fake.emails[0]["text"]
+
+
 @pytest.mark.parametrize(
     "outcome, grounds, code",
     [
@@ -329,3 +344,19 @@ def test_the_sample_with_an_unknown_purpose_is_refused(env, engine):
     sample = json.loads((EVENTS / "object-unknown-purpose.json").read_text())
     assert call(sample | {"headers": client(me)})[0] == 400
     assert call(http_event("POST", "/objections", body='{"purpose": "usage_statistics"}'))[0] == 401
+
+
+def test_usage_events_are_stored_only_by_the_collector_that_asks_may_process():
+    """One path stores analytics_events (collect_analytics_event, which asks may_process): nothing else
+    in the shipped code inserts into it (the demo data of shared/local is not shipped)."""
+    project = Path(__file__).resolve().parents[2]
+    gate = project / "shared" / "rights" / "consent" / "marketing.py"
+    assert "may_process(conn, account_id, purpose)" in gate.read_text()
+    offenders = [
+        str(path.relative_to(project))
+        for folder in ("shared", "functions")
+        for path in sorted((project / folder).rglob("*.py"))
+        if path != gate and "local" not in path.relative_to(project).parts
+        and ("insert(analytics_events" in path.read_text() or "insert(schema.analytics_events" in path.read_text())
+    ]
+    assert offenders == []

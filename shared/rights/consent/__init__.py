@@ -65,6 +65,7 @@ from shared.rights.consent.legitimate_interest import (
     decide_objection,
     object_to_processing,
     pending_objections,
+    tell_decided_outcomes,
 )
 from shared.rights.consent.marketing import collect_analytics_event, send_marketing
 from shared.rights.consent.propagation import (
@@ -109,7 +110,7 @@ __all__ = [
     "CLIENT_AREA", "DPO", "EMAIL_LINK", "GPC", "LIFT_REASONS", "MAX_NOTE_LENGTH", "OBJECTION_REASONS", "Change",
     # operations
     "give_consent", "withdraw", "object_to", "restrict", "lift", "get_flag",
-    "object_to_processing", "decide_objection", "pending_objections",
+    "object_to_processing", "decide_objection", "pending_objections", "tell_decided_outcomes",
     "GPC_HEADER", "gpc_requested", "honour_gpc", "honour_gpc_signal",
     "unsubscribe_token", "read_unsubscribe_token", "unsubscribe_url", "list_unsubscribe_headers", "unsubscribe",
     "send_marketing", "collect_analytics_event",

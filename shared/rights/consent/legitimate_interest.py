@@ -30,7 +30,7 @@ from shared.platform.config import get_settings
 from shared.platform.errors import AppError, Conflict, ExternalServiceError, NotFound, ValidationFailed
 from shared.policy import facts as policy
 from shared.ports.backends import get_mailer
-from shared.ports.tables import accounts, analytics_events
+from shared.ports.tables import accounts, analytics_events, dsr_requests, saga_steps
 from shared.records import audit
 from shared.records import registry as requests
 from shared.records.processing import (
@@ -56,6 +56,7 @@ OUTCOMES = (ACCEPTED, OVERRIDDEN)
 PENDING = "pending_dpo_decision"
 IN_FORCE = "in_force"
 TELL_STEP = "tell-objection-outcome"
+SWEEP_DAYS = 35
 _RULES = {o.purpose: o for o in policy.LEGITIMATE_INTEREST_OBJECTIONS}
 
 
@@ -261,6 +262,34 @@ def _tell(engine: Engine, record: requests.RequestRecord, *, now: dt.datetime) -
 
     result = run_step(engine, record.id, TELL_STEP, send, now=now)
     return bool(result and result.get("told"))
+
+
+def tell_decided_outcomes(engine: Engine, *, now: dt.datetime | None = None, limit: int = 200) -> int:
+    """Tell every outcome decided in the last `SWEEP_DAYS` days whose notice did not go (the process
+    died between the decision and the mail, or the mail service was down and the DPO did not retry).
+    Run by the hourly sweep of withdraw-consent-worker; the notice is still sent once (saga step)."""
+    now = moment(now)
+    r = dsr_requests
+    query = (
+        select(r.c.id)
+        .outerjoin(saga_steps, (saga_steps.c.job_id == r.c.id) & (saga_steps.c.step == TELL_STEP))
+        .where(r.c.kind == "objection", r.c.state.in_((requests.COMPLETED, requests.REJECTED)),
+               r.c.closed_at >= now - dt.timedelta(days=SWEEP_DAYS),
+               saga_steps.c.state.is_(None) | (saga_steps.c.state != "completed"))
+        .order_by(r.c.closed_at)
+        .limit(limit)
+    )
+    told = 0
+    with engine.connect() as conn:
+        records = requests.load_many(conn, list(conn.execute(query).scalars()))
+    for record in records:
+        if record.details.get("awaiting") != AWAITING_DPO_DECISION:
+            continue  # answered at once (improvement, statistics, marketing): nothing to tell
+        try:
+            told += _tell(engine, record, now=now)
+        except ExternalServiceError:
+            break  # the next sweep
+    return told
 
 
 def decision_message(record: requests.RequestRecord, *, to: str):
