@@ -8,9 +8,9 @@ version, when the notice went out and when the account acknowledged it in the cl
 
 - `announce` (the CRON and `privacy-functions policy announce`) walks the accounts not yet told,
   by id, one bounded SELECT per chunk, and queues one `PolicyNoticeChunk` per chunk on
-  `policy-notices`. Its key is the version and a hash of the chunk's ids, so a run repeated after
-  a crash queues the same key for the same accounts (a duplicate) and new keys only for accounts
-  still waiting.
+  `policy-notices`. Its key is the version, the day and a hash of the chunk's ids, so a run
+  repeated after a crash queues the same key for the same accounts (a duplicate) and new keys only
+  for accounts still waiting.
 - `process_chunk` (the worker) mails each account of the chunk not yet told, under the key
   `policy-notice:<version>:<account id>`, then records `told_at`. A crash between the mail and
   the record sends the same key again on the retry: the mail service sends it once. A failing
@@ -79,9 +79,11 @@ def _untold(version: str) -> sa.Select:
     return select(a.c.id).where(a.c.status == "active", ~told)
 
 
-def chunk_key(version: str, account_ids: list[str]) -> str:
-    digest = hashlib.sha256("\n".join(account_ids).encode()).hexdigest()[:32]
-    return f"policy-notice:{version}:{digest}"
+def chunk_key(version: str, day: dt.date, account_ids: list[str]) -> str:
+    """The same accounts on the same day: the same key (a run repeated after a crash is a duplicate).
+    The day is in it so that an account skipped while inactive is queued again by a later run."""
+    digest = hashlib.sha256("\n".join(account_ids).encode()).hexdigest()[:20]
+    return f"policy-notice:{version}:{day.isoformat()}:{digest}"
 
 
 def announce(
@@ -110,7 +112,7 @@ def announce(
             ids = list(conn.execute(page).scalars())
         if ids:
             messages.append(PolicyNoticeChunk(version=chosen.number, account_ids=ids).envelope(
-                chunk_key(chosen.number, ids)))
+                chunk_key(chosen.number, _today(now), ids)))
             chunks, queued, after = chunks + 1, queued + len(ids), ids[-1]
         if messages and (len(messages) == SEND_BATCH_SIZE or len(ids) < chunk_size):
             queue.send_many(messages)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from shared.identity.client import issue_dev_token
 from shared.local.cli import main as cli_main
@@ -22,6 +22,8 @@ from shared.local.server import drain_queues, http_event, invoke, load_manifest
 from shared.platform.clock import UTC
 from shared.policy import facts
 from shared.ports.backends import get_queue
+from shared.ports.db import utcnow
+from shared.ports.tables import accounts as accounts_table
 from shared.ports.tables import audit_log, policy_notices
 from shared.rights import consent
 from shared.rights import policy_notices as notices_module
@@ -171,6 +173,25 @@ def test_a_crash_mid_run_mails_nobody_twice_and_skips_nobody(resend_env, resend_
     assert keys == sorted(f"policy-notice:1.2:{a}" for a in everyone)  # one mail per account, none missing
     assert notices_module.pending_count(engine, "1.2") == 0
     assert all(told is not None for told, _ in notice_rows(engine).values())
+
+
+def test_an_account_inactive_when_its_chunk_ran_is_told_once_active_again(env, engine, manifest, v12):
+    (me,) = accounts(engine, 1)
+    notices_module.announce(engine)
+    set_status(engine, me, "deactivated")  # an erasure in its cooling-off when the chunk runs
+    drain_queues(manifest)
+    assert outbox_keys(env) == []
+    set_status(engine, me, "active")  # the erasure was cancelled
+    notices_module.announce(engine)  # the same day: the same chunk, a duplicate
+    drain_queues(manifest)
+    notices_module.announce(engine, now=utcnow() + dt.timedelta(days=1))
+    drain_queues(manifest)
+    assert outbox_keys(env) == [f"policy-notice:1.2:{me}"]
+
+
+def set_status(engine, account_id: str, status: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(accounts_table).where(accounts_table.c.id == account_id).values(status=status))
 
 
 def test_mail_down_the_chunk_is_retried_and_each_account_told_once(resend_env, resend_fake, engine, manifest, v12):

@@ -19,7 +19,7 @@ objections to marketing and analytics, honoured by every collector through
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -74,7 +74,6 @@ class Objection:
     request_id: str | None = None
     due_at: dt.datetime | None = None
     events_deleted: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         rule = _RULES[self.purpose]
@@ -88,7 +87,6 @@ class Objection:
             "due_at": iso_or_none(self.due_at),
             "events_deleted": self.events_deleted,
             "note": _text(rule.note),
-            **self.extra,
         }
 
 
