@@ -205,6 +205,9 @@ def test_security_objection_is_a_request_the_dpo_decides(env, engine):
 
     status, state = call(http_event("GET", "/", headers=client(me)))
     assert state["objections_awaiting_decision"][0]["purposes"] == ["fraud_prevention"]
+    with engine.connect() as conn:
+        desk = consent.objections_awaiting_decision(conn)
+    assert [(d["request_id"], d["account_id"], d["purposes"]) for d in desk] == [(request_id, me, ["fraud_prevention"])]
     assert state["objections"]["fraud_prevention"] is False
 
 

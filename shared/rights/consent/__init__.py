@@ -64,6 +64,7 @@ from shared.rights.consent.ledger import give_consent, withdraw
 from shared.rights.consent.legitimate_interest import (
     decide_objection,
     object_to_processing,
+    objections_awaiting_decision,
     pending_objections,
     tell_decided_outcomes,
 )
@@ -111,6 +112,7 @@ __all__ = [
     # operations
     "give_consent", "withdraw", "object_to", "restrict", "lift", "get_flag",
     "object_to_processing", "decide_objection", "pending_objections", "tell_decided_outcomes",
+    "objections_awaiting_decision",
     "GPC_HEADER", "gpc_requested", "honour_gpc", "honour_gpc_signal",
     "unsubscribe_token", "read_unsubscribe_token", "unsubscribe_url", "list_unsubscribe_headers", "unsubscribe",
     "send_marketing", "collect_analytics_event",

@@ -167,6 +167,18 @@ def pending_objections(conn, account_id: str) -> list[dict[str, Any]]:
              "received_at": iso_or_none(record.received_at), "due_at": iso_or_none(record.effective_due_at)}]
 
 
+def objections_awaiting_decision(conn, *, limit: int = 100) -> list[dict[str, Any]]:
+    """For the DPO's desk: objections to security or fraud prevention not decided yet, oldest due first."""
+    r = dsr_requests
+    rows = conn.execute(
+        select(r.c.id).where(r.c.kind == "objection", r.c.state.in_(sorted(requests.OPEN_STATES)))
+        .order_by(r.c.due_at).limit(limit)
+    ).scalars()
+    records = [rec for rec in requests.load_many(conn, list(rows)) if _pending(rec)]
+    return [{**rec.to_json(), "account_id": rec.account_id, "purposes": list(rec.details.get("purposes", []))}
+            for rec in records]
+
+
 # --- The DPO's decision ---------------------------------------------------------------------------
 
 
