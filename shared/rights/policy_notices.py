@@ -23,7 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, select
@@ -121,9 +122,10 @@ def announce(
                 progress(queued)
         if len(ids) < chunk_size:
             break
-    with engine.begin() as conn:
-        audit.record(conn, actor=ACTOR, action="policy.notices_queued", outcome="queued",
-                     details={"version": chosen.number, "chunks": chunks, "accounts": queued})
+    if queued:
+        with engine.begin() as conn:
+            audit.record(conn, actor=ACTOR, action="policy.notices_queued", outcome="queued",
+                         details={"version": chosen.number, "chunks": chunks, "accounts": queued})
     return {"version": chosen.number, "chunks_queued": chunks, "accounts_queued": queued}
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, insert, select
 from shared.identity.client import issue_dev_token
 from shared.local.demo import create_account
 from shared.local.server import http_event, invoke, load_manifest
+from shared.platform.errors import AppError
 from shared.policy import facts
 from shared.ports.db import utcnow
 from shared.ports.tables import (
@@ -228,7 +229,7 @@ def test_overridden_the_person_is_told_the_grounds_and_the_right_to_complain(env
     # Again with the same outcome: nothing more; another outcome: refused.
     consent.decide_objection(engine, request_id=request_id, outcome="overridden", grounds=GROUNDS, actor="dpo:test")
     assert len(outbox(env, f"saga:{request_id}:")) == 1
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(AppError) as refused:
         consent.decide_objection(engine, request_id=request_id, outcome="accepted", grounds=None, actor="dpo:test")
     assert getattr(refused.value, "code", None) == "already_decided"
     with engine.connect() as conn:
@@ -249,7 +250,7 @@ def test_accepted_the_purpose_stops_and_the_person_is_told(env, engine):
     assert not may(engine, me, "platform_security") and may(engine, me, "fraud_prevention")
     (mail,) = outbox(env, f"saga:{request_id}:")
     assert "accepted" in mail_text(env, mail) or "acceptée" in mail_text(env, mail)
-    status, state = call(http_event("GET", "/", headers=client(me)))
+    _, state = call(http_event("GET", "/", headers=client(me)))
     assert state["objections"]["platform_security"] is True and state["objections_awaiting_decision"] == []
     with engine.connect() as conn:
         flag = conn.execute(select(processing_restrictions).where(
@@ -261,7 +262,7 @@ def test_mail_down_the_decision_stands_and_the_notice_goes_once(resend_env, rese
     me = new_account(engine)
     request_id = _pending(engine, me)
     resend_fake.fail_next(1, status=503)
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(AppError) as failed:
         consent.decide_objection(engine, request_id=request_id, outcome="accepted", grounds=None, actor="dpo:test")
     assert getattr(failed.value, "status", None) == 503
     assert not may(engine, me, "fraud_prevention")  # decided
@@ -274,7 +275,7 @@ def test_the_hourly_sweep_tells_an_outcome_left_untold(resend_env, resend_fake, 
     me = new_account(engine)
     request_id = _pending(engine, me)
     resend_fake.fail_next(1, status=503)
-    with pytest.raises(Exception):
+    with pytest.raises(AppError):
         consent.decide_objection(engine, request_id=request_id, outcome="overridden", grounds=GROUNDS,
                                  actor="dpo:test")
     spec = load_manifest().functions["withdraw-consent-worker"]
@@ -300,7 +301,7 @@ def test_bad_decisions_are_refused_and_change_nothing(env, engine, outcome, grou
     me = new_account(engine)
     request_id = _pending(engine, me)
     before = snapshot(engine)
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(AppError) as refused:
         consent.decide_objection(engine, request_id=request_id, outcome=outcome, grounds=grounds, actor="dpo:test")
     assert getattr(refused.value, "code", None) == code and 400 <= refused.value.status < 500
     assert snapshot(engine) == before and outbox(env, "saga:") == []
@@ -312,7 +313,7 @@ def test_deciding_what_is_not_an_objection_awaiting_a_decision_is_404(env, engin
     with engine.connect() as conn:
         completed = conn.execute(select(dsr_requests.c.id).where(dsr_requests.c.kind == "objection")).scalar_one()
     for request_id in (completed, "00000000-0000-0000-0000-000000000000", "x" * 100):
-        with pytest.raises(Exception) as missing:
+        with pytest.raises(AppError) as missing:
             consent.decide_objection(engine, request_id=request_id, outcome="accepted", grounds=None, actor="dpo")
         assert getattr(missing.value, "status", None) == 404
 

@@ -23,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.perf.bench_retention import StatementCounter, _configure  # noqa: E402
+from tests.perf.bench_retention import StatementCounter, _configure
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BENCH_DATABASE = "pf_bench_policy_notices"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _fresh_database() -> str:

@@ -41,9 +41,9 @@ from shared.records.processing import (
 )
 from shared.records.saga import run_step, step_key
 from shared.rights.consent.writes import (
+    _REQUEST_CHANNEL,
     AWAITING_DPO_DECISION,
     DPO,
-    _REQUEST_CHANNEL,
     attach_request,
     check_channel,
     lock_account,
