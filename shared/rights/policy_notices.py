@@ -228,16 +228,25 @@ def version_json(version: policy.PolicyVersion) -> dict[str, Any]:
 
 def notice_view(conn: Connection, account_id: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """The version in force, its date and summary; whether the account was told of it and acknowledged it."""
-    version = policy.version_in_force(_today(moment(now)))
+    today = _today(moment(now))
+    version = policy.version_in_force(today)
     row = _row(conn, account_id, version.number)
     told_at = row.told_at if row is not None else None
     acknowledged_at = row.acknowledged_at if row is not None else None
+    # A minor version after a substantial one: the substantial change is what the account was mailed.
+    announced = version_to_announce(today)
+    announced_row = _row(conn, account_id, announced.number) if announced is not None else None
     return {
         **version_json(version),
         "told": told_at is not None,
         "told_at": iso_or_none(told_at),
         "acknowledged": acknowledged_at is not None,
         "acknowledged_at": iso_or_none(acknowledged_at),
+        "last_substantial_change": None if announced is None else {
+            "version": announced.number,
+            "effective_date": announced.effective_date.isoformat(),
+            "told_at": iso_or_none(announced_row.told_at if announced_row is not None else None),
+        },
     }
 
 

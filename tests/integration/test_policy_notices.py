@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -257,6 +258,39 @@ def test_the_notice_answers_the_version_in_force_and_records_the_acknowledgement
     with engine.connect() as conn:
         actions = [r.action for r in conn.execute(select(audit_log.c.action))]
     assert actions.count("policy.acknowledged") == 1
+
+
+def test_after_a_minor_version_the_notice_still_shows_the_substantial_change_told(env, engine, manifest, v12,
+                                                                                   monkeypatch):
+    (me,) = accounts(engine, 1)
+    notices_module.announce(engine)
+    drain_queues(manifest)
+    monkeypatch.setattr(facts, "POLICY_VERSIONS", (*facts.POLICY_VERSIONS, V13))
+    status, body = call(manifest, http_event("GET", "/", headers=client(me)))
+    assert status == 200 and body["version"] == "1.3" and body["told"] is False
+    assert body["last_substantial_change"]["version"] == "1.2" and body["last_substantial_change"]["told_at"]
+    assert notices_module.announce(engine)["accounts_queued"] == 0  # 1.3 is not announced
+
+
+def test_two_deliveries_of_one_chunk_at_once_mail_each_account_once(resend_env, resend_fake, engine, v12):
+    everyone = accounts(engine, 6)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            notices_module.process_chunk(engine, "1.2", everyone)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(e["idempotency_key"] for e in resend_fake.emails) == sorted(
+        f"policy-notice:1.2:{a}" for a in everyone)
+    assert len(notice_rows(engine)) == 6
 
 
 @pytest.mark.parametrize(
