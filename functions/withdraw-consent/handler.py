@@ -3,6 +3,9 @@
 Client area (bearer token; `Sec-GPC: 1` is honoured by authentication itself):
     GET  /                 current consents, restriction and objection flags, consent ledger
     POST /                 {"purpose": "newsletter"|"analytics"|"all", "object": false} withdraws at once
+    POST /objections       {"purpose": "service_improvement"|"usage_statistics"|"platform_security"|
+                           "fraud_prevention"} objects to a legitimate-interest purpose (Art. 21(1)):
+                           200 in force at once, or 202 awaiting the DPO's decision (security, fraud)
 Mail links, without login (signed, expiring token in `t`):
     GET  /unsubscribe?t=   a small confirmation page that POSTs (link scanners must not unsubscribe)
     POST /unsubscribe?t=   RFC 8058 one-click, body `List-Unsubscribe=One-Click`
@@ -26,9 +29,9 @@ from pydantic import Field
 from shared import notices
 from shared.identity.guards import client_token, dpo_credential
 from shared.platform.errors import AppError, ValidationFailed
-from shared.platform.guards import principal, public
+from shared.platform.guards import body, principal, public
 from shared.platform.http import html_page
-from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
+from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body, json_dumps
 from shared.ports.db import get_engine
 from shared.rights import consent
 from shared.rights.signals import gpc_signal
@@ -39,6 +42,10 @@ app = HttpFunction("withdraw-consent")
 class Withdrawal(StrictModel):
     purpose: str = Field(max_length=32)
     object: bool = False  # also object (Art. 21): blocks the purpose until a new explicit consent
+
+
+class LegitimateInterestObjection(StrictModel):
+    purpose: Literal[consent.LI_PURPOSES]  # type: ignore[valid-type]
 
 
 class FlagRequest(StrictModel):
@@ -77,6 +84,15 @@ def withdraw() -> dict:
                               actor="client", objection=body.object, **_proof())
     with engine.connect() as conn:
         return {**change.to_json(), **consent.status(conn, identity.account_id)}
+
+
+@app.post("/objections", middlewares=[*CLIENT, body(LegitimateInterestObjection)])
+def object_to_legitimate_interest() -> Response:
+    identity = principal(app, "client")
+    objection = consent.object_to_processing(get_engine(), identity.account_id, principal(app, "body").purpose,
+                                             channel=consent.CLIENT_AREA, actor="client")
+    status = 202 if objection.state == "pending_dpo_decision" else 200
+    return Response(status_code=status, content_type="application/json", body=json_dumps(objection.to_json()))
 
 
 # --- Unsubscribe links -------------------------------------------------------------------------

@@ -4,7 +4,8 @@
   the Resend unsubscribe is a saga step of that event, so a crash and a retry unsubscribe once.
 - CRON input {"job": "propagation-sweep"}: queues every withdrawal not yet propagated, whether
   its first enqueue failed after the withdrawal committed or its message was dead-lettered
-  while Resend was down.
+  while Resend was down; and tells every objection outcome the DPO decided whose notice did
+  not go (shared.rights.consent.legitimate_interest.tell_decided_outcomes).
 
 One function, two triggers (shared.platform.runtime.queue_and_cron tells them apart).
 """
@@ -37,7 +38,11 @@ def propagate(message: QueueMessage) -> dict:
 
 @sweep.job
 def sweep_pending(_payload: dict, _ctx) -> dict:
-    return {"queued": consent.dispatch_propagations(get_engine(), limit=SWEEP_LIMIT)}
+    engine = get_engine()
+    answer = {"queued": consent.dispatch_propagations(engine, limit=SWEEP_LIMIT)}
+    # Objection outcomes the DPO decided whose notice did not go (Art. 21(1)): told now, once.
+    told = consent.tell_decided_outcomes(engine)
+    return {**answer, "objection_outcomes_told": told} if told else answer
 
 
 handle = queue_and_cron(queue=worker, cron=sweep)

@@ -24,7 +24,7 @@ variable "project_id" {
 # Queues consumed by the workers of serverless.yml (each with a dead-letter queue).
 variable "queues" {
   type    = list(string)
-  default = ["privacy-work", "stripe-events", "consent-propagation", "erasure-steps", "export-requests", "retention-chunks", "rectification-propagation"]
+  default = ["privacy-work", "stripe-events", "consent-propagation", "erasure-steps", "export-requests", "retention-chunks", "rectification-propagation", "policy-notices"]
 }
 
 provider "scaleway" {

@@ -142,6 +142,16 @@ class RectificationRun(Contract):
     request_id: Id
 
 
+class PolicyNoticeChunk(Contract):
+    """Tell these accounts of a substantial change of the policy (policy 11), once each."""
+
+    QUEUE: ClassVar[str] = "policy-notices"
+    TYPE: ClassVar[str] = "policy.notice_chunk"
+    version: str = Field(min_length=1, max_length=16, pattern=r"^[0-9]+(\.[0-9]+)*$")
+    account_ids: list[Id] = Field(min_length=1, max_length=MAX_IDS_PER_MESSAGE)
+
+
 CONTRACTS: tuple[type[Contract], ...] = (
     ExportRun, ErasureRun, NewsletterWithdrawn, InactivityChunk, StripeEventToApply, RectificationRun,
+    PolicyNoticeChunk,
 )

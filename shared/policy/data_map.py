@@ -246,13 +246,14 @@ TABLES: tuple[TableMap, ...] = (
     ),
     TableMap(
         "analytics_events",
-        ("analytics.events",),
+        ("analytics.events", "usage.events"),
         ACCOUNT,
         retention="active_account",
         row_action=ROW_DELETE,
-        note="Collected only under the analytics consent; deleted when it is withdrawn.",
+        note="Collected under the analytics consent (deleted when it is withdrawn) or, for service improvement and "
+             "usage statistics, the legitimate interest (deleted when the account objects).",
         columns=(
-            _key("id", DEL), _key("account_id", DEL), _key("consent_event_id", DEL),
+            _key("id", DEL), _key("account_id", DEL), _key("consent_event_id", DEL), *_plain("purpose", action=DEL),
             _c("occurred_at", "analytics.events", DEL), _c("name", "analytics.events", DEL), _c("page", "analytics.events", DEL),
         ),
     ),
@@ -481,6 +482,20 @@ TABLES: tuple[TableMap, ...] = (
             _c("last_activity_at", "technical.action_timestamps", DEL),
             _c("warned_at", "technical.action_timestamps", DEL),
             *_plain("erase_after", "warned_offset_days", "next_action_on", action=DEL),
+        ),
+    ),
+    TableMap(
+        "policy_notices",
+        ("suite.policy_notices",),
+        ACCOUNT,
+        retention="active_account",
+        row_action=ROW_DELETE,
+        suite=True,
+        note="Which policy version each account was told of and acknowledged (policy 11); goes with the account.",
+        columns=(
+            _key("account_id", DEL), _key("message_id", DEL),
+            _plain("version", action=DEL)[0],
+            _c("told_at", "suite.policy_notices", DEL), _c("acknowledged_at", "suite.policy_notices", DEL),
         ),
     ),
     TableMap(

@@ -212,12 +212,14 @@ CATEGORIES: tuple[DataCategory, ...] = (
     DataCategory("account.credentials", "7.1", Text("Authentication secrets (password hash, 2FA secret, session and API key hashes)", "Secrets d'authentification (empreinte du mot de passe, secret 2FA, empreintes des sessions et clés d'API)"), Text("Manage your user account", "Gérer votre compte utilisateur"), "contract", _ACCOUNT_LIFETIME),
     DataCategory("consent.records", "3.4", Text("Consent records (purpose, given or withdrawn, when, how)", "Preuves de consentement (finalité, donné ou retiré, quand, comment)"), Text("Demonstrate consent (GDPR Art. 7.1)", "Démontrer le consentement (RGPD art. 7.1)"), "legal_obligation", _ACCOUNT_LIFETIME),
     DataCategory("analytics.events", "3.4", Text("Analytics events (non-essential cookies)", "Événements analytiques (cookies non essentiels)"), Text("Non-essential analytics cookies", "Cookies analytiques non essentiels"), "consent", _ACCOUNT_LIFETIME),
+    DataCategory("usage.events", "3.3", Text("Usage events (pages and features used)", "Événements d'utilisation (pages et fonctions utilisées)"), Text("Improvement of our services, anonymized usage statistics", "Amélioration de nos services, statistiques d'utilisation anonymisées"), "legitimate_interest", _ACCOUNT_LIFETIME),
     DataCategory("prospects.contact", "5", Text("Prospect contact details (non-clients)", "Coordonnées des prospects (non-clients)"), Text("Direct marketing", "Prospection commerciale"), "consent", ("prospects",)),
     DataCategory("rights.restrictions", "8.4", Text("Restrictions and objections you asked for (Art. 18, 21)", "Limitations et oppositions que vous avez demandées (art. 18, 21)"), Text("Honour your rights", "Respecter vos droits"), "legal_obligation", _ACCOUNT_LIFETIME),
     # The suite's own records (not categories of the policy)
     DataCategory("suite.request_records", "9", Text("Records of your privacy requests and their answers", "Traces de vos demandes relatives à vos données et des réponses apportées"), Text("Proof of compliance (GDPR Art. 5.2)", "Preuve de conformité (RGPD art. 5.2)"), "legal_obligation", ("request_records",), from_policy=False),
     DataCategory("suite.audit_trail", "9", Text("Audit trail of privacy operations (pseudonymised)", "Journal d'audit des opérations (pseudonymisé)"), Text("Proof of compliance (GDPR Art. 5.2)", "Preuve de conformité (RGPD art. 5.2)"), "legal_obligation", ("request_records",), from_policy=False),
     DataCategory("suite.verification", "9.3", Text("Identity verification records (hashed codes, attempts)", "Traces de vérification d'identité (codes hachés, tentatives)"), Text("Identity verification", "Vérification d'identité"), "legitimate_interest", ("verification_records",), from_policy=False),
+    DataCategory("suite.policy_notices", "11", Text("Policy-change notices sent to you and your acknowledgements", "Avis de modification de la politique qui vous ont été envoyés et vos prises de connaissance"), Text("Inform you of substantial changes to this policy", "Vous informer des modifications substantielles de cette politique"), "legal_obligation", _ACCOUNT_LIFETIME, from_policy=False),
     DataCategory("suite.exports", "8.1", Text("Copies of your data prepared for access or portability", "Copies de vos données préparées pour l'accès ou la portabilité"), Text("Right of access and portability", "Droit d'accès et à la portabilité"), "legal_obligation", ("exports",), from_policy=False),
 )
 
@@ -565,6 +567,46 @@ RIGHTS: tuple[Right, ...] = (
 
 
 @dataclass(frozen=True)
+class LegitimateInterestObjection:
+    """How an objection (Art. 21(1); policy 8.6) to a purpose of 3.3 is handled.
+
+    `decided_by_dpo`: the objection is a request the DPO decides (compelling legitimate grounds,
+    Art. 21(1), or accepted); otherwise it takes effect at once. `note` is part of the answer.
+    """
+
+    purpose: str
+    decided_by_dpo: bool
+    note: Text
+
+
+_LOGS_STAY = (
+    "Connection and access logs are kept 1 year whatever the outcome (LCEN), then deleted.",
+    "Les journaux de connexion et d'accès sont conservés 1 an quelle que soit l'issue (LCEN), puis supprimés.",
+)
+LEGITIMATE_INTEREST_OBJECTIONS: tuple[LegitimateInterestObjection, ...] = (
+    LegitimateInterestObjection("service_improvement", False, Text(
+        "Your usage events are no longer collected to improve our services, and those we held were deleted.",
+        "Vos événements d'utilisation ne sont plus collectés pour améliorer nos services, et ceux que nous détenions ont été supprimés.")),
+    LegitimateInterestObjection("usage_statistics", False, Text(
+        "Your usage events are no longer collected for statistics, and those we held were deleted. Statistics already "
+        "anonymised (aggregated without any identifier) no longer relate to you: they cannot be traced back to you.",
+        "Vos événements d'utilisation ne sont plus collectés à des fins statistiques, et ceux que nous détenions ont été "
+        "supprimés. Les statistiques déjà anonymisées (agrégées sans aucun identifiant) ne se rapportent plus à vous : "
+        "elles ne permettent pas de remonter jusqu'à vous.")),
+    LegitimateInterestObjection("platform_security", True, Text(
+        "The DPO examines your objection: it is accepted unless there are compelling legitimate grounds for the "
+        "processing; you are told the outcome within one month. " + _LOGS_STAY[0],
+        "Le DPO examine votre opposition : elle est acceptée sauf motifs légitimes et impérieux justifiant le "
+        "traitement ; l'issue vous est communiquée sous un mois. " + _LOGS_STAY[1])),
+    LegitimateInterestObjection("fraud_prevention", True, Text(
+        "The DPO examines your objection: it is accepted unless there are compelling legitimate grounds for the "
+        "processing; you are told the outcome within one month. " + _LOGS_STAY[0],
+        "Le DPO examine votre opposition : elle est acceptée sauf motifs légitimes et impérieux justifiant le "
+        "traitement ; l'issue vous est communiquée sous un mois. " + _LOGS_STAY[1])),
+)
+
+
+@dataclass(frozen=True)
 class SupervisoryAuthority:
     name: str
     website: str
@@ -628,6 +670,50 @@ IDENTITY_VERIFICATION = Text(
     "For security reasons, we may ask you to prove your identity before processing your request.",
     "Pour des raisons de sécurité, nous pouvons vous demander de justifier de votre identité avant de traiter votre demande.",
 )
+
+
+# --- 11. Amendment of the policy -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    """One version of the policy: when it took effect, what changed, and whether the change is
+    substantial (policy 11: then every account is told by email and in the client area)."""
+
+    number: str
+    effective_date: dt.date
+    summary: Text
+    substantial: bool
+
+
+# Every version, oldest first; the last one whose date has come is in force. A new version is
+# appended here (with POLICY_VERSION and POLICY_EFFECTIVE_DATE moved to it) and, when substantial,
+# announced to every account by `privacy-functions policy announce` or the announce-policy-changes CRON.
+POLICY_VERSIONS: tuple[PolicyVersion, ...] = (
+    PolicyVersion(
+        "1.1",
+        dt.date(2026, 6, 14),
+        Text(
+            "The version in force when this service started: no change to announce.",
+            "La version en vigueur au lancement de ce service : aucun changement à annoncer.",
+        ),
+        substantial=False,
+    ),
+)
+
+
+def policy_version(number: str) -> PolicyVersion:
+    for v in POLICY_VERSIONS:
+        if v.number == number:
+            return v
+    raise KeyError(f"unknown policy version {number!r}")
+
+
+def version_in_force(on: dt.date | None = None) -> PolicyVersion:
+    """The latest declared version whose effective date is `on` or before (today, UTC, by default)."""
+    on = on or dt.datetime.now(dt.timezone.utc).date()
+    in_force = [v for v in POLICY_VERSIONS if v.effective_date <= on]
+    return in_force[-1] if in_force else POLICY_VERSIONS[0]
 
 
 # --- Lookups -----------------------------------------------------------------------------------

@@ -242,13 +242,18 @@ Index("ix_consent_events_account_id_purpose", consent_events.c.account_id, conse
 analytics_events = Table(
     "analytics_events",
     metadata,
-    # Collected only under the `analytics` consent; deleted when it is withdrawn.
+    # Collected under the `analytics` consent (deleted when it is withdrawn) or, for improvement and
+    # statistics, the legitimate interest (deleted when the account objects).
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("name", String(64), nullable=False),
     Column("page", String(400)),
     Column("consent_event_id", ID, ForeignKey("consent_events.id", ondelete="SET NULL")),
+    # Added by 0014_li_objections: `analytics` (consent, 3.4) or a legitimate-interest purpose (3.3)
+    # an objection stops (`service_improvement`, `usage_statistics`).
+    Column("purpose", String(32), nullable=False, server_default="analytics"),
+    CheckConstraint("purpose IN ('analytics', 'service_improvement', 'usage_statistics')", name="purpose"),
 )
 
 payment_records = Table(
@@ -485,8 +490,12 @@ processing_restrictions = Table(
     Column("lifted_by", String(64)),
     Column("lift_reason_code", String(40)),
     Column("lift_request_id", ID),
+    # Objections to the legitimate-interest purposes of policy 3.3 added by 0014_li_objections.
     CheckConstraint(
-        "kind IN ('restriction', 'objection_direct_marketing', 'objection_analytics')", name="kind"
+        "kind IN ('restriction', 'objection_direct_marketing', 'objection_analytics', "
+        "'objection_service_improvement', 'objection_usage_statistics', 'objection_platform_security', "
+        "'objection_fraud_prevention')",
+        name="kind",
     ),
 )
 # At most one flag of a kind in force per account, even under concurrent writers.
@@ -606,3 +615,18 @@ email_changes = Table(
     Column("confirmed_at", UtcDateTime),
     Column("request_id", ID),  # the rectification request the confirmed change belongs to
 )
+# --- Policy-change notices (issue 13, migration 0013_policy_notices) ------------------------------
+
+policy_notices = Table(
+    "policy_notices",
+    metadata,
+    # Which version of the policy each account was told of (policy 11) and whether it acknowledged
+    # it: one row per account and version. `told_at` is set once the notice mail was handed to the
+    # mail service; an acknowledgement in the client area may come first (told_at NULL).
+    Column("account_id", ID, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", String(16), primary_key=True),
+    Column("told_at", UtcDateTime),
+    Column("message_id", String(100)),  # the mail service's id of the notice
+    Column("acknowledged_at", UtcDateTime),
+)
+Index("ix_policy_notices_version_told_at", policy_notices.c.version, policy_notices.c.told_at)

@@ -4,8 +4,9 @@ Consent lives in an append-only ledger (`consent_events`): the current state of 
 its latest event, derived on every read and never stored apart. Objections (Art. 21) and
 restrictions (Art. 18) are flags in `processing_restrictions`, in force until lifted.
 `shared.rights.consent` writes both; everything else only reads them, through here:
-`may_send_marketing`, `may_collect_analytics`, `is_restricted`,
-`erasure_by_inactivity_allowed`, or `restricted_accounts()` in bulk.
+`may_process(conn, account_id, purpose)` for every purpose of consent (3.4) and legitimate
+interest (3.3), `may_send_marketing`, `may_collect_analytics`, `is_restricted`,
+`erasure_by_inactivity_allowed`, or `restricted_accounts()` / `objecting_accounts()` in bulk.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, select
 
 from shared.platform.clock import iso_or_none
-from shared.policy.facts import CONSENT_PURPOSES
+from shared.policy.facts import CONSENT_PURPOSES, LEGITIMATE_INTEREST_OBJECTIONS
 from shared.ports.tables import accounts, consent_events, processing_restrictions
 
 PURPOSES: tuple[str, ...] = CONSENT_PURPOSES  # newsletter, analytics
@@ -27,9 +28,22 @@ GIVEN, WITHDRAWN = "given", "withdrawn"
 RESTRICTION = "restriction"
 OBJECTION_DIRECT_MARKETING = "objection_direct_marketing"
 OBJECTION_ANALYTICS = "objection_analytics"
-FLAG_KINDS = (RESTRICTION, OBJECTION_DIRECT_MARKETING, OBJECTION_ANALYTICS)
 # An objection withdraws the consent of its purpose and blocks it until a new explicit consent.
 OBJECTION_FOR_PURPOSE = {"newsletter": OBJECTION_DIRECT_MARKETING, "analytics": OBJECTION_ANALYTICS}
+
+# Legitimate interest (policy 3.3): each purpose has its objection kind (Art. 21(1)). An objection
+# to improvement or statistics takes effect at once; one to security or fraud prevention is a
+# request the DPO decides, and its flag is set only once the DPO accepts it.
+LI_PURPOSES: tuple[str, ...] = tuple(o.purpose for o in LEGITIMATE_INTEREST_OBJECTIONS)
+OBJECTION_FOR_LI_PURPOSE = {purpose: f"objection_{purpose}" for purpose in LI_PURPOSES}
+DPO_DECIDED_LI_PURPOSES = tuple(o.purpose for o in LEGITIMATE_INTEREST_OBJECTIONS if o.decided_by_dpo)
+IMMEDIATE_LI_PURPOSES = tuple(p for p in LI_PURPOSES if p not in DPO_DECIDED_LI_PURPOSES)
+# An Art. 18 restriction stops these too (store only); security and fraud prevention go on under
+# a restriction (Art. 18(2): the protection of the rights of other persons).
+_RESTRICTED_LI_PURPOSES = IMMEDIATE_LI_PURPOSES
+FLAG_KINDS = (RESTRICTION, OBJECTION_DIRECT_MARKETING, OBJECTION_ANALYTICS, *OBJECTION_FOR_LI_PURPOSE.values())
+# Every purpose `may_process` answers for.
+CHECKED_PURPOSES = (*PURPOSES, *LI_PURPOSES)
 
 # Grounds for a restriction (Art. 18(1)) and for lifting a flag; codes, never free text.
 RESTRICTION_REASONS = {
@@ -202,7 +216,36 @@ def may_send_marketing(conn: Connection, account_id: str) -> bool:
 
 def may_collect_analytics(conn: Connection, account_id: str) -> bool:
     """Analytics consent given, no objection (incl. GPC), no restriction, account active."""
-    return _consent_based_processing_allowed(conn, account_id, "analytics")
+    return may_process(conn, account_id, "analytics")
+
+
+def may_process(conn: Connection, account_id: str, purpose: str) -> bool:
+    """The one check a collector asks before processing an account's data for `purpose`.
+
+    Consent purposes (newsletter, analytics): consent given, no objection, no restriction.
+    Legitimate-interest purposes (policy 3.3): no objection in force for the purpose (an objection
+    to security or fraud prevention is in force once the DPO accepted it), no restriction for
+    improvement and statistics. Always: the account is active.
+    """
+    if purpose in OBJECTION_FOR_PURPOSE:
+        return _consent_based_processing_allowed(conn, account_id, purpose)
+    if purpose not in OBJECTION_FOR_LI_PURPOSE:
+        raise ValueError(f"unknown purpose {purpose!r}; expected one of {', '.join(CHECKED_PURPOSES)}")
+    if account_status(conn, account_id) != "active":
+        return False
+    kinds = (OBJECTION_FOR_LI_PURPOSE[purpose], *((RESTRICTION,) if purpose in _RESTRICTED_LI_PURPOSES else ()))
+    return not blocked_by(conn, account_id, kinds)
+
+
+def objecting_accounts(purpose: str) -> Select:
+    """SELECT of the account ids whose objection to `purpose` is in force, for bulk jobs (statistics):
+    `~table.c.account_id.in_(objecting_accounts("usage_statistics"))`."""
+    kinds = [OBJECTION_FOR_PURPOSE.get(purpose) or OBJECTION_FOR_LI_PURPOSE[purpose]]
+    if purpose in (*PURPOSES, *_RESTRICTED_LI_PURPOSES):
+        kinds.append(RESTRICTION)
+    return select(processing_restrictions.c.account_id).where(
+        processing_restrictions.c.kind.in_(kinds), processing_restrictions.c.lifted_at.is_(None)
+    )
 
 
 def is_restricted(conn: Connection, account_id: str) -> bool:

@@ -473,3 +473,45 @@ def extend_deadline(
         details={"kind": record.kind, "months": months, "total_months": total, "extended_due_at": iso(extended)},
     )
     return get_request(conn, request_id)
+
+
+def create_closed_request(
+    conn: Connection,
+    *,
+    account_id: str,
+    kind: str,
+    channel: str,
+    now: dt.datetime | None = None,
+    details: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> RequestRecord:
+    """Register a request answered the moment it was made (state `completed`), beside any open one.
+
+    For a change already in effect when an open request of the same kind and account exists (an
+    objection to direct marketing while an objection to security awaits the DPO's decision): the
+    one-open-request rule covers open requests only, so this one never conflicts with it.
+    """
+    if kind not in KINDS:
+        raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}", code="invalid_kind")
+    if channel not in CHANNELS:
+        raise ValidationFailed(f"channel must be one of {', '.join(CHANNELS)}", code="invalid_channel")
+    if not account_id:
+        raise ValidationFailed("account_id is required", code="invalid_account")
+    details = _check_details(details)
+    now = moment(now)
+    request_id = str(uuid.uuid4())
+    conn.execute(
+        insert(dsr_requests).values(
+            id=request_id, account_id=account_id, subject_pseudonym=subject_pseudonym(account_id), kind=kind,
+            channel=channel, state=COMPLETED, received_at=now, due_at=due_date_for(now), state_changed_at=now,
+            closed_at=now, details=details, version=1,
+        )
+    )
+    actor = actor or _DEFAULT_ACTOR[channel]
+    audit.record_many(conn, [
+        dict(actor=actor, action="request.created", outcome=RECEIVED, request_id=request_id, subject=account_id,
+             details={"kind": kind, "channel": channel}),
+        dict(actor=actor, action="request.transition", outcome=COMPLETED, request_id=request_id, subject=account_id,
+             details={"kind": kind, "from": RECEIVED, "to": COMPLETED}),
+    ])
+    return get_request(conn, request_id)

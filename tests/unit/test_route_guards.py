@@ -48,7 +48,7 @@ ROUTES = _all_routes()
 def test_every_function_of_serverless_yml_was_read():
     assert len(MANIFEST.functions) >= 13
     names = {route.function for route in ROUTES}
-    assert {"export-on-request", "erase-account", "withdraw-consent", "whoami", "stripe-webhook", "rectify-account"} <= names
+    assert {"export-on-request", "erase-account", "withdraw-consent", "whoami", "stripe-webhook", "rectify-account", "privacy-notice"} <= names
     assert len(ROUTES) >= 25
 
 

@@ -58,9 +58,11 @@ def _withdraw_in(
     details: dict[str, Any] = {"purpose": purpose, "channel": channel, "consent_event_id": event_id}
     if purpose == "analytics":
         # Under the account lock, every analytics event of the account was collected under
-        # the consent now withdrawn (or under none): all of them go, atomically with it.
+        # the consent now withdrawn (or under none): all of them go, atomically with it. Events
+        # of the legitimate-interest purposes follow their own objections (legitimate_interest.py).
         details["analytics_events_deleted"] = conn.execute(
-            delete(analytics_events).where(analytics_events.c.account_id == account_id)
+            delete(analytics_events).where(analytics_events.c.account_id == account_id,
+                                           analytics_events.c.purpose == "analytics")
         ).rowcount
     audit.record(conn, actor=actor, action="consent.withdrawn", outcome="recorded", subject=account_id,
                  details=details)

@@ -19,7 +19,7 @@ from shared.ports.mail import Message
 from shared.ports.tables import accounts, analytics_events
 from shared.records.processing import (
     consent_state,
-    may_collect_analytics,
+    may_process,
     may_send_marketing,
 )
 from shared.rights.consent.unsubscribe import list_unsubscribe_headers, unsubscribe_url
@@ -68,18 +68,30 @@ def _html_attr(value: str) -> str:
     return _escape(value, quote=True)
 
 
+# The purposes an event of `analytics_events` is collected under (tables.analytics_events.purpose).
+EVENT_PURPOSES = ("analytics", "service_improvement", "usage_statistics")
+
+
 def collect_analytics_event(
-    engine: Engine, account_id: str, name: str, *, page: str | None = None, now: dt.datetime | None = None
+    engine: Engine, account_id: str, name: str, *, page: str | None = None, purpose: str = "analytics",
+    now: dt.datetime | None = None,
 ) -> bool:
-    """Store one analytics event under the consent in force; False (nothing stored) when not allowed."""
+    """Store one usage event under `purpose`; False (nothing stored) when `may_process` refuses it.
+
+    `analytics`: under the consent in force (3.4). `service_improvement`, `usage_statistics`: under
+    the legitimate interest (3.3), unless the account objected or is restricted.
+    """
+    if purpose not in EVENT_PURPOSES:
+        raise ValueError(f"purpose must be one of {', '.join(EVENT_PURPOSES)}")
     now = moment(now)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            # Shares with other collectors, waits for a withdrawal in progress (which deletes events).
+            # Shares with other collectors, waits for a withdrawal or objection in progress (which deletes events).
             conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update(read=True))
-        if not may_collect_analytics(conn, account_id):
+        if not may_process(conn, account_id, purpose):
             return False
-        consent_id = consent_state(conn, account_id)["analytics"].event_id
+        consent_id = consent_state(conn, account_id)["analytics"].event_id if purpose == "analytics" else None
         conn.execute(insert(analytics_events).values(account_id=account_id, occurred_at=now, name=name[:64],
-                                                     page=page[:400] if page else None, consent_event_id=consent_id))
+                                                     page=page[:400] if page else None, consent_event_id=consent_id,
+                                                     purpose=purpose))
     return True

@@ -10,6 +10,7 @@ from shared.platform.clock import iso_or_none
 from shared.records.processing import (
     OBJECTION_ANALYTICS,
     OBJECTION_DIRECT_MARKETING,
+    OBJECTION_FOR_LI_PURPOSE,
     RESTRICTION,
     RESTRICTION_REASONS,
     all_flags,
@@ -17,6 +18,7 @@ from shared.records.processing import (
     consent_state,
     flags_in_force,
 )
+from shared.rights.consent.legitimate_interest import pending_objections
 
 
 def status(conn: Connection, account_id: str) -> dict[str, Any]:
@@ -34,7 +36,10 @@ def status(conn: Connection, account_id: str) -> dict[str, Any]:
         "objections": {
             "direct_marketing": OBJECTION_DIRECT_MARKETING in flags,
             "analytics": OBJECTION_ANALYTICS in flags,
+            # Legitimate interest (policy 3.3): in force; security and fraud prevention once the DPO accepted.
+            **{purpose: kind in flags for purpose, kind in OBJECTION_FOR_LI_PURPOSE.items()},
         },
+        "objections_awaiting_decision": pending_objections(conn, account_id),
         "history": consent_history(conn, account_id),
     }
 

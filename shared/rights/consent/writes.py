@@ -44,6 +44,8 @@ LIFT_REASONS = (
     "new_explicit_consent",
 )
 MAX_NOTE_LENGTH = 2000
+# Marks, in its details, an objection request (security, fraud prevention) the DPO has to decide.
+AWAITING_DPO_DECISION = "dpo_decision"
 
 _ONE_TICK = dt.timedelta(microseconds=1)
 
@@ -198,6 +200,10 @@ def register(
     """
     request_channel = _REQUEST_CHANNEL[channel]
     record = requests.find_open_request(conn, account_id=account_id, kind=kind)
+    if record is not None and record.details.get("awaiting") == AWAITING_DPO_DECISION:
+        # An objection the DPO has still to decide stays open: this change is a request of its own.
+        return requests.create_closed_request(conn, account_id=account_id, kind=kind, channel=request_channel,
+                                              now=now, details=details, actor=actor).id
     if record is None:
         record = requests.create_request(
             conn, account_id=account_id, kind=kind, channel=request_channel, now=now, details=details, actor=actor
