@@ -8,6 +8,7 @@ Every route takes a DPO credential (never a client token):
     POST /requests/<id>/extend              {"months": 1|2, "reason"}: the person is told (Art. 12(3))
     POST /requests/<id>/reject              {"reason_code", "note"?}: the person is told (Art. 12(4))
     POST /requests/<id>/rectify             {"fields": {...}}: the corrections of a verified rectification
+    POST /requests/<id>/decide-objection    {"outcome": "accepted"|"overridden", "grounds"?}: security, fraud (Art. 21(1))
     POST /requests/<id>/complete            {"note"}: a request the DPO answered by hand
     POST /requests/<id>/notices             deliver the notices still owed (letters for the post)
     GET  /requests/<id>/archive-link        an export's download link, for a person without email (audited)
@@ -86,6 +87,11 @@ class Corrections(StrictModel):
     fields: dict[str, Any]
 
 
+class ObjectionDecision(StrictModel):
+    outcome: Literal["accepted", "overridden"]
+    grounds: str | None = Field(default=None, min_length=1, max_length=MAX_REASON_LENGTH)
+
+
 class NoFields(StrictModel):
     pass
 
@@ -153,6 +159,12 @@ def complete(request_id: str) -> dict[str, Any]:
 @app.post("/requests/<request_id>/rectify", middlewares=[*DPO, body(Corrections)])
 def rectify(request_id: str) -> dict[str, Any]:
     return operations.rectify(_id(request_id), fields=principal(app, "body").fields, actor=_actor())
+
+
+@app.post("/requests/<request_id>/decide-objection", middlewares=[*DPO, body(ObjectionDecision)])
+def decide_objection(request_id: str) -> dict[str, Any]:
+    request = principal(app, "body")
+    return operations.decide_objection(_id(request_id), outcome=request.outcome, grounds=request.grounds, actor=_actor())
 
 
 @app.post("/requests/<request_id>/notices", middlewares=[*DPO, body(NoFields, optional=True)])

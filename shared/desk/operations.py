@@ -21,10 +21,11 @@ from shared.platform.errors import Conflict, NotFound
 from shared.ports.db import get_engine
 from shared.ports.tables import audit_log
 from shared.records import audit, registry
-from shared.rights import export
+from shared.rights import consent, export
 
 __all__ = [
-    "INTAKE_CHANNELS", "archive_link", "checked_request_id", "complete", "deliver_notices", "extend",
+    "INTAKE_CHANNELS", "archive_link", "checked_request_id", "complete", "decide_objection", "deliver_notices",
+    "extend",
     "list_requests", "rectify", "register", "reject", "verify_identity", "view",
 ]
 
@@ -129,6 +130,14 @@ def rectify(request_id: str, *, fields: dict[str, Any], actor: str, now: dt.date
     engine = get_engine()
     record = requests.get(engine, request_id)
     return {"request_id": record.id, "rectification": work.rectify(engine, record, fields, actor=actor, now=now)}
+
+
+def decide_objection(
+    request_id: str, *, outcome: str, grounds: str | None, actor: str, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """An objection to security or fraud prevention (Art. 21(1)): accepted, or overridden on compelling grounds."""
+    return consent.decide_objection(get_engine(), request_id=request_id, outcome=outcome, grounds=grounds,
+                                    actor=actor, now=now)
 
 
 def deliver_notices(request_id: str, *, now: dt.datetime | None = None) -> dict[str, Any]:

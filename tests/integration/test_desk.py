@@ -378,3 +378,24 @@ def test_a_rectification_by_post_applies_once_identity_is_verified(desk):
         assert conn.execute(sa.select(accounts.c.phone).where(accounts.c.id == account["id"])).scalar() == "+33 7 98 76 54 32"
     # It completes by itself once the processors are told; the DPO cannot close it by hand.
     assert call("POST", f"/requests/{request_id}/complete", token=desk["token"], body={"note": "done"})["statusCode"] == 409
+
+
+def test_an_objection_to_fraud_prevention_is_decided_at_the_desk(desk):
+    engine = desk["engine"]
+    account = create_account(engine)
+    objected = invoke(MANIFEST.functions["withdraw-consent"], http_event(
+        "POST", "/objections", body=json.dumps({"purpose": "fraud_prevention"}),
+        headers={"Authorization": f"Bearer {issue_dev_token(account['id'])}"},
+    ))
+    assert objected["statusCode"] == 202, objected["body"]
+    request_id = answer(objected)["request_id"]
+    listed = answer(call("GET", "/requests", token=desk["token"], query={"kind": "objection"}))["requests"]
+    assert [r["request_id"] for r in listed] == [request_id]
+    before = counts(engine)
+    for bad in ({"outcome": "maybe"}, {"outcome": "accepted", "grounds": "x"}, {"outcome": "overridden"}, {"outcome": True}):
+        assert call("POST", f"/requests/{request_id}/decide-objection", token=desk["token"], body=bad)["statusCode"] == 400, bad
+    assert counts(engine) == before
+    decided = call("POST", f"/requests/{request_id}/decide-objection", token=desk["token"],
+                   body={"outcome": "overridden", "grounds": "fraud checks are required by the payment providers"})
+    assert decided["statusCode"] == 200, decided["body"]
+    assert answer(call("GET", "/requests", token=desk["token"], query={"kind": "objection"}))["requests"] == []

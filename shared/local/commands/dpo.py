@@ -97,6 +97,12 @@ def cmd_rectify(args: argparse.Namespace) -> int:
     return _run(produce)
 
 
+def cmd_decide_objection(args: argparse.Namespace) -> int:
+    return _run(lambda: operations.decide_objection(
+        operations.checked_request_id(args.request_id), outcome=args.outcome, grounds=args.grounds, actor=ACTOR
+    ))
+
+
 def cmd_notices(args: argparse.Namespace) -> int:
     return _run(lambda: operations.deliver_notices(operations.checked_request_id(args.request_id)))
 
@@ -175,6 +181,13 @@ def register(sub: Any) -> None:
     p.add_argument("--fields", required=True, metavar="JSON", help='e.g. \'{"phone": "06 12 34 56 78"}\'')
     _json_flag(p)
     p.set_defaults(func=cmd_rectify)
+
+    p = dpo.add_parser("decide-objection", help="an objection to security or fraud prevention: accept or override")
+    p.add_argument("request_id")
+    p.add_argument("--outcome", required=True, choices=("accepted", "overridden"))
+    p.add_argument("--grounds", help="the compelling legitimate grounds (when overridden)")
+    _json_flag(p)
+    p.set_defaults(func=cmd_decide_objection)
 
     p = dpo.add_parser("notices", help="deliver the notices a request still owes (prints letters for the post)")
     p.add_argument("request_id")
