@@ -246,22 +246,35 @@ def to_csv(register: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+_MD_LABELS = {
+    "en": {"legal_basis": "Legal basis", "data_subjects": "Data subjects", "data_categories": "Categories of data",
+           "recipients": "Recipients", "transfers_outside_eu": "Transfers outside the EU", "retention": "Retention",
+           "policy": "Privacy policy", "section": "section", "regions": "Hosting regions",
+           "security_measures": "Security measures"},
+    "fr": {"legal_basis": "Base légale", "data_subjects": "Personnes concernées", "data_categories": "Catégories de données",
+           "recipients": "Destinataires", "transfers_outside_eu": "Transferts hors de l'UE", "retention": "Conservation",
+           "policy": "Politique de confidentialité", "section": "section", "regions": "Régions d'hébergement",
+           "security_measures": "Mesures de sécurité"},
+}
+
+
 def to_markdown(register: dict[str, Any]) -> str:
     c = register["controller"]
+    label = _MD_LABELS[register["language"]]
     lines = [
         f"# {register['title']}", "",
         f"{c['name']} — {c['registered_office']} — {c['registration']}  ",
         f"{c['representative']} — DPO: {c['dpo_email']}  ",
-        f"Policy {register['policy']['version']} ({register['policy']['effective_date']})", "",
+        f"{label['policy']} {register['policy']['version']} ({register['policy']['effective_date']})", "",
     ]
     for row in _rows(register):
-        lines += [f"## {row['activity']}", "", f"- id: `{row['id']}` (section {row['section']})"]
+        lines += [f"## {row['activity']}", "", f"- id: `{row['id']}` ({label['section']} {row['section']})"]
         for key in CSV_COLUMNS[3:-1]:
-            lines.append(f"- {key.replace('_', ' ')}: {row[key]}")
+            lines.append(f"- {label[key]}: {row[key]}")
         lines.append("")
-    lines += ["## Transfers outside the EU", "", register["transfers_outside_eu"]["statement"],
-              f"Hosting regions: {', '.join(register['transfers_outside_eu']['hosting_regions'])}", "",
-              "## Security measures", ""]
+    lines += [f"## {label['transfers_outside_eu']}", "", register["transfers_outside_eu"]["statement"],
+              f"{label['regions']}: {', '.join(register['transfers_outside_eu']['hosting_regions'])}", "",
+              f"## {label['security_measures']}", ""]
     lines += [f"- {m['label']} ({m['section']})" for m in register["security_measures"]]
     return "\n".join(lines) + "\n"
 
