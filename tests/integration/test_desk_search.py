@@ -157,3 +157,21 @@ def test_searches_use_the_indexes(engine):
             conn.exec_driver_sql("SET enable_seqscan = off")
             plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
     assert "ix_clients_lower_email" in plan, plan
+
+
+def test_the_migration_creates_the_indexes_of_the_schema_module(engine):
+    from shared.ports import tables as schema
+
+    expected = {
+        index.name for tm in data_map.searched_tables() for index in schema.metadata.tables[tm.name].indexes
+        if index.name.startswith(("ix_accounts_lower", "ix_accounts_phone", "ix_companies_siret", "ix_clients_",
+                                  "ix_prospects_lower", "ix_prospects_phone", "ix_invoices_lower", "ix_invoices_seller"))
+        and index.name != "ix_clients_account_id"
+    }
+    assert len(expected) == 14
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            names = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        else:
+            names = {r[0] for r in conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+    assert expected <= names
