@@ -10,8 +10,9 @@ Generated from the data map (shared.policy.data_map): each table's `subject_keys
 columns carry which identifier kind, in which role (account holder, prospect, third party named
 in an account's documents) and which column owns the row. For each key one set-based query counts
 the matching rows per owning account, with one conditional count per identifier kind; then, for
-the accounts the person holds, one query per table linked to accounts counts what hangs off them
-(payment records, connection and access logs, consent events...). Every comparison has its index
+the accounts the person holds, one statement (a count per table linked to accounts, UNION ALL)
+counts what hangs off them (payment records, connection and access logs, consent events...).
+Every comparison has its index
 (migration 0015_subject_search): lower(email), phone, SIRET, lower(name).
 
 Comparisons: email lower-cased; phone in the spellings it may be stored in (E.164, 0X XX XX XX XX,
@@ -137,7 +138,7 @@ def phone_spellings(phone: str) -> list[str]:
     return sorted(spellings)
 
 
-def _expression(table: sa.Table, columns: tuple[str, ...]) -> sa.ColumnElement:
+def column_expression(table: sa.Table, columns: tuple[str, ...]) -> sa.ColumnElement:
     expr: sa.ColumnElement = table.c[columns[0]]
     for name in columns[1:]:
         expr = expr + _SPACE + table.c[name]
@@ -154,7 +155,7 @@ def _kind_predicate(table: sa.Table, key: data_map.SubjectKey, kind: str, ids: S
         return None
     alternatives = []
     for columns in key.columns(kind):
-        expr = _expression(table, columns)
+        expr = column_expression(table, columns)
         if kind == "email":
             alternatives.append(func.lower(expr) == value.lower())
         elif kind == "phone":
@@ -170,7 +171,7 @@ def _kind_predicate(table: sa.Table, key: data_map.SubjectKey, kind: str, ids: S
         given = _folded(ids.postal_address)
         narrowed = []
         for columns in key.columns("postal_address"):
-            column = _expression(table, columns)
+            column = column_expression(table, columns)
             stored = func.lower(column)
             # Either contains the other: "12 rue X" (a first line) within "12 rue x, 75001 paris", or the reverse;
             # a row without an address is matched by the name alone.
@@ -261,20 +262,25 @@ def _owner_column(tm: data_map.TableMap) -> tuple[sa.ColumnElement, sa.FromClaus
 
 
 def _account_matches(conn: Connection, account_ids: list[str], direct: set[tuple[str, str | None]]) -> list[Match]:
-    matches = []
-    for tm in _linked_tables():
+    """What hangs off the accounts, counted per table and account in one statement (UNION ALL of one count per table)."""
+    tables = _linked_tables()
+    counts = []
+    for tm in tables:
         owner, source = _owner_column(tm)
-        query = (
-            sa.select(owner, func.count().label("n"))
+        counts.append(
+            sa.select(sa.literal(tm.name).label("table_name"), owner.label("owner"), func.count().label("n"))
             .select_from(source)
             .where(owner.in_(account_ids))
             .group_by(owner)
-            .order_by(owner)
         )
-        for row in conn.execute(query):
-            if (tm.name, row[0]) in direct:
-                continue  # already listed from the identifiers
-            matches.append(Match(tm.name, data_map.ROLE_ACCOUNT_HOLDER, row[0], row.n, tm.categories, VIA_ACCOUNT))
+    by_name = {tm.name: tm for tm in tables}
+    rows = sorted(conn.execute(sa.union_all(*counts)), key=lambda r: ([t.name for t in tables].index(r.table_name), r.owner))
+    matches = []
+    for row in rows:
+        if (row.table_name, row.owner) in direct:
+            continue  # already listed from the identifiers
+        tm = by_name[row.table_name]
+        matches.append(Match(tm.name, data_map.ROLE_ACCOUNT_HOLDER, row.owner, row.n, tm.categories, VIA_ACCOUNT))
     return matches
 
 

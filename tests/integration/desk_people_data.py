@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from shared.ports import tables as t
 
-NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 
 def _id() -> str:

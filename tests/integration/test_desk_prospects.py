@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from shared.desk import prospects as desk
 from shared.desk.identifiers import SubjectIdentifiers
 from shared.platform.config import get_settings
+from shared.platform.errors import ExternalServiceError
 from shared.ports.backends import get_storage
 from shared.ports.tables import audit_log, prospect_suppressions
 from shared.ports.tables import prospects as prospects_table
@@ -135,7 +136,7 @@ def test_a_failed_resend_call_is_retried(resend_env, resend_fake, engine):
     resend_fake.add_contact(CANARY_EMAIL)
     request_id = str(uuid.uuid4())
     resend_fake.fail_next(1, status=500)
-    with pytest.raises(Exception):
+    with pytest.raises(ExternalServiceError):
         desk.erase_prospect(engine, request_id=request_id, identifiers=_identifiers(), actor="dpo:test")
     receipt = desk.erase_prospect(engine, request_id=request_id, identifiers=_identifiers(), actor="dpo:test")
     assert receipt["prospects_deleted"] == 1 and resend_fake.contact(CANARY_EMAIL) is None

@@ -8,8 +8,9 @@ import logging
 import sqlalchemy as sa
 
 from shared.desk.identifiers import SubjectIdentifiers
-from shared.desk.search import phone_spellings, search_subject
+from shared.desk.search import matching_rows, phone_spellings, search_subject
 from shared.policy import data_map
+from shared.ports import tables as schema
 from shared.ports.tables import audit_log
 from tests.integration import desk_people_data as seed
 
@@ -146,8 +147,6 @@ def test_identifiers_never_reach_logs_or_the_audit(engine, capfd, caplog):
 def test_searches_use_the_indexes(engine):
     """Each identifier comparison is an index lookup (EXPLAIN), not a scan of the table."""
     identifiers = SubjectIdentifiers.parse(email=CANARY_EMAIL)
-    from shared.desk.search import matching_rows
-
     query = matching_rows("clients", identifiers)
     with engine.connect() as conn:
         compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
@@ -160,8 +159,6 @@ def test_searches_use_the_indexes(engine):
 
 
 def test_the_migration_creates_the_indexes_of_the_schema_module(engine):
-    from shared.ports import tables as schema
-
     expected = {
         index.name for tm in data_map.searched_tables() for index in schema.metadata.tables[tm.name].indexes
         if index.name.startswith(("ix_accounts_lower", "ix_accounts_phone", "ix_companies_siret", "ix_clients_",

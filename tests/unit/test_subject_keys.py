@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from shared.desk.search import column_expression
 from shared.policy import data_map
 from shared.ports import tables as schema
 
@@ -37,8 +38,6 @@ def test_keys_name_personal_columns_and_known_kinds():
 
 def test_every_comparison_has_its_index():
     """email and name compare lower(<columns>), phone and SIRET the column: each has an index of that expression."""
-    from shared.desk.search import _expression
-
     dialect = sa.dialects.sqlite.dialect()
     for tm in data_map.searched_tables():
         table = schema.metadata.tables[tm.name]
@@ -47,7 +46,7 @@ def test_every_comparison_has_its_index():
             for kind, columns in key.identifiers:
                 if kind == "postal_address":
                     continue  # narrows a name match only
-                expr = _expression(table, columns)
+                expr = column_expression(table, columns)
                 if kind in ("email", "name"):
                     expr = sa.func.lower(expr)
                 text = str(expr.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
