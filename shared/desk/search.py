@@ -12,8 +12,7 @@ in an account's documents) and which column owns the row. For each key one set-b
 the matching rows per owning account, with one conditional count per identifier kind; then, for
 the accounts the person holds, one statement (a count per table linked to accounts, UNION ALL)
 counts what hangs off them (payment records, connection and access logs, consent events...).
-Every comparison has its index
-(migration 0015_subject_search): lower(email), phone, SIRET, lower(name).
+Every comparison has its index (migration 0015_subject_search): lower(email), phone, SIRET, lower(name).
 
 Comparisons: email lower-cased; phone in the spellings it may be stored in (E.164, 0X XX XX XX XX,
 with dots or dashes); SIRET digits; name case-folded by the database's lower() (on SQLite ASCII
@@ -291,7 +290,8 @@ def search_subject(
     actor: str | None = None,
     request_id: str | None = None,
 ) -> SubjectSearch:
-    """Every place the person appears. With `actor`, the search is audited (kinds and counts only)."""
+    """Every place the person appears. With `actor`, the search is audited in the caller's transaction
+    (identifier kinds and counts only): call it within `engine.begin()` then."""
     direct: list[Match] = []
     for tm, key in _keys():
         direct.extend(_key_matches(conn, tm, key, identifiers))
