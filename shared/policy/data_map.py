@@ -151,6 +151,38 @@ class Link:
 
 NO_LINK = Link(None)
 
+# Identifier kinds a subject search compares (shared.desk.identifiers.SubjectIdentifiers' fields).
+IDENTIFIER_KINDS = ("email", "phone", "siret", "name", "postal_address")
+# Who the person is where a row names them.
+ROLE_ACCOUNT_HOLDER = "account_holder"  # holds the account (or its company)
+ROLE_PROSPECT = "prospect"  # a prospect, of the platform (owner NULL) or of an account
+ROLE_THIRD_PARTY = "third_party"  # named in an account's documents (policy 2.4)
+SEARCH_ROLES = (ROLE_ACCOUNT_HOLDER, ROLE_PROSPECT, ROLE_THIRD_PARTY)
+
+
+@dataclass(frozen=True)
+class SubjectKey:
+    """Where rows of a table name a person, in which role, and which account owns them.
+
+    `identifiers` pairs an identifier kind with the column(s) holding it (several columns are
+    compared joined by one space: first_name + last_name); a kind may appear more than once
+    (client name or contact name). `postal_address` only narrows a name match: a row matches
+    on email, phone, SIRET, or name (and the address, when both the row and the request have one).
+    `owner` holds the owning account id (NULL: the platform's own). The subject search
+    (shared.desk.search) is generated from these declarations.
+    """
+
+    role: str
+    owner: str
+    identifiers: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def columns(self, kind: str) -> list[tuple[str, ...]]:
+        return [cols for k, cols in self.identifiers if k == kind]
+
+
+def _key_of(role: str, owner: str, *pairs: tuple[str, str | tuple[str, ...]]) -> SubjectKey:
+    return SubjectKey(role, owner, tuple((k, (c,) if isinstance(c, str) else c) for k, c in pairs))
+
 
 @dataclass(frozen=True)
 class TableMap:
@@ -164,6 +196,7 @@ class TableMap:
     # (opened, closed) columns: while opened is set and closed is not, the clock does not run.
     held_while_open: tuple[str, str] | None = None
     suite: bool = False
+    subject_keys: tuple[SubjectKey, ...] = ()  # where rows name a person (subject search)
     note: str | None = None
     _by_name: dict[str, ColumnMap] = field(init=False, repr=False, compare=False)
 
@@ -227,6 +260,10 @@ TABLES: tuple[TableMap, ...] = (
         clock_columns=("issue_date",),
         row_action=ROW_RETAIN,
         note="Kept 10 years in restricted archive (archived_at set), unlinked from the erased account.",
+        subject_keys=(
+            _key_of(ROLE_THIRD_PARTY, "account_id", ("name", "buyer_name"), ("postal_address", "buyer_address")),
+            _key_of(ROLE_ACCOUNT_HOLDER, "account_id", ("siret", "seller_siret")),
+        ),
         columns=(
             _key("id"),
             _key("account_id", "null"),
@@ -276,6 +313,7 @@ TABLES: tuple[TableMap, ...] = (
         retention="inactive_account",
         row_action=ROW_DELETE,
         note="What invoices must keep is copied onto each invoice (seller_*), retained there.",
+        subject_keys=(_key_of(ROLE_ACCOUNT_HOLDER, "account_id", ("siret", "siret")),),
         columns=(
             _key("id", DEL), _key("account_id", DEL),
             _c("name", "identification.company_name", DEL, identifier=True),
@@ -293,6 +331,10 @@ TABLES: tuple[TableMap, ...] = (
         retention="inactive_account",
         row_action=ROW_DELETE,
         note="The user's own customers (third parties, policy 2.4); invoices keep their printed copy (buyer_*).",
+        subject_keys=(
+            _key_of(ROLE_THIRD_PARTY, "account_id", ("email", "email"), ("phone", "phone"), ("siret", "siret"),
+                    ("name", "name"), ("name", "contact_name"), ("postal_address", "address_line1")),
+        ),
         columns=(
             _key("id", DEL), _key("account_id", DEL),
             *(_c(n, "documents.third_parties", DEL, identifier=True) for n in ("name", "contact_name", "email", "phone", "siret", "vat_number")),
@@ -308,6 +350,7 @@ TABLES: tuple[TableMap, ...] = (
         clock_columns=("last_contact_at",),
         row_action=ROW_DELETE,
         note="account_id is NULL for the platform's own prospects: they are reached by the prospects rule, not by erasure.",
+        subject_keys=(_key_of(ROLE_PROSPECT, "account_id", ("email", "email"), ("phone", "phone"), ("name", "name")),),
         columns=(
             _key("id", DEL), _key("account_id", DEL),
             *(_c(n, "prospects.contact", DEL, identifier=True) for n in ("email", "name", "phone")),
@@ -507,6 +550,9 @@ TABLES: tuple[TableMap, ...] = (
         clock_columns=("last_activity_at",),
         row_action=ROW_DELETE,
         note="The row goes last: foreign keys cascade to its children or unlink the records that are retained.",
+        subject_keys=(
+            _key_of(ROLE_ACCOUNT_HOLDER, "id", ("email", "email"), ("phone", "phone"), ("name", ("first_name", "last_name"))),
+        ),
         columns=(
             _key("id", DEL),
             _c("email", "identification.email", DEL, identifier=True),
@@ -630,6 +676,12 @@ TABLES: tuple[TableMap, ...] = (
         note="last_error holds an exception class name only, never a message.",
         columns=(_key("job_id"), *_plain("step", "state", "attempts", "result", "last_error", "updated_at")),
     ),
+    TableMap(
+        "prospect_suppressions", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        note="Objections to prospect marketing (shared.desk.prospects): a keyed pseudonym of the email or phone, "
+             "never the value; kept while prospect mailings exist, so that an objection outlives the prospect row.",
+        columns=(_key("pseudonym"), *_plain("identifier_kind", "request_id", "suppressed_at", "set_by")),
+    ),
 )
 
 _TABLES_BY_NAME = {t.name: t for t in TABLES}
@@ -680,6 +732,11 @@ OBJECT_PREFIXES: tuple[ObjectPrefix, ...] = (
     ObjectPrefix(
         "exports", "exports_bucket", "exports/{account_id}/{archive_id}.zip", "suite.exports",
         retention="exports", action="delete", linked_by="account_id",
+    ),
+    ObjectPrefix(
+        "prospect_exports", "exports_bucket", "exports/prospects/{archive_id}.zip", "suite.exports",
+        retention="exports", action="delete", linked_by=None,
+        note="Access archives of the platform's own prospects (no account): shared.desk.prospects.",
     ),
     ObjectPrefix(
         "access_log_files", "logs_bucket", "logs/access/{yyyy}/{mm}/{dd}/{name}", "technical.access_logs",
@@ -737,6 +794,11 @@ def table_map(name: str) -> TableMap:
         return _TABLES_BY_NAME[name]
     except KeyError:
         raise KeyError(f"table {name!r} is not in the data map") from None
+
+
+def searched_tables() -> tuple[TableMap, ...]:
+    """The tables whose rows name a person by an identifier (their `subject_keys`)."""
+    return tuple(t for t in TABLES if t.subject_keys)
 
 
 def personal_columns(table_name: str) -> list[str]:

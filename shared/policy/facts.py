@@ -841,3 +841,35 @@ def art15_information(language: str = "en") -> dict[str, Any]:
         },
         "complaint": {"authority": CNIL.name, "website": CNIL.website, "address": CNIL.address},
     }
+
+
+# --- 7. Data security, and what Art. 13-15 add for people without an account ----------------
+
+
+@dataclass(frozen=True)
+class SecurityMeasure:
+    section: str  # 7.1 technical, 7.2 organisational, 7.3 certifications
+    label: Text
+
+
+SECURITY_MEASURES: tuple[SecurityMeasure, ...] = (
+    SecurityMeasure("7.1", Text("Encryption of data in transit (TLS 1.3)", "Chiffrement des données en transit (TLS 1.3)")),
+    SecurityMeasure("7.1", Text("Encryption of data at rest (AES-256)", "Chiffrement des données au repos (AES-256)")),
+    SecurityMeasure("7.1", Text("Two-factor authentication (2FA) available", "Authentification à deux facteurs (2FA) disponible")),
+    SecurityMeasure("7.1", Text("Secure password hashing (bcrypt)", "Hachage sécurisé des mots de passe (bcrypt)")),
+    SecurityMeasure("7.1", Text("Secrets and credentials hashed (not stored in clear text)", "Secrets et identifiants hachés (jamais stockés en clair)")),
+    SecurityMeasure("7.1", Text("Web application firewall (WAF)", "Pare-feu applicatif (WAF)")),
+    SecurityMeasure("7.1", Text("Intrusion detection", "Détection d'intrusion")),
+    SecurityMeasure("7.2", Text("Restricted access based on the principle of least privilege", "Accès restreint selon le principe du moindre privilège")),
+    SecurityMeasure("7.2", Text("Staff security training", "Formation du personnel à la sécurité")),
+    SecurityMeasure("7.2", Text("Incident management policy", "Politique de gestion des incidents")),
+    SecurityMeasure("7.2", Text("Regular security audits", "Audits de sécurité réguliers")),
+    SecurityMeasure("7.3", Text("Infrastructure hosted on ISO 27001-certified servers", "Infrastructure hébergée sur des serveurs certifiés ISO 27001")),
+    SecurityMeasure("7.3", Text("Compliance with ANSSI recommendations", "Conformité aux recommandations de l'ANSSI")),
+)
+
+# Art. 15(1)(h), 13(2)(f): no decision based solely on automated processing is made about anyone.
+NO_AUTOMATED_DECISION = Text(
+    "No decision based solely on automated processing, including profiling, is made about you (GDPR Art. 22).",
+    "Aucune décision fondée exclusivement sur un traitement automatisé, y compris le profilage, n'est prise à votre égard (RGPD art. 22).",
+)

@@ -27,6 +27,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
+    literal_column,
     text,
 )
 
@@ -630,3 +632,35 @@ policy_notices = Table(
     Column("acknowledged_at", UtcDateTime),
 )
 Index("ix_policy_notices_version_told_at", policy_notices.c.version, policy_notices.c.told_at)
+# --- The DPO desk: subject search and people without an account (migration 0015_subject_search) --
+
+prospect_suppressions = Table(
+    "prospect_suppressions",
+    metadata,
+    # Objections to prospect marketing: every prospect mailing skips these. A keyed pseudonym
+    # (shared.platform.pseudonym, purpose "prospect-suppression") of "email:<address>" or
+    # "phone:<E.164>", never the value itself.
+    Column("pseudonym", String(64), primary_key=True),
+    Column("identifier_kind", String(16), nullable=False),  # email, phone
+    Column("request_id", ID),
+    Column("suppressed_at", UtcDateTime, nullable=False),
+    Column("set_by", String(64), nullable=False),  # an actor label (dpo:<credential id>)
+)
+
+# The subject search (shared.desk.search) compares identifiers case-folded: each predicate has
+# the index of its exact expression, on SQLite and PostgreSQL alike.
+_SPACE = literal_column("' '")
+Index("ix_accounts_lower_email", func.lower(accounts.c.email))
+Index("ix_accounts_phone", accounts.c.phone)
+Index("ix_accounts_lower_first_name_last_name", func.lower(accounts.c.first_name + _SPACE + accounts.c.last_name))
+Index("ix_companies_siret", companies.c.siret)
+Index("ix_clients_lower_email", func.lower(clients.c.email))
+Index("ix_clients_phone", clients.c.phone)
+Index("ix_clients_siret", clients.c.siret)
+Index("ix_clients_lower_name", func.lower(clients.c.name))
+Index("ix_clients_lower_contact_name", func.lower(clients.c.contact_name))
+Index("ix_prospects_lower_email", func.lower(prospects.c.email))
+Index("ix_prospects_phone", prospects.c.phone)
+Index("ix_prospects_lower_name", func.lower(prospects.c.name))
+Index("ix_invoices_lower_buyer_name", func.lower(invoices.c.buyer_name))
+Index("ix_invoices_seller_siret", invoices.c.seller_siret)
