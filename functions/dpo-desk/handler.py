@@ -11,7 +11,10 @@ Every route takes a DPO credential (never a client token):
     POST /requests/<id>/decide-objection    {"outcome": "accepted"|"overridden", "grounds"?}: security, fraud (Art. 21(1))
     POST /requests/<id>/complete            {"note"}: a request the DPO answered by hand
     POST /requests/<id>/notices             deliver the notices still owed (letters for the post)
+    POST /requests/<id>/resume              run again the work of a request left unfinished (nothing repeated)
     GET  /requests/<id>/archive-link        an export's download link, for a person without email (audited)
+    POST /search                            {"email"?, "phone"?, "siret"?, "name"?, "postal_address"?}: where the person appears
+    GET  /register-of-processing?format=json|md|csv&language=en|fr   the register of processing activities (Art. 30)
 
 Thin: every rule is in shared/desk/; `privacy-functions dpo ...` calls the same code.
 """
@@ -90,6 +93,11 @@ class Corrections(StrictModel):
 class ObjectionDecision(StrictModel):
     outcome: Literal["accepted", "overridden"]
     grounds: str | None = Field(default=None, min_length=1, max_length=MAX_REASON_LENGTH)
+
+
+class RegisterQuery(StrictModel):
+    format: Literal[operations.REGISTER_FORMATS] = "json"  # type: ignore[valid-type]
+    language: Literal["en", "fr"] = "en"
 
 
 class NoFields(StrictModel):
@@ -175,6 +183,23 @@ def deliver_notices(request_id: str) -> dict[str, Any]:
 @app.get("/requests/<request_id>/archive-link", middlewares=DPO)
 def archive_link(request_id: str) -> dict[str, Any]:
     return operations.archive_link(_id(request_id), actor=_actor())
+
+
+@app.post("/requests/<request_id>/resume", middlewares=[*DPO, body(NoFields, optional=True)])
+def resume(request_id: str) -> dict[str, Any]:
+    return operations.resume(_id(request_id), actor=_actor())
+
+
+@app.post("/search", middlewares=[*DPO, body(Identifiers)])
+def search() -> dict[str, Any]:
+    return operations.search(principal(app, "body").model_dump(exclude_none=True), actor=_actor())
+
+
+@app.get("/register-of-processing", middlewares=DPO)
+def register_of_processing() -> Response:
+    query = validated(RegisterQuery, dict(current_request().query))
+    content_type, text = operations.register_of_processing(fmt=query.format, language=query.language)
+    return Response(status_code=200, content_type=content_type, body=text)
 
 
 handle = app.handle

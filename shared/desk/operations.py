@@ -15,9 +15,14 @@ from sqlalchemy import select
 
 from shared.desk import notify, requests, work
 from shared.desk.identifiers import SubjectIdentifiers
+from shared.desk.prospects import archive_key
+from shared.desk.search import search_subject
 from shared.desk.requests import INTAKE_CHANNELS, RequestFilter
 from shared.platform.clock import iso, moment
 from shared.platform.errors import Conflict, NotFound
+from shared.platform.config import get_settings
+from shared.policy import register as processing_register
+from shared.ports.backends import get_storage
 from shared.ports.db import get_engine
 from shared.ports.tables import audit_log
 from shared.records import audit, registry
@@ -26,7 +31,8 @@ from shared.rights import consent, export
 __all__ = [
     "INTAKE_CHANNELS", "archive_link", "checked_request_id", "complete", "decide_objection", "deliver_notices",
     "extend",
-    "list_requests", "rectify", "register", "reject", "verify_identity", "view",
+    "list_requests", "rectify", "register", "register_of_processing", "reject", "resume", "search",
+    "verify_identity", "view",
 ]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -145,19 +151,54 @@ def deliver_notices(request_id: str, *, now: dt.datetime | None = None) -> dict[
     return {"request_id": request_id, "notices_delivered": notify.deliver_pending(get_engine(), request_id, now=now)}
 
 
+PROSPECT_LINK_SECONDS = 24 * 3600
+
+
 def archive_link(request_id: str, *, actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The download link of a completed export, for the DPO to send by other means (audited)."""
+    """The download link of a completed export (an account's, or a prospect's archive), for the DPO to send (audited)."""
     now = moment(now)
     engine = get_engine()
     record = requests.get(engine, request_id)
-    if record.kind not in export.EXPORT_KINDS or not record.account_id:
+    if record.kind not in export.EXPORT_KINDS:
         raise Conflict("this request has no archive", code="no_archive")
     if record.state != registry.COMPLETED:
         raise Conflict(f"the archive is not ready (the request is {record.state})", code="archive_not_ready")
-    url, until = export.download_link(record, now=now)
+    if record.account_id:
+        url, until = export.download_link(record, now=now)
+    elif record.details.get("answered", {}).get("prospect"):
+        url = get_storage().presigned_get_url(
+            get_settings().exports_bucket, archive_key(record.id), expires_in=PROSPECT_LINK_SECONDS
+        )
+        until = now + dt.timedelta(seconds=PROSPECT_LINK_SECONDS)
+    else:
+        raise Conflict("nothing is held on this person: there is no archive", code="no_archive")
     with engine.begin() as conn:
         audit.record(
             conn, actor=actor, action="export.link_issued_to_dpo", outcome="issued", request_id=record.id,
             subject=record.account_id, details={"valid_until": iso(until)},
         )
     return {"request_id": record.id, "download_url": url, "valid_until": iso(until)}
+
+
+def resume(request_id: str, *, actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Run again the work of a verified request left unfinished (a crash): nothing done is repeated."""
+    engine = get_engine()
+    record = requests.get(engine, request_id)
+    started = work.start(engine, record, actor=actor, now=now)
+    return {**requests.request_view(requests.get(engine, request_id), now=now), "work": started}
+
+
+def search(identifiers: Mapping[str, Any], *, actor: str, request_id: str | None = None) -> dict[str, Any]:
+    """Where the person appears (categories, owning accounts, counts); audited without the identifiers."""
+    subject = SubjectIdentifiers.parse(**identifiers)
+    with get_engine().begin() as conn:
+        return search_subject(conn, subject, actor=actor, request_id=request_id).to_json()
+
+
+REGISTER_FORMATS = ("json", "md", "csv")
+_CONTENT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8", "csv": "text/csv; charset=utf-8"}
+
+
+def register_of_processing(*, fmt: str = "json", language: str = "en") -> tuple[str, str]:
+    """The register of processing activities (Art. 30) rendered: (content type, text)."""
+    return _CONTENT_TYPES[fmt], processing_register.render(processing_register.register_of_processing(language), fmt)

@@ -4,6 +4,12 @@ An account holder's access or portability request queues the export (its mail ca
 download link, since the person wrote by email or post); an erasure starts its cooling-off and
 the saga; the other kinds are applied by the DPO through their own routes, then closed here with
 `complete`, saying what was done (no personal data in the note).
+
+A person without an account is found by the subject search, then served where they appear:
+as a prospect of the platform (its controller: access archive, erasure, objection to marketing),
+and as a third party named in users' documents (the users are controllers: each is told, and the
+person is told whom to address). Each step is resumable (saga steps, markers): `start` runs again
+on a request left in progress after a crash and repeats nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +19,19 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from shared.desk import prospects, third_parties
+from shared.desk.identifiers import SubjectIdentifiers
+from shared.desk.search import search_subject
 from shared.platform.clock import moment
 from shared.platform.errors import Conflict
+from shared.ports.backends import get_storage
 from shared.records import audit, registry
 from shared.records.registry import RequestRecord
 from shared.rights import erasure, export, rectification
+
+ACTOR = "system:desk"
+# What a prospect of the platform may ask of its controller, by request kind.
+_PROSPECT_WORK = {"access", "portability", "erasure", "objection", "consent_withdrawal"}
 
 # Kinds whose work runs by itself once the request is verified (for an account holder); a
 # rectification runs once the DPO gives the corrections (`rectify`), then completes by itself.
@@ -26,6 +40,8 @@ AUTOMATED_KINDS = frozenset({*export.EXPORT_KINDS, erasure.KIND, rectification.K
 
 def start(engine: Engine, record: RequestRecord, *, actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
     """Start what a verified request asks for; returns what was started (JSON)."""
+    if not record.account_id and record.state in (registry.VERIFIED, registry.IN_PROGRESS):
+        return _serve_without_account(engine, record, actor=actor, now=now)
     if record.state != registry.VERIFIED:
         return {"started": None, "state": record.state}
     if record.account_id and record.kind in export.EXPORT_KINDS:
@@ -72,3 +88,53 @@ def complete(
             subject=record.account_id, details={"kind": record.kind},
         )
     return record
+
+
+def _serve_without_account(
+    engine: Engine, record: RequestRecord, *, actor: str, now: dt.datetime | None
+) -> dict[str, Any]:
+    """Serve a person the platform knows no account of, wherever the search finds them; then close the request."""
+    identifiers = SubjectIdentifiers(**record.identifiers())
+    if record.state == registry.VERIFIED:
+        with engine.begin() as conn:
+            record = registry.transition(conn, record.id, registry.IN_PROGRESS, actor=actor, now=now)
+    with engine.begin() as conn:
+        found = search_subject(conn, identifiers, actor=actor, request_id=record.id).to_json()
+    done: dict[str, Any] = {"found": bool(found["matches"])}
+    if found["is_platform_prospect"] and record.kind in _PROSPECT_WORK:
+        if record.kind in export.EXPORT_KINDS:
+            done["prospect_archive"] = prospects.prospect_access_archive(
+                engine, get_storage(), request_id=record.id, identifiers=identifiers, now=now
+            )
+        elif record.kind == erasure.KIND:
+            done["prospect_erasure"] = prospects.erase_prospect(
+                engine, request_id=record.id, identifiers=identifiers, actor=actor, now=now
+            )
+        else:
+            done["prospect_objection"] = prospects.object_to_prospect_marketing(
+                engine, request_id=record.id, identifiers=identifiers, actor=actor, now=now
+            )
+    if found["third_party_accounts"] or found["prospect_accounts"]:
+        done["forwarded"] = third_parties.forward_to_controllers(
+            engine, request_id=record.id, kind=record.kind, identifiers=identifiers, now=now
+        )
+        if identifiers.email:
+            done["answered"] = third_parties.third_party_answer(
+                engine, request_id=record.id, kind=record.kind, identifiers=identifiers, now=now
+            )
+    summary = {
+        "found": done["found"],
+        "prospect": bool(found["is_platform_prospect"]),
+        "controllers_told": len((done.get("forwarded") or {}).get("accounts", []) or []),
+    }
+    with engine.begin() as conn:
+        current = registry.get_request(conn, record.id)
+        if current.state == registry.IN_PROGRESS:
+            registry.transition(
+                conn, record.id, registry.COMPLETED, actor=actor, now=now, details={"answered": summary},
+            )
+            audit.record(
+                conn, actor=actor, action="request.answered", outcome=registry.COMPLETED, request_id=record.id,
+                details={"kind": record.kind, **summary},
+            )
+    return {"started": "served_without_account", **done}

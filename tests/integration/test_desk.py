@@ -23,6 +23,8 @@ from shared.platform.clock import UTC, add_months, utcnow
 from shared.ports.backends import get_queue
 from shared.ports.db import get_engine
 from shared.ports.tables import accounts, audit_log, dsr_notices, dsr_requests
+from shared.ports.tables import invoices as invoices_table
+from shared.ports.tables import prospects as prospects_table
 from shared.records import registry
 from shared.rights import export
 
@@ -399,3 +401,65 @@ def test_an_objection_to_fraud_prevention_is_decided_at_the_desk(desk):
                    body={"outcome": "overridden", "grounds": "fraud checks are required by the payment providers"})
     assert decided["statusCode"] == 200, decided["body"]
     assert answer(call("GET", "/requests", token=desk["token"], query={"kind": "objection"}))["requests"] == []
+
+
+PROSPECT_EMAIL = "canary.desk.prospect@example.org"
+THIRD_PARTY_EMAIL = "canary.desk.buyer@example.org"
+
+
+def test_people_without_an_account_are_served_at_the_desk(desk, capfd):
+    from tests.integration import desk_people_data as data
+
+    engine = desk["engine"]
+    with engine.begin() as conn:
+        data.prospect(conn, email=PROSPECT_EMAIL, name="Canarydesk Prospect")
+        named_by = [data.account(conn, email=f"seller{n}@example.org") for n in range(2)]
+        bystander = data.account(conn, email="bystander@example.org")
+        for account_id in named_by:
+            data.client(conn, account_id, name="Canarydesk Buyer SARL", email=THIRD_PARTY_EMAIL)
+        invoices_before = data.rows(conn, invoices_table)
+
+    # The search says where, never what.
+    found = call("POST", "/search", token=desk["token"], body={"email": THIRD_PARTY_EMAIL})
+    assert found["statusCode"] == 200, found["body"]
+    assert sorted(answer(found)["third_party_accounts"]) == sorted(named_by) and THIRD_PARTY_EMAIL not in found["body"]
+    assert call("POST", "/search", token=desk["token"], body={"email": "x", "extra": 1})["statusCode"] == 400
+
+    # A prospect's erasure: registered, verified, served, closed.
+    erasure = operations.register(actor="dpo:test", kind="erasure", channel="email", identifiers={"email": PROSPECT_EMAIL})
+    served = answer(call("POST", f"/requests/{erasure['request_id']}/verify-identity", token=desk["token"],
+                         body={"method": "account_email_confirmed"}))
+    assert served["state"] == "completed" and served["work"]["prospect_erasure"]["prospects_deleted"] == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(prospects_table)).scalar() == 0
+
+    # A third party's access request: each naming account told once, the person told whom to address.
+    access = operations.register(actor="dpo:test", kind="access", channel="email", identifiers={"email": THIRD_PARTY_EMAIL})
+    served = answer(call("POST", f"/requests/{access['request_id']}/verify-identity", token=desk["token"],
+                         body={"method": "account_email_confirmed"}))
+    assert served["state"] == "completed" and sorted(served["work"]["forwarded"]["accounts"]) == sorted(named_by)
+    # Resuming repeats nothing.
+    call("POST", f"/requests/{access['request_id']}/resume", token=desk["token"])
+    told = [m for m in desk["mails"] if m["to"] in ([f"seller{n}@example.org"] for n in range(2))
+            or m["to"] in [f"seller{n}@example.org" for n in range(2)]]
+    assert len(told) == 2
+    assert not [m for m in desk["mails"] if m["to"] in ("bystander@example.org", ["bystander@example.org"])]
+    assert [m for m in desk["mails"] if m["to"] in (THIRD_PARTY_EMAIL, [THIRD_PARTY_EMAIL])]
+    with engine.connect() as conn:
+        assert data.rows(conn, invoices_table) == invoices_before
+        audit_text = json.dumps([dict(r._mapping) for r in conn.execute(sa.select(audit_log))], default=str)
+    logs = capfd.readouterr()
+    for canary in (PROSPECT_EMAIL, THIRD_PARTY_EMAIL, "Canarydesk"):
+        assert canary not in audit_text and canary not in logs.out + logs.err
+    del bystander
+
+
+def test_register_of_processing_from_the_desk(desk, capsys):
+    response = call("GET", "/register-of-processing", token=desk["token"], query={"format": "csv", "language": "fr"})
+    assert response["statusCode"] == 200 and response["headers"]["Content-Type"].startswith("text/csv")
+    assert call("GET", "/register-of-processing", token=desk["token"], query={"format": "pdf"})["statusCode"] == 400
+    as_json = json.loads(call("GET", "/register-of-processing", token=desk["token"])["body"])
+    assert as_json["activities"] and as_json["transfers_outside_eu"]
+    capsys.readouterr()
+    assert cli(["dpo", "register-of-processing", "--format", "md"]) == 0
+    assert capsys.readouterr().out.startswith("#")

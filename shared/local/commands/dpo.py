@@ -103,6 +103,29 @@ def cmd_decide_objection(args: argparse.Namespace) -> int:
     ))
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    return _run(lambda: operations.search(_identifiers(args) or {}, actor=ACTOR))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _run(lambda: operations.resume(operations.checked_request_id(args.request_id), actor=ACTOR))
+
+
+def cmd_register_of_processing(args: argparse.Namespace) -> int:
+    checked_settings()
+    _content_type, text = operations.register_of_processing(fmt=args.format, language=args.language)
+    print(text)
+    return 0
+
+
+def _identifier_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--email")
+    parser.add_argument("--phone")
+    parser.add_argument("--siret")
+    parser.add_argument("--name")
+    parser.add_argument("--postal-address")
+
+
 def cmd_notices(args: argparse.Namespace) -> int:
     return _run(lambda: operations.deliver_notices(operations.checked_request_id(args.request_id)))
 
@@ -128,11 +151,7 @@ def register(sub: Any) -> None:
     p.add_argument("--channel", required=True, choices=operations.INTAKE_CHANNELS)
     p.add_argument("--received-at", metavar="DATE", help="the day it arrived (YYYY-MM-DD or ISO 8601); default now")
     p.add_argument("--account-id")
-    p.add_argument("--email")
-    p.add_argument("--phone")
-    p.add_argument("--siret")
-    p.add_argument("--name")
-    p.add_argument("--postal-address")
+    _identifier_options(p)
     _json_flag(p)
     p.set_defaults(func=cmd_register)
 
@@ -198,6 +217,21 @@ def register(sub: Any) -> None:
     p.add_argument("request_id")
     _json_flag(p)
     p.set_defaults(func=cmd_archive_link)
+
+    p = dpo.add_parser("search", help="where a person appears, by category and owning account (never the identifiers)")
+    _identifier_options(p)
+    _json_flag(p)
+    p.set_defaults(func=cmd_search)
+
+    p = dpo.add_parser("resume", help="run again the work of a verified request left unfinished (nothing repeated)")
+    p.add_argument("request_id")
+    _json_flag(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = dpo.add_parser("register-of-processing", help="the register of processing activities (Art. 30)")
+    p.add_argument("--format", choices=operations.REGISTER_FORMATS, default="md")
+    p.add_argument("--language", choices=("en", "fr"), default="en")
+    p.set_defaults(func=cmd_register_of_processing)
 
     p = dpo.add_parser("digest", help="what the daily CRON does: owed notices, then the DPO's digest")
     _json_flag(p)
