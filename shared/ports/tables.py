@@ -508,3 +508,24 @@ Index("ix_accounts_last_activity_at_id", accounts.c.last_activity_at, accounts.c
 Index("ix_invoices_company_id", invoices.c.company_id)
 Index("ix_invoices_client_id", invoices.c.client_id)
 Index("ix_analytics_events_consent_event_id", analytics_events.c.consent_event_id)
+
+# The DPO console (function dpo-console): sessions opened with a DPO credential, and failed sign-ins.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),  # SHA-256 of the cookie's 256-bit secret
+    Column("credential_id", ID, ForeignKey("dpo_credentials.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False, index=True),  # idle expiry counts from here
+    Column("ended_at", UtcDateTime),  # signed out, or found expired
+)
+console_sign_in_failures = Table(
+    "console_sign_in_failures",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),  # keyed pseudonym of the caller's address, never the address
+    Column("attempted_at", UtcDateTime, nullable=False, index=True),
+)
+Index("ix_console_sign_in_failures_source_attempted_at", console_sign_in_failures.c.source,
+      console_sign_in_failures.c.attempted_at)
