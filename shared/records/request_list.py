@@ -9,6 +9,7 @@ this shape.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
@@ -50,6 +51,12 @@ class OpenRequest:
         }
 
 
+def _whole_days(delta: dt.timedelta) -> int:
+    """Days left (negative: days late), any part of a day counting as a day: due in 23 hours is 1 day left."""
+    days = math.ceil(abs(delta) / dt.timedelta(days=1))
+    return days if delta >= dt.timedelta(0) else -days
+
+
 def marker_for(due_at: dt.datetime, now: dt.datetime) -> str:
     if due_at <= now:
         return OVERDUE
@@ -86,6 +93,6 @@ def open_requests(
         rows.append(OpenRequest(
             id=row.id, kind=row.kind, channel=row.channel, state=row.state, received_at=row.received_at,
             due_at=due_at, extended=row.extended_due_at is not None, marker=marker_for(due_at, now),
-            days_left=(due_at - now).days, account_id=row.account_id, subject_name=name, subject_email=row.email,
+            days_left=_whole_days(due_at - now), account_id=row.account_id, subject_name=name, subject_email=row.email,
         ))
     return [r for r in rows if marker is None or r.marker == marker]

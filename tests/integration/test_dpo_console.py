@@ -245,3 +245,11 @@ def test_the_log_scrubber_redacts_cookie_headers():
 
     text = redact_text("Cookie: dpo_console_token=abc; other=1\nSet-Cookie: sid=xyz; HttpOnly")
     assert "abc" not in text and "xyz" not in text and "other=1" not in text
+
+
+@pytest.mark.parametrize("delta, days", [(dt.timedelta(hours=23), 1), (dt.timedelta(days=1, minutes=1), 2),
+                                         (dt.timedelta(hours=-1), -1), (dt.timedelta(days=-3), -3)])
+def test_days_left_count_any_part_of_a_day(delta, days):
+    from shared.records.request_list import _whole_days
+
+    assert _whole_days(delta) == days
