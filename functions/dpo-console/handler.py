@@ -77,21 +77,21 @@ def sign_in_form() -> Response:
         console.open_session(get_engine(), current_request().headers)
     except SignInRequired:
         return _sign_in_page()
-    return _see_other("requests", console.cleared_cookie(console.SIGN_IN_CSRF_COOKIE))
+    return _see_other(f"requests?lang={_language()}", console.cleared_cookie(console.SIGN_IN_CSRF_COOKIE))
 
 
 @app.post("/sign-in", middlewares=[SIGN_IN_FORM])
 def sign_in() -> Response:
     request = current_request()
-    fields = form_fields(request.body)
-    console.check_sign_in_csrf(request.header("Cookie"), fields.get("csrf"))
     try:
+        fields = form_fields(request.body)
+        console.check_sign_in_csrf(request.header("Cookie"), fields.get("csrf"))
         _session, secret = console.sign_in(get_engine(), fields.get("credential"), client_ip=request.client_ip)
     except AppError as refused:
         response = _sign_in_page(status=refused.status, problem=refused.code)
         response.headers.update({k: v for k, v in refused.headers.items() if k == "Retry-After"})
         return response
-    return _see_other("requests", console.session_cookie(secret))
+    return _see_other(f"requests?lang={_language()}", console.session_cookie(secret))
 
 
 @app.get("/requests", middlewares=[console_session])
@@ -112,7 +112,7 @@ def open_requests() -> Response:
 @app.post("/sign-out", middlewares=[console_session, console_form(NoFields)])
 def sign_out() -> Response:
     console.sign_out(get_engine(), principal(app, "console"))
-    return _see_other("./", console.cleared_cookie())
+    return _see_other(f"./?lang={_language()}", console.cleared_cookie())
 
 
 handle = app.handle
