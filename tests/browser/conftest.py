@@ -147,6 +147,16 @@ def live_server(env, monkeypatch) -> Iterator[LiveServer]:
         pump.join(timeout=5)
 
 
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter(e => !(e.labels && e.labels.length && [...e.labels].some(l => l.textContent.trim())))
+    .map(e => e.id || e.name || e.outerHTML)"""
+
+
+def assert_labelled(tab) -> None:
+    """Every visible or hidden-for-now control of the page has a label with text (WCAG 1.3.1, 4.1.2)."""
+    assert tab.evaluate(UNLABELLED) == []
+
+
 @pytest.fixture
 def screenshots(request) -> Iterator:
     """`shot(page, name)` saves test-output/browser/<test>/<nn>-<name>.png."""

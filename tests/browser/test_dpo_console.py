@@ -10,6 +10,7 @@ from shared.local.privacy_center import demo_accounts
 from shared.platform.clock import add_months, utcnow
 from shared.ports.db import get_engine
 from shared.records import registry
+from tests.browser.conftest import assert_labelled
 from tests.browser.test_privacy_center import MARKUP_NAME, expect
 
 
@@ -28,6 +29,7 @@ def test_sign_in_see_the_request_due_tomorrow_flagged_and_sign_out(page, live_se
     page.goto(live_server.url("/dpo-console/?lang=fr"))
     shot = screenshots
     shot(page, "sign-in")
+    assert_labelled(page)
     box = page.get_by_label("Identifiant DPO")
     box.fill(credential[:-3] + "xyz")
     box.press("Enter")
@@ -44,6 +46,7 @@ def test_sign_in_see_the_request_due_tomorrow_flagged_and_sign_out(page, live_se
     due_tomorrow = page.locator(f"#request-{tomorrow.id}")
     expect()(due_tomorrow).to_contain_text("Échéance proche")
     expect()(due_tomorrow.locator(".subject-name")).to_have_text(MARKUP_NAME)
+    assert_labelled(page)
     shot(page, "open-requests")
 
     cookie = next(c for c in page.context.cookies() if c["name"] == SESSION_COOKIE)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from shared.local.privacy_center import COOKIE
+from tests.browser.conftest import assert_labelled
 
 JULIEN = "julien.moreau@example.com"  # a demo account without 2FA: step-up by a mailed code
 MARKUP_NAME = "Alex <script>alert(1)</script> Dupont"
@@ -22,6 +23,7 @@ def sign_in(page, live_server, name: str, shot=None):
     page.goto(live_server.url("/privacy-center/?lang=fr"))
     if shot:
         shot(page, "sign-in")
+    assert_labelled(page)
     page.get_by_label(re.compile(re.escape(name))).check()
     page.get_by_role("button", name="Se connecter").click()
     expect()(page.get_by_role("heading", level=1)).to_have_text("Centre de confidentialité")
@@ -43,6 +45,7 @@ def test_withdraw_the_newsletter_then_export_my_data_with_a_mailed_code(page, li
     newsletter = page.get_by_label("Recevoir la newsletter")
     expect()(newsletter).to_be_checked()
     expect()(newsletter).to_be_enabled()
+    assert_labelled(page)
     shots(page, "privacy-center")
 
     # Keyboard only: focus the switch and press Space.
@@ -139,3 +142,19 @@ def test_sign_in_by_keyboard_alone(page, live_server, lang, button):
     expect()(page.get_by_role("button", name=button)).to_be_focused()
     page.keyboard.press("Enter")
     expect()(page.locator("#pc-name")).to_have_text("Julien Moreau")
+
+
+def test_object_to_direct_marketing(page, live_server, screenshots):
+    sign_in(page, live_server, "Julien Moreau")
+    objection = page.get_by_label("Je m'oppose à la prospection commerciale")
+    expect()(objection).to_be_enabled()
+    objection.focus()
+    page.keyboard.press("Space")
+    expect()(page.locator("#objections-status")).to_have_text("Opposition enregistrée.")
+    expect()(objection).to_be_checked()
+    expect()(objection).to_be_disabled()  # lifting it is a new explicit consent, not a box to untick
+    expect()(page.get_by_label("Recevoir la newsletter")).not_to_be_checked()  # the objection withdrew it too
+    screenshots(page, "objection-recorded")
+    page.reload()
+    expect()(page.get_by_label("Je m'oppose à la prospection commerciale")).to_be_checked()
+    no_leak(live_server, page)
