@@ -45,6 +45,8 @@ def test_withdraw_the_newsletter_then_export_my_data_with_a_mailed_code(page, li
     newsletter = page.get_by_label("Recevoir la newsletter")
     expect()(newsletter).to_be_checked()
     expect()(newsletter).to_be_enabled()
+    expect()(page.locator("#account-summary")).to_have_text(
+        "Compte actif · vérification par code envoyé par courriel · 0 demande(s) en cours")
     assert_labelled(page)
     shots(page, "privacy-center")
 
@@ -112,6 +114,7 @@ def test_delete_my_account_shows_the_cooling_off_countdown_and_cancels(page, liv
     expect()(page.locator("#erasure-countdown")).to_have_text(re.compile(r"Temps restant : \d+ j \d\d:\d\d:\d\d"))
     # Deactivated by its pending erasure: the consents say why they cannot be managed.
     expect()(page.locator("#consents-status")).to_contain_text("désactivé")
+    expect()(page.locator("#account-summary")).to_contain_text("Compte désactivé (suppression en cours)")
     screenshots(page, "erasure-pending")
 
     page.get_by_role("button", name="Annuler la suppression").click()

@@ -154,6 +154,7 @@
     const answer = await call("POST", api.export, { body: {}, code });
     if (answer.status === 202) {
       clearTimeout(exportTimer);
+      loadAccount();
       followExport(answer.data.request_id);
     } else if (answer.status === 401 && answer.error.code === "verification_required") {
       askForCode("export-code-form", "export-code", "export-status", answer, startExport);
@@ -206,6 +207,7 @@
     if (answer.status === 200 || answer.status === 202) {
       showPending(answer.data);
       loadConsents();
+      loadAccount();
     } else if (answer.status === 401 && answer.error.code === "verification_required") {
       askForCode("erasure-code-form", "erasure-code", "erasure-status", answer, startErasure);
     } else {
@@ -226,6 +228,7 @@
       showNoErasure();
       say("erasure-status", msg.erasure_cancelled);
       loadConsents();
+      loadAccount();
     } else {
       failure("erasure-status", answer);
     }
@@ -256,6 +259,22 @@
     if (answer.data.version) $("notice-version").textContent = String(answer.data.version);
   }
 
+  // --- Who the token acts for (whoami): status, 2FA, requests in progress -------------------------
+
+  async function loadAccount() {
+    const answer = await call("GET", api.whoami);
+    // whoami serves active accounts only: a pending erasure has deactivated this one.
+    if (answer.error && answer.error.code === "account_inactive") return say("account-summary", msg.account_deactivated);
+    if (answer.status !== 200) return failure("account-summary", answer);
+    const me = answer.data;
+    say("account-summary", [
+      me.status === "active" ? msg.account_active : msg.account_deactivated,
+      me.two_factor ? msg.two_factor_on : msg.two_factor_off,
+      `${me.open_requests} ${msg.open_requests}`,
+    ].join(" · "));
+  }
+
+  loadAccount();
   loadConsents();
   loadErasure();
   loadRectify();
