@@ -256,3 +256,30 @@ def test_days_left_count_any_part_of_a_day(delta, days):
     from shared.records.request_list import _whole_days
 
     assert _whole_days(delta) == days
+
+
+def test_the_sample_events_invoke_the_console(env, engine):
+    import json
+
+    from shared.local.server import PROJECT_ROOT, invoke
+
+    spec = load_manifest().functions["dpo-console"]
+    events = PROJECT_ROOT / "events" / "dpo-console"
+    form = invoke(spec, json.loads((events / "sign-in-form.json").read_text()))
+    assert form["statusCode"] == 200 and 'name="credential"' in form["body"]
+    assert form["headers"]["Set-Cookie"].startswith(console.SIGN_IN_CSRF_COOKIE)
+    # The samples carry placeholders: the credential is refused, the list asks to sign in.
+    refused = invoke(spec, json.loads((events / "sign-in.json").read_text()))
+    assert refused["statusCode"] == 401 and "Cet identifiant n&#39;est pas valide." in refused["body"]
+    assert invoke(spec, json.loads((events / "requests.json").read_text()))["statusCode"] == 401
+
+
+def test_the_audit_trail_of_the_console_holds_no_address_nor_secret(client, engine, credential):
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.9"
+    sign_in(client, credential[:-2] + "xx")
+    sign_in(client, credential)
+    secret = session_secret(client)
+    with engine.connect() as conn:
+        trail = repr(conn.execute(sa.select(audit_log).where(audit_log.c.action.like("console.%"))).all())
+    for value in ("203.0.113.9", secret, credential, credential.split("_", 2)[2]):
+        assert value not in trail
