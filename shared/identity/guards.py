@@ -5,17 +5,23 @@
         identity = principal(app, "client")
 
 A client token never passes `dpo_credential` and a DPO credential never passes `client_token`.
+`console_session` (the DPO console's pages) reads only its session cookie, which no other guard reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel
 
 from shared.identity.client import ClientIdentity, authenticate_client, require_step_up
+from shared.identity.console import ConsoleSession, check_csrf, open_session
 from shared.identity.dpo import authenticate_dpo
+from shared.platform.errors import ValidationFailed
 from shared.platform.guards import Guard
-from shared.platform.http import HttpRequest
+from shared.platform.http import HttpRequest, validated
 from shared.ports.db import get_engine
 
 
@@ -52,3 +58,35 @@ def _dpo(request: HttpRequest, _context: dict[str, Any]):
 
 
 dpo_credential = Guard("dpo_credential", "DPO credential", _dpo, stores="dpo")
+
+
+def _console(request: HttpRequest, _context: dict[str, Any]) -> ConsoleSession:
+    return open_session(get_engine(), request.headers)
+
+
+console_session = Guard("console_session", "DPO console session cookie", _console, stores="console")
+
+
+def form_fields(body: bytes) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body as single values (a repeated field is refused)."""
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=50)
+    except (UnicodeDecodeError, ValueError):
+        raise ValidationFailed("the form is not valid") from None
+    if any(len(values) != 1 for values in parsed.values()):
+        raise ValidationFailed("a form field is repeated")
+    return {key: values[0] for key, values in parsed.items()}
+
+
+def console_form(model: type[BaseModel]) -> Guard:
+    """A console form after `console_session`: its `csrf` field must match the session, the rest is `model`."""
+
+    def check(request: HttpRequest, context: dict[str, Any]) -> BaseModel:
+        session = context.get("console")
+        if not isinstance(session, ConsoleSession):
+            raise RuntimeError("console_form must follow console_session on the route")
+        fields = form_fields(request.body)
+        check_csrf(session, fields.pop("csrf", None))
+        return validated(model, fields)
+
+    return Guard("csrf", f"CSRF token and {model.__name__}", check, stores="form")

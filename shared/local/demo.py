@@ -595,6 +595,9 @@ DEMO_ACCOUNTS: tuple[dict[str, Any], ...] = (
     # Dormant for almost 3 years: the inactivity warnings are due (policy 5).
     {"email": "sophie.lefevre@example.com", "first_name": "Sophie", "last_name": "Lefèvre",
      "phone": "+33 6 45 03 67 91", "with_2fa": False, "created_months_ago": 60, "inactive_days": 365 * 3 - 20},
+    # A name that is markup: every page must show it as text (the privacy center and the DPO console prove it).
+    {"email": "alex.script@example.com", "first_name": "Alex <script>alert(1)</script>", "last_name": "Dupont",
+     "phone": "+33 6 70 11 42 58", "with_2fa": False, "created_months_ago": 8, "inactive_days": 3},
 )
 
 DEMO_PROSPECTS: tuple[dict[str, str], ...] = (

@@ -27,6 +27,7 @@ from flask import abort, jsonify, request, send_file
 from scaleway_functions_python.local.serving import LocalFunctionServer
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from shared.local.privacy_center import blueprint as privacy_center
 from shared.ports.backends import get_queue, get_storage
 from shared.ports.storage import ObjectNotFound
 from shared.ports.storage.base import check_bucket, check_key
@@ -269,6 +270,8 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    # The reference privacy center (local runs only): pages calling the functions above.
+    server.app.register_blueprint(privacy_center())
     return server.app
 
 

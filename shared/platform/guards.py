@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from shared.platform.http import HttpRequest, _json_object, current_request, validated
 
 # Guards that say who the caller is (or that nobody needs to be): every route needs one.
-AUTHENTICATING = ("client_token", "dpo_credential", "trigger", "public")
+AUTHENTICATING = ("client_token", "dpo_credential", "console_session", "trigger", "public")
 
 Check = Callable[[HttpRequest, dict[str, Any]], Any]
 

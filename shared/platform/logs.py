@@ -70,6 +70,8 @@ _NAME_VALUE = re.compile(
     rf"""(?ix)(?<![\w-])(?P<key>{_NAME_TEXT_KEYS})(?P<sep>["']?\s*[:=]\s*)
     (?!\[redacted)(?:(?P<q>["'])(?:(?!(?P=q)).)*(?P=q)|[^,;&}}\]"'\n]+)"""
 )
+# A Cookie or Set-Cookie header quoted in text: every cookie of the line goes (session cookies are credentials).
+_COOKIE_HEADER = re.compile(r"(?im)(?<![\w-])(?P<name>(?:set-)?cookie)(?P<sep>\s*[:=]\s*)(?!\[redacted)[^\r\n]+")
 _JWT = re.compile(r"\beyJ[\w-]+\.[\w-]+(?:\.[\w-]*)?")
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[\w.~+/-]+=*")
 _API_KEY = re.compile(r"\b(?:(?:sk|rk|pk)_(?:live|test)_\w+|(?:sk|rk)_\w{6,}|whsec_\w+|re_\w{8,})")
@@ -114,6 +116,7 @@ def _base32_secret(match: re.Match[str]) -> str:
 
 
 _TEXT_RULES: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (_COOKIE_HEADER, r"\g<name>\g<sep>[redacted:cookie]"),
     (_JWT, "[redacted:token]"),
     (_AUTH_SCHEME, r"\1 [redacted:token]"),
     (_API_KEY, "[redacted:secret]"),

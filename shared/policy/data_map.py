@@ -663,6 +663,16 @@ TABLES: tuple[TableMap, ...] = (
         ),
     ),
     TableMap(
+        "console_sessions", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        note="DPO console sessions: the cookie's secret stored hashed; rows of ended or idle sessions are deleted at the next sign-in.",
+        columns=(_key("id"), _key("credential_id"), *_plain("token_hash", "created_at", "last_seen_at", "ended_at")),
+    ),
+    TableMap(
+        "console_sign_in_failures", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        note="Failed console sign-ins: a keyed pseudonym of the address, deleted once older than the 15-minute window.",
+        columns=(_key("id"), *_plain("source", "attempted_at")),
+    ),
+    TableMap(
         "dpo_credentials", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
         note="Labels are roles, not people; secrets are stored hashed.",
         columns=(_key("id"), *_plain("label", "secret_hash", "created_at", "revoked_at")),

@@ -664,3 +664,23 @@ Index("ix_prospects_phone", prospects.c.phone)
 Index("ix_prospects_lower_name", func.lower(prospects.c.name))
 Index("ix_invoices_lower_buyer_name", func.lower(invoices.c.buyer_name))
 Index("ix_invoices_seller_siret", invoices.c.seller_siret)
+# The DPO console (function dpo-console): sessions opened with a DPO credential, and failed sign-ins.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),  # SHA-256 of the cookie's 256-bit secret
+    Column("credential_id", ID, ForeignKey("dpo_credentials.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False, index=True),  # idle expiry counts from here
+    Column("ended_at", UtcDateTime),  # signed out, or found expired
+)
+console_sign_in_failures = Table(
+    "console_sign_in_failures",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),  # keyed pseudonym of the caller's address, never the address
+    Column("attempted_at", UtcDateTime, nullable=False, index=True),
+)
+Index("ix_console_sign_in_failures_source_attempted_at", console_sign_in_failures.c.source,
+      console_sign_in_failures.c.attempted_at)

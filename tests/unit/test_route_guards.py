@@ -21,6 +21,8 @@ PUBLIC_ROUTES = {
     ("withdraw-consent", "GET", "/unsubscribe"): "signed unsubscribe link",
     ("withdraw-consent", "POST", "/unsubscribe"): "signed unsubscribe link (RFC 8058 one-click)",
     ("stripe-webhook", "POST", "/"): "Stripe-Signature checked on every event",
+    ("dpo-console", "GET", "/"): "the console's sign-in form: shows nothing",
+    ("dpo-console", "POST", "/sign-in"): "the console's sign-in: the DPO credential posted is checked, failures rate-limited",
 }
 MANIFEST = load_manifest()
 
@@ -89,3 +91,16 @@ def test_a_route_without_a_guard_is_seen():
 
     (route,) = declared_routes(app)
     assert route.authenticated_by is None and route.guards == ()
+
+
+def test_the_console_session_opens_the_console_only_and_the_console_takes_nothing_else():
+    for route in ROUTES:
+        kinds = [guard.kind for guard in route.guards]
+        if route.function == "dpo-console":
+            assert "client_token" not in kinds and "dpo_credential" not in kinds, route
+            if (route.function, route.method, route.path) not in PUBLIC_ROUTES:
+                assert kinds[0] == "console_session", route
+            if route.method == "POST" and "console_session" in kinds:
+                assert "csrf" in kinds, f"{route}: every console form carries its CSRF token"
+        else:
+            assert "console_session" not in kinds, f"{route}: a console session never opens another function"
