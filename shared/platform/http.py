@@ -41,11 +41,8 @@ from shared.platform.errors import (
     ValidationFailed,
     service_unavailable,
 )
-from shared.platform.health import health_report
 from shared.platform.logs import ScalewayContext, get_logger, request_id_from
 
-HEALTH_PATH = "/healthz"
-HEALTH_REASON = "health check for monitors: the version and whether the database answers, nothing personal"
 ALLOWED_REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Verification-Code", "X-Request-Id")
 PREFLIGHT_MAX_AGE_SECONDS = 600
 INTERNAL_ERROR_MESSAGE = "An internal error occurred. Quote the error id if you contact support."
@@ -294,8 +291,6 @@ def _set_header(headers: dict[str, str], name: str, value: str) -> None:
 class HttpFunction(ALBResolver):
     """A deployable HTTP function: Powertools routing behind Scaleway's event and response contract."""
 
-    HEALTH_ROUTE = True  # `GET /healthz` (public functions); the private trigger functions say False
-
     def __init__(self, name: str) -> None:
         # debug=False: Powertools' debug mode prints whole events, which hold personal data.
         super().__init__(debug=False, serializer=json_dumps)
@@ -305,17 +300,6 @@ class HttpFunction(ALBResolver):
         self.exception_handler(NotFoundError)(self._unmatched)
         self.exception_handler(Exception)(_internal_error_response)
         self._invoke_logged = get_logger().inject_lambda_context(self._invoke, clear_state=True)
-        if self.HEALTH_ROUTE:
-            self._add_health_route()
-
-    def _add_health_route(self) -> None:
-        """`GET /healthz` on every HTTP function: no authentication, no personal data (shared.platform.health)."""
-        from shared.platform.guards import public  # guards builds on this module
-
-        @self.get(HEALTH_PATH, middlewares=[public(HEALTH_REASON)])
-        def healthz() -> Response:
-            status, report = health_report(self.name)
-            return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json_dumps(report))
 
     def handle(self, event: dict[str, Any], context: Mapping[str, Any] | None) -> dict[str, Any]:
         """Scaleway's entry point: `functions/<name>/handler.handle`."""

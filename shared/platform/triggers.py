@@ -24,8 +24,6 @@ class CronFunction(HttpFunction):
     naming another job is refused with 400 `unknown_job` before anything runs.
     """
 
-    HEALTH_ROUTE = False  # private: only Scaleway's trigger can call it, no monitor
-
     def __init__(self, name: str, *, job: str | None = None) -> None:
         super().__init__(name)
         self.expected_job = job or name
@@ -71,8 +69,6 @@ class QueueFunction(HttpFunction):
     `processed_messages` is answered 200 "duplicate" without running: this is the outer
     guard, workers still make their steps idempotent (shared.records.saga.run_step).
     """
-
-    HEALTH_ROUTE = False  # private: only Scaleway's trigger can call it, no monitor
 
     def __init__(self, name: str, *, processed: ProcessedMessages) -> None:
         super().__init__(name)
