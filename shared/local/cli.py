@@ -15,6 +15,7 @@ from pathlib import Path
 
 from shared.identity.client import issue_dev_token, reseal_totp_secrets
 from shared.identity.dpo import create_dpo_credential
+from shared.local.commands import deploy
 from shared.local.demo import seed_demo
 from shared.local.server import drain_queues, invoke, load_manifest, serve
 from shared.platform.clock import parse_date_argument
@@ -28,7 +29,7 @@ from shared.rights.erasure import parse_since, replay_erasures
 
 
 # Modules under shared/local/commands/, each adding its subcommands (see build_parser).
-_COMMAND_GROUPS: tuple = ()
+_COMMAND_GROUPS: tuple = (deploy,)
 
 
 def _load_dotenv() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -327,3 +328,42 @@ class ScalewayFake:
             trigger.update({k: v for k, v in body.items() if k in ("schedule", "args", "name")})
             return 200, trigger
         return 405, {"message": "method not allowed", "type": "invalid_request"}
+
+
+def seed(fake: ScalewayFake, document: dict[str, Any], env: dict[str, str], project_id: str) -> str:
+    """The namespace serverless.yml describes, as a successful `serverless deploy` leaves it (no HTTP)."""
+    def resolved(mapping: dict[str, Any] | None) -> dict[str, str]:
+        return {k: re.sub(r"\$\{env:(\w+)\}", lambda m: env[m.group(1)], str(v)) for k, v in (mapping or {}).items()}
+
+    provider = document["provider"]
+    with fake._lock:
+        status, namespace = fake._namespaces("POST", [], {}, {
+            "name": document["service"], "project_id": project_id,
+            "environment_variables": resolved(provider.get("env")),
+            "secret_environment_variables": [{"key": k, "value": v} for k, v in resolved(provider.get("secret")).items()],
+        }, "fr-par")
+        assert status == 200
+        for name, spec in document["functions"].items():
+            status, function = fake._functions("POST", [], {}, {
+                "name": name, "namespace_id": namespace["id"], "runtime": provider["runtime"],
+                "handler": spec["handler"], "memory_limit": spec["memoryLimit"], "timeout": spec["timeout"],
+                "min_scale": spec["minScale"], "max_scale": spec["maxScale"], "privacy": spec["privacy"],
+                "http_option": spec.get("httpOption"), "description": spec.get("description"),
+                "environment_variables": resolved(spec.get("env")),
+                "secret_environment_variables": [{"key": k, "value": v} for k, v in resolved(spec.get("secret")).items()],
+            }, "fr-par")
+            assert status == 200
+            fake._functions("POST", [function["id"], "deploy"], {}, {}, "fr-par")
+            for event in spec.get("events") or []:
+                if "schedule" in event:
+                    fake._triggers("crons", "POST", [], {}, {
+                        "function_id": function["id"], "schedule": event["schedule"]["rate"],
+                        "args": event["schedule"].get("input") or {},
+                    })
+                if "sqs" in event:
+                    fake._triggers("triggers", "POST", [], {}, {
+                        "function_id": function["id"], "name": event["sqs"]["name"],
+                        "scw_sqs_config": {"queue": event["sqs"]["queue"], "mnq_project_id": project_id,
+                                           "mnq_region": provider["scwRegion"]},
+                    })
+    return namespace["id"]

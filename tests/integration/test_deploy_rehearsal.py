@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.local import cli
 from shared.local.server import PROJECT_ROOT
 from tests.fakes.scaleway_fake import ScalewayFake
 
@@ -117,7 +118,9 @@ def _check_namespace(fake: ScalewayFake, document: dict[str, Any], env: dict[str
         assert trigger["scw_sqs_config"]["mnq_region"] == provider["scwRegion"]
 
 
-def test_serverless_deploy_creates_what_serverless_yml_says_and_a_redeploy_keeps_each_trigger_once(tmp_path):
+def test_serverless_deploy_creates_what_serverless_yml_says_and_a_redeploy_keeps_each_trigger_once(
+    tmp_path, monkeypatch, capsys
+):
     assert PATCH.exists()
     service = _service(tmp_path)
     document = yaml.safe_load((service / "serverless.yml").read_text())
@@ -147,3 +150,11 @@ def test_serverless_deploy_creates_what_serverless_yml_says_and_a_redeploy_keeps
         assert fake.refused == []
         deleted = [c for c in fake.calls if c.method == "DELETE" and c.path.startswith(("crons/", "triggers/"))]
         assert len(deleted) == len(fake.crons) + len(fake.triggers)  # every old trigger deleted, once
+
+        # What the deploy left, `privacy-functions deploy verify` reads back through the SDK: no difference.
+        for name, value in {**env, "SCW_ACCESS_KEY": "SCWAAAAAAAAAAAAAAAAA", "SCW_API_URL": fake.url}.items():
+            monkeypatch.setenv(name, value)
+        assert cli.main(["deploy", "verify", "--serverless", str(service / "serverless.yml")]) == 0, capsys.readouterr()
+        fake.triggers.clear()
+        assert cli.main(["deploy", "verify", "--serverless", str(service / "serverless.yml")]) == 1
+        assert capsys.readouterr().err.count("sqs trigger missing") == 5
