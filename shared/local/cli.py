@@ -19,6 +19,7 @@ from shared.local.commands import checked_settings as _settings
 from shared.local.commands import dpo as dpo_commands
 from shared.local.commands import holds as holds_commands
 from shared.local.commands import policy as policy_commands
+from shared.local.commands import deploy as deploy_commands
 from shared.local.demo import seed_demo
 from shared.local.server import drain_queues, invoke, load_manifest, serve
 from shared.platform.clock import parse_date_argument
@@ -32,7 +33,7 @@ from shared.rights.erasure import parse_since, replay_erasures
 
 
 # Modules under shared/local/commands/, each adding its subcommands (see build_parser).
-_COMMAND_GROUPS: tuple = (dpo_commands, holds_commands, policy_commands)
+_COMMAND_GROUPS: tuple = (dpo_commands, holds_commands, policy_commands, deploy_commands)
 
 
 def _load_dotenv() -> None:

@@ -5,6 +5,7 @@
     triggers    CRON and queue functions (one message per POST, idempotency by key)
     messages    the queue envelope and one contract per message type (ExportRun, ErasureRun, ...)
     guards      route guards: Guard, public, trigger, body, principal, declared_routes
+    health      what `GET /healthz` answers: the version and the checks the layers above register
     config      Settings from the environment, validated at start-up (EU endpoints only)
     logs        structured logs through a filter that strips personal data
     errors      AppError and its 4xx family, ExternalServiceError, service_unavailable

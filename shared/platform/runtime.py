@@ -23,10 +23,12 @@ and queue functions), messages (the queue envelope and contracts). This one name
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler import Response, content_types
 
+from shared.platform import http
+from shared.platform.guards import public
+from shared.platform.health import health_report
 from shared.platform.http import (
-    HttpFunction,
     HttpRequest,
     StrictModel,
     current_request,
@@ -39,6 +41,26 @@ from shared.platform.http import (
 from shared.platform.logs import ScalewayContext
 from shared.platform.messages import QueueMessage, make_message, parse_message
 from shared.platform.triggers import CronFunction, QueueFunction, queue_and_cron
+
+HEALTH_PATH = "/healthz"
+HEALTH_REASON = "health check for monitors: the version and whether the database answers, nothing personal"
+
+
+class HttpFunction(http.HttpFunction):
+    """A public HTTP function: its routes, and `GET /healthz` for monitors (shared.platform.health).
+
+    The route needs no authentication and answers nothing personal. CRON and queue functions are
+    private (only their trigger can call them) and have no such route.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+
+        @self.get(HEALTH_PATH, middlewares=[public(HEALTH_REASON)])
+        def healthz() -> Response:
+            status, report = health_report(self.name)
+            return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json_dumps(report))
+
 
 __all__ = [
     "CronFunction",

@@ -17,6 +17,7 @@ from sqlalchemy.types import TypeDecorator
 
 from shared.platform.clock import UTC, utcnow  # noqa: F401  (re-exported: the tables and ports use them)
 from shared.platform.config import get_settings
+from shared.platform.health import register_health_check
 from shared.platform.logs import get_logger
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "infra" / "migrations"
@@ -163,3 +164,13 @@ def dialect_insert(conn, table):
     """An INSERT with ON CONFLICT support (`on_conflict_do_nothing/do_update`) on PostgreSQL and SQLite."""
 
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _database_answers() -> None:
+    """`/healthz`'s database check: the configured database answers a `SELECT 1`."""
+    with get_engine().connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+
+# Every function that uses the database imports this module at load: its /healthz then checks the database.
+register_health_check("database", _database_answers)

@@ -23,6 +23,17 @@ PUBLIC_ROUTES = {
     ("stripe-webhook", "POST", "/"): "Stripe-Signature checked on every event",
     ("dpo-console", "GET", "/"): "the console's sign-in form: shows nothing",
     ("dpo-console", "POST", "/sign-in"): "the console's sign-in: the DPO credential posted is checked, failures rate-limited",
+    # Every HTTP function's health route (shared.platform.health): the version and "database": "ok", nothing else.
+    ("whoami", "GET", "/healthz"): "health check, nothing personal",
+    ("stripe-webhook", "GET", "/healthz"): "health check, nothing personal",
+    ("withdraw-consent", "GET", "/healthz"): "health check, nothing personal",
+    ("erase-account", "GET", "/healthz"): "health check, nothing personal",
+    ("export-on-request", "GET", "/healthz"): "health check, nothing personal",
+    ("dpo-desk", "GET", "/healthz"): "health check, nothing personal",
+    ("legal-holds", "GET", "/healthz"): "health check, nothing personal",
+    ("rectify-account", "GET", "/healthz"): "health check, nothing personal",
+    ("privacy-notice", "GET", "/healthz"): "health check, nothing personal",
+    ("dpo-console", "GET", "/healthz"): "health check, nothing personal",
 }
 MANIFEST = load_manifest()
 
