@@ -158,6 +158,52 @@ def deliver_pending(
     return delivered
 
 
+ANSWER_OUTCOMES = ("nothing_held", "archive", "erased", "objection_recorded")
+
+
+def tell_answer(
+    engine: Engine,
+    record: RequestRecord,
+    *,
+    outcome: str,
+    download_url: str | None = None,
+    link_until: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any] | None:
+    """Tell a person without an account what the platform, as controller, did (once; by mail only).
+
+    None when there is no address to write to (the DPO answers the letter) or it was told already.
+    """
+    if outcome not in ANSWER_OUTCOMES:
+        raise ValueError(f"outcome is one of {ANSWER_OUTCOMES}")
+    now = moment(now)
+    with engine.connect() as conn:
+        if (record.id, "answer") in _sent(conn, [record.id]):
+            return None
+        to = contact_email(conn, record)
+    if not to:
+        return None
+    kind = _RIGHT_LABELS.get(record.kind)
+    get_mailer().send(notices.mail(
+        "request_answered", to=to, idempotency_key=f"desk:answer:{record.id}",
+        kind_fr=kind.fr if kind else record.kind, kind_en=kind.en if kind else record.kind,
+        received_on=_day(record.received_at), outcome=outcome, download_url=download_url,
+        link_until=link_until.strftime("%Y-%m-%d %H:%M UTC") if link_until else "",
+        authority_name=CNIL.name, authority_website=CNIL.website, request_id=record.id,
+        dpo_email=CONTROLLER.dpo_email,
+    ))
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(dsr_notices).values(request_id=record.id, notice="answer", sent_at=now, delivery="mail"))
+            audit.record(
+                conn, actor=ACTOR, action="request.notice_sent", outcome="mail", request_id=record.id,
+                subject=record.account_id, details={"notice": "answer", "kind": record.kind, "outcome": outcome},
+            )
+    except IntegrityError:
+        return None
+    return {"request_id": record.id, "notice": "answer", "delivery": "mail", "outcome": outcome}
+
+
 def notices_of(engine: Engine, request_id: str) -> list[dict[str, Any]]:
     """The notices recorded for a request, oldest first (for its timeline)."""
     with engine.connect() as conn:

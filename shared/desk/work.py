@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from shared.desk import prospects, third_parties
+from shared.desk import notify, prospects, third_parties
 from shared.desk.identifiers import SubjectIdentifiers
 from shared.desk.search import search_subject
 from shared.platform.clock import moment
@@ -90,6 +90,27 @@ def complete(
     return record
 
 
+PROSPECT_LINK_SECONDS = 24 * 3600
+
+
+def _tell_the_person(
+    engine: Engine, record: RequestRecord, done: dict[str, Any], *, now: dt.datetime | None
+) -> dict[str, Any] | None:
+    """The platform's own answer as controller; a third party's answer (whom to address) is third_parties'."""
+    if "prospect_archive" in done:
+        stored = done["prospect_archive"]
+        until = moment(now) + dt.timedelta(seconds=PROSPECT_LINK_SECONDS)
+        url = get_storage().presigned_get_url(stored["bucket"], stored["object_key"], expires_in=PROSPECT_LINK_SECONDS)
+        return notify.tell_answer(engine, record, outcome="archive", download_url=url, link_until=until, now=now)
+    if "prospect_erasure" in done:
+        return notify.tell_answer(engine, record, outcome="erased", now=now)
+    if "prospect_objection" in done:
+        return notify.tell_answer(engine, record, outcome="objection_recorded", now=now)
+    if not done["found"]:
+        return notify.tell_answer(engine, record, outcome="nothing_held", now=now)
+    return None
+
+
 def _serve_without_account(
     engine: Engine, record: RequestRecord, *, actor: str, now: dt.datetime | None
 ) -> dict[str, Any]:
@@ -122,6 +143,9 @@ def _serve_without_account(
             done["answered"] = third_parties.third_party_answer(
                 engine, request_id=record.id, kind=record.kind, identifiers=identifiers, now=now
             )
+    told = _tell_the_person(engine, record, done, now=now)
+    if told:
+        done["told"] = told
     summary = {
         "found": done["found"],
         "prospect": bool(found["is_platform_prospect"]),

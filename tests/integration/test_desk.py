@@ -462,3 +462,28 @@ def test_register_of_processing_from_the_desk(desk, capsys):
     capsys.readouterr()
     assert cli(["dpo", "register-of-processing", "--format", "md"]) == 0
     assert capsys.readouterr().out.startswith("#")
+
+
+def test_a_person_we_hold_nothing_on_is_told_so_once(desk):
+    request = operations.register(actor="dpo:test", kind="access", channel="email",
+                                  identifiers={"email": "nobody.here@example.org"})
+    served = operations.verify_identity(request["request_id"], method="account_email_confirmed", actor="dpo:test")
+    assert served["state"] == "completed" and served["work"]["found"] is False
+    operations.resume(request["request_id"], actor="dpo:test")
+    (mail,) = [m for m in desk["mails"] if m["idempotency_key"] == f"desk:answer:{request['request_id']}"]
+    assert "We hold no data about you" in mail["text"] and "Nous ne détenons aucune donnée" in mail["text"]
+    assert [n["notice"] for n in operations.view(request["request_id"])["notices"]] == ["answer"]
+
+
+def test_a_prospect_gets_the_link_to_their_archive(desk):
+    from tests.integration import desk_people_data as data
+
+    with desk["engine"].begin() as conn:
+        data.prospect(conn, email=PROSPECT_EMAIL, name="Canarydesk Prospect")
+    request = operations.register(actor="dpo:test", kind="access", channel="email", identifiers={"email": PROSPECT_EMAIL})
+    served = operations.verify_identity(request["request_id"], method="account_email_confirmed", actor="dpo:test")
+    assert served["state"] == "completed" and served["work"]["prospect_archive"]["rows"] >= 1
+    (mail,) = [m for m in desk["mails"] if m["idempotency_key"] == f"desk:answer:{request['request_id']}"]
+    assert "Article 15" in mail["text"] and "http" in mail["text"]
+    link = operations.archive_link(request["request_id"], actor="dpo:test")
+    assert link["download_url"]
