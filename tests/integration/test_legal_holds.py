@@ -317,6 +317,17 @@ def test_a_hold_with_an_end_date_ends_after_that_day_never_before(env, engine):
     assert count(engine, cl) == 0
     with engine.connect() as conn:
         assert holds.get_hold(conn, hold.id).released_at is None  # it ended by its date: nobody released it
+    # enforce-retention records (and audits) the end, at the day after the end date, never earlier.
+    enforcement.enforce(engine, now=on_last_day)
+    with engine.connect() as conn:
+        assert holds.get_hold(conn, hold.id).released_at is None
+    result = enforcement.enforce(engine, now=on_last_day + dt.timedelta(hours=5))
+    assert result["categories"]["legal_holds.ended"] == {"legal_holds": 1}
+    with engine.connect() as conn:
+        ended = holds.get_hold(conn, hold.id)
+        assert ended.released_at == dt.datetime.combine(ends_on + dt.timedelta(days=1), dt.time.min, UTC)
+        assert ended.released_by == "system:retention"
+        assert conn.execute(sa.select(sa.func.count()).where(schema.audit_log.c.action == "legal_hold.ended")).scalar() == 1
 
 
 # --- The register and its retention ----------------------------------------------------------------------
