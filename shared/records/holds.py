@@ -16,6 +16,7 @@ One check for every job, so none has a special case:
     held(table_name, now)        SQL predicate: this row of `table_name` is held (set-based, correlated)
     not_held(table_name, now)    its negation, ANDed into each retention query
     held_categories(conn, account_id, now=None) -> frozenset[str]
+    record_ended(conn, now): the end of holds past their end date, recorded and audited (enforce-retention)
     held_tables(categories) / held_prefixes(categories): what those categories keep
     accounts_holding_prefix(conn, prefix_id, now): accounts whose files of a prefix are kept
     holds_in_force(conn, account_ids, now) -> {account_id: [LegalHold]}: what erasure tells the person
@@ -290,7 +291,9 @@ def _subject_exists(conn: Connection, account_id: str | None, prospect_id: str |
             raise NotFound("no such prospect", code="unknown_prospect")
         return
     a, ledger = schema.accounts, schema.erasure_ledger
-    if conn.execute(select(a.c.id).where(a.c.id == account_id)).first() is not None:
+    # The row lock orders a hold and an erasure of the same account (the erasure's database step locks it too,
+    # then reads the holds): the erasure either sees the hold, or ran before it.
+    if conn.execute(select(a.c.id).where(a.c.id == account_id).with_for_update()).first() is not None:
         return
     # An erased account: its rows kept under a pseudonym can still be held.
     if conn.execute(select(ledger.c.account_id).where(ledger.c.account_id == account_id).limit(1)).first() is None:
@@ -335,6 +338,40 @@ def place_hold(
                  "authority_request_id": authority_request_id, "prospect_id": prospect_id},
     )
     return get_hold(conn, hold_id)
+
+
+ENDED_BY = "system:retention"
+
+
+def _ended(now: dt.datetime) -> sa.ColumnElement[bool]:
+    h = schema.legal_holds
+    return sa.and_(h.c.released_at.is_(None), h.c.ends_on < moment(now).date())
+
+
+def count_ended(conn: Connection, now: dt.datetime) -> int:
+    """Holds past their end date whose end is not recorded yet."""
+    return conn.execute(select(sa.func.count()).select_from(schema.legal_holds).where(_ended(now))).scalar_one()
+
+
+def record_ended(conn: Connection, now: dt.datetime) -> int:
+    """Record, and audit, the end of each hold whose end date has passed: at the day after it, never earlier.
+
+    The hold stopped keeping its data at that moment already (`in_force`); this is its proof, and the
+    clock of the register's retention.
+    """
+    h = schema.legal_holds
+    ended = _load(conn, _ended(now))
+    for hold in ended:
+        assert hold.ends_on is not None
+        at = dt.datetime.combine(hold.ends_on + dt.timedelta(days=1), dt.time.min, tzinfo=dt.timezone.utc)
+        conn.execute(update(h).where(h.c.id == hold.id, h.c.released_at.is_(None))
+                     .values(released_at=at, released_by=ENDED_BY, release_reason="end date reached"))
+        audit.record(
+            conn, actor=ENDED_BY, action="legal_hold.ended", outcome="ended", subject=hold.account_id,
+            details={"hold_id": hold.id, "categories": list(hold.categories), "ends_on": hold.ends_on.isoformat(),
+                     "prospect_id": hold.prospect_id},
+        )
+    return len(ended)
 
 
 def release_hold(conn: Connection, hold_id: str, *, reason: str, actor: str, now: dt.datetime | None = None) -> LegalHold:

@@ -13,7 +13,8 @@ audit of a run from `shared.retention.toolkit`.
     exports                  export archives, 7 days after they were written; unfinished uploads after a day
     request_records          closed requests, their saga steps, erasure receipts and ledger
     verification_records     verification codes, attempts, used TOTP steps: 30 days
-    suspended_erasures       what a legal hold kept of an erased account, once the hold ends (runs first)
+    legal_holds.ended        holds past their end date: the end recorded and audited (first)
+    suspended_erasures       what a legal hold kept of an erased account, once the hold ends (then)
     disclosure_records       the register of authority requests and ended holds, after their proof period
 
 Legal holds (`shared.records.holds`): every category ANDs `not_held(table, now)` into what it
@@ -335,6 +336,20 @@ def _apply_verification(engine: Engine, now: dt.datetime, progress: Progress) ->
     }
 
 
+# Legal holds past their end date: their end recorded and audited ---------------------------------------------
+
+
+def _count_holds_ended(conn: Connection, now: dt.datetime) -> dict[str, int]:
+    return {"legal_holds": holds.count_ended(conn, now)}
+
+
+def _apply_holds_ended(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
+    with engine.begin() as conn:
+        ended = holds.record_ended(conn, now)
+    progress("legal_holds.ended", ended)
+    return {"legal_holds": ended}
+
+
 # Erasures a legal hold suspended: finished once the hold ends ------------------------------------------
 
 
@@ -360,6 +375,8 @@ def _apply_disclosures(engine: Engine, now: dt.datetime, progress: Progress) -> 
 
 
 CATEGORIES: tuple[Category, ...] = (
+    Category("legal_holds.ended", disclosure_records_rule, "record",
+             "legal holds past their end date: the end recorded and audited", _count_holds_ended, _apply_holds_ended),
     # First: data a released hold gives back to its erasure goes now, and its expired records below in the same run.
     Category("suspended_erasures", lambda: policy.retention_rule("inactive_account"), "delete",
              "erased accounts' data a legal hold kept, once the hold ends", _count_suspended, _apply_suspended),

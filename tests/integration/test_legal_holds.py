@@ -202,6 +202,38 @@ def test_a_release_before_expiry_returns_the_data_to_its_rules(env, engine, imme
     assert list(get_storage().list(env.documents_bucket, f"invoices/{account['id']}/")) == []
 
 
+def test_a_crash_while_finishing_a_suspended_erasure_loses_nothing(env, engine, immediate, monkeypatch):
+    from shared.rights.erasure import suspended
+
+    account = create_account(engine, canary=CANARY)
+    populate_account(engine, get_storage(), account["id"], invoices=2, log_lines=1, payments=1, canary=CANARY)
+    hold = place(engine, account_id=account["id"], categories=["documents.invoices"], reason="Tax audit 2026")
+    record, _ = erasure.request_erasure(engine, account["id"], channel="client_area", actor="client")
+    erasure.run_erasure(engine, record.id)
+    release(engine, hold.id)
+    real = suspended.erase_accounts_data
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("crash after the files moved, before the database step")
+
+    monkeypatch.setattr(suspended, "erase_accounts_data", crash)
+    with pytest.raises(RuntimeError):
+        erasure.finish_suspended(engine)
+    # The files moved to the retention archive; the rows are untouched and still held by their account row.
+    assert list(get_storage().list(env.documents_bucket, f"invoices/{account['id']}/")) == []
+    inv = schema.invoices
+    assert count(engine, inv, inv.c.account_id == account["id"]) == 2
+    monkeypatch.setattr(suspended, "erase_accounts_data", real)
+    assert erasure.finish_suspended(engine)["finished"] == 1
+    assert erasure.finish_suspended(engine) == {"accounts": 0, "finished": 0, "failed": 0}  # nothing twice
+    assert count(engine, schema.accounts, schema.accounts.c.id == account["id"]) == 0
+    with engine.connect() as conn:
+        keys = list(conn.execute(sa.select(inv.c.pdf_object_key).where(inv.c.archived_at.is_not(None))).scalars())
+        ended = conn.execute(sa.select(sa.func.count()).where(schema.audit_log.c.action == "erasure.hold_ended")).scalar()
+    assert len(keys) == 2 and all(get_storage().exists(env.archive_bucket, key) for key in keys)
+    assert ended == 1
+
+
 def test_inactivity_expiry_erases_all_but_the_held_data(env, engine, immediate):
     today = utcnow().date()
     last_day = last_expired_day(36, 0, today)
@@ -317,6 +349,17 @@ def test_a_hold_with_an_end_date_ends_after_that_day_never_before(env, engine):
     assert count(engine, cl) == 0
     with engine.connect() as conn:
         assert holds.get_hold(conn, hold.id).released_at is None  # it ended by its date: nobody released it
+    # enforce-retention records (and audits) the end, at the day after the end date, never earlier.
+    enforcement.enforce(engine, now=on_last_day)
+    with engine.connect() as conn:
+        assert holds.get_hold(conn, hold.id).released_at is None
+    result = enforcement.enforce(engine, now=on_last_day + dt.timedelta(hours=5))
+    assert result["categories"]["legal_holds.ended"] == {"legal_holds": 1}
+    with engine.connect() as conn:
+        ended = holds.get_hold(conn, hold.id)
+        assert ended.released_at == dt.datetime.combine(ends_on + dt.timedelta(days=1), dt.time.min, UTC)
+        assert ended.released_by == "system:retention"
+        assert conn.execute(sa.select(sa.func.count()).where(schema.audit_log.c.action == "legal_hold.ended")).scalar() == 1
 
 
 # --- The register and its retention ----------------------------------------------------------------------
