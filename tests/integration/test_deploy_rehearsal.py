@@ -157,4 +157,5 @@ def test_serverless_deploy_creates_what_serverless_yml_says_and_a_redeploy_keeps
         assert cli.main(["deploy", "verify", "--serverless", str(service / "serverless.yml")]) == 0, capsys.readouterr()
         fake.triggers.clear()
         assert cli.main(["deploy", "verify", "--serverless", str(service / "serverless.yml")]) == 1
-        assert capsys.readouterr().err.count("sqs trigger missing") == 5
+        sqs_triggers = sum(1 for s in document["functions"].values() for e in s.get("events") or [] if "sqs" in e)
+        assert capsys.readouterr().err.count("sqs trigger missing") == sqs_triggers >= 5

@@ -27,7 +27,10 @@ def call(function: str, method: str = "GET", headers: dict | None = None) -> dic
 
 
 def test_every_public_function_is_counted():
-    assert set(PUBLIC) == {"whoami", "stripe-webhook", "withdraw-consent", "erase-account", "export-on-request"}
+    assert set(PUBLIC) == {
+        "whoami", "stripe-webhook", "withdraw-consent", "erase-account", "export-on-request", "dpo-desk",
+        "legal-holds", "rectify-account", "privacy-notice", "dpo-console",
+    }
 
 
 def test_the_version_is_the_projects():

@@ -242,21 +242,25 @@
     if (answer.status !== 200 || !answer.data) return failure("rectify-status", answer);
     const list = $("rectify-details");
     list.replaceChildren();
-    for (const [field, value] of Object.entries(answer.data)) {
-      if (value !== null && typeof value === "object") continue;
+    // GET /rectify-account/ answers each field with its value and the processors that also hold it.
+    for (const [field, item] of Object.entries(answer.data.fields || {})) {
       const term = document.createElement("dt");
       term.textContent = field;
       const detail = document.createElement("dd");
-      detail.textContent = value == null ? "" : String(value);
+      const holders = (item.also_held_by || []).map((h) => h.name).join(", ");
+      detail.textContent = (item.value == null ? "" : String(item.value)) + (holders ? ` (${holders})` : "");
       list.append(term, detail);
     }
+    say("rectify-status", "");
   }
 
   async function loadNotice() {
     const answer = await call("GET", api.notice);
     if (answer.status === 404) return say("notice-status", msg.unavailable);
     if (answer.status !== 200 || !answer.data) return failure("notice-status", answer);
-    if (answer.data.version) $("notice-version").textContent = String(answer.data.version);
+    const version = answer.data.version_in_force || answer.data.version;
+    if (version) $("notice-version").textContent = String(version.number || version);
+    say("notice-status", "");
   }
 
   // --- Who the token acts for (whoami): status, 2FA, requests in progress -------------------------
