@@ -1,0 +1,117 @@
+"""Cold start: each handler of serverless.yml imported in a fresh interpreter, as Scaleway does.
+
+For every function: the import time of its handler file (median of several fresh processes) and
+which heavy libraries that import loaded, beside a naive baseline: a process that imports those
+libraries directly (what a handler importing its SDKs at module top would pay). Printed: time,
+ratio to the baseline (target <= 0.4) and the heavy modules loaded. Figures only.
+
+    .venv/bin/python tests/perf/bench_cold_start.py [--runs 7]
+    .venv/bin/pytest -q -s -p no:cacheprovider tests/perf/bench_cold_start.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("boto3", "botocore", "stripe", "resend", "sqlalchemy", "pydantic", "aws_lambda_powertools", "cryptography")
+RATIO_TARGET = 0.4
+RUNS = int(os.environ.get("BENCH_COLD_START_RUNS", "7"))
+
+_CHILD = r"""
+import importlib.util, json, sys, time
+sys.path.insert(0, {root!r})
+started = time.perf_counter()
+target = {target!r}
+if target is None:
+    for name in {heavy!r}:
+        __import__(name)
+else:
+    spec = importlib.util.spec_from_file_location("pf_cold_start_handler", target)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+seconds = time.perf_counter() - started
+print(json.dumps({{"seconds": seconds, "heavy": sorted({{m.split(".")[0] for m in sys.modules}} & set({heavy!r}))}}))
+"""
+
+
+def _environment() -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("S3_", "SQS_", "RESEND_", "STRIPE_", "DATABASE_"))},
+        "PRIVACY_ENV": "test",
+        "PYTHONPATH": str(ROOT),
+        "PYTHONDONTWRITEBYTECODE": "0",
+    }
+
+
+def _one(target: str | None) -> dict:
+    child = _CHILD.format(root=str(ROOT), target=target, heavy=HEAVY)
+    done = subprocess.run(
+        [sys.executable, "-c", child], env=_environment(), cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cold start child failed for {target}:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(target: str | None, runs: int) -> dict:
+    _one(target)  # compiles .pyc files once: Scaleway ships them compiled too
+    samples = [_one(target) for _ in range(runs)]
+    return {"seconds": statistics.median(s["seconds"] for s in samples), "heavy": samples[-1]["heavy"]}
+
+
+def handlers() -> dict[str, str]:
+    """function name -> handler file, from serverless.yml."""
+    sys.path.insert(0, str(ROOT))
+    from shared.local.server import load_manifest
+
+    return {
+        name: str(ROOT / (spec.handler.rpartition(".")[0] + ".py"))
+        for name, spec in sorted(load_manifest().functions.items())
+    }
+
+
+def bench(runs: int = RUNS) -> dict:
+    load = os.getloadavg()[0]
+    baseline = measure(None, runs)
+    print(
+        f"[cold start] naive baseline (import {', '.join(HEAVY)}): {baseline['seconds'] * 1000:6.0f} ms"
+        f" (median of {runs} fresh processes, load average {load:.1f})",
+        flush=True,
+    )
+    figures = {"baseline_seconds": baseline["seconds"], "handlers": {}}
+    for name, target in handlers().items():
+        result = measure(target, runs)
+        ratio = result["seconds"] / baseline["seconds"]
+        figures["handlers"][name] = {**result, "ratio": ratio}
+        print(
+            f"[cold start] {name:32s} {result['seconds'] * 1000:6.0f} ms | ratio {ratio:.2f} (target <= {RATIO_TARGET})"
+            f" | heavy modules: {', '.join(result['heavy']) or 'none'}",
+            flush=True,
+        )
+    worst = max(h["ratio"] for h in figures["handlers"].values())
+    print(f"[cold start] worst ratio {worst:.2f} (target <= {RATIO_TARGET})", flush=True)
+    return figures
+
+
+def test_bench_cold_start() -> None:
+    """`make bench` entry point: prints the figures; asserts nothing about time."""
+    figures = bench()
+    assert figures["handlers"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=RUNS)
+    bench(parser.parse_args(argv).runs)
+
+
+if __name__ == "__main__":
+    main()
