@@ -24,15 +24,17 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from shared.platform.clock import iso
 from shared.platform.config import Settings
 from shared.policy import data_map
 from shared.policy import facts as policy
+from shared.policy import sources as data_sources
 from shared.ports.backends import get_storage
 from shared.ports.storage import ObjectNotFound
-from shared.ports.tables import invoices
+from shared.ports.tables import accounts, invoices
 from shared.records.registry import RequestRecord
 from shared.rights.export import sql_rows
 from shared.rights.export.readme import readme_html
@@ -164,7 +166,7 @@ def iter_archive(
     sql_rows.prepare(conn)
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL) as zf:
         yield from _write_documents(conn, record.account_id, zf, sink, stats, settings)
-        yield from _write_data_json(conn, record, tables, zf, sink, stats, now)
+        yield from _write_data_json(conn, record, tables, zf, sink, stats, now, settings)
         for table in tables:
             yield from _write_csv(conn, table, record.account_id, zf, sink)
         zf.writestr("schema.json", json.dumps(data_json_schema(), ensure_ascii=False, indent=2))
@@ -211,6 +213,7 @@ def _write_data_json(
     sink: _Sink,
     stats: ArchiveStats,
     now: dt.datetime,
+    settings: Settings,
 ) -> Iterator[bytes]:
     account_id = record.account_id
     head = {
@@ -219,6 +222,8 @@ def _write_data_json(
         "account_id": account_id,
         "request": record.to_json(),
         "information": {language: policy.art15_information(language) for language in policy.LANGUAGES},
+        "sources": data_sources.sources_json(),
+        "automated_decisions": data_sources.automated_decisions_json(),
     }
     with io.TextIOWrapper(zf.open("data.json", "w", force_zip64=True), encoding="utf-8", newline="\n") as out:
         out.write(_JSON(head)[:-1] + ',"data":{')
@@ -244,9 +249,41 @@ def _write_data_json(
             out.write(("," if position else "") + "\n" + _JSON(entry))
             if sink.size >= _FLUSH_BYTES:
                 yield sink.take()
+        out.write('],\n"log_objects":[')
+        for position, entry in enumerate(log_objects(conn, account_id, settings)):
+            out.write(("," if position else "") + "\n" + _JSON(entry))
+            stats.log_objects += 1
+            month = stats.log_months.setdefault((entry["kind"], entry["date"][:7]), [0, 0])
+            month[0] += 1
+            month[1] += entry["size_bytes"]
+            if sink.size >= _FLUSH_BYTES:
+                yield sink.take()
         categories = sorted({c for t in tables if stats.rows.get(t.name) for c in t.categories})
-        summary = {"rows": stats.rows, "documents": stats.documents, "categories": categories}
+        summary = {"rows": stats.rows, "documents": stats.documents, "log_objects": stats.log_objects, "categories": categories}
         out.write('],\n"summary":' + _JSON(summary) + "}\n")
+
+
+_LOG_DAY = re.compile(r"^logs/(?:access|connection)/(\d{4})/(\d{2})/(\d{2})/")
+
+
+def log_objects(conn: Connection, account_id: str, settings: Settings) -> Iterator[dict[str, Any]]:
+    """The log files held in storage (`logs/`) that may hold lines about the account: every
+    connection and access log file dated since the account was created (they mix every user's
+    lines and are not searchable per account; the rows of the same logs are in `data`)."""
+    created = conn.execute(sa.select(accounts.c.created_at).where(accounts.c.id == account_id)).scalar()
+    if created is None:
+        return
+    since = created.date().isoformat()
+    storage = get_storage()
+    for prefix_id, kind in (("connection_log_files", "connection"), ("access_log_files", "access")):
+        prefix = object_prefix(prefix_id)
+        bucket = getattr(settings, prefix.bucket_setting)
+        for item in storage.list(bucket, prefix.prefix()):
+            day = _LOG_DAY.match(item.key)
+            if day is None or "-".join(day.groups()) < since:
+                continue
+            yield {"kind": kind, "key": item.key, "date": "-".join(day.groups()), "size_bytes": item.size,
+                   "category": prefix.category}
 
 
 def json_texts(conn: Connection, table: ExportTable, account_id: str) -> Iterator[list[str]]:
