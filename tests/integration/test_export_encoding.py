@@ -55,7 +55,8 @@ def _awkward_rows(engine, account_id: str) -> None:
             ))
 
 
-def test_database_encoding_is_the_python_encoding(engine):
+def test_database_encoding_is_the_python_encoding(engine, monkeypatch):
+    monkeypatch.setattr(sql_rows, "BATCH_ROWS", 7)  # many chunks: their joints are checked too
     account = create_account(engine, with_2fa=True)
     other = create_account(engine)
     populate_account(engine, None, account["id"], invoices=30, log_lines=40, clients=30, prospects=5, payments=6, pdfs=False)
@@ -69,11 +70,12 @@ def test_database_encoding_is_the_python_encoding(engine):
                 assert any(isinstance(schema.metadata.tables[table.name].c[c].type, sa.JSON) for c in table.column_names)
                 continue
             expected_json = [t for batch in archive.json_texts(conn, table, account["id"]) for t in batch]
-            got_json = [t.decode() for batch in sql_rows.json_rows(conn, table, account["id"]) for t in batch]
-            assert got_json == expected_json, table.name
+            got_json = sql_rows.JSON_SEPARATOR.join(text for _n, text in sql_rows.json_rows(conn, table, account["id"]))
+            assert got_json.decode().split(",\n{") == ",\n".join(expected_json).split(",\n{"), table.name
             expected_csv = [t for batch in archive.csv_lines(conn, table, account["id"]) for t in batch]
-            got_csv = [t.decode() for batch in sql_rows.csv_rows(conn, table, account["id"]) for t in batch]
-            assert got_csv == expected_csv, table.name
+            got_csv = sql_rows.CSV_SEPARATOR.join(text for _n, text in sql_rows.csv_rows(conn, table, account["id"]))
+            assert got_csv.decode() == "\r\n".join(expected_csv), table.name
+            assert sum(n for n, _text in sql_rows.csv_rows(conn, table, account["id"])) == len(expected_csv)
             compared += len(expected_json)
     assert compared > 200
 
@@ -90,9 +92,9 @@ def test_awkward_values_survive_the_archive_as_csv_and_json(engine):
     table = next(t for t in export_tables() if t.name == "clients")
     with engine.connect() as conn:
         sql_rows.prepare(conn)
-        lines = [t.decode() for batch in sql_rows.csv_rows(conn, table, account["id"]) for t in batch]
-        objects = [json.loads(t) for batch in sql_rows.json_rows(conn, table, account["id"]) for t in batch]
-    rows = list(csv.reader(io.StringIO("\r\n".join(lines) + "\r\n", newline="")))
+        text = sql_rows.CSV_SEPARATOR.join(t for _n, t in sql_rows.csv_rows(conn, table, account["id"])).decode()
+        objects = json.loads("[" + sql_rows.JSON_SEPARATOR.join(t for _n, t in sql_rows.json_rows(conn, table, account["id"])).decode() + "]")
+    rows = list(csv.reader(io.StringIO(text + "\r\n", newline="")))
     names = list(table.column_names)
     cells = {row[names.index("name")] for row in rows}
     assert "'=SUM(A1)" in cells and "a,b" in cells and 'say "hi"' in cells and "line\nbreak" in cells

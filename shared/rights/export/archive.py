@@ -230,10 +230,10 @@ def _write_data_json(
         for position, table in enumerate(tables):
             out.write(("," if position else "") + f"\n{_JSON(table.name)}:[")
             count = 0
-            for batch in _json_batches(conn, table, account_id):
+            for rows, text in _json_chunks(conn, table, account_id):
                 out.flush()
-                out.buffer.write((b"," if count else b"") + b"\n" + b",\n".join(batch))
-                count += len(batch)
+                out.buffer.write((b",\n" if count else b"\n") + text)
+                count += rows
                 if sink.size >= _FLUSH_BYTES:
                     yield sink.take()
             out.write("]")
@@ -298,10 +298,10 @@ def json_texts(conn: Connection, table: ExportTable, account_id: str) -> Iterato
         yield batch
 
 
-def _json_batches(conn: Connection, table: ExportTable, account_id: str) -> Iterator[list[bytes]]:
+def _json_chunks(conn: Connection, table: ExportTable, account_id: str) -> Iterator[sql_rows.Chunk]:
     if sql_rows.supported(conn, table):
         return sql_rows.json_rows(conn, table, account_id)
-    return ([text.encode() for text in batch] for batch in json_texts(conn, table, account_id))
+    return sql_rows.joined(json_texts(conn, table, account_id), sql_rows.JSON_SEPARATOR)
 
 
 def _csv_text(value: str) -> str:
@@ -344,17 +344,17 @@ def csv_lines(conn: Connection, table: ExportTable, account_id: str) -> Iterator
         yield batch
 
 
-def _csv_batches(conn: Connection, table: ExportTable, account_id: str) -> Iterator[list[bytes]]:
+def _csv_chunks(conn: Connection, table: ExportTable, account_id: str) -> Iterator[sql_rows.Chunk]:
     if sql_rows.supported(conn, table):
         return sql_rows.csv_rows(conn, table, account_id)
-    return ([text.encode() for text in batch] for batch in csv_lines(conn, table, account_id))
+    return sql_rows.joined(csv_lines(conn, table, account_id), sql_rows.CSV_SEPARATOR)
 
 
 def _write_csv(conn: Connection, table: ExportTable, account_id: str, zf: zipfile.ZipFile, sink: _Sink) -> Iterator[bytes]:
     with zf.open(f"csv/{table.name}.csv", "w", force_zip64=True) as out:
         # UTF-8 with a byte order mark (spreadsheets then read it as UTF-8); plain names: no cell to quote.
         out.write(codecs.BOM_UTF8 + (",".join(table.column_names) + "\r\n").encode())
-        for batch in _csv_batches(conn, table, account_id):
-            out.write(b"\r\n".join(batch) + b"\r\n")
+        for _rows, text in _csv_chunks(conn, table, account_id):
+            out.write(text + b"\r\n")
             if sink.size >= _FLUSH_BYTES:
                 yield sink.take()

@@ -18,7 +18,7 @@ A table with a JSON document column keeps the Python encoders (only dsr_requests
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 
 import sqlalchemy as sa
@@ -128,9 +128,19 @@ def _csv_field(dialect: str, column: sa.Column) -> str:
 
 
 def prepare(conn: Connection) -> None:
-    """PostgreSQL: the text forms the encoders rely on, for this transaction (ISO dates and timestamps)."""
+    """PostgreSQL, for this transaction: the text forms the encoders rely on (ISO dates and timestamps),
+    and memory enough to sort a heavy account's table in memory rather than in temporary files."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+
+
+def _pg_sorted_then_encoded(table: ExportTable, account_id: str, *expressions: str) -> sa.Select:
+    # The rows are sorted as read (narrow), then encoded: sorting the encoded texts costs several times more.
+    # OFFSET 0 keeps PostgreSQL from folding the subquery into the outer query. The alias bears the
+    # table's name, so that the expressions' "table"."column" references read the sorted rows.
+    rows = table.select(account_id).offset(0).subquery(table.name)
+    return sa.select(*(sa.literal_column(e) for e in expressions)).select_from(rows)
 
 
 def _pg_timestamp(ref: str) -> str:
@@ -175,20 +185,27 @@ def _pg_copy(conn: Connection, query: sa.Select, options: str) -> Iterator[memor
         yield from copy  # one row per item
 
 
-def _copy_batches(rows: Iterator[memoryview], fix: Callable[[bytes], bytes]) -> Iterator[list[bytes]]:
-    batch: list[bytes] = []
+# Chunks: (number of rows, their texts joined by the output's separator: ",\n" in data.json, CRLF in a CSV).
+Chunk = tuple[int, bytes]
+JSON_SEPARATOR, CSV_SEPARATOR = b",\n", b"\r\n"
+
+
+def _json_chunks(rows: Iterator[memoryview]) -> Iterator[Chunk]:
+    """COPY's text format: one JSON text per line. A JSON text holds no raw line break, and the only
+    character of it that COPY escapes is the backslash (doubled): whole batches are fixed at once."""
+    batch: list[memoryview] = []
     for data in rows:
-        batch.append(fix(bytes(data[:-1])))  # without COPY's line end
+        batch.append(data)
         if len(batch) >= BATCH_ROWS:
-            yield batch
+            yield _json_chunk(batch)
             batch = []
     if batch:
-        yield batch
+        yield _json_chunk(batch)
 
 
-def _unescape_text_copy(row: bytes) -> bytes:
-    # COPY's text format doubles backslashes; a JSON text holds no other character it escapes.
-    return row.replace(b"\\\\", b"\\") if b"\\" in row else row
+def _json_chunk(batch: list[memoryview]) -> Chunk:
+    text = b"".join(batch)[:-1].replace(b"\n", JSON_SEPARATOR)
+    return len(batch), text.replace(b"\\\\", b"\\") if b"\\" in text else text
 
 
 _QUOTED_END_OF_DATA = re.compile(rb'(^|,)"\\\."(?=,|$)')
@@ -199,26 +216,48 @@ def _unquote_end_of_data(row: bytes) -> bytes:
     return _QUOTED_END_OF_DATA.sub(rb"\1\\.", row) if b'"\\."' in row else row
 
 
-def json_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[list[bytes]]:
-    """The account's rows of `table` as data.json objects (UTF-8), in batches, in the export's order."""
+def _csv_chunks(rows: Iterator[memoryview]) -> Iterator[Chunk]:
+    """COPY's CSV format: one row per item, ending with LF (cells may hold line breaks: rows are cut one by one)."""
+    batch: list[memoryview] = []
+    for data in rows:
+        batch.append(data[:-1])
+        if len(batch) >= BATCH_ROWS:
+            yield _csv_chunk(batch)
+            batch = []
+    if batch:
+        yield _csv_chunk(batch)
+
+
+def _csv_chunk(batch: list[memoryview]) -> Chunk:
+    text = CSV_SEPARATOR.join(batch)
+    if b'"\\."' in text:
+        text = CSV_SEPARATOR.join(_unquote_end_of_data(bytes(row)) for row in batch)
+    return len(batch), text
+
+
+def joined(texts: Iterator[list[str]], separator: bytes) -> Iterator[Chunk]:
+    """Batches of texts (SQLite's, or the Python encoders') as chunks."""
+    for batch in texts:
+        yield len(batch), separator.join(text.encode() for text in batch)
+
+
+def json_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
+    """The account's rows of `table` as data.json objects (UTF-8), in chunks, in the export's order."""
     if conn.dialect.name == "postgresql":
         parts = [
             f"'{'{' if i == 0 else ','}\"{c.name}\":' || {_pg_json_value(c)}" for i, c in enumerate(_columns(table))
         ]
-        line = " || ".join(parts) + " || '}'"
-        query = table.select(account_id).with_only_columns(sa.literal_column(line), maintain_column_froms=True)
-        return _copy_batches(_pg_copy(conn, query, ""), _unescape_text_copy)
-    return ([text.encode() for text in batch] for batch in batches(conn, json_select(conn, table, account_id)))
+        query = _pg_sorted_then_encoded(table, account_id, " || ".join(parts) + " || '}'")
+        return _json_chunks(_pg_copy(conn, query, ""))
+    return joined(batches(conn, json_select(conn, table, account_id)), JSON_SEPARATOR)
 
 
-def csv_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[list[bytes]]:
-    """The account's rows of `table` as CSV lines (UTF-8, without line ends), in batches, in the export's order."""
+def csv_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
+    """The account's rows of `table` as CSV lines (UTF-8), in chunks, in the export's order."""
     if conn.dialect.name == "postgresql":
-        query = table.select(account_id).with_only_columns(
-            *(sa.literal_column(_pg_csv_value(c)) for c in _columns(table)), maintain_column_froms=True
-        )
-        return _copy_batches(_pg_copy(conn, query, "(FORMAT csv)"), _unquote_end_of_data)
-    return ([text.encode() for text in batch] for batch in batches(conn, csv_select(conn, table, account_id)))
+        query = _pg_sorted_then_encoded(table, account_id, *(_pg_csv_value(c) for c in _columns(table)))
+        return _csv_chunks(_pg_copy(conn, query, "(FORMAT csv)"))
+    return joined(batches(conn, csv_select(conn, table, account_id)), CSV_SEPARATOR)
 
 
 def json_select(conn: Connection, table: ExportTable, account_id: str) -> sa.Select:
