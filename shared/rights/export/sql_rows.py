@@ -117,13 +117,17 @@ def _csv_field(dialect: str, column: sa.Column) -> str:
     text = _csv_text(dialect, column)
     if _kind(column) != _STRING:  # numbers, dates, booleans: never a comma, quote or line break
         return f"COALESCE({text}, '')"
-    if dialect == "postgresql":
-        needs_quotes = f"strpos({text}, ',') + strpos({text}, '\"') + strpos({text}, chr(13)) + strpos({text}, chr(10)) > 0"
-    else:
-        needs_quotes = f"instr({text}, ',') + instr({text}, '\"') + instr({text}, char(13)) + instr({text}, char(10)) > 0"
+    # Free text: the value itself decides the quoting (the formula guard's apostrophe needs none),
+    # so that each test reads the column rather than re-evaluating the guarded expression.
+    ref = _ref(column)
+    find, char = ("strpos", "chr") if dialect == "postgresql" else ("instr", "char")
+    needs_quotes = f"{find}({ref}, ',') + {find}({ref}, '\"') + {find}({ref}, {char}(13)) + {find}({ref}, {char}(10)) > 0"
+    formula = f"substr({ref}, 1, 1) IN ('=', '+', '-', '@', {char}(9), {char}(13))"
+    guard = f"CASE WHEN {formula} THEN '''' ELSE '' END"
     return (
-        f"CASE WHEN {text} IS NULL THEN '' WHEN {needs_quotes} "
-        f"THEN '\"' || replace({text}, '\"', '\"\"') || '\"' ELSE {text} END"
+        f"CASE WHEN {ref} IS NULL THEN '' "
+        f"WHEN {needs_quotes} THEN '\"' || {guard} || replace({ref}, '\"', '\"\"') || '\"' "
+        f"WHEN {formula} THEN '''' || {ref} ELSE {ref} END"
     )
 
 
