@@ -7,9 +7,9 @@ value (the bulk of an export's time on a heavy account): the worker only joins t
 
 PostgreSQL builds each object by concatenation (`to_json` escapes each string as Python's json
 does) and streams the objects, and the CSV lines, with `COPY ... TO STDOUT`, the cheapest way
-rows leave it; SQLite builds them with `json_object` (compact, keys in column order). Timestamps become ISO 8601 UTC with a `Z` and microseconds only when not
-zero (as `shared.platform.clock.iso`), dates ISO dates, decimals their exact text, booleans
-`true`/`false`. CSV fields are quoted as Python's csv module does (QUOTE_MINIMAL: a comma, a
+rows leave it; SQLite builds them with `json_object` (compact, keys in column order).
+Timestamps become ISO 8601 UTC with a `Z` and microseconds only when not zero (as
+`shared.platform.clock.iso`), dates ISO dates, decimals their exact text, booleans `true`/`false`. CSV fields are quoted as Python's csv module does (QUOTE_MINIMAL: a comma, a
 double quote, CR or LF), free text first guarded against spreadsheet formulas.
 
 A table with a JSON document column keeps the Python encoders (only dsr_requests, a few rows).
