@@ -26,9 +26,11 @@ DECIMALS = ["0", "1.5", "12345.678", "-2.25", "0.001", "999999999.999"]
 def _awkward_rows(engine, account_id: str) -> None:
     base = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
     with engine.begin() as conn:
-        ids = lambda table: conn.execute(  # noqa: E731
-            sa.select(table.c.id).where(table.c.account_id == account_id).order_by(table.c.id)
-        ).scalars().all()
+        def ids(table):
+            return conn.execute(
+                sa.select(table.c.id).where(table.c.account_id == account_id).order_by(table.c.id)
+            ).scalars().all()
+
         for i, client_id in enumerate(ids(schema.clients)):
             conn.execute(sa.update(schema.clients).where(schema.clients.c.id == client_id).values(
                 name=AWKWARD[i % len(AWKWARD)] or "x", contact_name=AWKWARD[(i + 3) % len(AWKWARD)],

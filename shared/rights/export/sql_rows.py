@@ -288,5 +288,4 @@ def batches(conn: Connection, query: sa.Select) -> Iterator[list[str]]:
     """The single text column of `query`, in lists of up to BATCH_ROWS (server-side cursor on PostgreSQL)."""
     result = conn.execute(query, execution_options=_STREAMED)
     with closing(result):
-        for partition in result.scalars().partitions(BATCH_ROWS):
-            yield partition
+        yield from result.scalars().partitions(BATCH_ROWS)
