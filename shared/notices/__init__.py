@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from shared.ports.mail import Message
+
+if TYPE_CHECKING:
+    import jinja2
 
 LANGUAGES = ("fr", "en")
 DEFAULT_LANGUAGE = "fr"
@@ -34,6 +35,9 @@ __all__ = ["LANGUAGES", "Notice", "mail", "mail_names", "page", "page_names", "r
 
 @cache
 def _environment() -> jinja2.Environment:
+    # deferred for cold start: Jinja2 loads when the first mail or page is rendered
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("shared.notices", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),

@@ -35,9 +35,6 @@ import binascii
 import os
 import re
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from shared.platform.config import get_settings
 
 FORMAT = "v1"
@@ -83,6 +80,9 @@ def key_id_of(token: str) -> str:
 
 def seal(plaintext: str, *, context: str) -> str:
     """Encrypt under the current key; a fresh random nonce each time."""
+    # deferred for cold start: cryptography loads only when a secret is sealed or opened
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     kid, key = _keys()[0]
     nonce = os.urandom(NONCE_BYTES)
     sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), _aad(kid, context))
@@ -104,6 +104,10 @@ def unseal(token: str, *, context: str) -> str:
         raise SealingError(f"the value for {context} is not valid base64") from None
     if len(raw) <= NONCE_BYTES + 16:
         raise SealingError(f"the value for {context} is truncated")
+    # deferred for cold start, as in seal()
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     try:
         plaintext = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(kid, context))
     except InvalidTag:

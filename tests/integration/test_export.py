@@ -27,7 +27,7 @@ from shared.identity.dpo import create_dpo_credential
 from shared.platform.clock import add_months
 from shared.platform.errors import AppError, Unauthorized
 from shared.local.server import consumer_for, http_event, invoke, load_manifest
-from shared.ports.tables import audit_log, dsr_requests, processed_messages
+from shared.ports.tables import accounts, audit_log, dsr_requests, processed_messages
 
 MANIFEST = load_manifest()
 SHARED_CLIENT = "Boulangerie Dupont SARL"
@@ -387,3 +387,40 @@ def test_sample_events_are_complete_scaleway_events(env):
         body = json.dumps({"type": "export.run", "idempotency_key": "export:k", "payload": payload})
         answer = invoke(MANIFEST.functions["export-on-request-worker"], http_event("POST", "/", body=body))
         assert answer["statusCode"] == 400 and json.loads(answer["body"])["error"]["code"] == "invalid_request"
+
+
+def test_export_states_sources_automated_decisions_and_log_files(two_accounts, services):
+    """Art. 15(1)(g), (h): the source of each category, no automated decision; the log files held under logs/."""
+    a, _b = two_accounts
+    engine, storage, settings = get_engine(), get_storage(), get_settings()
+    with engine.connect() as conn:
+        created = conn.execute(sa.select(accounts.c.created_at).where(accounts.c.id == a["id"])).scalar()
+    before, since, today = created - dt.timedelta(days=1), created, utcnow()
+    keys = {
+        f"logs/connection/{before:%Y/%m/%d}/000001.log": False,  # before the account existed
+        f"logs/connection/{since:%Y/%m/%d}/000002.log": True,
+        f"logs/access/{today:%Y/%m/%d}/000003.log": True,
+        "logs/access/not-dated.log": False,
+    }
+    for key in keys:
+        storage.put(settings.logs_bucket, key, b"log line", content_type="text/plain")
+    started = start_export(a)
+    drain()
+    with archive_of(a, started["request_id"]) as archive:
+        data = json.loads(archive.read("data.json"))
+        jsonschema.Draft202012Validator(json.loads(archive.read("schema.json")), format_checker=jsonschema.FormatChecker()).validate(data)
+        readme = archive.read("README.html").decode()
+    for table in export.export_tables():
+        for category in table.categories:
+            assert data["sources"]["categories"][category], category
+    assert data["sources"]["categories"]["payment.transactions"] == ["stripe"]
+    assert data["sources"]["categories"]["documents.third_parties"] == ["documents"]
+    assert data["sources"]["categories"]["identification.email"] == ["user"]
+    assert "Stripe" in data["sources"]["labels"]["stripe"]["fr"]
+    assert data["automated_decisions"]["automated_decision_making"] is False and data["automated_decisions"]["profiling"] is False
+    listed = [o["key"] for o in data["log_objects"]]
+    assert sorted(listed) == sorted(k for k, shown in keys.items() if shown)
+    assert data["summary"]["log_objects"] == 2
+    assert {o["kind"] for o in data["log_objects"]} == {"connection", "access"}
+    for text in ("Origine des données", "Where the data comes from", "profilage", "profiling", "Stripe", "logs/"):
+        assert text in readme, text

@@ -150,4 +150,4 @@ def test_the_built_package_is_pruned_compiled_and_small():
     assert pyc
     flags = {int.from_bytes((package / f).read_bytes()[4:8], "little") for f in pyc[:200]}
     assert flags == {0b01}, "dependencies' bytecode is hash-based and unchecked (PEP 552)"
-    # Its size, zipped as serverless zips it: tests/perf/bench_cold_start.py prints it (`make bench`).
+    # Its size, zipped as serverless zips it: tests/perf/bench_package_cold_start.py prints it (`make bench`).

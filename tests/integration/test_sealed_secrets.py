@@ -29,7 +29,7 @@ from shared.platform import config as config_module
 from shared.platform.sealing import SealingError
 from shared.ports.db import alembic_config, dispose_engines, migrate, normalise_url
 from shared.ports.tables import accounts
-from tests.conftest import TEST_POSTGRES_URL
+from tests.conftest import TEST_POSTGRES_URL, drop_database_later
 
 T0 = dt.datetime(2027, 5, 10, 9, 0, tzinfo=dt.timezone.utc)
 # A recognisable base32 seed: it must never be found in clear in the database nor in a log.
@@ -170,9 +170,8 @@ def fresh_url(request, tmp_path, worker_id):
         pytest.skip("PostgreSQL not reachable")
     yield admin_url.rsplit("/", 1)[0] + "/" + name
     dispose_engines()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+    drop_database_later(admin_url, name)
 
 
 def test_migration_seals_an_existing_clear_secret_and_downgrade_opens_it(fresh_url, monkeypatch, caplog):

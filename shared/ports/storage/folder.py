@@ -69,6 +69,7 @@ class LocalObjectStore:
         self.root = Path(root)
         self._signing_key = signing_key
         self._base_url = base_url.rstrip("/")
+        self._real_buckets: dict[Path, str] = {}
 
     # Paths -------------------------------------------------------------------------
 
@@ -79,7 +80,9 @@ class LocalObjectStore:
         bucket_dir = self._bucket_dir(bucket)
         path = bucket_dir / check_key(key)
         # Belt and braces against symlinks: the real path must stay inside the bucket folder.
-        real_bucket = os.path.realpath(bucket_dir)
+        real_bucket = self._real_buckets.get(bucket_dir)
+        if real_bucket is None:  # resolved once per bucket folder (a moved folder can only make the check stricter)
+            real_bucket = self._real_buckets[bucket_dir] = os.path.realpath(bucket_dir)
         if not os.path.realpath(path).startswith(real_bucket + os.sep):
             raise ValueError("invalid object key")
         return path

@@ -8,6 +8,7 @@ from typing import Any
 from shared import notices
 from shared.platform.clock import iso
 from shared.policy import facts as policy
+from shared.policy import sources as data_sources
 from shared.records.registry import RequestRecord
 from shared.rights.export.schema import ExportTable
 from shared.rights.export.stats import ArchiveStats
@@ -32,10 +33,23 @@ def readme_context(
                     language: ", ".join(policy.category(c).label.get(language) for c in table.categories)
                     for language in README_LANGUAGES
                 },
+                "sources": {
+                    language: ", ".join(
+                        dict.fromkeys(s.label.get(language) for c in table.categories for s in data_sources.category_sources(c))
+                    )
+                    for language in README_LANGUAGES
+                },
             }
             for table in tables
         ],
         "information": {language: policy.art15_information(language) for language in README_LANGUAGES},
+        "sources": {language: [s.label.get(language) for s in data_sources.SOURCES] for language in README_LANGUAGES},
+        "no_automated_decisions": {language: data_sources.NO_AUTOMATED_DECISIONS.get(language) for language in README_LANGUAGES},
+        "log_objects": stats.log_objects,
+        "log_months": [
+            {"kind": kind, "month": month, "files": files, "bytes": size}
+            for (kind, month), (files, size) in sorted(stats.log_months.items())
+        ],
     }
 
 

@@ -166,7 +166,10 @@ def data_json_schema() -> dict[str, Any]:
         ),
         "type": "object",
         "additionalProperties": False,
-        "required": ["format", "generated_at", "account_id", "request", "information", "data", "documents", "summary"],
+        "required": [
+            "format", "generated_at", "account_id", "request", "information", "sources", "automated_decisions",
+            "data", "documents", "log_objects", "summary",
+        ],
         "properties": {
             "format": {
                 "type": "object",
@@ -193,6 +196,30 @@ def data_json_schema() -> dict[str, Any]:
                         "required": ["purposes", "categories", "retention", "recipients", "rights", "how_to_exercise", "complaint"],
                     }
                     for language in policy.LANGUAGES
+                },
+            },
+            "sources": {
+                "type": "object",
+                "description": "Where each category of data comes from (GDPR Art. 15(1)(g)): source ids per category, and their labels.",
+                "additionalProperties": False,
+                "required": ["categories", "labels"],
+                "properties": {
+                    "categories": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                    "labels": {
+                        "type": "object",
+                        "additionalProperties": {"type": "object", "required": list(policy.LANGUAGES)},
+                    },
+                },
+            },
+            "automated_decisions": {
+                "type": "object",
+                "description": "Automated decision-making, including profiling (GDPR Art. 15(1)(h), Art. 22): none.",
+                "additionalProperties": False,
+                "required": ["automated_decision_making", "profiling", "statement"],
+                "properties": {
+                    "automated_decision_making": {"const": False},
+                    "profiling": {"const": False},
+                    "statement": {"type": "object", "required": list(policy.LANGUAGES)},
                 },
             },
             "data": {
@@ -223,13 +250,33 @@ def data_json_schema() -> dict[str, Any]:
                     },
                 },
             },
+            "log_objects": {
+                "type": "array",
+                "description": (
+                    "Log files held in storage (logs/) dated since the account was created: they mix every user's "
+                    "lines and are not searchable per account; the same logs' rows are in data."
+                ),
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["kind", "key", "date", "size_bytes", "category"],
+                    "properties": {
+                        "kind": {"enum": ["connection", "access"]},
+                        "key": {"type": "string"},
+                        "date": {"type": "string", "format": "date"},
+                        "size_bytes": {"type": "integer", "minimum": 0},
+                        "category": {"type": "string"},
+                    },
+                },
+            },
             "summary": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["rows", "documents", "categories"],
+                "required": ["rows", "documents", "log_objects", "categories"],
                 "properties": {
                     "rows": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
                     "documents": {"type": "integer", "minimum": 0},
+                    "log_objects": {"type": "integer", "minimum": 0},
                     "categories": {"type": "array", "items": {"type": "string"}},
                 },
             },

@@ -1,0 +1,291 @@
+"""The archive's rows encoded by the database: one JSON object and one CSV line per row, as text.
+
+The export's Python encoders (`ExportColumn.to_json`, the CSV converters of `archive`) stay
+the reference: these SELECTs produce exactly their bytes, and a test holds them to it on
+both databases. Letting PostgreSQL or SQLite encode the rows spares the Python work per
+value (the bulk of an export's time on a heavy account): the worker only joins the texts.
+
+PostgreSQL builds each object by concatenation (`to_json` escapes each string as Python's json
+does) and streams the objects, and the CSV lines, with `COPY ... TO STDOUT`, the cheapest way
+rows leave it; SQLite builds them with `json_object` (compact, keys in column order).
+Timestamps become ISO 8601 UTC with a `Z` and microseconds only when not zero (as
+`shared.platform.clock.iso`), dates ISO dates, decimals their exact text, booleans `true`/`false`. CSV fields are quoted as Python's csv module does (QUOTE_MINIMAL: a comma, a
+double quote, CR or LF), free text first guarded against spreadsheet formulas.
+
+A table with a JSON document column keeps the Python encoders (only dsr_requests, a few rows).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import closing
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from shared.ports import tables as schema
+from shared.ports.db import UtcDateTime
+from shared.rights.export.schema import ExportTable
+
+DIALECTS = ("postgresql", "sqlite")
+BATCH_ROWS = 2000
+_STREAMED = {"stream_results": True, "yield_per": BATCH_ROWS}
+
+# The kinds of values, as the reference encoders (schema._codec) see them.
+_DATETIME, _DATE, _DECIMAL, _INTEGER, _BOOLEAN, _STRING, _JSON = "datetime", "date", "decimal", "integer", "boolean", "string", "json"
+
+
+def _kind(column: sa.Column) -> str:
+    kind = column.type
+    if isinstance(kind, UtcDateTime):
+        return _DATETIME
+    if isinstance(kind, sa.Date):
+        return _DATE
+    if isinstance(kind, sa.Numeric) and not isinstance(kind, (sa.Integer, sa.Float)):
+        return _DECIMAL
+    if isinstance(kind, sa.Integer):
+        return _INTEGER
+    if isinstance(kind, sa.Boolean):
+        return _BOOLEAN
+    if isinstance(kind, sa.JSON):
+        return _JSON
+    if isinstance(kind, sa.String):
+        return _STRING
+    raise TypeError(f"{column.table.name}.{column.name}: no SQL encoding for {kind!r}")
+
+
+def _columns(table: ExportTable) -> list[sa.Column]:
+    sa_table = schema.metadata.tables[table.name]
+    return [sa_table.c[name] for name in table.column_names]
+
+
+def supported(conn: Connection, table: ExportTable) -> bool:
+    """Whether this database encodes this table's rows (else the Python encoders do)."""
+    return conn.dialect.name in DIALECTS and all(_kind(c) != _JSON for c in _columns(table))
+
+
+def _ref(column: sa.Column) -> str:
+    # Names come from our own metadata, never from input; quoted for words such as "position".
+    return f'"{column.table.name}"."{column.name}"'
+
+
+def _scale(column: sa.Column) -> int:
+    kind = column.type
+    return kind.decimal_return_scale or kind.scale or 10
+
+
+def _json_value(dialect: str, column: sa.Column) -> str:
+    """The column's value as data.json holds it (text for timestamps, dates, decimals)."""
+    ref, kind = _ref(column), _kind(column)
+    if dialect == "postgresql":
+        if kind == _DATETIME:
+            return f"""replace(to_char({ref} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '.000000Z', 'Z')"""
+        if kind == _DATE:
+            return f"to_char({ref}, 'YYYY-MM-DD')"
+        if kind == _DECIMAL:
+            return f"({ref})::text"
+        return ref
+    # SQLite: SQLAlchemy stores UTC timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff', dates as 'YYYY-MM-DD'.
+    if kind == _DATETIME:
+        return f"replace(replace({ref}, ' ', 'T') || 'Z', '.000000Z', 'Z')"
+    if kind == _DECIMAL:  # as SQLAlchemy reads a SQLite decimal: the float at the column's scale
+        return f"CASE WHEN {ref} IS NULL THEN NULL ELSE printf('%.{_scale(column)}f', {ref}) END"
+    if kind == _BOOLEAN:
+        return f"CASE WHEN {ref} IS NULL THEN NULL WHEN {ref} THEN json('true') ELSE json('false') END"
+    return ref
+
+
+def _csv_text(dialect: str, column: sa.Column) -> str:
+    """The column's CSV cell before quoting: text, NULL for an empty cell."""
+    kind = _kind(column)
+    if kind == _BOOLEAN:
+        ref = _ref(column)
+        return f"CASE WHEN {ref} IS NULL THEN NULL WHEN {ref} THEN 'true' ELSE 'false' END"
+    value = _json_value(dialect, column)
+    if kind == _INTEGER:
+        return f"CAST({value} AS TEXT)"
+    if kind == _STRING:
+        # Spreadsheets run cells starting with = + - @ TAB CR as formulas: third-party text must not.
+        first = f"substr({value}, 1, 1)"
+        starts = "('=', '+', '-', '@', chr(9), chr(13))" if dialect == "postgresql" else "('=', '+', '-', '@', char(9), char(13))"
+        return f"CASE WHEN {first} IN {starts} THEN '''' || {value} ELSE {value} END"
+    return value
+
+
+def _csv_field(dialect: str, column: sa.Column) -> str:
+    text = _csv_text(dialect, column)
+    if _kind(column) != _STRING:  # numbers, dates, booleans: never a comma, quote or line break
+        return f"COALESCE({text}, '')"
+    # Free text: the value itself decides the quoting (the formula guard's apostrophe needs none),
+    # so that each test reads the column rather than re-evaluating the guarded expression.
+    ref = _ref(column)
+    find, char = ("strpos", "chr") if dialect == "postgresql" else ("instr", "char")
+    needs_quotes = f"{find}({ref}, ',') + {find}({ref}, '\"') + {find}({ref}, {char}(13)) + {find}({ref}, {char}(10)) > 0"
+    formula = f"substr({ref}, 1, 1) IN ('=', '+', '-', '@', {char}(9), {char}(13))"
+    guard = f"CASE WHEN {formula} THEN '''' ELSE '' END"
+    return (
+        f"CASE WHEN {ref} IS NULL THEN '' "
+        f"WHEN {needs_quotes} THEN '\"' || {guard} || replace({ref}, '\"', '\"\"') || '\"' "
+        f"WHEN {formula} THEN '''' || {ref} ELSE {ref} END"
+    )
+
+
+def prepare(conn: Connection) -> None:
+    """PostgreSQL, for this transaction: the text forms the encoders rely on (ISO dates and timestamps),
+    and memory enough to sort a heavy account's table in memory rather than in temporary files."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+
+
+def _pg_sorted_then_encoded(table: ExportTable, account_id: str, *expressions: str) -> sa.Select:
+    # The rows are sorted as read (narrow), then encoded: sorting the encoded texts costs several times more.
+    # OFFSET 0 keeps PostgreSQL from folding the subquery into the outer query. The alias bears the
+    # table's name, so that the expressions' "table"."column" references read the sorted rows.
+    rows = table.select(account_id).offset(0).subquery(table.name)
+    return sa.select(*(sa.literal_column(e) for e in expressions)).select_from(rows)
+
+
+def _pg_timestamp(ref: str) -> str:
+    # to_char() costs several times the text cast: pad the cast's trimmed microseconds instead,
+    # casting once per value (the whole-second test needs no text).
+    text = f"replace(({ref} AT TIME ZONE 'UTC')::text, ' ', 'T')"
+    return f"CASE WHEN date_trunc('second', {ref}) = {ref} THEN {text} || 'Z' ELSE rpad({text}, 26, '0') || 'Z' END"
+
+
+def _pg_json_value(column: sa.Column) -> str:
+    """PostgreSQL: the column's JSON text, never NULL (so that the row's concatenation is not)."""
+    ref, kind = _ref(column), _kind(column)
+    if kind == _DATETIME:
+        return f"COALESCE('\"' || {_pg_timestamp(ref)} || '\"', 'null')"
+    if kind in (_DATE, _DECIMAL):
+        return f"COALESCE('\"' || ({ref})::text || '\"', 'null')"
+    if kind == _INTEGER:
+        return f"COALESCE(({ref})::text, 'null')"
+    if kind == _BOOLEAN:
+        return f"CASE WHEN {ref} THEN 'true' WHEN NOT {ref} THEN 'false' ELSE 'null' END"
+    return f"COALESCE(to_json({ref})::text, 'null')"
+
+
+def _pg_csv_value(column: sa.Column) -> str:
+    """PostgreSQL: the column's CSV cell for COPY (FORMAT csv), NULL for an empty cell."""
+    ref, kind = _ref(column), _kind(column)
+    if kind == _DATETIME:
+        return _pg_timestamp(ref)
+    if kind == _BOOLEAN:
+        return f"CASE WHEN {ref} THEN 'true' WHEN NOT {ref} THEN 'false' END"
+    if kind == _STRING:
+        # Formula guard (= + - @ TAB CR); an empty string is an empty cell, as Python's csv writes it.
+        quote = "''''"
+        return f"NULLIF(CASE WHEN ascii({ref}) IN (61, 43, 45, 64, 9, 13) THEN {quote} || {ref} ELSE {ref} END, '')"
+    return ref
+
+
+def _pg_copy(conn: Connection, query: sa.Select, options: str) -> Iterator[memoryview]:
+    compiled = query.compile(dialect=conn.dialect)
+    sql = f"COPY ({compiled}) TO STDOUT {options}"
+    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql, compiled.params) as copy:
+        yield from copy  # one row per item
+
+
+# Chunks: (number of rows, their texts joined by the output's separator: ",\n" in data.json, CRLF in a CSV).
+Chunk = tuple[int, bytes]
+JSON_SEPARATOR, CSV_SEPARATOR = b",\n", b"\r\n"
+
+
+def _json_chunks(rows: Iterator[memoryview]) -> Iterator[Chunk]:
+    """COPY's text format: one JSON text per line. A JSON text holds no raw line break, and the only
+    character of it that COPY escapes is the backslash (doubled): whole batches are fixed at once."""
+    batch: list[memoryview] = []
+    for data in rows:
+        batch.append(data)
+        if len(batch) >= BATCH_ROWS:
+            yield _json_chunk(batch)
+            batch = []
+    if batch:
+        yield _json_chunk(batch)
+
+
+def _json_chunk(batch: list[memoryview]) -> Chunk:
+    text = b"".join(batch)[:-1].replace(b"\n", JSON_SEPARATOR)
+    return len(batch), text.replace(b"\\\\", b"\\") if b"\\" in text else text
+
+
+_QUOTED_END_OF_DATA = re.compile(rb'(^|,)"\\\."(?=,|$)')
+
+
+def _unquote_end_of_data(row: bytes) -> bytes:
+    # COPY quotes a lone `\.` (its end-of-data marker); Python's csv writes it plain.
+    return _QUOTED_END_OF_DATA.sub(rb"\1\\.", row) if b'"\\."' in row else row
+
+
+def _csv_chunks(rows: Iterator[memoryview]) -> Iterator[Chunk]:
+    """COPY's CSV format: one row per item, ending with LF (cells may hold line breaks: rows are cut one by one)."""
+    batch: list[memoryview] = []
+    for data in rows:
+        batch.append(data[:-1])
+        if len(batch) >= BATCH_ROWS:
+            yield _csv_chunk(batch)
+            batch = []
+    if batch:
+        yield _csv_chunk(batch)
+
+
+def _csv_chunk(batch: list[memoryview]) -> Chunk:
+    text = CSV_SEPARATOR.join(batch)
+    if b'"\\."' in text:
+        text = CSV_SEPARATOR.join(_unquote_end_of_data(bytes(row)) for row in batch)
+    return len(batch), text
+
+
+def joined(texts: Iterator[list[str]], separator: bytes) -> Iterator[Chunk]:
+    """Batches of texts (SQLite's, or the Python encoders') as chunks."""
+    for batch in texts:
+        yield len(batch), separator.join(text.encode() for text in batch)
+
+
+def json_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
+    """The account's rows of `table` as data.json objects (UTF-8), in chunks, in the export's order."""
+    if conn.dialect.name == "postgresql":
+        parts = [
+            f"'{'{' if i == 0 else ','}\"{c.name}\":' || {_pg_json_value(c)}" for i, c in enumerate(_columns(table))
+        ]
+        query = _pg_sorted_then_encoded(table, account_id, " || ".join(parts) + " || '}'")
+        return _json_chunks(_pg_copy(conn, query, ""))
+    return joined(batches(conn, json_select(conn, table, account_id)), JSON_SEPARATOR)
+
+
+def csv_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
+    """The account's rows of `table` as CSV lines (UTF-8), in chunks, in the export's order."""
+    if conn.dialect.name == "postgresql":
+        query = _pg_sorted_then_encoded(table, account_id, *(_pg_csv_value(c) for c in _columns(table)))
+        return _csv_chunks(_pg_copy(conn, query, "(FORMAT csv)"))
+    return joined(batches(conn, csv_select(conn, table, account_id)), CSV_SEPARATOR)
+
+
+def json_select(conn: Connection, table: ExportTable, account_id: str) -> sa.Select:
+    """One text column: each of the account's rows as its compact JSON object, in the export's order."""
+    dialect = conn.dialect.name
+    columns = _columns(table)
+    if dialect == "postgresql":
+        inner = table.select(account_id).with_only_columns(
+            *(sa.literal_column(_json_value(dialect, c)).label(c.name) for c in columns), maintain_column_froms=True
+        ).subquery("r")
+        return sa.select(sa.literal_column("row_to_json(r)::text")).select_from(inner)
+    pairs = ", ".join(f"'{c.name}', {_json_value(dialect, c)}" for c in columns)
+    return table.select(account_id).with_only_columns(sa.literal_column(f"json_object({pairs})"), maintain_column_froms=True)
+
+
+def csv_select(conn: Connection, table: ExportTable, account_id: str) -> sa.Select:
+    """One text column: each of the account's rows as its CSV line (without the line end), in the export's order."""
+    dialect = conn.dialect.name
+    line = " || ',' || ".join(_csv_field(dialect, c) for c in _columns(table))
+    return table.select(account_id).with_only_columns(sa.literal_column(line), maintain_column_froms=True)
+
+
+def batches(conn: Connection, query: sa.Select) -> Iterator[list[str]]:
+    """The single text column of `query`, in lists of up to BATCH_ROWS (server-side cursor on PostgreSQL)."""
+    result = conn.execute(query, execution_options=_STREAMED)
+    with closing(result):
+        yield from result.scalars().partitions(BATCH_ROWS)
