@@ -20,7 +20,7 @@ from pydantic import Field
 
 from shared.identity.guards import client_token, dpo_credential, step_up
 from shared.platform.errors import NotFound
-from shared.platform.guards import body, principal
+from shared.platform.guards import Middlewares, body, principal
 from shared.platform.runtime import HttpFunction, Response, StrictModel
 from shared.policy.facts import DPO_CHANNELS
 from shared.ports.db import get_engine
@@ -40,7 +40,7 @@ class DpoErasureRequest(StrictModel):
 
 
 # The account may already be deactivated by its own pending erasure: it may still read or cancel it.
-CLIENT = [client_token(allow_deactivated=True), gpc_signal]
+CLIENT: Middlewares = [client_token(allow_deactivated=True), gpc_signal]
 
 
 def _pending(account_id: str):

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from shared.identity.guards import client_token, dpo_credential, step_up
-from shared.platform.guards import body, principal, public
+from shared.platform.guards import Middlewares, body, principal, public
 from shared.platform.moments import past_moment
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_dumps
 from shared.policy.facts import DPO_CHANNELS, POLICY_EFFECTIVE_DATE
@@ -49,7 +49,7 @@ def _accepted(body: dict[str, Any]) -> Response:
     return Response(status_code=202, content_type="application/json", body=json_dumps(body))
 
 
-CLIENT = [client_token(), gpc_signal]
+CLIENT: Middlewares = [client_token(), gpc_signal]
 
 
 @app.post("/", middlewares=[*CLIENT, body(ExportRequest, optional=True), step_up("export", unless=export.has_open_export)])

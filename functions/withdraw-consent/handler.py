@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote
 
 from pydantic import Field
@@ -26,7 +26,7 @@ from pydantic import Field
 from shared import notices
 from shared.identity.guards import client_token, dpo_credential
 from shared.platform.errors import AppError, ValidationFailed
-from shared.platform.guards import principal, public
+from shared.platform.guards import Middlewares, principal, public
 from shared.platform.http import html_page
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body
 from shared.ports.db import get_engine
@@ -52,12 +52,12 @@ class LiftRequest(StrictModel):
     reason_code: str = Field(max_length=40)
 
 
-def _proof() -> dict[str, str | None]:
+def _proof() -> dict[str, Any]:
     request = current_request()
     return {"ip": request.client_ip, "user_agent": request.header("User-Agent")}
 
 
-CLIENT = [client_token(), gpc_signal]
+CLIENT: Middlewares = [client_token(), gpc_signal]
 UNSUBSCRIBE_LINK = public("unsubscribe link from a mail: its signed, expiring token is the credential")
 
 

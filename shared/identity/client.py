@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
@@ -172,7 +172,7 @@ def _retry_after(conn: Connection, account_id: str, now: dt.datetime, settings: 
     return max(1, math.ceil((oldest - window_start).total_seconds()))
 
 
-def _ask_for_code(conn: Connection, account, now: dt.datetime, settings: Settings) -> tuple[AppError, str]:
+def _ask_for_code(conn: Connection, account: Any, now: dt.datetime, settings: Settings) -> tuple[AppError, str]:
     """Mail a fresh code unless one went out less than a minute ago; older codes die."""
     if account.totp_secret:
         return (
@@ -225,7 +225,7 @@ def open_totp_secret(account_id: str, stored: str) -> str:
 
 def reseal_totp_secrets(engine: Engine, *, batch_size: int = 200) -> dict[str, int | str]:
     """Move every TOTP secret under the current sealing key (after a key rotation); idempotent."""
-    counts: dict[str, int | str] = {"key_id": current_key_id(), "checked": 0, "resealed": 0}
+    counts: dict[str, Any] = {"key_id": current_key_id(), "checked": 0, "resealed": 0}
     after = ""
     while True:
         with engine.begin() as conn:
@@ -251,7 +251,7 @@ def reseal_totp_secrets(engine: Engine, *, batch_size: int = 200) -> dict[str, i
         after = rows[-1].id
 
 
-def _check_totp(conn: Connection, account, code: str, now: dt.datetime) -> AppError | None:
+def _check_totp(conn: Connection, account: Any, code: str, now: dt.datetime) -> AppError | None:
     import pyotp  # deferred for cold start: only accounts with 2FA need it
 
     totp = pyotp.TOTP(open_totp_secret(account.id, account.totp_secret))
@@ -277,7 +277,7 @@ def _check_totp(conn: Connection, account, code: str, now: dt.datetime) -> AppEr
     return Unauthorized("the verification code is not valid", code="invalid_code")
 
 
-def _check_mail_code(conn: Connection, account, code: str, now: dt.datetime, settings: Settings) -> AppError | None:
+def _check_mail_code(conn: Connection, account: Any, code: str, now: dt.datetime, settings: Settings) -> AppError | None:
     row = conn.execute(
         select(verification_codes)
         .where(verification_codes.c.account_id == account.id)

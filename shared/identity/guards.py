@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.identity.client import ClientIdentity, authenticate_client, require_step_up
-from shared.identity.dpo import authenticate_dpo
+from shared.identity.dpo import DpoIdentity, authenticate_dpo
 from shared.platform.guards import Guard
 from shared.platform.http import HttpRequest
 from shared.ports.db import get_engine
@@ -47,7 +47,7 @@ def step_up(action: str, *, unless: Callable[[str], bool] | None = None) -> Guar
     return Guard("step_up", f"step-up for {action}", check, stores="step_up")
 
 
-def _dpo(request: HttpRequest, _context: dict[str, Any]):
+def _dpo(request: HttpRequest, _context: dict[str, Any]) -> DpoIdentity:
     return authenticate_dpo(request.headers)
 
 

@@ -18,14 +18,13 @@ from shared.identity.dpo import create_dpo_credential
 from shared.local.demo import seed_demo
 from shared.local.server import drain_queues, invoke, load_manifest, serve
 from shared.platform.clock import parse_date_argument
-from shared.platform.config import ConfigurationError, get_settings
+from shared.platform.config import ConfigurationError, Settings, get_settings
 from shared.platform.errors import AppError
 from shared.ports.backends import get_storage
 from shared.ports.db import get_engine, migrate
 from shared.records.audit import verify_chain
 from shared.retention.operator import format_plan, plan, run_all
 from shared.rights.erasure import parse_since, replay_erasures
-
 
 # Modules under shared/local/commands/, each adding its subcommands (see build_parser).
 _COMMAND_GROUPS: tuple = ()
@@ -39,7 +38,7 @@ def _load_dotenv() -> None:
     load_dotenv(Path.cwd() / ".env", override=False)
 
 
-def _settings():
+def _settings() -> Settings:
 
     try:
         return get_settings()
@@ -47,7 +46,7 @@ def _settings():
         sys.exit(f"privacy-functions: {exc}")
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
 
     # Links built locally (downloads, unsubscribe) point at this server unless told otherwise.
     os.environ.setdefault("LOCAL_BASE_URL", f"http://{args.host}:{args.port}")
@@ -56,7 +55,7 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def cmd_invoke(args) -> int:
+def cmd_invoke(args: argparse.Namespace) -> int:
 
     _settings()
     manifest = load_manifest()
@@ -76,14 +75,14 @@ def cmd_invoke(args) -> int:
     return 0 if int(response.get("statusCode", 200)) < 500 else 1
 
 
-def cmd_migrate(_args) -> int:
+def cmd_migrate(_args: argparse.Namespace) -> int:
 
     migrate(_settings().effective_database_url)
     print(json.dumps({"migrated": True}))
     return 0
 
 
-def cmd_seed_demo(_args) -> int:
+def cmd_seed_demo(_args: argparse.Namespace) -> int:
 
     migrate(_settings().effective_database_url)
     accounts = seed_demo(get_engine(), get_storage())
@@ -91,7 +90,7 @@ def cmd_seed_demo(_args) -> int:
     return 0
 
 
-def cmd_token(args) -> int:
+def cmd_token(args: argparse.Namespace) -> int:
 
     _settings()
     try:
@@ -101,7 +100,7 @@ def cmd_token(args) -> int:
     return 0
 
 
-def cmd_dpo_credential(args) -> int:
+def cmd_dpo_credential(args: argparse.Namespace) -> int:
 
     _settings()
     with get_engine().begin() as conn:
@@ -110,7 +109,7 @@ def cmd_dpo_credential(args) -> int:
     return 0
 
 
-def cmd_audit_verify(_args) -> int:
+def cmd_audit_verify(_args: argparse.Namespace) -> int:
 
     _settings()
     with get_engine().connect() as conn:
@@ -119,14 +118,14 @@ def cmd_audit_verify(_args) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_secrets_reseal(_args) -> int:
+def cmd_secrets_reseal(_args: argparse.Namespace) -> int:
 
     _settings()
     print(json.dumps({"totp_secrets": reseal_totp_secrets(get_engine())}))
     return 0
 
 
-def cmd_replay_erasures(args) -> int:
+def cmd_replay_erasures(args: argparse.Namespace) -> int:
 
     _settings()
     try:
@@ -137,7 +136,7 @@ def cmd_replay_erasures(args) -> int:
     return 0
 
 
-def cmd_retention_plan(args) -> int:
+def cmd_retention_plan(args: argparse.Namespace) -> int:
 
     _settings()
     try:
@@ -149,7 +148,7 @@ def cmd_retention_plan(args) -> int:
     return 0
 
 
-def cmd_retention_run(args) -> int:
+def cmd_retention_run(args: argparse.Namespace) -> int:
 
     _settings()
 

@@ -16,15 +16,18 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote
 
 import yaml
 from croniter import croniter
-from flask import abort, jsonify, request, send_file
+from flask import Flask, abort, jsonify, request, send_file
+from flask import Response as FlaskResponse
 from scaleway_functions_python.local.serving import LocalFunctionServer
+from werkzeug.routing import MapAdapter
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from shared.ports.backends import get_queue, get_storage
@@ -188,7 +191,7 @@ class CronScheduler(threading.Thread):
 
     def run(self) -> None:
 
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         plan = [
             (spec, schedule, croniter(schedule.rate, now))
             for spec in self.manifest.functions.values()
@@ -196,7 +199,7 @@ class CronScheduler(threading.Thread):
         ]
         due = {id(item): item[2].get_next(dt.datetime) for item in plan}
         while not self.stop.wait(1.0):
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             for item in plan:
                 spec, schedule, itr = item
                 if due[id(item)] <= now:
@@ -226,7 +229,7 @@ class QueuePump(threading.Thread):
                 time.sleep(2)
 
 
-def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
+def build_app(manifest: Manifest, root: Path = PROJECT_ROOT) -> Flask:
     """A Flask app: Scaleway's emulator with every HTTP function at /<name>/, plus /healthz."""
 
     server = LocalFunctionServer()
@@ -237,7 +240,7 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
         server.add_handler(_mounted(spec, root), relative_url=f"/{spec.name}")
 
     @server.app.get("/healthz")
-    def healthz():
+    def healthz() -> FlaskResponse:
         return jsonify(
             {
                 "status": "ok",
@@ -250,7 +253,7 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
         )
 
     @server.app.get("/_objects/<bucket>/<path:key>")
-    def local_object(bucket: str, key: str):
+    def local_object(bucket: str, key: str) -> FlaskResponse:
         # Stands in for S3's presigned URLs when objects live in a local folder.
 
         storage = get_storage()
@@ -276,7 +279,7 @@ def _mounted(spec: FunctionSpec, root: Path) -> Handler:
     """The function as Scaleway runs it behind its own domain: paths start at `/`."""
     prefix = f"/{spec.name}"
 
-    def handler(event: dict, _context: dict):
+    def handler(event: dict, _context: dict) -> Any:
         path = event.get("path") or "/"
         if path.startswith(prefix):
             event = {**event, "path": path[len(prefix):] or "/"}
@@ -286,7 +289,7 @@ def _mounted(spec: FunctionSpec, root: Path) -> Handler:
     return handler
 
 
-def access_log_handler(app, write: Callable[[str], None]) -> type[WSGIRequestHandler]:
+def access_log_handler(app: Flask, write: Callable[[str], None]) -> type[WSGIRequestHandler]:
     """werkzeug's request handler logging `METHOD <route template> status`: never a raw path nor a query string.
 
     Download links carry their token in the query and ids in the path.
@@ -304,7 +307,7 @@ def access_log_handler(app, write: Callable[[str], None]) -> type[WSGIRequestHan
     return RouteLoggingHandler
 
 
-def route_of(urls, method: str, raw_path: str) -> str:
+def route_of(urls: MapAdapter, method: str, raw_path: str) -> str:
     """The template of the route serving `raw_path` ("/_objects/<bucket>/<path:key>"), "-" if none."""
     try:
         rule, _args = urls.match(unquote(raw_path.split("?", 1)[0]), method=method, return_rule=True)

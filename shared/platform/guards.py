@@ -28,6 +28,8 @@ from shared.platform.http import HttpRequest, _json_object, current_request, val
 AUTHENTICATING = ("client_token", "dpo_credential", "trigger", "public")
 
 Check = Callable[[HttpRequest, dict[str, Any]], Any]
+# A route's `middlewares=` list, as Powertools types it (a list of guards shared by several routes).
+Middlewares = list[Callable[..., Any]]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.event_handler import ALBResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -135,8 +135,10 @@ def _normalise_path(path: Any) -> str:
 def _parse_event(event: Any, context: ScalewayContext) -> HttpRequest:
     if not isinstance(event, Mapping) or not isinstance(event.get("httpMethod"), str):
         raise BadRequest("the invocation is not an HTTP event", code="bad_event")
-    headers = event.get("headers") if isinstance(event.get("headers"), Mapping) else {}
-    query = event.get("queryStringParameters") if isinstance(event.get("queryStringParameters"), Mapping) else {}
+    headers: Mapping[str, Any] = event["headers"] if isinstance(event.get("headers"), Mapping) else {}
+    query: Mapping[str, Any] = (
+        event["queryStringParameters"] if isinstance(event.get("queryStringParameters"), Mapping) else {}
+    )
     return HttpRequest(
         method=event["httpMethod"].upper(),
         path=_normalise_path(event.get("path")),
@@ -323,7 +325,7 @@ class HttpFunction(ALBResolver):
                 raise PayloadTooLarge(f"the request body exceeds {settings.max_body_bytes} bytes")
             token = _current_request.set(request)
             try:
-                answer = self.resolve(_proxy_event(request), context)
+                answer = self.resolve(_proxy_event(request), cast(Any, context))  # what Powertools reads of it
             finally:
                 _current_request.reset(token)
         except AppError as exc:  # raised before routing: not an HTTP event, body too large
@@ -364,7 +366,7 @@ class HttpFunction(ALBResolver):
             "isBase64Encoded": bool(answer.get("isBase64Encoded")),
         }
 
-    def _call_route(self, route, route_arguments):
+    def _call_route(self, route: Any, route_arguments: dict[str, str]) -> Any:
         _matched_route.set(route.path)  # logged by _invoke
         return super()._call_route(route, route_arguments)
 

@@ -227,7 +227,7 @@ _CATEGORIES_BY_ID = {c.id: c for c in CATEGORIES}
 # --- 5. Retention rules ---------------------------------------------------------------------
 
 
-class FinalAction(str, enum.Enum):
+class FinalAction(enum.StrEnum):
     DELETE = "delete"
     ANONYMISE = "anonymise"
     ERASE_ACCOUNT = "erase_account"  # the whole account goes through erasure (data map, processors)

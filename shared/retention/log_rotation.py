@@ -26,7 +26,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, delete, func, select, text
 
@@ -237,7 +237,7 @@ def _expired_pages(storage: ObjectStore, bucket: str, prefix: str,
         return key < boundary and day is not None and day < first_kept_day
 
     if isinstance(storage, S3ObjectStore):
-        scope, markers = prefix, {}
+        scope, markers = prefix, cast(dict[str, str], {})
         previous: list[tuple[str, str]] | None = None
         with storage._errors():
             while True:

@@ -15,7 +15,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import closing
-from typing import Any
+from typing import IO, Any, cast
 
 from sqlalchemy import Connection
 
@@ -85,7 +85,7 @@ class _ChunkStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         while not len(self._pending):
             chunk = next(self._chunks, None)
             if chunk is None:
@@ -150,11 +150,11 @@ def iter_archive(
     """The ZIP of one account's export, as consecutive byte chunks of about 1 MiB."""
     sink = _Sink()
     tables = export_tables()
-    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL) as zf:
-        yield from _write_documents(conn, record.account_id, zf, sink, stats, settings)
+    with zipfile.ZipFile(cast(IO[bytes], sink), "w", compression=zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL) as zf:
+        yield from _write_documents(conn, record.account, zf, sink, stats, settings)
         yield from _write_data_json(conn, record, tables, zf, sink, stats, now)
         for table in tables:
-            yield from _write_csv(conn, table, record.account_id, zf, sink)
+            yield from _write_csv(conn, table, record.account, zf, sink)
         zf.writestr("schema.json", json.dumps(data_json_schema(), ensure_ascii=False, indent=2))
         zf.writestr("README.html", readme_html(record, tables, stats, now))
     yield sink.take()
@@ -188,7 +188,7 @@ def _write_data_json(
     stats: ArchiveStats,
     now: dt.datetime,
 ) -> Iterator[bytes]:
-    account_id = record.account_id
+    account_id = record.account
     head = {
         "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION, "schema": "schema.json"},
         "generated_at": iso(now),
@@ -202,7 +202,7 @@ def _write_data_json(
             out.write(("," if position else "") + f"\n{_JSON(table.name)}:[")
             names, count = table.column_names, 0
             for values in _rows(conn, table, account_id):
-                out.write(("," if count else "") + "\n" + _JSON(dict(zip(names, values))))
+                out.write(("," if count else "") + "\n" + _JSON(dict(zip(names, values, strict=True))))
                 count += 1
                 if sink.size >= _FLUSH_BYTES:
                     yield sink.take()
