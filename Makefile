@@ -40,7 +40,7 @@ lint: $(VENV)/.dev-installed
 
 mypy-all:
 	$(BIN)/mypy shared
-	for dir in functions/*/; do $(BIN)/mypy "$$dir" || exit 1; done
+	status=0; for dir in functions/*/; do $(BIN)/mypy "$$dir" || status=1; done; exit $$status
 
 # Formats the code with ruff's formatter ([tool.ruff.format]); `make test` does not check the format yet.
 format: $(VENV)/.dev-installed

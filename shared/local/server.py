@@ -27,9 +27,12 @@ from croniter import croniter
 from flask import Flask, abort, jsonify, request, send_file
 from flask import Response as FlaskResponse
 from scaleway_functions_python.local.serving import LocalFunctionServer
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import MapAdapter
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from shared.platform.http import HttpFunction
+from shared.platform.openapi import combined_document
 from shared.ports.backends import get_queue, get_storage
 from shared.ports.storage import ObjectNotFound
 from shared.ports.storage.base import check_bucket, check_key
@@ -252,6 +255,35 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT) -> Flask:
             }
         )
 
+    @server.app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[FlaskResponse, int]:
+        # What the server itself refuses (a path no function route can match, a bad object link) is
+        # answered like the functions answer: the error body, never werkzeug's HTML page.
+        status = exc.code or 500
+        code = (exc.name or "error").lower().replace(" ", "_")
+        response = jsonify({"error": {"code": code, "message": exc.name or "error"}})
+        response.headers["Cache-Control"] = "no-store"
+        return response, status
+
+    @server.app.get("/openapi.json")
+    def openapi_document() -> FlaskResponse:
+        # The combined contract of every HTTP function, each under /<name>/ as mounted here.
+        apps = [app for app in (http_function(spec, root) for spec in http_functions) if app is not None]
+        return jsonify(combined_document(apps))
+
+    @server.app.get("/docs")
+    def docs() -> FlaskResponse:
+        return send_file(DOCS_PAGE, mimetype="text/html")
+
+    @server.app.get("/docs/assets/<name>")
+    def docs_asset(name: str) -> FlaskResponse:
+        # Swagger UI as the flask-swagger-ui package ships it (no CDN); our own initializer, no inline script.
+        if name == "swagger-initializer.js":
+            return send_file(DOCS_INITIALIZER, mimetype="text/javascript")
+        if name not in SWAGGER_UI_ASSETS:
+            abort(404)
+        return send_file(swagger_ui_dist() / name)
+
     @server.app.get("/_objects/<bucket>/<path:key>")
     def local_object(bucket: str, key: str) -> FlaskResponse:
         # Stands in for S3's presigned URLs when objects live in a local folder.
@@ -273,6 +305,27 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT) -> Flask:
         return response
 
     return server.app
+
+
+DOCS_PAGE = Path(__file__).with_name("docs") / "index.html"
+DOCS_INITIALIZER = Path(__file__).with_name("docs") / "swagger-initializer.js"
+SWAGGER_UI_ASSETS = frozenset(
+    {"swagger-ui.css", "index.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png"}
+)
+
+
+def swagger_ui_dist() -> Path:
+    """Swagger UI's files, from the flask-swagger-ui package (a local-only dependency)."""
+    spec = importlib.util.find_spec("flask_swagger_ui")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("flask-swagger-ui is not installed (pip install -e '.[local]')")
+    return Path(spec.origin).parent / "dist"
+
+
+def http_function(spec: FunctionSpec, root: Path = PROJECT_ROOT) -> HttpFunction | None:
+    """The HttpFunction behind an HTTP function's handler (`handle = app.handle`), if it is one."""
+    owner = getattr(load_handler(spec, root), "__self__", None)
+    return owner if isinstance(owner, HttpFunction) else None
 
 
 def _mounted(spec: FunctionSpec, root: Path) -> Handler:

@@ -17,16 +17,17 @@ Every deployable function exposes `handle(event, context)`:
     def run(message: QueueMessage) -> dict | None: return ...(ExportRun.of(message).request_id)
     handle = worker.handle
 
-The adapter lives in three modules: http (HTTP events and answers, Scaleway's contract), triggers (CRON
-and queue functions), messages (the queue envelope and contracts). This one names what handlers use.
+The adapter lives in four modules: http (HTTP events and answers, Scaleway's contract), openapi (the API
+contract each HTTP function serves), triggers (CRON and queue functions), messages (the queue envelope and
+contracts). This one names what handlers use.
 """
 
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
+from shared.platform import http
 from shared.platform.http import (
-    HttpFunction,
     HttpRequest,
     StrictModel,
     current_request,
@@ -38,7 +39,17 @@ from shared.platform.http import (
 )
 from shared.platform.logs import ScalewayContext
 from shared.platform.messages import QueueMessage, make_message, parse_message
+from shared.platform.openapi import serve_contract
 from shared.platform.triggers import CronFunction, QueueFunction, queue_and_cron
+
+
+class HttpFunction(http.HttpFunction):
+    """An HTTP function (shared.platform.http) that serves its own contract at `GET /openapi.json`."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        serve_contract(self)
+
 
 __all__ = [
     "CronFunction",
