@@ -68,9 +68,9 @@ UNSUBSCRIBE_LINK = signed_link(
 )
 HTML = {"text/html": {"schema": {"type": "string"}}}
 PAGE = {"description": "A page (French, then English)", "content": HTML}
-ERROR_PAGE = {"description": "The link is not valid (any more): a page saying so", "content": HTML}
+# A refused link is answered with a page; what never reached the route (a malformed query) with the error body.
 ERROR_PAGE_OR_BODY: dict[str, Any] = {
-    "description": "Refused: a page when the caller accepts text/html, else the error body",
+    "description": "Refused: a page (POST: when the caller accepts text/html), else the error body",
     "content": {**HTML, "application/json": {"schema": {"type": "object", "required": ["error"]}}},
 }
 
@@ -107,7 +107,7 @@ def _error_page(exc: AppError) -> Response:
     return _page(exc.status, "unsubscribe_invalid")
 
 
-UNSUBSCRIBE_PAGE: Answers = {200: PAGE, "default": ERROR_PAGE}
+UNSUBSCRIBE_PAGE: Answers = {200: PAGE, "default": ERROR_PAGE_OR_BODY}
 
 
 @app.get("/unsubscribe", middlewares=[UNSUBSCRIBE_LINK], responses=UNSUBSCRIBE_PAGE)

@@ -62,7 +62,8 @@ def step_up(action: str, *, unless: Callable[[str], bool] | None = None) -> Guar
         (403, "account_inactive"), (429, "too_many_attempts"), (429, "rate_limited"),
     )
     return Guard(
-        "step_up", f"step-up for {action}", check, stores="step_up", credential=STEP_UP_CODE, answers=answers
+        "step_up", f"step-up for {action}", check, stores="step_up", credential=STEP_UP_CODE, answers=answers,
+        optional=unless is not None,  # the contract: the client token alone may do
     )
 
 

@@ -70,7 +70,7 @@ class Guard:
     credential: Credential | None = None
     model: type[BaseModel] | None = None
     answers: tuple[tuple[int, str], ...] = ()
-    optional: bool = False  # a body guard: an empty body stands for `{}`
+    optional: bool = False  # a body: an empty one stands for `{}`; a credential: not always asked for
 
     def __call__(self, app: Any, next_middleware: NextMiddleware) -> Response:
         if self.check is not None:

@@ -139,6 +139,8 @@ def _parse_event(event: Any, context: ScalewayContext) -> HttpRequest:
     query: Mapping[str, Any] = (
         event["queryStringParameters"] if isinstance(event.get("queryStringParameters"), Mapping) else {}
     )
+    if not all(storable(str(key)) and storable(str(value)) for key, value in query.items() if value is not None):
+        raise ValidationFailed("the query string holds a NUL character or an unpaired surrogate")
     return HttpRequest(
         method=event["httpMethod"].upper(),
         path=_normalise_path(event.get("path")),
@@ -199,6 +201,28 @@ def describe_validation_error(exc: ValidationError, *, limit: int = 5) -> str:
     return "invalid request: " + "; ".join(problems)
 
 
+def storable(text: str) -> bool:
+    """Text a database column can hold: no NUL (PostgreSQL refuses it in text) and no lone surrogate
+    (JSON's `\\ud800` escapes decode to one, which no UTF-8 encoder accepts)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(_all_storable(key) and _all_storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_all_storable(item) for item in value)
+    return True
+
+
 def _json_object(body: bytes, *, empty_is_object: bool = False) -> dict[str, Any]:
     if not body.strip():
         if empty_is_object:
@@ -210,6 +234,8 @@ def _json_object(body: bytes, *, empty_is_object: bool = False) -> dict[str, Any
         raise ValidationFailed("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationFailed("the request body must be a JSON object")
+    if not _all_storable(data):
+        raise ValidationFailed("the request body holds a NUL character or an unpaired surrogate")
     return data
 
 

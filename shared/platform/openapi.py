@@ -4,7 +4,8 @@ Nothing here is written by hand per route. For every route of an HTTP function (
 
 - the path, with its `<param>` segments as path parameters;
 - the security requirement: the credential of each of its guards, all required together (client token
-  and step-up code; DPO credential; signed link; Stripe signature), each a security scheme;
+  and step-up code; DPO credential; signed link; Stripe signature), each a security scheme; a credential
+  its guard does not always ask for (a step-up skipped while the action is under way) is optional;
 - the request body from its `body(Model)` guard, the query parameters from its `query(Model)` guard,
   as the pydantic models' JSON Schemas (strict: unknown fields refused);
 - the answers: what the route's decorator declares in `responses=` (Powertools' own parameter), else
@@ -215,10 +216,13 @@ def _operation(app: HttpFunction, route: DeclaredRoute, components: _Components,
         for name in _PATH_PARAMETER.findall(route.path)
     ]
     requirement: dict[str, list[str]] = {}
+    optional_schemes: set[str] = set()
     for guard in route.guards:
         if guard.credential is not None:
             components.security_schemes[guard.credential.scheme] = guard.credential.security_scheme()
             requirement[guard.credential.scheme] = []
+            if guard.optional:
+                optional_schemes.add(guard.credential.scheme)
         if guard.kind == "body" and guard.model is not None:
             operation["requestBody"] = {
                 "required": not guard.optional,
@@ -231,7 +235,12 @@ def _operation(app: HttpFunction, route: DeclaredRoute, components: _Components,
                 parameters.append({"name": name, "in": "query", "required": name in required, "schema": field_schema})
     if parameters:
         operation["parameters"] = parameters
-    operation["security"] = [requirement] if requirement else []
+    # Every credential together; then, when one is not always asked for (a step-up skipped while the action
+    # is already under way), the others alone.
+    security = [requirement] if requirement else []
+    if optional_schemes and set(requirement) - optional_schemes:
+        security.append({name: [] for name in requirement if name not in optional_schemes})
+    operation["security"] = security
     operation["responses"] = _responses(
         getattr(powertools_route, "responses", None), route.guards, components, operation_prefix
     )

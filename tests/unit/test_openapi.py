@@ -66,6 +66,13 @@ def test_security_schemes_come_from_the_guards():
     assert (schemes["StripeSignature"]["in"], schemes["StripeSignature"]["name"]) == ("header", "Stripe-Signature")
 
 
+def test_a_step_up_skipped_while_the_action_is_under_way_is_an_optional_credential():
+    paths = combined_document(APPS)["paths"]
+    # step_up("export", unless=export.has_open_export): the open export is answered on the token alone.
+    assert paths["/export-on-request/"]["post"]["security"] == [{"ClientToken": [], "StepUpCode": []}, {"ClientToken": []}]
+    assert paths["/withdraw-consent/dpo/restrictions"]["post"]["security"] == [{"DpoCredential": []}]
+
+
 def test_refusals_carry_the_error_body_with_the_guards_codes():
     document = combined_document(APPS)
     start = document["paths"]["/export-on-request/"]["post"]
