@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: run test bench package clean
+.PHONY: run test lint mypy-all format bench package clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,23 @@ run: $(VENV)/.local-installed .env
 	$(BIN)/privacy-functions serve --port $(PORT)
 
 # The whole suite, on SQLite and on PostgreSQL (TEST_POSTGRES_URL, default 127.0.0.1:5432/test).
-test: $(VENV)/.dev-installed
-	$(BIN)/lint-imports --no-cache
+test: lint
 	$(BIN)/pytest -q -n 2 -p no:cacheprovider
+
+# Layers, lint and types (.pre-commit-config.yaml runs the same). functions/<name>/ folders have hyphens and
+# each holds a `handler` module: mypy checks them one folder at a time (shared/ comes from its cache).
+lint: $(VENV)/.dev-installed
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory mypy-all
+
+mypy-all:
+	$(BIN)/mypy shared
+	status=0; for dir in functions/*/; do $(BIN)/mypy "$$dir" || status=1; done; exit $$status
+
+# Formats the code with ruff's formatter ([tool.ruff.format]); `make test` does not check the format yet.
+format: $(VENV)/.dev-installed
+	$(BIN)/ruff format .
 
 # Benchmarks: print figures, assert nothing about time.
 bench: $(VENV)/.dev-installed
@@ -48,4 +62,4 @@ package: $(VENV)/.local-installed
 	$(BIN)/python -m shared.local.packaging build package
 
 clean:
-	rm -rf $(VENV) .local package .pytest_cache
+	rm -rf $(VENV) .local package .pytest_cache .mypy_cache .ruff_cache

@@ -20,10 +20,12 @@ from pydantic import Field
 
 from shared.identity.guards import client_token, dpo_credential, step_up
 from shared.platform.errors import NotFound
-from shared.platform.guards import body, principal
+from shared.platform.guards import Middlewares, body, principal
+from shared.platform.openapi import Answers, answer, link
 from shared.platform.runtime import HttpFunction, Response, StrictModel
 from shared.policy.facts import DPO_CHANNELS, IDENTITY_VERIFICATION_METHODS
 from shared.ports.db import get_engine
+from shared.records.answers import RequestAnswer
 from shared.rights import erasure
 from shared.rights.signals import gpc_signal
 
@@ -42,7 +44,7 @@ class DpoErasureRequest(StrictModel):
 
 
 # The account may already be deactivated by its own pending erasure: it may still read or cancel it.
-CLIENT = [client_token(allow_deactivated=True), gpc_signal]
+CLIENT: Middlewares = [client_token(allow_deactivated=True), gpc_signal]
 
 
 def _pending(account_id: str):
@@ -56,7 +58,21 @@ def _answer(record, *, created: bool) -> Response:
     )
 
 
-@app.post("/", middlewares=[*CLIENT, body(NoFields, optional=True), step_up("erasure", unless=_pending)])
+def _registered(*targets: str) -> Answers:
+    links = {target: link(target, request_id="/request_id") for target in targets}
+    return {
+        202: answer("The erasure, registered", RequestAnswer, **links),
+        200: answer("The erasure already registered, as it stands", RequestAnswer, **links),
+    }
+
+
+ERASURE: Answers = {200: answer("The erasure request: state, erase_after, the receipt once completed", RequestAnswer)}
+
+
+@app.post(
+    "/", middlewares=[*CLIENT, body(NoFields, optional=True), step_up("erasure", unless=_pending)],
+    responses=_registered("erasure_state", "cancel"),
+)
 def request_erasure() -> Response:
     identity = principal(app, "client")
     pending = _pending(identity.account_id)
@@ -68,7 +84,7 @@ def request_erasure() -> Response:
     return _answer(record, created=created)
 
 
-@app.get("/", middlewares=CLIENT)
+@app.get("/", middlewares=CLIENT, responses=ERASURE)
 def pending_erasure() -> dict:
     pending = _pending(principal(app, "client").account_id)
     if pending is None:
@@ -76,14 +92,14 @@ def pending_erasure() -> dict:
     return erasure.erasure_view(pending)
 
 
-@app.get("/<request_id>", middlewares=CLIENT)
+@app.get("/<request_id>", middlewares=CLIENT, responses=ERASURE)
 def erasure_state(request_id: str) -> dict:
     identity = principal(app, "client")
     with get_engine().connect() as conn:
         return erasure.erasure_view(erasure.get_erasure(conn, request_id, account_id=identity.account_id))
 
 
-@app.delete("/<request_id>", middlewares=CLIENT)
+@app.delete("/<request_id>", middlewares=CLIENT, responses=ERASURE)
 def cancel(request_id: str) -> dict:
     identity = principal(app, "client")
     with get_engine().begin() as conn:
@@ -91,7 +107,9 @@ def cancel(request_id: str) -> dict:
     return erasure.erasure_view(record)
 
 
-@app.post("/dpo/requests", middlewares=[dpo_credential, body(DpoErasureRequest)])
+@app.post(
+    "/dpo/requests", middlewares=[dpo_credential, body(DpoErasureRequest)], responses=_registered("dpo_state")
+)
 def dpo_request() -> Response:
     request = principal(app, "body")
     record, created = erasure.request_erasure(
@@ -101,7 +119,7 @@ def dpo_request() -> Response:
     return _answer(record, created=created)
 
 
-@app.get("/dpo/requests/<request_id>", middlewares=[dpo_credential])
+@app.get("/dpo/requests/<request_id>", middlewares=[dpo_credential], responses=ERASURE)
 def dpo_state(request_id: str) -> dict:
     with get_engine().connect() as conn:
         return erasure.erasure_view(erasure.get_erasure(conn, request_id))

@@ -49,10 +49,10 @@ def run(message: QueueMessage) -> dict[str, Any]:
     if left:  # the time budget is spent: the rest goes on in another invocation (same key if this one is retried)
         erasure.enqueue_runs(left, reason="rest-of:" + hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:16])
     waiting = {request_id: exc for request_id, exc in errors.items() if isinstance(exc, ExternalServiceError)}
-    for request_id, exc in waiting.items():
+    for request_id, waited in waiting.items():
         get_logger().warning(
             "erasure step waits for an external service",
-            extra={"request_id": request_id, "service": exc.service, "retryable": exc.retryable},
+            extra={"request_id": request_id, "service": waited.service, "retryable": waited.retryable},
         )
     for request_id, exc in errors.items():
         if request_id not in waiting:

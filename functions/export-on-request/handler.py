@@ -19,11 +19,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from shared.identity.guards import client_token, dpo_credential, step_up
-from shared.platform.guards import body, principal, public
+from shared.platform.guards import Middlewares, body, principal, signed_link
 from shared.platform.moments import past_moment
+from shared.platform.openapi import answer, link
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_dumps
 from shared.policy.facts import DPO_CHANNELS, POLICY_EFFECTIVE_DATE
 from shared.ports.db import get_engine
+from shared.records.answers import RequestAnswer
 from shared.rights import export
 from shared.rights.signals import gpc_signal
 
@@ -49,10 +51,17 @@ def _accepted(body: dict[str, Any]) -> Response:
     return Response(status_code=202, content_type="application/json", body=json_dumps(body))
 
 
-CLIENT = [client_token(), gpc_signal]
+CLIENT: Middlewares = [client_token(), gpc_signal]
 
 
-@app.post("/", middlewares=[*CLIENT, body(ExportRequest, optional=True), step_up("export", unless=export.has_open_export)])
+ACCEPTED = "The export request, registered (or the one already open)"
+
+
+@app.post(
+    "/",
+    middlewares=[*CLIENT, body(ExportRequest, optional=True), step_up("export", unless=export.has_open_export)],
+    responses={202: answer(ACCEPTED, RequestAnswer, view=link("view", request_id="/request_id"))},
+)
 def start() -> Response:
     record, _created = export.start_client_export(
         get_engine(), principal(app, "client").account_id, verified_by=principal(app, "step_up")
@@ -60,18 +69,26 @@ def start() -> Response:
     return _accepted(export.request_view(record))
 
 
-@app.get("/<request_id>", middlewares=CLIENT)
+@app.get("/<request_id>", middlewares=CLIENT, responses={200: answer("The request; once completed, a download_url", RequestAnswer)})
 def view(request_id: str) -> dict[str, Any]:
     return export.export_view(get_engine(), request_id, account_id=principal(app, "client").account_id)
 
 
-@app.get("/<request_id>/download", middlewares=[public("signed download link: its token is the credential")])
+@app.get(
+    "/<request_id>/download",
+    middlewares=[signed_link("DownloadLink", "token", "signed download link: its token is the credential")],
+    responses={302: {"description": "To the archive", "headers": {"Location": {"schema": {"type": "string"}}}}},
+)
 def download(request_id: str) -> Response:
     location = export.download_location(get_engine(), request_id, current_request().query.get("token"))
     return Response(status_code=302, content_type=None, body="", headers={"Location": location})
 
 
-@app.post("/dpo/requests", middlewares=[dpo_credential, body(DpoExportRequest)])
+@app.post(
+    "/dpo/requests",
+    middlewares=[dpo_credential, body(DpoExportRequest)],
+    responses={202: answer(ACCEPTED, RequestAnswer, view=link("dpo_view", request_id="/request_id"))},
+)
 def dpo_register() -> Response:
     request = principal(app, "body")
     record, _created = export.register_dpo_export(
@@ -86,7 +103,7 @@ def dpo_register() -> Response:
     return _accepted(export.request_view(record))
 
 
-@app.get("/dpo/requests/<request_id>", middlewares=[dpo_credential])
+@app.get("/dpo/requests/<request_id>", middlewares=[dpo_credential], responses={200: answer("The request", RequestAnswer)})
 def dpo_view(request_id: str) -> dict[str, Any]:
     return export.export_view(get_engine(), request_id, account_id=None, with_link=False)
 

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from shared.payment_data.stripe_events import receive
 from shared.platform.config import get_settings
-from shared.platform.guards import public
+from shared.platform.guards import signed_request
 from shared.platform.runtime import HttpFunction, current_request
 from shared.ports.db import get_engine
 
 app = HttpFunction("stripe-webhook")
 
 
-@app.post("/", middlewares=[public("Stripe webhook: every event is checked against its Stripe-Signature")])
+@app.post(
+    "/",
+    middlewares=[
+        signed_request("StripeSignature", "Stripe-Signature", "Stripe webhook: every event is checked against its Stripe-Signature")
+    ],
+)
 def receive_event() -> dict:
     request = current_request()
     return receive(

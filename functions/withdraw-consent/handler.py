@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from email.parser import BytesParser
 from email.policy import HTTP
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote
 
 from pydantic import Field
@@ -29,9 +29,10 @@ from pydantic import Field
 from shared import notices
 from shared.identity.guards import client_token, dpo_credential
 from shared.platform.errors import AppError, ValidationFailed
-from shared.platform.guards import body, principal, public
+from shared.platform.guards import Middlewares, body, principal, query, signed_link
 from shared.platform.http import html_page
-from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_body, json_dumps
+from shared.platform.openapi import Answers, link
+from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_dumps
 from shared.ports.db import get_engine
 from shared.rights import consent
 from shared.rights.signals import gpc_signal
@@ -59,13 +60,26 @@ class LiftRequest(StrictModel):
     reason_code: str = Field(max_length=40)
 
 
-def _proof() -> dict[str, str | None]:
+class AccountQuery(StrictModel):
+    account_id: str = Field(min_length=1, max_length=36)
+
+
+def _proof() -> dict[str, Any]:
     request = current_request()
     return {"ip": request.client_ip, "user_agent": request.header("User-Agent")}
 
 
-CLIENT = [client_token(), gpc_signal]
-UNSUBSCRIBE_LINK = public("unsubscribe link from a mail: its signed, expiring token is the credential")
+CLIENT: Middlewares = [client_token(), gpc_signal]
+UNSUBSCRIBE_LINK = signed_link(
+    "UnsubscribeLink", "t", "unsubscribe link from a mail: its signed, expiring token is the credential"
+)
+HTML = {"text/html": {"schema": {"type": "string"}}}
+PAGE = {"description": "A page (French, then English)", "content": HTML}
+# A refused link is answered with a page; what never reached the route (a malformed query) with the error body.
+ERROR_PAGE_OR_BODY: dict[str, Any] = {
+    "description": "Refused: a page (POST: when the caller accepts text/html), else the error body",
+    "content": {**HTML, "application/json": {"schema": {"type": "object", "required": ["error"]}}},
+}
 
 
 @app.get("/", middlewares=CLIENT)
@@ -75,13 +89,13 @@ def current_state() -> dict:
         return consent.status(conn, identity.account_id)
 
 
-@app.post("/", middlewares=CLIENT)
+@app.post("/", middlewares=[*CLIENT, body(Withdrawal)])
 def withdraw() -> dict:
     identity = principal(app, "client")
-    body = json_body(Withdrawal)
+    request: Withdrawal = principal(app, "body")
     engine = get_engine()
-    change = consent.withdraw(engine, identity.account_id, body.purpose, channel=consent.CLIENT_AREA,
-                              actor="client", objection=body.object, **_proof())
+    change = consent.withdraw(engine, identity.account_id, request.purpose, channel=consent.CLIENT_AREA,
+                              actor="client", objection=request.object, **_proof())
     with engine.connect() as conn:
         return {**change.to_json(), **consent.status(conn, identity.account_id)}
 
@@ -109,7 +123,10 @@ def _error_page(exc: AppError) -> Response:
     return _page(exc.status, "unsubscribe_invalid")
 
 
-@app.get("/unsubscribe", middlewares=[UNSUBSCRIBE_LINK])
+UNSUBSCRIBE_PAGE: Answers = {200: PAGE, "default": ERROR_PAGE_OR_BODY}
+
+
+@app.get("/unsubscribe", middlewares=[UNSUBSCRIBE_LINK], responses=UNSUBSCRIBE_PAGE)
 def unsubscribe_page() -> Response:
     token = current_request().query.get("t")
     try:
@@ -134,7 +151,15 @@ def _one_click_requested() -> bool:
     return values.get("List-Unsubscribe") == ["One-Click"]
 
 
-@app.post("/unsubscribe", middlewares=[UNSUBSCRIBE_LINK])
+UNSUBSCRIBED: Answers = {
+    200: {"description": "Unsubscribed: JSON, or a page when the caller accepts text/html", "content": {
+        "application/json": {"schema": {"type": "object"}}, "text/html": {"schema": {"type": "string"}}
+    }},
+    "default": ERROR_PAGE_OR_BODY,
+}
+
+
+@app.post("/unsubscribe", middlewares=[UNSUBSCRIBE_LINK], responses=UNSUBSCRIBED)
 def unsubscribe() -> Response | dict:
     request = current_request()
     wants_page = "text/html" in (request.header("Accept") or "")
@@ -154,11 +179,9 @@ def unsubscribe() -> Response | dict:
 # --- DPO ---------------------------------------------------------------------------------------
 
 
-@app.get("/dpo/restrictions", middlewares=[dpo_credential])
+@app.get("/dpo/restrictions", middlewares=[dpo_credential, query(AccountQuery)])
 def dpo_account_flags() -> dict:
-    account_id = current_request().query.get("account_id")
-    if not account_id or len(account_id) > 36:
-        raise ValidationFailed("account_id is required", code="invalid_account")
+    account_id = principal(app, "query").account_id
     with get_engine().connect() as conn:
         section = consent.export_section(conn, account_id)
         section["restrictions_and_objections"] = [
@@ -167,31 +190,38 @@ def dpo_account_flags() -> dict:
     return section
 
 
-@app.post("/dpo/restrictions", middlewares=[dpo_credential])
+@app.post(
+    "/dpo/restrictions",
+    middlewares=[dpo_credential, body(FlagRequest)],
+    responses={
+        201: {"description": "The flag, set", "links": {"lift": link("dpo_lift_flag", flag_id="/flag/id")}},
+        200: {"description": "The flag already in force", "links": {"lift": link("dpo_lift_flag", flag_id="/flag/id")}},
+    },
+)
 def dpo_set_flag() -> Response:
     dpo = principal(app, "dpo")
-    body = json_body(FlagRequest)
+    flag_request: FlagRequest = principal(app, "body")
     engine = get_engine()
-    if body.kind == consent.RESTRICTION:
-        flag, created = consent.restrict(engine, body.account_id, reason_code=body.reason_code, note=body.note,
+    if flag_request.kind == consent.RESTRICTION:
+        flag, created = consent.restrict(engine, flag_request.account_id, reason_code=flag_request.reason_code, note=flag_request.note,
                                          actor=dpo.actor)
     else:
-        if body.note:
+        if flag_request.note:
             raise ValidationFailed("a note is kept only for restrictions", code="invalid_note")
-        change = consent.object_to(engine, body.account_id, body.kind, channel=consent.DPO, actor=dpo.actor,
-                                   reason_code=body.reason_code)
+        change = consent.object_to(engine, flag_request.account_id, flag_request.kind, channel=consent.DPO, actor=dpo.actor,
+                                   reason_code=flag_request.reason_code)
         created = bool(change.flags_set)
         with engine.connect() as conn:
-            flag = consent.flags_in_force(conn, body.account_id)[body.kind]
+            flag = consent.flags_in_force(conn, flag_request.account_id)[flag_request.kind]
     return Response(status_code=201 if created else 200, content_type="application/json",
                     body={"flag": flag.to_json(include_note=True), "created": created})
 
 
-@app.post("/dpo/restrictions/<flag_id>/lift", middlewares=[dpo_credential])
+@app.post("/dpo/restrictions/<flag_id>/lift", middlewares=[dpo_credential, body(LiftRequest)])
 def dpo_lift_flag(flag_id: str) -> dict:
     dpo = principal(app, "dpo")
-    body = json_body(LiftRequest)
-    flag = consent.lift(get_engine(), flag_id, reason_code=body.reason_code, actor=dpo.actor)
+    lift: LiftRequest = principal(app, "body")
+    flag = consent.lift(get_engine(), flag_id, reason_code=lift.reason_code, actor=dpo.actor)
     return {"flag": flag.to_json(include_note=True)}
 
 

@@ -1,6 +1,7 @@
 """Alembic environment: runs the same migrations on SQLite and PostgreSQL."""
 
 from alembic import context
+
 from shared.platform.config import get_settings
 from shared.ports.db import alembic_url, make_engine
 from shared.ports.tables import metadata

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from shared.desk import notify, requests, work
 from shared.desk.identifiers import SubjectIdentifiers
 from shared.desk.prospects import archive_key
-from shared.desk.search import search_subject
 from shared.desk.requests import INTAKE_CHANNELS, RequestFilter
+from shared.desk.search import search_subject
 from shared.platform.clock import iso, moment
-from shared.platform.errors import Conflict, NotFound
 from shared.platform.config import get_settings
+from shared.platform.errors import Conflict, NotFound
 from shared.policy import register as processing_register
 from shared.ports.backends import get_storage
 from shared.ports.db import get_engine

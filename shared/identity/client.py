@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
@@ -36,9 +36,9 @@ from shared.platform.errors import (
 from shared.platform.pseudonym import pseudonymise
 from shared.platform.sealing import column_context, seal, unseal
 from shared.ports.backends import get_mailer
-from shared.ports.sealed_columns import reseal_column
 from shared.ports.db import dialect_insert, get_engine
 from shared.ports.mail import Message
+from shared.ports.sealed_columns import reseal_column
 from shared.ports.tables import (
     accounts,
     totp_used_steps,
@@ -173,7 +173,7 @@ def _retry_after(conn: Connection, account_id: str, now: dt.datetime, settings: 
     return max(1, math.ceil((oldest - window_start).total_seconds()))
 
 
-def _ask_for_code(conn: Connection, account, now: dt.datetime, settings: Settings) -> tuple[AppError, str]:
+def _ask_for_code(conn: Connection, account: Any, now: dt.datetime, settings: Settings) -> tuple[AppError, str]:
     """Mail a fresh code unless one went out less than a minute ago; older codes die."""
     if account.totp_secret:
         return (
@@ -229,7 +229,7 @@ def reseal_totp_secrets(engine: Engine, *, batch_size: int = 200) -> dict[str, i
     return reseal_column(engine, accounts, "totp_secret", batch_size=batch_size)
 
 
-def _check_totp(conn: Connection, account, code: str, now: dt.datetime) -> AppError | None:
+def _check_totp(conn: Connection, account: Any, code: str, now: dt.datetime) -> AppError | None:
     import pyotp  # deferred for cold start: only accounts with 2FA need it
 
     totp = pyotp.TOTP(open_totp_secret(account.id, account.totp_secret))
@@ -255,7 +255,7 @@ def _check_totp(conn: Connection, account, code: str, now: dt.datetime) -> AppEr
     return Unauthorized("the verification code is not valid", code="invalid_code")
 
 
-def _check_mail_code(conn: Connection, account, code: str, now: dt.datetime, settings: Settings) -> AppError | None:
+def _check_mail_code(conn: Connection, account: Any, code: str, now: dt.datetime, settings: Settings) -> AppError | None:
     row = conn.execute(
         select(verification_codes)
         .where(verification_codes.c.account_id == account.id)

@@ -18,11 +18,23 @@ from pydantic import BaseModel
 
 from shared.identity.client import ClientIdentity, authenticate_client, require_step_up
 from shared.identity.console import ConsoleSession, check_csrf, open_session
-from shared.identity.dpo import authenticate_dpo
+from shared.identity.dpo import DpoIdentity, authenticate_dpo
 from shared.platform.errors import ValidationFailed
-from shared.platform.guards import Guard
+from shared.platform.guards import Credential, Guard
 from shared.platform.http import HttpRequest, validated
 from shared.ports.db import get_engine
+
+CLIENT_TOKEN = Credential(
+    "ClientToken", "The client area's signed token for the account (never a DPO credential)", bearer=True
+)
+STEP_UP_CODE = Credential(
+    "StepUpCode",
+    "A fresh verification code (TOTP, or the code just mailed) for a sensitive action, after the client token",
+    name="X-Verification-Code",
+)
+DPO_CREDENTIAL = Credential("DpoCredential", "A DPO credential (never a client token)", bearer=True)
+
+_TOKEN_REFUSALS = ((401, "missing_token"), (401, "invalid_token"), (401, "token_expired"), (401, "wrong_token_type"))
 
 
 def client_token(*, allow_deactivated: bool = False) -> Guard:
@@ -32,7 +44,8 @@ def client_token(*, allow_deactivated: bool = False) -> Guard:
         return authenticate_client(request.headers, allow_deactivated=allow_deactivated)
 
     label = "client token" + (" (account may be pending erasure)" if allow_deactivated else "")
-    return Guard("client_token", label, check, stores="client")
+    answers = _TOKEN_REFUSALS + ((403, "account_inactive"),)
+    return Guard("client_token", label, check, stores="client", credential=CLIENT_TOKEN, answers=answers)
 
 
 def step_up(action: str, *, unless: Callable[[str], bool] | None = None) -> Guard:
@@ -50,14 +63,24 @@ def step_up(action: str, *, unless: Callable[[str], bool] | None = None) -> Guar
             return None
         return require_step_up(get_engine(), identity.account_id, request.headers, action=action)
 
-    return Guard("step_up", f"step-up for {action}", check, stores="step_up")
+    answers = (
+        (401, "verification_required"), (401, "invalid_code"), (401, "code_already_used"), (401, "code_expired"),
+        (403, "account_inactive"), (429, "too_many_attempts"), (429, "rate_limited"),
+    )
+    return Guard(
+        "step_up", f"step-up for {action}", check, stores="step_up", credential=STEP_UP_CODE, answers=answers,
+        optional=unless is not None,  # the contract: the client token alone may do
+    )
 
 
-def _dpo(request: HttpRequest, _context: dict[str, Any]):
+def _dpo(request: HttpRequest, _context: dict[str, Any]) -> DpoIdentity:
     return authenticate_dpo(request.headers)
 
 
-dpo_credential = Guard("dpo_credential", "DPO credential", _dpo, stores="dpo")
+dpo_credential = Guard(
+    "dpo_credential", "DPO credential", _dpo, stores="dpo", credential=DPO_CREDENTIAL,
+    answers=(*_TOKEN_REFUSALS, (401, "token_revoked")),
+)
 
 
 def _console(request: HttpRequest, _context: dict[str, Any]) -> ConsoleSession:

@@ -16,10 +16,10 @@ from pathlib import Path
 from shared.identity.client import issue_dev_token
 from shared.identity.dpo import create_dpo_credential
 from shared.local.commands import checked_settings as _settings
+from shared.local.commands import deploy as deploy_commands
 from shared.local.commands import dpo as dpo_commands
 from shared.local.commands import holds as holds_commands
 from shared.local.commands import policy as policy_commands
-from shared.local.commands import deploy as deploy_commands
 from shared.local.demo import seed_demo
 from shared.local.server import drain_queues, invoke, load_manifest, serve
 from shared.platform.clock import parse_date_argument
@@ -30,7 +30,6 @@ from shared.ports.sealed_columns import reseal_all
 from shared.records.audit import verify_chain
 from shared.retention.operator import format_plan, plan, run_all
 from shared.rights.erasure import parse_since, replay_erasures
-
 
 # Modules under shared/local/commands/, each adding its subcommands (see build_parser).
 _COMMAND_GROUPS: tuple = (dpo_commands, holds_commands, policy_commands, deploy_commands)
@@ -46,7 +45,7 @@ def _load_dotenv() -> None:
 
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
 
     # Links built locally (downloads, unsubscribe) point at this server unless told otherwise.
     os.environ.setdefault("LOCAL_BASE_URL", f"http://{args.host}:{args.port}")
@@ -55,7 +54,7 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def cmd_invoke(args) -> int:
+def cmd_invoke(args: argparse.Namespace) -> int:
 
     _settings()
     manifest = load_manifest()
@@ -75,14 +74,14 @@ def cmd_invoke(args) -> int:
     return 0 if int(response.get("statusCode", 200)) < 500 else 1
 
 
-def cmd_migrate(_args) -> int:
+def cmd_migrate(_args: argparse.Namespace) -> int:
 
     migrate(_settings().effective_database_url)
     print(json.dumps({"migrated": True}))
     return 0
 
 
-def cmd_seed_demo(_args) -> int:
+def cmd_seed_demo(_args: argparse.Namespace) -> int:
 
     migrate(_settings().effective_database_url)
     accounts = seed_demo(get_engine(), get_storage())
@@ -90,7 +89,7 @@ def cmd_seed_demo(_args) -> int:
     return 0
 
 
-def cmd_token(args) -> int:
+def cmd_token(args: argparse.Namespace) -> int:
 
     _settings()
     try:
@@ -100,7 +99,7 @@ def cmd_token(args) -> int:
     return 0
 
 
-def cmd_dpo_credential(args) -> int:
+def cmd_dpo_credential(args: argparse.Namespace) -> int:
 
     _settings()
     with get_engine().begin() as conn:
@@ -109,7 +108,7 @@ def cmd_dpo_credential(args) -> int:
     return 0
 
 
-def cmd_audit_verify(_args) -> int:
+def cmd_audit_verify(_args: argparse.Namespace) -> int:
 
     _settings()
     with get_engine().connect() as conn:
@@ -118,14 +117,14 @@ def cmd_audit_verify(_args) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_secrets_reseal(_args) -> int:
+def cmd_secrets_reseal(_args: argparse.Namespace) -> int:
 
     _settings()
     print(json.dumps(reseal_all(get_engine())))
     return 0
 
 
-def cmd_replay_erasures(args) -> int:
+def cmd_replay_erasures(args: argparse.Namespace) -> int:
 
     _settings()
     try:
@@ -136,7 +135,7 @@ def cmd_replay_erasures(args) -> int:
     return 0
 
 
-def cmd_retention_plan(args) -> int:
+def cmd_retention_plan(args: argparse.Namespace) -> int:
 
     _settings()
     try:
@@ -148,7 +147,7 @@ def cmd_retention_plan(args) -> int:
     return 0
 
 
-def cmd_retention_run(args) -> int:
+def cmd_retention_run(args: argparse.Namespace) -> int:
 
     _settings()
 

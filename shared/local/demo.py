@@ -25,8 +25,8 @@ import random
 import re
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -197,7 +197,7 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: Iterable[dict[str, Any]]
     return count
 
 
-def _connection(conn_or_engine: sa.Engine | sa.Connection):
+def _connection(conn_or_engine: sa.Engine | sa.Connection) -> AbstractContextManager[sa.Connection]:
     if isinstance(conn_or_engine, sa.Engine):
         return conn_or_engine.begin()
     return nullcontext(conn_or_engine)
@@ -240,7 +240,7 @@ def create_account(
         local = f"{_slug(first_name.split()[0])}.{_slug(last_name.split()[0])}.{account_id[:8]}"
         email = f"{local}+{canary}@example.com" if canary else f"{local}@example.com"
     created_at = created_at or now - dt.timedelta(days=rng.randint(60, 900))
-    row = {
+    row: dict[str, Any] = {
         "id": account_id,
         "email": email,
         "first_name": first_name,
@@ -261,7 +261,7 @@ def create_account(
     return row
 
 
-def _company_row(account: dict[str, Any], rng: random.Random, mark, now: dt.datetime) -> dict[str, Any]:
+def _company_row(account: dict[str, Any], rng: random.Random, mark: Callable[[str], str], now: dt.datetime) -> dict[str, Any]:
     siren = make_siren(rng)
     postal_code, city = rng.choice(CITIES)
     trade = rng.choice(TRADES)
@@ -318,17 +318,20 @@ def populate_account(
 
     summary: dict[str, Any] = {"account_id": account_id}
     with engine.begin() as conn:
-        account = conn.execute(sa.select(schema.accounts).where(schema.accounts.c.id == account_id)).mappings().one()
-        account = dict(account)
+        account: dict[str, Any] = dict(
+            conn.execute(sa.select(schema.accounts).where(schema.accounts.c.id == account_id)).mappings().one()
+        )
         end = account["last_activity_at"]
         start = max(account["created_at"], add_months(end, -24))
 
-        company = conn.execute(
+        existing = conn.execute(
             sa.select(schema.companies).where(schema.companies.c.account_id == account_id).limit(1)
         ).mappings().first()
-        if company is None:
+        if existing is None:
             company = _company_row(account, rng, mark, now)
             conn.execute(schema.companies.insert(), company)
+        else:
+            company = dict(existing)
         summary["company_id"] = company["id"]
 
         client_rows = []
@@ -378,7 +381,7 @@ def populate_account(
             client = client_rows[index % len(client_rows)] if client_rows else None
             issued = _spread(start, end, invoices, index)
             invoice_id = _new_id()
-            lines = []
+            lines: list[dict[str, Any]] = []
             for position in range(1, lines_per_invoice + 1):
                 label, unit_price = rng.choice(SERVICES)
                 quantity = Decimal(rng.choice(("1", "2", "3", "0.5", "1.5", "10")))

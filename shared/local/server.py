@@ -16,18 +16,24 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import unquote
 
 import yaml
 from croniter import croniter
-from flask import abort, jsonify, request, send_file
+from flask import Flask, abort, jsonify, request, send_file
+from flask import Response as FlaskResponse
 from scaleway_functions_python.local.serving import LocalFunctionServer
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import MapAdapter
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from shared.local.privacy_center import blueprint as privacy_center
+from shared.platform.http import HttpFunction
+from shared.platform.openapi import combined_document
 from shared.ports.backends import get_queue, get_storage
 from shared.ports.storage import ObjectNotFound
 from shared.ports.storage.base import check_bucket, check_key
@@ -189,7 +195,7 @@ class CronScheduler(threading.Thread):
 
     def run(self) -> None:
 
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         plan = [
             (spec, schedule, croniter(schedule.rate, now))
             for spec in self.manifest.functions.values()
@@ -197,7 +203,7 @@ class CronScheduler(threading.Thread):
         ]
         due = {id(item): item[2].get_next(dt.datetime) for item in plan}
         while not self.stop.wait(1.0):
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             for item in plan:
                 spec, schedule, itr = item
                 if due[id(item)] <= now:
@@ -227,7 +233,7 @@ class QueuePump(threading.Thread):
                 time.sleep(2)
 
 
-def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
+def build_app(manifest: Manifest, root: Path = PROJECT_ROOT) -> Flask:
     """A Flask app: Scaleway's emulator with every HTTP function at /<name>/, plus /healthz."""
 
     server = LocalFunctionServer()
@@ -238,7 +244,7 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
         server.add_handler(_mounted(spec, root), relative_url=f"/{spec.name}")
 
     @server.app.get("/healthz")
-    def healthz():
+    def healthz() -> FlaskResponse:
         return jsonify(
             {
                 "status": "ok",
@@ -250,8 +256,37 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
             }
         )
 
+    @server.app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[FlaskResponse, int]:
+        # What the server itself refuses (a path no function route can match, a bad object link) is
+        # answered like the functions answer: the error body, never werkzeug's HTML page.
+        status = exc.code or 500
+        code = (exc.name or "error").lower().replace(" ", "_")
+        response = jsonify({"error": {"code": code, "message": exc.name or "error"}})
+        response.headers["Cache-Control"] = "no-store"
+        return response, status
+
+    @server.app.get("/openapi.json")
+    def openapi_document() -> FlaskResponse:
+        # The combined contract of every HTTP function, each under /<name>/ as mounted here.
+        apps = [app for app in (http_function(spec, root) for spec in http_functions) if app is not None]
+        return jsonify(combined_document(apps))
+
+    @server.app.get("/docs")
+    def docs() -> FlaskResponse:
+        return send_file(DOCS_PAGE, mimetype="text/html")
+
+    @server.app.get("/docs/assets/<name>")
+    def docs_asset(name: str) -> FlaskResponse:
+        # Swagger UI as the flask-swagger-ui package ships it (no CDN); our own initializer, no inline script.
+        if name == "swagger-initializer.js":
+            return send_file(DOCS_INITIALIZER, mimetype="text/javascript")
+        if name not in SWAGGER_UI_ASSETS:
+            abort(404)
+        return send_file(swagger_ui_dist() / name)
+
     @server.app.get("/_objects/<bucket>/<path:key>")
-    def local_object(bucket: str, key: str):
+    def local_object(bucket: str, key: str) -> FlaskResponse:
         # Stands in for S3's presigned URLs when objects live in a local folder.
 
         storage = get_storage()
@@ -275,11 +310,32 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT):
     return server.app
 
 
+DOCS_PAGE = Path(__file__).with_name("docs") / "index.html"
+DOCS_INITIALIZER = Path(__file__).with_name("docs") / "swagger-initializer.js"
+SWAGGER_UI_ASSETS = frozenset(
+    {"swagger-ui.css", "index.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png"}
+)
+
+
+def swagger_ui_dist() -> Path:
+    """Swagger UI's files, from the flask-swagger-ui package (a local-only dependency)."""
+    spec = importlib.util.find_spec("flask_swagger_ui")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("flask-swagger-ui is not installed (pip install -e '.[local]')")
+    return Path(spec.origin).parent / "dist"
+
+
+def http_function(spec: FunctionSpec, root: Path = PROJECT_ROOT) -> HttpFunction | None:
+    """The HttpFunction behind an HTTP function's handler (`handle = app.handle`), if it is one."""
+    owner = getattr(load_handler(spec, root), "__self__", None)
+    return owner if isinstance(owner, HttpFunction) else None
+
+
 def _mounted(spec: FunctionSpec, root: Path) -> Handler:
     """The function as Scaleway runs it behind its own domain: paths start at `/`."""
     prefix = f"/{spec.name}"
 
-    def handler(event: dict, _context: dict):
+    def handler(event: dict, _context: dict) -> Any:
         path = event.get("path") or "/"
         if path.startswith(prefix):
             event = {**event, "path": path[len(prefix):] or "/"}
@@ -289,7 +345,7 @@ def _mounted(spec: FunctionSpec, root: Path) -> Handler:
     return handler
 
 
-def access_log_handler(app, write: Callable[[str], None]) -> type[WSGIRequestHandler]:
+def access_log_handler(app: Flask, write: Callable[[str], None]) -> type[WSGIRequestHandler]:
     """werkzeug's request handler logging `METHOD <route template> status`: never a raw path nor a query string.
 
     Download links carry their token in the query and ids in the path.
@@ -307,7 +363,7 @@ def access_log_handler(app, write: Callable[[str], None]) -> type[WSGIRequestHan
     return RouteLoggingHandler
 
 
-def route_of(urls, method: str, raw_path: str) -> str:
+def route_of(urls: MapAdapter, method: str, raw_path: str) -> str:
     """The template of the route serving `raw_path` ("/_objects/<bucket>/<path:key>"), "-" if none."""
     try:
         rule, _args = urls.match(unquote(raw_path.split("?", 1)[0]), method=method, return_rule=True)

@@ -70,7 +70,7 @@ def render_mail(name: str, *, language: str | None = None, **context: Any) -> No
     for lang in _languages(language):
         text_template = env.get_template(f"mail/{name}.{lang}.txt")
         module = text_template.make_module(context)
-        subjects.append(str(getattr(module, "subject")).strip())
+        subjects.append(str(module.subject).strip())  # type: ignore[attr-defined]  # the template sets it
         texts.append(str(module).strip())
         htmls.append((lang, env.get_template(f"mail/{name}.{lang}.html").render(context).strip()))
     text = SEPARATOR.join(texts) + "\n"

@@ -29,7 +29,7 @@ def add_years(value: D, years: int) -> D:
 
 # --- The one clock and the one ISO 8601 format ------------------------------------------------
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def utcnow() -> dt.datetime:

@@ -217,13 +217,13 @@ class Settings(BaseModel):
         return ",".join(items)
 
     @model_validator(mode="after")
-    def _sqs_needs_queue_urls(self) -> "Settings":
+    def _sqs_needs_queue_urls(self) -> Settings:
         if self.sqs_endpoint_url and not self.queue_url_prefix:
             raise ValueError("SQS_ENDPOINT_URL requires QUEUE_URL_PREFIX (queue URL = prefix + queue name)")
         return self
 
     @model_validator(mode="after")
-    def _production_needs_real_backends(self) -> "Settings":
+    def _production_needs_real_backends(self) -> Settings:
         if self.environment == "production":
             missing = [
                 name

@@ -8,7 +8,7 @@ subprocessors' APIs must be their own hosts. Settings' validators call these che
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import parse_qsl, unquote, urlparse
+from urllib.parse import ParseResult, parse_qsl, unquote, urlparse
 
 EU_REGIONS = ("fr-par", "nl-ams", "pl-waw")
 # Hosts of the subprocessors named in policy 6.2 (besides Scaleway, checked by region).
@@ -75,7 +75,7 @@ def _database_host_is_local(host: str) -> bool:
     return is_loopback(host) or "." not in host
 
 
-def _postgres_hosts(parsed) -> list[str]:
+def _postgres_hosts(parsed: ParseResult) -> list[str]:
     """Every host a libpq URL may connect to: the netloc's (comma-separated) and `host`/`hostaddr` parameters."""
     netloc = parsed.netloc.rpartition("@")[2]
     hosts = [item.rpartition("]")[0] + "]" if item.startswith("[") else item.partition(":")[0] for item in netloc.split(",")]

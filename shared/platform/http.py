@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.event_handler import ALBResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -135,8 +135,12 @@ def _normalise_path(path: Any) -> str:
 def _parse_event(event: Any, context: ScalewayContext) -> HttpRequest:
     if not isinstance(event, Mapping) or not isinstance(event.get("httpMethod"), str):
         raise BadRequest("the invocation is not an HTTP event", code="bad_event")
-    headers = event.get("headers") if isinstance(event.get("headers"), Mapping) else {}
-    query = event.get("queryStringParameters") if isinstance(event.get("queryStringParameters"), Mapping) else {}
+    headers: Mapping[str, Any] = event["headers"] if isinstance(event.get("headers"), Mapping) else {}
+    query: Mapping[str, Any] = (
+        event["queryStringParameters"] if isinstance(event.get("queryStringParameters"), Mapping) else {}
+    )
+    if not all(storable(str(key)) and storable(str(value)) for key, value in query.items() if value is not None):
+        raise ValidationFailed("the query string holds a NUL character or an unpaired surrogate")
     return HttpRequest(
         method=event["httpMethod"].upper(),
         path=_normalise_path(event.get("path")),
@@ -197,6 +201,28 @@ def describe_validation_error(exc: ValidationError, *, limit: int = 5) -> str:
     return "invalid request: " + "; ".join(problems)
 
 
+def storable(text: str) -> bool:
+    """Text a database column can hold: no NUL (PostgreSQL refuses it in text) and no lone surrogate
+    (JSON's `\\ud800` escapes decode to one, which no UTF-8 encoder accepts)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(_all_storable(key) and _all_storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_all_storable(item) for item in value)
+    return True
+
+
 def _json_object(body: bytes, *, empty_is_object: bool = False) -> dict[str, Any]:
     if not body.strip():
         if empty_is_object:
@@ -208,6 +234,8 @@ def _json_object(body: bytes, *, empty_is_object: bool = False) -> dict[str, Any
         raise ValidationFailed("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationFailed("the request body must be a JSON object")
+    if not _all_storable(data):
+        raise ValidationFailed("the request body holds a NUL character or an unpaired surrogate")
     return data
 
 
@@ -323,7 +351,7 @@ class HttpFunction(ALBResolver):
                 raise PayloadTooLarge(f"the request body exceeds {settings.max_body_bytes} bytes")
             token = _current_request.set(request)
             try:
-                answer = self.resolve(_proxy_event(request), context)
+                answer = self.resolve(_proxy_event(request), cast(Any, context))  # what Powertools reads of it
             finally:
                 _current_request.reset(token)
         except AppError as exc:  # raised before routing: not an HTTP event, body too large
@@ -364,7 +392,7 @@ class HttpFunction(ALBResolver):
             "isBase64Encoded": bool(answer.get("isBase64Encoded")),
         }
 
-    def _call_route(self, route, route_arguments):
+    def _call_route(self, route: Any, route_arguments: dict[str, str]) -> Any:
         _matched_route.set(route.path)  # logged by _invoke
         return super()._call_route(route, route_arguments)
 

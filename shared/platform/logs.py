@@ -220,7 +220,7 @@ class PiiFilter(logging.Filter):
 class RedactingFormatter(LambdaPowertoolsFormatter):
     """Powertools JSON, with the complete document scrubbed before it is serialised."""
 
-    def serialize(self, log: dict[str, Any]) -> str:
+    def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]  # Powertools passes its dict
         return super().serialize(redact(log))
 
 
@@ -228,11 +228,11 @@ class StdoutHandler(logging.StreamHandler):
     """Writes to the `sys.stdout` of the moment (test capture replaces it), like logging's lastResort."""
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self) -> Any:
         return sys.stdout
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: Any) -> None:
         pass
 
 
@@ -282,7 +282,7 @@ class ScalewayContext:
     aws_request_id: str
 
     @classmethod
-    def from_scaleway(cls, context: Mapping[str, Any] | None, request_id: str) -> "ScalewayContext":
+    def from_scaleway(cls, context: Mapping[str, Any] | None, request_id: str) -> ScalewayContext:
         context = context if isinstance(context, Mapping) else {}
         name = str(context.get("functionName") or "unknown")
         version = str(context.get("functionVersion") or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from typing import Annotated, Any, ClassVar, Self
 
@@ -28,7 +29,7 @@ class QueueMessage(BaseModel):
     idempotency_key: str = Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
     payload: dict[str, Any] = Field(default_factory=dict)
 
-    def payload_as(self, model: type[ModelT]) -> ModelT:
+    def payload_as(self, model: builtins.type[ModelT]) -> ModelT:
         """The payload as `model` (a StrictModel), else 400 invalid_request: the queue does not retry it."""
         return validated(model, self.payload)
 

@@ -17,8 +17,9 @@ Every deployable function exposes `handle(event, context)`:
     def run(message: QueueMessage) -> dict | None: return ...(ExportRun.of(message).request_id)
     handle = worker.handle
 
-The adapter lives in three modules: http (HTTP events and answers, Scaleway's contract), triggers (CRON
-and queue functions), messages (the queue envelope and contracts). This one names what handlers use.
+The adapter lives in four modules: http (HTTP events and answers, Scaleway's contract), openapi (the API
+contract each HTTP function serves), triggers (CRON and queue functions), messages (the queue envelope and
+contracts). This one names what handlers use.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from shared.platform.http import (
 )
 from shared.platform.logs import ScalewayContext
 from shared.platform.messages import QueueMessage, make_message, parse_message
+from shared.platform.openapi import serve_contract
 from shared.platform.triggers import CronFunction, QueueFunction, queue_and_cron
 
 HEALTH_PATH = "/healthz"
@@ -47,14 +49,15 @@ HEALTH_REASON = "health check for monitors: the version and whether the database
 
 
 class HttpFunction(http.HttpFunction):
-    """A public HTTP function: its routes, and `GET /healthz` for monitors (shared.platform.health).
+    """A public HTTP function: its routes, `GET /openapi.json` (its own contract) and `GET /healthz` for monitors.
 
-    The route needs no authentication and answers nothing personal. CRON and queue functions are
-    private (only their trigger can call them) and have no such route.
+    Both need no authentication and answer nothing personal (shared.platform.openapi, shared.platform.health).
+    CRON and queue functions are private (only their trigger can call them) and have no such routes.
     """
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
+        serve_contract(self)
 
         @self.get(HEALTH_PATH, middlewares=[public(HEALTH_REASON)])
         def healthz() -> Response:

@@ -68,7 +68,7 @@ def _aad(kid: str, context: str) -> bytes:
 
 
 def is_sealed(value: str | None) -> bool:
-    return bool(value) and _TOKEN.match(value) is not None
+    return bool(value and _TOKEN.match(value))
 
 
 def key_id_of(token: str) -> str:

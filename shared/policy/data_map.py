@@ -20,6 +20,7 @@ chosen by name (as Fides' masking strategies):
 
 from __future__ import annotations
 
+import datetime as dt
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -96,7 +97,10 @@ class Retain(ErasureStrategy):
 
     @property
     def rule(self) -> policy.RetentionRule:
-        return policy.retention_rule(self.column.retention or self.table.retention)
+        rule_id = self.column.retention or self.table.retention
+        if rule_id is None:
+            raise ValueError(f"{self.table.name}.{self.column.name}: no retention rule")
+        return policy.retention_rule(rule_id)
 
     @property
     def legal_basis(self) -> policy.LegalBasis:
@@ -147,6 +151,13 @@ class Link:
     parent: str | None = None
     parent_key: str = "id"
     pseudonym: bool = False
+
+    @property
+    def key(self) -> str:
+        """The linking column of a linked table (a table without a link has none to name)."""
+        if self.column is None:
+            raise ValueError("this table is not linked to an account")
+        return self.column
 
 
 NO_LINK = Link(None)
@@ -210,7 +221,7 @@ class TableMap:
         col = self.column(column_name)
         return STRATEGIES[col.action](col, self)
 
-    def retained_until(self, row: Mapping[str, Any]):
+    def retained_until(self, row: Mapping[str, Any]) -> dt.datetime | None:
         """When a retained row's rule ends, from the clock columns of `row`; None while held (open dispute)."""
         if self.retention is None or not self.clock_columns:
             raise ValueError(f"{self.name}: no retention clock of its own")
@@ -855,7 +866,7 @@ def _inspector(engine_or_inspector: sa.Engine | sa.Connection | Inspector) -> In
     return sa.inspect(engine_or_inspector)
 
 
-def _database_columns(engine_or_inspector) -> set[str]:
+def _database_columns(engine_or_inspector: sa.Engine | sa.Connection | Inspector) -> set[str]:
     insp = _inspector(engine_or_inspector)
     return {
         f"{table}.{col['name']}"
@@ -869,11 +880,11 @@ def _mapped_columns() -> set[str]:
     return {f"{t.name}.{c.name}" for t in TABLES for c in t.columns}
 
 
-def unclassified_columns(engine_or_inspector) -> list[str]:
+def unclassified_columns(engine_or_inspector: sa.Engine | sa.Connection | Inspector) -> list[str]:
     """`table.column` of the migrated database that the map does not classify."""
     return sorted(_database_columns(engine_or_inspector) - _mapped_columns())
 
 
-def missing_columns(engine_or_inspector) -> list[str]:
+def missing_columns(engine_or_inspector: sa.Engine | sa.Connection | Inspector) -> list[str]:
     """`table.column` the map classifies but the migrated database lacks."""
     return sorted(_mapped_columns() - _database_columns(engine_or_inspector))

@@ -229,7 +229,7 @@ _CATEGORIES_BY_ID = {c.id: c for c in CATEGORIES}
 # --- 5. Retention rules ---------------------------------------------------------------------
 
 
-class FinalAction(str, enum.Enum):
+class FinalAction(enum.StrEnum):
     DELETE = "delete"
     ANONYMISE = "anonymise"
     ERASE_ACCOUNT = "erase_account"  # the whole account goes through erasure (data map, processors)
@@ -711,7 +711,7 @@ def policy_version(number: str) -> PolicyVersion:
 
 def version_in_force(on: dt.date | None = None) -> PolicyVersion:
     """The latest declared version whose effective date is `on` or before (today, UTC, by default)."""
-    on = on or dt.datetime.now(dt.timezone.utc).date()
+    on = on or dt.datetime.now(dt.UTC).date()
     in_force = [v for v in POLICY_VERSIONS if v.effective_date <= on]
     return in_force[-1] if in_force else POLICY_VERSIONS[0]
 

@@ -76,6 +76,8 @@ def invoice_expiry(issue_date: dt.date) -> dt.date:
 def invoice_issue_bound(today: dt.date) -> dt.date:
     """Exclusive bound on invoices.issue_date: the invoices issued before it have expired."""
     rule = invoice_rule()
+    if rule.total_months is None:
+        raise ValueError("the invoice rule has no end")
     last = last_expired_day(rule.total_months, rule.active_days, today)
     if get_settings().invoice_retention_clock == "financial_year_end":
         # Years whose 31 December is at most `last` are over.

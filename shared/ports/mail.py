@@ -131,7 +131,7 @@ def _install_pooled_http_client() -> None:
             super().__init__(timeout=timeout)
             self._local = threading.local()
 
-        def request(self, method, url, headers, json=None, files=None, data=None):
+        def request(self, method: str, url: str, headers: Any, json: Any = None, files: Any = None, data: Any = None) -> Any:
             session = getattr(self._local, "session", None)
             if session is None:
                 session = self._local.session = requests.Session()
@@ -311,7 +311,7 @@ class OutboxMailer:
         mail["From"] = self._from
         mail["To"] = message.to
         mail["Subject"] = message.subject
-        mail["Date"] = format_datetime(dt.datetime.now(dt.timezone.utc))
+        mail["Date"] = format_datetime(dt.datetime.now(dt.UTC))
         mail["Message-ID"] = make_msgid(domain=self._domain)
         for name, value in message.headers.items():
             mail[name] = value
@@ -332,7 +332,7 @@ class OutboxMailer:
             "category": message.category,
             "idempotency_key": message.idempotency_key,
             "headers": dict(message.headers),
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(),
         }
         self._write(self.root / f"{message_id}.json", json.dumps(sidecar, indent=2).encode(), replace=True)
         # The .eml is the commit point: created only if absent, so a key never makes two messages.
@@ -357,7 +357,7 @@ class OutboxMailer:
         entry = {
             "action": action,
             "contact": pseudonymise(email.strip().lower(), purpose="mail-contact"),
-            "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "at": dt.datetime.now(dt.UTC).isoformat(),
         }
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock, open(self.root / "contacts.jsonl", "a") as log:

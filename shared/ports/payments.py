@@ -61,7 +61,9 @@ class StripePayments:
 
         base = {"api": settings.stripe_api_base.rstrip("/")} if settings.stripe_api_base else None
         # No SDK retries: the caller (a saga step) retries, with the same idempotency key.
-        self.client = stripe.StripeClient(settings.stripe_api_key, base_addresses=base, max_network_retries=0)
+        self.client = stripe.StripeClient(
+            settings.stripe_api_key or "", base_addresses=base, max_network_retries=0  # type: ignore[arg-type]
+        )
 
     def _error(self, exc: Any) -> ExternalServiceError:
         import stripe  # deferred for cold start: only functions that call Stripe load its SDK
@@ -148,7 +150,7 @@ class RecordingPayments:
                 "customer_id": customer_id,
                 "idempotency_key": idempotency_key,
                 "result": result,
-                "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "at": dt.datetime.now(dt.UTC).isoformat(),
             }
             log.write(json.dumps(entry) + "\n")
             return result

@@ -5,4 +5,5 @@
     saga        persisted saga steps (run_step) and the queue functions' processed keys
     processing  what an account allows: consent state, restrictions, objections (the one shared check)
     accounts    an account's overview
+    answers     the shape of a request's answer, for the API contract
 """

@@ -363,7 +363,7 @@ def record_ended(conn: Connection, now: dt.datetime) -> int:
     ended = _load(conn, _ended(now))
     for hold in ended:
         assert hold.ends_on is not None
-        at = dt.datetime.combine(hold.ends_on + dt.timedelta(days=1), dt.time.min, tzinfo=dt.timezone.utc)
+        at = dt.datetime.combine(hold.ends_on + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
         conn.execute(update(h).where(h.c.id == hold.id, h.c.released_at.is_(None))
                      .values(released_at=at, released_by=ENDED_BY, release_reason="end date reached"))
         audit.record(

@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Row, Select, select
 
 from shared.platform.clock import iso_or_none
 from shared.policy.facts import CONSENT_PURPOSES, LEGITIMATE_INTEREST_OBJECTIONS
@@ -109,7 +109,7 @@ class Flag:
         return body
 
 
-def latest_event(conn: Connection, account_id: str, purpose: str):
+def latest_event(conn: Connection, account_id: str, purpose: str) -> Row[Any] | None:
     # On equal timestamps (rows written by other tools) the withdrawal wins: the privacy-safe reading.
     return conn.execute(
         select(consent_events)
@@ -134,7 +134,7 @@ def consent_state(conn: Connection, account_id: str) -> dict[str, ConsentState]:
     return states
 
 
-def flag_from_row(row) -> Flag:
+def flag_from_row(row: Row[Any]) -> Flag:
     return Flag(**row._asdict())
 
 

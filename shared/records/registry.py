@@ -154,6 +154,13 @@ class RequestRecord:
                 return months
         return MAX_EXTENSION_MONTHS
 
+    @property
+    def account(self) -> str:
+        """The account of a request that acts on one (an export, an erasure); the others have none."""
+        if self.account_id is None:
+            raise ValueError(f"request {self.id} concerns no account")
+        return self.account_id
+
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "request_id": self.id,
@@ -179,7 +186,7 @@ class RequestRecord:
         return body
 
     @classmethod
-    def from_row(cls, row: Row) -> "RequestRecord":
+    def from_row(cls, row: Row) -> RequestRecord:
         values = row._asdict()
         values["details"] = dict(values["details"] or {})
         return cls(**values)
@@ -449,7 +456,7 @@ def extend_deadline(
     """
     if not isinstance(months, int) or isinstance(months, bool) or not 1 <= months <= MAX_EXTENSION_MONTHS:
         raise ValidationFailed(f"months must be between 1 and {MAX_EXTENSION_MONTHS}", code="invalid_months")
-    reason = _clean_reason(reason, required=True)
+    reason = _clean_reason(reason, required=True) or ""  # required: never empty here
     record = get_request(conn, request_id)
     now = moment(now)
     if record.is_terminal:

@@ -88,6 +88,8 @@ def selection_bound(today: dt.date, offsets: tuple[int, ...]) -> dt.datetime:
     """Exclusive bound on last_activity_at: accounts before it are at least at their first warning."""
     rule = policy.retention_rule(RULE_ID)
     horizon = today + dt.timedelta(days=max(offsets))
+    if rule.total_months is None:
+        raise ValueError(f"{RULE_ID}: the rule has no end")
     return start_of_day(last_expired_day(rule.total_months, rule.active_days, horizon) + ONE_DAY)
 
 
@@ -264,7 +266,7 @@ def _load(conn: Connection, account_ids: list[str]) -> tuple[list[sa.Row], set[s
     restricted = set(conn.execute(restricted_accounts().where(in_chunk)).scalars())
     request_ids = [row.erasure_request_id for row in rows if row.erasure_request_id]
     states = dict(conn.execute(select(r.c.id, r.c.state).where(r.c.id.in_(request_ids))).all()) if request_ids else {}
-    return rows, restricted, states
+    return list(rows), restricted, states
 
 
 def _notice(row: sa.Row) -> Notice | None:
@@ -282,9 +284,12 @@ def _save_notice(conn: Connection, values: dict[str, Any]) -> None:
 
 
 def _warn(engine: Engine, row: sa.Row, decision: Decision, offsets: tuple[int, ...], now: dt.datetime) -> None:
+    erase_after, offset = decision.erase_after, decision.offset
+    if erase_after is None or offset is None:
+        raise ValueError("a warning decision names its offset and its erasure day")
     # The mail first: if saving the notice fails, the retry sends the same key (no second mail).
     get_mailer().send(warning_message(to=row.email, account_id=row.id, last_activity_at=row.last_activity_at,
-                                      erase_after=decision.erase_after, offset=decision.offset))
+                                      erase_after=erase_after, offset=offset))
     with engine.begin() as conn:
         _save_notice(conn, {
             "account_id": row.id, "last_activity_at": row.last_activity_at, "erase_after": decision.erase_after,
@@ -293,7 +298,7 @@ def _warn(engine: Engine, row: sa.Row, decision: Decision, offsets: tuple[int, .
         })
         audit.record(
             conn, actor=ACTOR, action="inactivity.warned", outcome="sent", subject=row.id,
-            details={"offset_days": decision.offset, "erase_after": decision.erase_after.isoformat()},
+            details={"offset_days": offset, "erase_after": erase_after.isoformat()},
         )
 
 

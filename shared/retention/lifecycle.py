@@ -34,7 +34,7 @@ class ExpectedLifecycle:
     max_days: int  # expiring later would keep data beyond it
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _day_bounds(rule_id: str) -> tuple[int, int]:
     """Shortest and longest length in days of the rule's period, over every start day of a leap cycle."""
     rule = policy.retention_rule(rule_id)

@@ -31,7 +31,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, delete, func, select, text
@@ -268,7 +268,7 @@ def _expired_pages(storage: ObjectStore, bucket: str, prefix: str,
         return key < boundary and day is not None and day < first_kept_day
 
     if isinstance(storage, S3ObjectStore):
-        scope, markers = prefix, {}
+        scope, markers = prefix, cast(dict[str, str], {})
         previous: list[tuple[str, str]] | None = None
         with storage._errors():
             while True:

@@ -8,7 +8,7 @@ enough that no statement, transaction or S3 call grows with the amount of data d
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +30,7 @@ def no_progress(_category: str, _done: int) -> None:
     return None
 
 
-def pages(engine: Engine, query: sa.Select, key: sa.Column) -> Iterator[list[sa.Row]]:
+def pages(engine: Engine, query: sa.Select, key: sa.Column) -> Iterator[Sequence[sa.Row]]:
     """Rows of `query` in pages of BATCH_SIZE, by keyset on the unique indexed `key` (the query's
     first column), each page read in its own short transaction: what a page leaves in place is
     not read again, and memory holds one page."""

@@ -14,9 +14,9 @@ import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from tests.fakes.http_fake import FakeApiHandler, LocalHttpFake
-from urllib.parse import unquote, urlsplit
 
 API_KEY_RE = re.compile(r"^Bearer re_[A-Za-z0-9_]+$")
 

@@ -17,9 +17,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.http_fake import FakeApiHandler, LocalHttpFake
-from urllib.parse import parse_qs, urlsplit
 
 API_KEY_RE = re.compile(r"^Bearer sk_test_[A-Za-z0-9_]+$")
 

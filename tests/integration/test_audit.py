@@ -13,7 +13,7 @@ from shared.platform.pseudonym import subject_pseudonym
 from shared.ports.tables import audit_log
 from shared.records import audit
 
-T0 = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.UTC)
 
 
 def append(engine, n: int, **kw) -> list[audit.AuditEntry]:

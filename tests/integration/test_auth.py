@@ -17,15 +17,14 @@ import pytest
 import sqlalchemy as sa
 
 from shared.identity import client as auth
-
 from shared.identity import dpo
-from shared.platform.config import ConfigurationError, reset_settings
 from shared.local.demo import create_account
+from shared.platform.config import ConfigurationError, reset_settings
 from shared.platform.errors import AppError
 from shared.ports.tables import audit_log, dpo_credentials, totp_used_steps, verification_attempts, verification_codes
 from tests.conftest import DEV_TOKEN_KEY
 
-T0 = dt.datetime(2027, 5, 10, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2027, 5, 10, 9, 0, tzinfo=dt.UTC)
 CODE_IN_MAIL = re.compile(r"code de vérification jefacturebien\.fr : (\d{6})")
 
 
@@ -132,7 +131,7 @@ def test_token_claims_are_checked(env, engine):
         "wrong key": token_with(env, sub=account_id, key="another-key-0123456789abcdef0123"),
     }
     for case, token in cases.items():
-        error = refused(lambda: auth.authenticate_client(bearer(token)))
+        error = refused(lambda token=token: auth.authenticate_client(bearer(token)))
         assert (error.status, error.code) == (401, "invalid_token"), case
 
 
@@ -204,7 +203,7 @@ def test_totp_window_is_one_step_either_side(env, engine):
         code = totp.at(T0, counter_offset=offset)
         if code in {totp.at(T0, counter_offset=o) for o in (-1, 0, 1)}:
             continue  # the same six digits in two steps: not a meaningful probe
-        error = refused(lambda: step_up(engine, account["id"], code))
+        error = refused(lambda code=code: step_up(engine, account["id"], code))
         assert (error.status, error.code) == (401, "invalid_code")
 
 
@@ -274,7 +273,7 @@ def test_mailed_code_dies_after_too_many_wrong_attempts(env, engine):
     account = create_account(engine)
     code = request_code(env, engine, account["id"])
     for i in range(env.verification_max_attempts):
-        error = refused(lambda: step_up(engine, account["id"], wrong(code), now=T0 + dt.timedelta(seconds=i)))
+        error = refused(lambda i=i: step_up(engine, account["id"], wrong(code), now=T0 + dt.timedelta(seconds=i)))
         assert (error.status, error.code) == (401, "invalid_code")
     error = refused(lambda: step_up(engine, account["id"], code, now=T0 + dt.timedelta(seconds=30)))
     assert (error.status, error.code) == (429, "too_many_attempts")
@@ -319,7 +318,7 @@ def test_attempts_are_rate_limited_per_account_and_recorded_even_when_failing(en
     other = create_account(engine, with_2fa=True)
     for i in range(3):
         guess = "000000" if i % 2 else "999999"
-        error = refused(lambda: step_up(engine, account["id"], guess, now=T0 + dt.timedelta(seconds=i)))
+        error = refused(lambda guess=guess, i=i: step_up(engine, account["id"], guess, now=T0 + dt.timedelta(seconds=i)))
         assert error.code == "invalid_code"
     assert count(engine, verification_attempts) == 3  # committed although each call failed
 
@@ -367,7 +366,7 @@ def test_dpo_token_with_a_wrong_secret_or_unknown_id_is_refused(env, engine):
     token = make_dpo_token(engine)
     prefix, _, secret = token.rpartition("_")
     for forged in (f"{prefix}_{secret[:-1]}x", f"dpo_{uuid.uuid4()}_{secret}", "dpo_short_secret", "dpo_"):
-        error = refused(lambda: dpo.authenticate_dpo(bearer(forged)))
+        error = refused(lambda forged=forged: dpo.authenticate_dpo(bearer(forged)))
         assert (error.status, error.code) == (401, "invalid_token")
 
 

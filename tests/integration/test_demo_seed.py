@@ -10,14 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from shared.local import demo
-
 from shared.policy import facts as policy
-
+from shared.policy.data_map import TABLES
 from shared.ports import tables as schema
 from shared.ports.backends import get_storage
-from shared.policy.data_map import TABLES
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 REFERENCE_TABLES = [t.name for t in TABLES if not t.suite]
 
 

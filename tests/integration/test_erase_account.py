@@ -112,7 +112,7 @@ def canary_hits(engine, canary: str) -> set[str]:
             counts = conn.execute(
                 sa.select(*(sa.func.count(sa.case((c.contains(canary), 1))) for c in columns))
             ).one()
-            hits.update(f"{table.name}.{c.name}" for c, n in zip(columns, counts) if n)
+            hits.update(f"{table.name}.{c.name}" for c, n in zip(columns, counts, strict=True) if n)
         for table in (schema.dsr_requests, schema.audit_log, schema.processed_messages, schema.saga_steps):
             for row in conn.execute(sa.select(table)):
                 assert canary not in json.dumps(row._asdict(), default=str), f"{canary} in {table.name}"
@@ -749,7 +749,7 @@ def test_worker_runs_a_message_in_batches_and_requeues_what_its_budget_leaves(en
     monkeypatch.setattr(erasure_saga, "time", real_time)
     drain_queues(manifest)
     assert [request_record(engine, i).state for i in ids] == ["completed"] * 5
-    for account, request_id in zip(accounts, ids):
+    for account, request_id in zip(accounts, ids, strict=True):
         assert_fully_erased(engine, get_settings(), account, request_id)
     assert subject_snapshot(engine, other["id"]) == other_before
 

@@ -16,18 +16,18 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from shared.rights import export
-from shared.records.audit import verify_chain
 from shared.identity.client import issue_dev_token, require_step_up
-from shared.ports.backends import get_queue, get_storage
-from shared.platform.config import get_settings
-from shared.ports.db import get_engine, utcnow
-from shared.local.demo import create_account, populate_account
 from shared.identity.dpo import create_dpo_credential
-from shared.platform.clock import add_months
-from shared.platform.errors import AppError, Unauthorized
+from shared.local.demo import create_account, populate_account
 from shared.local.server import consumer_for, http_event, invoke, load_manifest
+from shared.platform.clock import add_months
+from shared.platform.config import get_settings
+from shared.platform.errors import AppError, Unauthorized
+from shared.ports.backends import get_queue, get_storage
+from shared.ports.db import get_engine, utcnow
 from shared.ports.tables import accounts, audit_log, dsr_requests, processed_messages
+from shared.records.audit import verify_chain
+from shared.rights import export
 
 MANIFEST = load_manifest()
 SHARED_CLIENT = "Boulangerie Dupont SARL"

@@ -13,14 +13,13 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from shared.retention import inactivity
-
-from shared.ports import tables as schema
-from shared.ports.backends import get_queue
-from shared.ports.db import UTC, utcnow
 from shared.local.demo import create_account
 from shared.local.server import cron_event, drain_queues, http_event, invoke, load_manifest
 from shared.policy.rules import last_expired_day
+from shared.ports import tables as schema
+from shared.ports.backends import get_queue
+from shared.ports.db import UTC, utcnow
+from shared.retention import inactivity
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -36,8 +35,8 @@ def manifest():
 @pytest.fixture
 def immediate(monkeypatch):
     """As deployed: no cooling-off after the inactivity warnings."""
-    from shared.ports.backends import reset_backends
     from shared.platform.config import reset_settings
+    from shared.ports.backends import reset_backends
 
     monkeypatch.setenv("ERASURE_COOLING_OFF_DAYS", "0")
     reset_settings()

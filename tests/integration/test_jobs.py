@@ -7,8 +7,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared.records import saga as jobs
 from shared.ports.tables import saga_steps
+from shared.records import saga as jobs
 
 
 class Provider:

@@ -8,10 +8,8 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from pathlib import Path
 
 import pytest
-import yaml
 
 from shared.local.server import PROJECT_ROOT, build_app, invoke, load_manifest
 
@@ -44,8 +42,8 @@ def test_every_event_file_is_a_complete_scaleway_event():
 
 def test_invoke_whoami_with_a_development_token(env):
     from shared.identity.client import issue_dev_token
-    from shared.ports.db import get_engine
     from shared.local.demo import create_account
+    from shared.ports.db import get_engine
 
     account = create_account(get_engine(), email="canary.whoami@example.test")
     spec = load_manifest().functions["whoami"]

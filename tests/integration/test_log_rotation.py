@@ -10,16 +10,15 @@ import math
 import pytest
 import sqlalchemy as sa
 
-from shared.retention import log_rotation
-
-from shared.ports import tables as schema
-from shared.records.audit import verify_chain
-from shared.ports.backends import get_storage
-from shared.platform.clock import add_months
-from shared.ports.db import utcnow
 from shared.local.demo import create_account
 from shared.local.server import cron_event, http_event, invoke, load_manifest
+from shared.platform.clock import add_months
 from shared.policy.rules import last_expired_day, start_of_day
+from shared.ports import tables as schema
+from shared.ports.backends import get_storage
+from shared.ports.db import utcnow
+from shared.records.audit import verify_chain
+from shared.retention import log_rotation
 from tests.fakes.moto import MOTO_ACCOUNT_ID, raw_client
 
 pytestmark = pytest.mark.usefixtures("env")

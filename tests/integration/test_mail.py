@@ -11,9 +11,9 @@ from urllib.parse import unquote
 import pytest
 
 from shared.platform.errors import ExternalServiceError
+from shared.platform.pseudonym import pseudonymise
 from shared.ports.backends import get_mailer
 from shared.ports.mail import Message, OutboxMailer, ResendMailer
-from shared.platform.pseudonym import pseudonymise
 from tests.fakes.fixtures import RESEND_TEST_KEY
 
 # The mail port never touches the database: one database backend is enough here.

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.ports.backends import get_queue, reset_backends
-from shared.ports.backends import ensure_queue
+from shared.ports.backends import ensure_queue, get_queue, reset_backends
 from shared.ports.queues import InvalidMessage, LocalQueue, SqsQueue
 from tests.fakes.moto import raw_client
 

@@ -10,12 +10,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared.records import registry as dsr
-from shared.records.audit import verify_chain
 from shared.platform.errors import AppError
 from shared.ports.tables import audit_log, dsr_requests
+from shared.records import registry as dsr
+from shared.records.audit import verify_chain
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2027, 1, 31, 10, 0, tzinfo=UTC)
 
 

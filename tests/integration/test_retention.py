@@ -15,19 +15,17 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared.policy import facts as policy
-
-from shared.policy import rules
-from shared.retention import enforcement
-
-from shared.ports import tables as schema
-from shared.records.audit import verify_chain
-from shared.ports.backends import get_storage
-from shared.platform.clock import add_months
-from shared.ports.db import UTC, utcnow
 from shared.local.demo import create_account
 from shared.local.server import cron_event, http_event, invoke, load_manifest
+from shared.platform.clock import add_months
+from shared.policy import facts as policy
+from shared.policy import rules
 from shared.policy.rules import last_expired_day
+from shared.ports import tables as schema
+from shared.ports.backends import get_storage
+from shared.ports.db import UTC, utcnow
+from shared.records.audit import verify_chain
+from shared.retention import enforcement
 
 CANARY = "canaryRetention5"
 ONE_DAY = dt.timedelta(days=1)

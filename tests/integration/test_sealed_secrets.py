@@ -31,7 +31,7 @@ from shared.ports.db import alembic_config, dispose_engines, migrate, normalise_
 from shared.ports.tables import accounts
 from tests.conftest import TEST_POSTGRES_URL, drop_database_later
 
-T0 = dt.datetime(2027, 5, 10, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2027, 5, 10, 9, 0, tzinfo=dt.UTC)
 # A recognisable base32 seed: it must never be found in clear in the database nor in a log.
 CANARY_SEED = "CANARYTOTPSEEDISSUEFOURTEENQZXWV"
 OTHER_SEED = "SECONDCANARYSEEDFORACOPYTESTQQQQ"

@@ -12,8 +12,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.ports.storage import folder as folder_storage
-from shared.ports.storage import s3 as s3_storage
 from shared.ports.backends import get_storage
 from shared.ports.storage import (
     LocalObjectStore,
@@ -22,11 +20,13 @@ from shared.ports.storage import (
     S3ObjectStore,
     verify_local_signature,
 )
+from shared.ports.storage import folder as folder_storage
+from shared.ports.storage import s3 as s3_storage
 
 # The storage port never touches the database: one database backend is enough here.
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from shared.local.server import PROJECT_ROOT, consumer_for, http_event, invoke, load_manifest
+from shared.payment_data.stripe_events import QUEUE_NAME
 from shared.platform import config as config_module
 from shared.platform.clock import add_months
 from shared.ports.db import UTC, get_engine
-from shared.local.server import PROJECT_ROOT, consumer_for, http_event, invoke, load_manifest
 from shared.ports.tables import accounts, audit_log, payment_records, stripe_events
-from shared.payment_data.stripe_events import QUEUE_NAME
 
 EVENTS = PROJECT_ROOT / "events" / "stripe"
 PRIMARY_SECRET = "whsec_test_primary_0123456789abcdef"
@@ -487,8 +487,8 @@ def test_the_export_shows_the_payment_records(webhook):
     import zipfile
 
     from shared.ports.db import utcnow
-    from shared.rights.export import ArchiveStats, iter_archive
     from shared.records.registry import create_request
+    from shared.rights.export import ArchiveStats, iter_archive
 
     account_id = new_account()
     for event_type in ("charge.succeeded", "invoice.paid", "customer.subscription.created"):
@@ -512,9 +512,9 @@ def test_the_export_shows_the_payment_records(webhook):
 
 
 def test_erasure_keeps_the_payment_records_under_their_retention_rule(webhook):
+    from shared.platform.pseudonym import subject_pseudonym
     from shared.policy import facts as policy
     from shared.rights.erasure import erase_account_data
-    from shared.platform.pseudonym import subject_pseudonym
 
     account_id = new_account()
     charge_event = stripe_event("charge.succeeded")
@@ -577,8 +577,8 @@ def test_the_worker_sample_applies_its_event(webhook):
 
 
 def test_a_malformed_worker_message_is_refused_without_retry(webhook):
-    from shared.ports.queues import trigger_event
     from shared.platform.runtime import make_message
+    from shared.ports.queues import trigger_event
 
     worker = webhook.manifest.functions["stripe-webhook-worker"]
     message = make_message("stripe.event", "stripe:evt_bogus", {"event_id": "evt_bogus", "type": "charge.succeeded"})

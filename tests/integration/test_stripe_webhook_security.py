@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from shared.platform import config as config_module
 from shared.ports.db import get_engine
 from shared.ports.tables import audit_log, payment_records, stripe_events
-from tests.integration.test_stripe_webhook import (  # noqa: F401 - the fixture is used by name
+from tests.integration import test_stripe_webhook
+from tests.integration.test_stripe_webhook import (
     CHARGE_ID,
     PREVIOUS_SECRET,
     PRIMARY_SECRET,
@@ -23,8 +24,9 @@ from tests.integration.test_stripe_webhook import (  # noqa: F401 - the fixture 
     record,
     sign,
     stripe_event,
-    webhook,
 )
+
+webhook = test_stripe_webhook.webhook  # the fixture, used by name
 
 CANARIES = ("canary.stripe@example.test", "Zoé Canari", "+33 6 12 34 56 78", "12 rue du Canari")
 
@@ -182,8 +184,8 @@ def test_personal_data_in_events_never_reaches_logs_records_or_the_queue(webhook
     for event in (customer, charge):
         response = webhook.post(event)
         assert response["statusCode"] == 200
-    from shared.ports.backends import get_queue
     from shared.payment_data.stripe_events import QUEUE_NAME
+    from shared.ports.backends import get_queue
 
     queued = "".join(p.read_text() for p in get_queue(QUEUE_NAME).directory.glob("*.json"))
     assert queued and not any(c in queued for c in CANARIES)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
-import re
 import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit

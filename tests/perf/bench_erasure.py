@@ -133,7 +133,7 @@ def seed_ordinary(engine, customers: list[str], count: int) -> list[str]:
     import sqlalchemy as sa
 
     from shared.ports import tables as schema
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     rows = [
         {
             "id": str(uuid.uuid4()), "email": _email(n), "first_name": f"Prénom{n}", "last_name": f"Nom{n}",
@@ -172,10 +172,10 @@ def _register(engine, account_ids: list[str]) -> list[str]:
 
 
 def bench_heavy(engine, counter: StatementCounter, customer: str, scale: float) -> dict:
-    from shared.rights import erasure
+    from shared.local.demo import create_account, populate_account
     from shared.platform.pseudonym import subject_pseudonym
     from shared.ports import tables as schema
-    from shared.local.demo import create_account, populate_account
+    from shared.rights import erasure
 
     account = create_account(engine, email=_email(0), stripe_customer_id=customer)
     started = time.perf_counter()

@@ -191,7 +191,7 @@ def run_baseline(account_id: str) -> dict:
                 out.write(("," if position else "") + json.dumps(table.name) + ":[")
                 names = table.column_names
                 for count, row in enumerate(rows(table)):
-                    out.write(("," if count else "") + "\n" + json.dumps(dict(zip(names, map(plain, row))), ensure_ascii=False))
+                    out.write(("," if count else "") + "\n" + json.dumps(dict(zip(names, map(plain, row), strict=True)), ensure_ascii=False))
                 out.write("]")
             out.write("}}")
         for table in tables:

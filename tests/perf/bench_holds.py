@@ -13,7 +13,6 @@ correlated lookup per row on the small holds tables, not a scan that grows with 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 import tempfile

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BENCH_DATABASE = "pf_bench_retention"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _configure(data_dir: Path, database_url: str, **extra: str) -> None:
@@ -43,8 +43,8 @@ def _configure(data_dir: Path, database_url: str, **extra: str) -> None:
         "PRIVACY_ENV": "test", "PRIVACY_DATA_DIR": str(data_dir), "DATABASE_URL": database_url,
         "PSEUDONYM_KEY": "bench-pseudonym-key", **extra,
     })
-    from shared.ports.backends import reset_backends
     from shared.platform.config import reset_settings
+    from shared.ports.backends import reset_backends
     from shared.ports.db import dispose_engines
 
     reset_settings()
@@ -74,7 +74,7 @@ class StatementCounter:
     def _count(self, *_args) -> None:
         self.count += 1
 
-    def __enter__(self) -> "StatementCounter":
+    def __enter__(self) -> StatementCounter:
         import sqlalchemy as sa
 
         sa.event.listen(self.engine, "before_cursor_execute", self._count)
@@ -92,9 +92,9 @@ class StatementCounter:
 def bench_inactivity(scale: float) -> dict:
     import sqlalchemy as sa
 
-    from shared.retention import inactivity
     from shared.ports.backends import get_queue
     from shared.ports.db import get_engine
+    from shared.retention import inactivity
 
     accounts = int(1_000_000 * scale)
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,9 +170,9 @@ def bench_inactivity(scale: float) -> dict:
 def bench_partitions(scale: float) -> dict:
     import sqlalchemy as sa
 
-    from shared.retention import log_rotation
-    from shared.ports.db import get_engine
     from shared.policy.rules import cutoff, start_of_day
+    from shared.ports.db import get_engine
+    from shared.retention import log_rotation
 
     rows = int(12 * 1_000_000 * scale)
     with tempfile.TemporaryDirectory() as tmp:
@@ -275,9 +275,9 @@ def bench_objects(scale: float) -> dict:
 def _bench_objects_layout(name: str, expired_by_kind: dict[str, int]) -> dict:
     from moto.s3.models import s3_backends
 
-    from shared.retention import log_rotation
     from shared.ports.backends import get_storage
     from shared.ports.db import migrate
+    from shared.retention import log_rotation
     from tests.fakes.moto import MOTO_ACCESS_KEY, MOTO_ACCOUNT_ID, MOTO_SECRET_KEY, create_buckets, start_moto_server
 
     kept_per_kind = 200 // len(expired_by_kind)

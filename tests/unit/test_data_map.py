@@ -13,7 +13,7 @@ from shared.policy import facts as policy
 from shared.policy.data_map import NOT_PERSONAL, STRATEGIES, TABLES
 from shared.ports import tables as schema
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_migrated_schema_is_fully_classified(engine):

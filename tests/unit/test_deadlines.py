@@ -8,7 +8,7 @@ import pytest
 
 from shared.records.registry import MAX_EXTENSION_MONTHS, due_date_for, extended_due_date
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def at(year: int, month: int, day: int, hour: int = 9) -> dt.datetime:

@@ -14,7 +14,7 @@ from shared.policy import facts as policy
 
 POLICY_TEXT = (Path(__file__).resolve().parents[2] / "docs" / "privacy-policy-v1.1.txt").read_text(encoding="utf-8")
 HEADING = re.compile(r"^(\d+(?:\.\d+)?)\.? ")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _tables(text: str) -> dict[str, list[dict[str, str]]]:
@@ -84,7 +84,7 @@ def test_legal_bases_table():
 def test_retention_table():
     rules = [r for r in policy.RETENTION_RULES if r.from_policy]
     assert [{"Data type": r.data_type.en, "Retention period": r.period.en} for r in rules] == TABLES["5"]
-    for rule, row in zip(rules, TABLES["5"]):
+    for rule, row in zip(rules, TABLES["5"], strict=True):
         period = row["Retention period"]
         if period.startswith("Duration of the contractual relationship"):
             assert rule.active_months is None
@@ -146,7 +146,7 @@ def test_purposes_match_section_3():
 def test_rights_8_1_to_8_8():
     found = re.findall(r"^8\.(\d) (Right(?: [a-z]+)+)(?: \(Art\. (\d+)\))? ([A-Z].+)$", POLICY_TEXT, re.M)
     assert len(found) == 8
-    for right, (number, label, article, description) in zip(policy.RIGHTS, found):
+    for right, (number, label, article, description) in zip(policy.RIGHTS, found, strict=True):
         assert right.section == f"8.{number}"
         assert right.label.en == label
         assert right.description.en.rstrip(".") == description.rstrip(".:")

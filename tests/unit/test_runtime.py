@@ -377,3 +377,24 @@ def test_make_message_and_parse_message_round_trip():
         make_message("export.run", "", {})
     with pytest.raises(ValidationError):
         make_message("export.run", "key with spaces", {})
+
+
+# Text no database column holds (found by the contract fuzzing: PostgreSQL refuses NUL in text) ----------
+
+
+@pytest.mark.parametrize("raw", ['{"name": "a\\u0000b", "count": 1}', '{"name": "\\ud800", "count": 1}',
+                                 '{"name": "team", "count": 1, "x\\u0000": 1}'])
+def test_a_body_holding_nul_or_an_unpaired_surrogate_is_400_before_any_route(settings, raw):
+    answer, body = call(sample.handle, scaleway_event("POST", "/greetings", raw))
+    assert_error(answer, body, 400, "invalid_request")
+    assert "NUL" in body["error"]["message"]
+
+
+def test_a_query_holding_nul_is_400(settings):
+    answer, body = call(sample.handle, scaleway_event("GET", "/items/42", query={"page": "2\x00"}))
+    assert_error(answer, body, 400, "invalid_request")
+
+
+def test_paired_surrogates_are_ordinary_text(settings):
+    answer, body = call(sample.handle, scaleway_event("POST", "/greetings", '{"name": "\\ud83d\\ude00", "count": 1}'))
+    assert answer["statusCode"] < 400, body

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from shared.platform.clock import UTC
 
@@ -56,6 +57,15 @@ def _id_of(value: Any) -> str | None:
     return value[:64] if isinstance(value, str) and value else None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """A nested Stripe object, or {} when absent or not an object."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _int(value: Any) -> int | None:
     """An integer within what a BIGINT column holds comfortably, else None."""
     ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**15
@@ -81,7 +91,7 @@ def extract_facts(event_type: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     if event_type.startswith("customer.subscription."):
         return _subscription_facts(obj)
     if event_type.startswith("customer."):
-        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        metadata = _dict(obj.get("metadata"))
         account_id = metadata.get("account_id")
         return {
             "kind": "customer",
@@ -125,8 +135,8 @@ def _charge_facts(obj: Mapping[str, Any]) -> dict[str, Any]:
         status = "refunded"
     elif refunded > 0:
         status = "partially_refunded"
-    details = obj.get("payment_method_details") if isinstance(obj.get("payment_method_details"), dict) else {}
-    card = details.get("card") if isinstance(details.get("card"), dict) else {}
+    details = _dict(obj.get("payment_method_details"))
+    card = _dict(details.get("card"))
     last4 = card.get("last4")
     return {
         "kind": "charge",
@@ -147,7 +157,7 @@ def _charge_facts(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def _invoice_facts(event_type: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     paid = event_type == "invoice.paid"
-    transitions = obj.get("status_transitions") if isinstance(obj.get("status_transitions"), dict) else {}
+    transitions = _dict(obj.get("status_transitions"))
     paid_at = unix_timestamp(transitions.get("paid_at")) if paid else None
     return {
         "kind": "invoice",
@@ -162,18 +172,18 @@ def _invoice_facts(event_type: str, obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _subscription_facts(obj: Mapping[str, Any]) -> dict[str, Any]:
-    items = obj.get("items") if isinstance(obj.get("items"), dict) else {}
+    items = _dict(obj.get("items"))
     amount, currency = 0, _currency(obj.get("currency"))
-    for item in items.get("data") if isinstance(items.get("data"), list) else []:
+    for item in _list(items.get("data")):
         if not isinstance(item, dict):
             continue
-        price = item.get("price") if isinstance(item.get("price"), dict) else {}
+        price = _dict(item.get("price"))
         amount += (_int(price.get("unit_amount")) or 0) * (_int(item.get("quantity")) or 1)
         currency = currency or _currency(price.get("currency"))
     status = _text(obj.get("status"), 32) or "unknown"
     ended_at = unix_timestamp(obj.get("ended_at")) if status in FINAL_STATUSES["subscription"] else None
     # API versions differ: the billing period is on the subscription or (2025 onwards) on its items.
-    first_item = next(iter(items.get("data") or []), None) if isinstance(items.get("data"), list) else None
+    first_item = next(iter(_list(items.get("data"))), None)
     period_start = unix_timestamp(obj.get("current_period_start")) or (
         unix_timestamp(first_item.get("current_period_start")) if isinstance(first_item, dict) else None
     )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import Engine, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -69,7 +70,8 @@ def parse_event(payload: bytes, *, accepted_versions: frozenset[str]) -> Verifie
         raise BadRequest("the event has no valid 'id'", code="invalid_event")
     if not (isinstance(event_type, str) and EVENT_TYPE.match(event_type)):
         raise BadRequest("the event has no valid 'type'", code="invalid_event")
-    if unix_timestamp(created) is None:
+    created = unix_timestamp(created)
+    if created is None:
         raise BadRequest("the event has no valid 'created'", code="invalid_event")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise BadRequest("the event has no 'data.object'", code="invalid_event")

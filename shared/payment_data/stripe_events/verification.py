@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from shared.platform.config import get_settings
 from shared.platform.errors import AppError, BadRequest

@@ -9,20 +9,21 @@ than 24 hours.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Protocol, Union
+from typing import IO, Any, NamedTuple, Protocol
 
 from shared.platform.clock import UTC, utcnow
 from shared.platform.errors import ExternalServiceError
 
 MAX_PRESIGN_SECONDS = 24 * 3600
 
-Body = Union[bytes, IO[bytes]]
+Body = bytes | IO[bytes]
 # A key, or a (key, version_id) pair as yielded by list_versions.
-DeleteTarget = Union[str, tuple[str, str]]
+DeleteTarget = str | tuple[str, str]
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _METADATA_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -114,9 +115,9 @@ class ObjectStore(Protocol):
     def purge_temporaries(self, bucket: str, *, older_than: dt.datetime) -> int:
         """Remove every upload left unfinished before `older_than` (the retention schedule's sweep)."""
 
-    def get_lifecycle(self, bucket: str) -> list[dict[str, Any]]: ...
+    def get_lifecycle(self, bucket: str) -> builtins.list[dict[str, Any]]: ...
 
-    def put_lifecycle(self, bucket: str, rules: list[dict[str, Any]]) -> None: ...
+    def put_lifecycle(self, bucket: str, rules: builtins.list[dict[str, Any]]) -> None: ...
 
 
 # --- Checks shared by both backends ---------------------------------------------------

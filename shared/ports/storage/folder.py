@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import hmac
@@ -10,7 +11,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -120,7 +121,9 @@ class LocalObjectStore:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
-                raise StorageError("object key clashes with an existing object (a key cannot also be a folder)")
+                raise StorageError(
+                    "object key clashes with an existing object (a key cannot also be a folder)"
+                ) from None
             if target.is_dir():
                 raise StorageError("object key clashes with an existing folder of keys")
             os.replace(tmp, target)
@@ -286,7 +289,7 @@ class LocalObjectStore:
         limit = older_than.timestamp()
         return self._remove_temporaries(lambda path: path.stat().st_mtime < limit)
 
-    def _remove_temporaries(self, chosen) -> int:
+    def _remove_temporaries(self, chosen: Callable[[Path], bool]) -> int:
         removed = 0
         try:
             candidates = list(self._tmp_dir().iterdir())
@@ -304,11 +307,11 @@ class LocalObjectStore:
     def _lifecycle_path(self, bucket: str) -> Path:
         return self.root / ".lifecycle" / f"{check_bucket(bucket)}.json"
 
-    def get_lifecycle(self, bucket: str) -> list[dict[str, Any]]:
+    def get_lifecycle(self, bucket: str) -> builtins.list[dict[str, Any]]:
         try:
             return json.loads(self._lifecycle_path(bucket).read_text())
         except FileNotFoundError:
             return []
 
-    def put_lifecycle(self, bucket: str, rules: list[dict[str, Any]]) -> None:
+    def put_lifecycle(self, bucket: str, rules: builtins.list[dict[str, Any]]) -> None:
         self._atomic_write(self._lifecycle_path(bucket), json.dumps(rules, default=str).encode())

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -70,7 +71,7 @@ class S3ObjectStore:
         return StorageError(f"S3 refused the request ({code or status})", retryable=retryable, status=status)
 
     @contextmanager
-    def _errors(self):
+    def _errors(self) -> Iterator[None]:
         # Deferred for cold start, like boto3.
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -112,7 +113,7 @@ class S3ObjectStore:
             )
 
     @contextmanager
-    def _aborting(self, bucket: str, key: str):
+    def _aborting(self, bucket: str, key: str) -> Iterator[None]:
         """A failed upload leaves no parts behind: its multipart uploads are aborted (the transfer
         manager tries too; this covers a failure between its parts and its own cleanup)."""
         try:
@@ -124,7 +125,7 @@ class S3ObjectStore:
                 pass
             raise
 
-    def _abort_uploads(self, bucket: str, chosen, prefix: str = "") -> int:
+    def _abort_uploads(self, bucket: str, chosen: Callable[[dict[str, Any]], bool], prefix: str = "") -> int:
         aborted = 0
         paginator = self.client.get_paginator("list_multipart_uploads")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
@@ -145,7 +146,7 @@ class S3ObjectStore:
             return self._abort_uploads(bucket, lambda upload: upload["Initiated"].astimezone(UTC) < older_than)
 
     @staticmethod
-    def _transfer_config(size: int | None):
+    def _transfer_config(size: int | None) -> Any:
         # Deferred for cold start, like boto3.
         from boto3.s3.transfer import TransferConfig
 
@@ -229,7 +230,8 @@ class S3ObjectStore:
         reports them). Raises ObjectRetained when Object Lock refused some, StorageError for
         any other per-key error; the rest of the batch is deleted either way.
         """
-        deleted, failed, codes = 0, 0, set()
+        deleted, failed = 0, 0
+        codes: set[str] = set()
         for batch in batched(self._delete_targets(bucket, keys, versions), DELETE_BATCH_SIZE):
             with self._errors():
                 response = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
@@ -276,7 +278,7 @@ class S3ObjectStore:
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
         )
 
-    def get_lifecycle(self, bucket: str) -> list[dict[str, Any]]:
+    def get_lifecycle(self, bucket: str) -> builtins.list[dict[str, Any]]:
         # Deferred for cold start, like boto3.
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -289,7 +291,7 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise self._translate(exc) from exc
 
-    def put_lifecycle(self, bucket: str, rules: list[dict[str, Any]]) -> None:
+    def put_lifecycle(self, bucket: str, rules: builtins.list[dict[str, Any]]) -> None:
         with self._errors():
             if rules:
                 self.client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})

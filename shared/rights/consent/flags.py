@@ -89,7 +89,10 @@ def restrict(
         request_id = register(conn, account_id=account_id, kind="restriction", channel=DPO, actor=actor, now=now,
                               details={"action": "set", "flag_id": flag.id, "reason_code": reason_code})
         attach_request(conn, request_id, [flag.id])
-        return load_flag(conn, flag.id), True
+        attached = load_flag(conn, flag.id)
+        if attached is None:  # set in this very transaction
+            raise RuntimeError("the flag just set is gone")
+        return attached, True
 
 
 def _clean_note(note: str | None) -> str | None:

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 from shared.platform.errors import NotFound, ValidationFailed
 from shared.platform.pseudonym import pseudonymise
@@ -111,7 +111,7 @@ def append_event(
     now: dt.datetime,
     ip: str | None,
     user_agent: str | None,
-    previous,
+    previous: Row[Any] | None,
 ) -> tuple[str, dt.datetime]:
     # Strictly increasing per account and purpose, so "the latest event" is never ambiguous.
     occurred_at = now if previous is None or now > previous.occurred_at else previous.occurred_at + _ONE_TICK

@@ -90,10 +90,10 @@ def _owner(tm: data_map.TableMap) -> tuple[sa.FromClause, sa.ColumnElement[str]]
     """A table's rows joined up to the column that holds their account id (through parents)."""
     table = _table(tm.name)
     if tm.link.parent is None:
-        return table, table.c[tm.link.column]
+        return table, table.c[tm.link.key]
     parent_tm = data_map.table_map(tm.link.parent)
     parent_from, owner = _owner(parent_tm)
-    joined = table.join(parent_from, table.c[tm.link.column] == _table(parent_tm.name).c[tm.link.parent_key])
+    joined = table.join(parent_from, table.c[tm.link.key] == _table(parent_tm.name).c[tm.link.parent_key])
     return joined, owner
 
 
@@ -101,10 +101,10 @@ def _subject_filter(tm: data_map.TableMap, account_ids: Sequence[str]) -> sa.Col
     """WHERE clause of the given accounts' rows of a table (through parents when needed); index-friendly."""
     table = _table(tm.name)
     if tm.link.parent is None:
-        return table.c[tm.link.column].in_(account_ids)
+        return table.c[tm.link.key].in_(account_ids)
     parent_tm = data_map.table_map(tm.link.parent)
     parent_keys = select(_table(parent_tm.name).c[tm.link.parent_key]).where(_subject_filter(parent_tm, account_ids))
-    return table.c[tm.link.column].in_(parent_keys)
+    return table.c[tm.link.key].in_(parent_keys)
 
 
 @dataclass
@@ -122,4 +122,4 @@ class _Saga:
 
     @property
     def account_id(self) -> str:
-        return self.record.account_id
+        return self.record.account

@@ -13,7 +13,7 @@ from shared.platform.clock import UTC
 from shared.policy import data_map
 from shared.ports import tables as schema
 from shared.ports.backends import get_storage
-from shared.ports.storage import ObjectRetained
+from shared.ports.storage import ObjectRetained, ObjectStore
 from shared.records import holds
 from shared.rights.erasure.common import _ID_BATCH, _bucket, _expiry
 from shared.rights.erasure.strategies import object_strategy
@@ -52,7 +52,9 @@ def _invoice_expiry(engine: Engine, invoice_ids: list[str]) -> dict[str, dt.date
     return until
 
 
-def _move_to_archive(engine: Engine, storage, source: data_map.ObjectPrefix, account_id: str, now: dt.datetime) -> dict[str, int]:
+def _move_to_archive(engine: Engine, storage: ObjectStore, source: data_map.ObjectPrefix, account_id: str, now: dt.datetime) -> dict[str, int]:
+    if source.archive_bucket_setting is None:
+        raise ValueError(f"{source.id}: no archive bucket to move the objects to")
     bucket, archive = _bucket(source.bucket_setting), _bucket(source.archive_bucket_setting)
     target = _archive_prefix(source)
     regex = _key_regex(source)

@@ -48,7 +48,7 @@ def _table_stats(conn: Connection, account_ids: Sequence[str]) -> Stats:
             .where(owner.in_(account_ids))
             .group_by(owner)
         )
-        stats[tm.name] = {row[0]: (row[1], dict(zip(clocks, row[2:]))) for row in rows}
+        stats[tm.name] = {row[0]: (row[1], dict(zip(clocks, row[2:], strict=True))) for row in rows}
     return stats
 
 
@@ -115,6 +115,8 @@ def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: boo
         if tm.clock_columns:
             return _expiry(rule_id, policy.clock_start(*stats[tm.name][account_id][1].values()))
         # A child kept with its parent (invoice lines): the parent's clock decides.
+        if tm.link.parent is None:
+            raise ValueError(f"{tm.name}: retained without a clock of its own nor a parent")
         parent = data_map.table_map(tm.link.parent)
         return _expiry(rule_id, policy.clock_start(*stats[parent.name][account_id][1].values()))
 
@@ -122,7 +124,7 @@ def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: boo
         count = stats.get(tm.name, {}).get(account_id, (0, {}))[0]
         if count == 0:
             continue
-        link_pseudonymised = tm.link.parent is None and column_strategy(tm, tm.link.column).pseudonymises_link
+        link_pseudonymised = tm.link.parent is None and column_strategy(tm, tm.link.key).pseudonymises_link
         seen: set[tuple[str, str]] = set()
         for col in _personal(tm):
             outcome = _outcome(tm, col)
@@ -131,6 +133,8 @@ def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: boo
             seen.add((col.category, outcome))
             if outcome == "retained":
                 rule_id = col.retention or tm.retention
+                if rule_id is None:
+                    raise ValueError(f"{tm.name}.{col.name}: retained without a retention rule")
                 until = until_by_table.setdefault(tm.name, until_for(tm, rule_id))
                 entries.append(_retained_entry(col.category, tm.name, rule_id, until, count, link_pseudonymised))
             else:
@@ -164,7 +168,7 @@ def _plans(conn: Connection, account_ids: Sequence[str], now: dt.datetime) -> di
     """The plan of each account, from a few grouped queries for the whole batch."""
     stats = _table_stats(conn, account_ids)
     invoices = schema.invoices
-    transmitted = dict(
+    transmitted: dict[str, int] = dict(
         conn.execute(
             select(invoices.c.account_id, func.count())
             .where(invoices.c.account_id.in_(account_ids), invoices.c.transmitted_at.is_not(None))

@@ -15,7 +15,7 @@ from shared.policy import data_map
 from shared.policy import facts as policy
 from shared.ports.backends import get_storage
 from shared.ports.db import dialect_insert
-from shared.ports.storage import ObjectRetained
+from shared.ports.storage import ObjectRetained, ObjectStore
 from shared.ports.tables import erasure_ledger
 from shared.records.registry import RequestRecord
 from shared.rights.erasure.common import _bucket, _expiry
@@ -102,7 +102,7 @@ def _build_receipt(record: RequestRecord, steps: Mapping[str, Mapping[str, Any] 
     }
 
 
-def _put_proof(storage, bucket: str, key: str, document: Mapping[str, Any], retain_until: dt.datetime) -> None:
+def _put_proof(storage: ObjectStore, bucket: str, key: str, document: Mapping[str, Any], retain_until: dt.datetime) -> None:
     if storage.exists(bucket, key):
         return
     try:
@@ -124,7 +124,7 @@ def _receipt_step(record: RequestRecord, receipt: Mapping[str, Any], erased_at: 
     else:
         _put_proof(storage, bucket, receipt_key(record.id), receipt, keep_until)
     # The ledger's mirror outside the database: a restored backup cannot roll it back.
-    _put_proof(storage, bucket, _ledger_key(record.id), _ledger_entry(record.id, record.account_id, erased_at), keep_until)
+    _put_proof(storage, bucket, _ledger_key(record.id), _ledger_entry(record.id, record.account, erased_at), keep_until)
     return {"summary": _receipt_summary(receipt), "erased_at": receipt["executed_at"]}
 
 

@@ -223,7 +223,7 @@ def cancel_erasure(
     record = registry.transition(
         conn, request_id, registry.CANCELLED, actor=actor, reason="cancelled during the cooling-off period", now=now
     )
-    _reactivate(conn, record.account_id)
+    _reactivate(conn, record.account)
     audit.record(
         conn, actor=actor, action="erasure.cancelled", outcome=registry.CANCELLED, request_id=record.id,
         subject=record.account_id,

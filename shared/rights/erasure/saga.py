@@ -99,7 +99,7 @@ def _start(engine: Engine, request_ids: Sequence[str], now: dt.datetime) -> tupl
         loaded = {record.id: record for record in registry.load_many(conn, request_ids)}
         # Art. 18(2): the retention schedule does not erase an account under restriction.
         restricted = _restricted_among(conn, [
-            r.account_id for r in loaded.values() if r.state == registry.WAITING and r.channel == RETENTION_CHANNEL
+            r.account for r in loaded.values() if r.state == registry.WAITING and r.channel == RETENTION_CHANNEL
         ])
         due: list[RequestRecord] = []
         for request_id in request_ids:

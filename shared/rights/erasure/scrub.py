@@ -78,7 +78,7 @@ def _unlink_assignments(tm: data_map.TableMap, account_ids: Sequence[str], now: 
     table = _table(tm.name)
     if tm.link.parent is not None:
         return {}
-    values = column_strategy(tm, tm.link.column).unlink(account_ids)
+    values = column_strategy(tm, tm.link.key).unlink(account_ids)
     if values and tm.row_action == data_map.ROW_RETAIN and not tm.suite and "archived_at" in table.c:
         values["archived_at"] = sa.func.coalesce(table.c.archived_at, now)
     return values
@@ -144,16 +144,16 @@ def _verify_unlinked(conn: Connection, ids_for: IdsFor) -> list[str]:
     for tm in _linked_tables():
         if tm.link.parent is not None:
             continue  # reached through its parent, checked there
-        if tm.row_action != data_map.ROW_DELETE and column_strategy(tm, tm.link.column).keeps_link:
+        if tm.row_action != data_map.ROW_DELETE and column_strategy(tm, tm.link.key).keeps_link:
             continue  # the suite's own records keep the id by design (request registry, ledger)
         account_ids = ids_for(tm)
         if not account_ids:
             continue
         table = _table(tm.name)
         checks.append(
-            select(sa.literal(tm.name).label("t")).where(sa.exists().where(table.c[tm.link.column].in_(account_ids)))
+            select(sa.literal(tm.name).label("t")).where(sa.exists().where(table.c[tm.link.key].in_(account_ids)))
         )
-    return [row.t for row in conn.execute(sa.union_all(*checks))] if checks else []
+    return [row[0] for row in conn.execute(sa.union_all(*checks))] if checks else []
 
 
 def _held(conn: Connection, account_ids: Sequence[str], now: dt.datetime) -> dict[str, tuple[frozenset[str], frozenset[str]]]:

@@ -98,7 +98,7 @@ class _ChunkStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         while not len(self._pending):
             chunk = next(self._chunks, None)
             if chunk is None:
@@ -168,7 +168,7 @@ def iter_archive(
         yield from _write_documents(conn, record.account_id, zf, sink, stats, settings)
         yield from _write_data_json(conn, record, tables, zf, sink, stats, now, settings)
         for table in tables:
-            yield from _write_csv(conn, table, record.account_id, zf, sink)
+            yield from _write_csv(conn, table, record.account, zf, sink)
         zf.writestr("schema.json", json.dumps(data_json_schema(), ensure_ascii=False, indent=2))
         zf.writestr("README.html", readme_html(record, tables, stats, now))
     yield sink.take()
@@ -215,7 +215,7 @@ def _write_data_json(
     now: dt.datetime,
     settings: Settings,
 ) -> Iterator[bytes]:
-    account_id = record.account_id
+    account_id = record.account
     head = {
         "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION, "schema": "schema.json"},
         "generated_at": iso(now),
@@ -290,7 +290,7 @@ def json_texts(conn: Connection, table: ExportTable, account_id: str) -> Iterato
     """The reference encoding: each row's data.json object, from the Python encoders, in batches."""
     names, batch = table.column_names, []
     for values in _rows(conn, table, account_id):
-        batch.append(_JSON(dict(zip(names, values))))
+        batch.append(_JSON(dict(zip(names, values, strict=True))))
         if len(batch) >= sql_rows.BATCH_ROWS:
             yield batch
             batch = []

@@ -48,8 +48,11 @@ def download_link(record: RequestRecord, *, now: dt.datetime | None = None, sett
     settings = settings or get_settings()
     now = moment(now)
     ttl = min(settings.export_link_ttl_seconds, MAX_LINK_SECONDS)
-    expires = min(int(now.timestamp()) + ttl, int(export_expires_at(record).timestamp()))
-    token = f"{expires}.{_link_signature(record.id, record.account_id, expires)}"
+    export_expires = export_expires_at(record)
+    if export_expires is None:
+        raise ValueError("only a completed export has a download link")
+    expires = min(int(now.timestamp()) + ttl, int(export_expires.timestamp()))
+    token = f"{expires}.{_link_signature(record.id, record.account, expires)}"
     url = f"{settings.effective_export_function_url}/{record.id}/download?token={token}"
     return url, dt.datetime.fromtimestamp(expires, UTC)
 

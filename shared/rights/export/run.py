@@ -53,7 +53,7 @@ STALLED_AFTER = dt.timedelta(minutes=30)
 
 def object_key(record: RequestRecord) -> str:
     """Unguessable yet the same on every run: a re-run overwrites rather than adds an archive."""
-    prefix = object_prefix("exports").prefix(account_id=record.account_id)
+    prefix = object_prefix("exports").prefix(account_id=record.account)
     return f"{prefix}{pseudonymise(record.id, purpose='export-object')}.zip"
 
 
@@ -71,6 +71,8 @@ def run_export(engine: Engine, request_id: str, *, now: dt.datetime | None = Non
     elif record.state not in (IN_PROGRESS, COMPLETED):
         return {"status": "ignored", "reason": "not_verified"}
     archive = run_step(engine, request_id, "export.archive", lambda: _build_and_store(engine, record, now=now))
+    if archive is None:  # _build_and_store always answers a dict
+        raise RuntimeError("the archive step stored no result")
     run_step(engine, request_id, "export.complete", lambda: _complete(engine, request_id, archive, now=now))
     run_step(engine, request_id, "export.mail", lambda: _notify(engine, request_id, now=now))
     return {"status": COMPLETED, "request_id": request_id}

@@ -27,9 +27,9 @@ from shared.ports.tables import accounts, companies, dsr_requests
 from shared.records import audit
 from shared.records.registry import (
     IN_PROGRESS,
-    InvalidTransition,
     RECEIVED,
     VERIFIED,
+    InvalidTransition,
     RequestRecord,
     create_request,
     find_open_request,
