@@ -20,10 +20,12 @@ Nothing here decides anything: every rule is in the functions.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import jwt
 import sqlalchemy as sa
 from flask import Blueprint, Response, redirect, request, send_file
+from werkzeug.wrappers import Response as BaseResponse
 
 from shared import notices
 from shared.identity.client import issue_dev_token
@@ -72,7 +74,7 @@ def _language() -> str:
     return best or notices.DEFAULT_LANGUAGE
 
 
-def _page(name: str, *, status: int = 200, **context) -> Response:
+def _page(name: str, *, status: int = 200, **context: Any) -> Response:
     language = _language()
     body = notices.page(name, language=language, other_language="en" if language == "fr" else "fr", **context)
     response = Response(body, status=status, mimetype="text/html")
@@ -116,7 +118,7 @@ def blueprint() -> Blueprint:
     pages = Blueprint("privacy_center", __name__)
 
     @pages.get(f"{PREFIX}/")
-    def home():
+    def home() -> Response:
         session = _signed_in()
         if session is None:
             return _page("privacy_center_sign_in", accounts=demo_accounts(), action=f"{PREFIX}/sign-in")
@@ -133,7 +135,7 @@ def blueprint() -> Blueprint:
         )
 
     @pages.post(f"{PREFIX}/sign-in")
-    def sign_in():
+    def sign_in() -> Response | BaseResponse:
         wanted = request.form.get("account_id", "")
         account = next((a for a in demo_accounts() if a["id"] == wanted), None)
         if account is None:
@@ -146,13 +148,13 @@ def blueprint() -> Blueprint:
         return response
 
     @pages.post(f"{PREFIX}/sign-out")
-    def sign_out():
+    def sign_out() -> BaseResponse:
         response = redirect(f"{PREFIX}/?lang={_language()}", code=303)
         response.delete_cookie(COOKIE, path=PREFIX, httponly=True, samesite="Strict")
         return response
 
     @pages.get(f"{PREFIX}/static/{SCRIPT}")
-    def script():
+    def script() -> Response:
         response = send_file(STATIC / SCRIPT, mimetype="text/javascript", max_age=0)
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response

@@ -16,6 +16,7 @@ have is checked for presence only. Secrets are compared through the argon2 hashe
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -215,7 +216,7 @@ def api_from_environment(env: dict[str, str], region: str | None) -> tuple[Funct
     return FunctionV1Beta1API(client), env.get("SCW_DEFAULT_PROJECT_ID") or None
 
 
-def cmd_deploy_verify(args) -> int:
+def cmd_deploy_verify(args: argparse.Namespace) -> int:
     document = yaml.safe_load(Path(args.serverless).read_text())
     env = dict(os.environ)
     expected = expected_namespace(document, env)
@@ -236,7 +237,7 @@ def cmd_deploy_verify(args) -> int:
     return 1 if differences else 0
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
     deploy = sub.add_parser("deploy", help="the deployed namespace on Scaleway")
     actions = deploy.add_subparsers(dest="deploy_command", required=True)
     p = actions.add_parser("verify", help="compare the live namespace with serverless.yml; exit 1 on any difference")

@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from shared.platform.clock import parse_iso
@@ -38,14 +39,14 @@ def _categories(value: str) -> list[str]:
     return [c.strip() for c in value.split(",") if c.strip()]
 
 
-def _print(args, document: Any, lines: list[str]) -> None:
+def _print(args: argparse.Namespace, document: Any, lines: list[str]) -> None:
     if args.json:
         print(json.dumps(document, indent=2, ensure_ascii=False, default=str))
     else:
         print("\n".join(lines) if lines else "(none)")
 
 
-def _run(action) -> int:
+def _run(action: Callable[[], int]) -> int:
     try:
         return action()
     except AppError as exc:
@@ -60,7 +61,7 @@ def _hold_line(hold: holds.LegalHold) -> str:
     return f"{hold.id}  {state:8}  {subject}  {','.join(hold.categories)}  {until}  {hold.reason}"
 
 
-def cmd_place(args) -> int:
+def cmd_place(args: argparse.Namespace) -> int:
     def action() -> int:
         with get_engine().begin() as conn:
             hold = holds.place_hold(
@@ -73,7 +74,7 @@ def cmd_place(args) -> int:
     return _run(action)
 
 
-def cmd_list(args) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     def action() -> int:
         with get_engine().connect() as conn:
             found = holds.list_holds(conn, account_id=args.account, in_force_only=args.in_force)
@@ -83,7 +84,7 @@ def cmd_list(args) -> int:
     return _run(action)
 
 
-def cmd_release(args) -> int:
+def cmd_release(args: argparse.Namespace) -> int:
     def action() -> int:
         with get_engine().begin() as conn:
             hold = holds.release_hold(conn, args.hold_id, reason=args.reason, actor=ACTOR)
@@ -98,7 +99,7 @@ def _request_line(request: disclosures.AuthorityRequest) -> str:
             f"{request.reference}  {len(request.disclosures)} disclosure(s)")
 
 
-def cmd_register(args) -> int:
+def cmd_register(args: argparse.Namespace) -> int:
     def action() -> int:
         with get_engine().begin() as conn:
             request = disclosures.register_request(
@@ -111,7 +112,7 @@ def cmd_register(args) -> int:
     return _run(action)
 
 
-def cmd_authority_list(args) -> int:
+def cmd_authority_list(args: argparse.Namespace) -> int:
     def action() -> int:
         with get_engine().connect() as conn:
             found = disclosures.list_requests(conn)
@@ -121,7 +122,7 @@ def cmd_authority_list(args) -> int:
     return _run(action)
 
 
-def cmd_disclose(args) -> int:
+def cmd_disclose(args: argparse.Namespace) -> int:
     def action() -> int:
         with get_engine().begin() as conn:
             disclosure = disclosures.record_disclosure(
@@ -135,7 +136,7 @@ def cmd_disclose(args) -> int:
     return _run(action)
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("holds", help="legal holds (policy 6.4): erasure and retention skip exactly the held data")
     group = p.add_subparsers(dest="holds_command", required=True)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from typing import Any
 
 from shared.local.server import drain_queues, load_manifest
 from shared.platform.config import ConfigurationError, get_settings
@@ -20,14 +22,14 @@ def _settings() -> None:
         sys.exit(f"privacy-functions: {exc}")
 
 
-def cmd_versions(_args) -> int:
+def cmd_versions(_args: argparse.Namespace) -> int:
     in_force = policy.version_in_force()
     print(json.dumps([{**policy_notices.version_json(v), "in_force": v == in_force} for v in policy.POLICY_VERSIONS],
                      indent=2, ensure_ascii=False))
     return 0
 
 
-def cmd_announce(args) -> int:
+def cmd_announce(args: argparse.Namespace) -> int:
     """What the announce-policy-changes CRON runs: queue every account not told yet, by chunks."""
     _settings()
 
@@ -47,7 +49,7 @@ def cmd_announce(args) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("policy", help="policy versions and policy-change notices (policy 11)")
     group = p.add_subparsers(dest="policy_command", required=True)
     group.add_parser("versions", help="the declared versions, the one in force marked").set_defaults(func=cmd_versions)
