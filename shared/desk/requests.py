@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from shared.desk.identifiers import SubjectIdentifiers
 from shared.platform.clock import UTC, iso, moment
@@ -53,7 +53,7 @@ def _check_received_at(received_at: dt.datetime | None, now: dt.datetime) -> dt.
     return received
 
 
-def _account_holding(conn, email: str) -> str | None:
+def _account_holding(conn: Connection, email: str) -> str | None:
     """The account whose login email is `email`, if any: the person then holds an account."""
     return conn.execute(
         select(accounts.c.id).where(accounts.c.email == email, accounts.c.status != "erased")

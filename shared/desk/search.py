@@ -26,6 +26,7 @@ identifier kinds and counts: never an identifier.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ from shared.records import audit
 
 VIA_IDENTIFIERS = "identifiers"
 VIA_ACCOUNT = "account"
-_SPACE = sa.literal_column("' '")
+_SPACE: sa.ColumnClause[str] = sa.literal_column("' '")
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def _predicates(table: sa.Table, key: data_map.SubjectKey, ids: SubjectIdentifie
     return out
 
 
-def _keys(role: str | None = None):
+def _keys(role: str | None = None) -> Iterator[tuple[data_map.TableMap, data_map.SubjectKey]]:
     for tm in data_map.searched_tables():
         for key in tm.subject_keys:
             if role is None or key.role == role:
@@ -251,12 +252,12 @@ def _owner_column(tm: data_map.TableMap) -> tuple[sa.ColumnElement, sa.FromClaus
     table = schema.metadata.tables[tm.name]
     link = tm.link
     if link.parent is None:
-        return table.c[link.column], table
+        return table.c[link.key], table
     parent_map = data_map.table_map(link.parent)
     parent = schema.metadata.tables[link.parent]
     if parent_map.link.parent is not None or parent_map.link.column is None:
         raise ValueError(f"{tm.name}: links through more than one parent")
-    joined = table.join(parent, table.c[link.column] == parent.c[link.parent_key])
+    joined = table.join(parent, table.c[link.key] == parent.c[link.parent_key])
     return parent.c[parent_map.link.column], joined
 
 

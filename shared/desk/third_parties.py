@@ -38,6 +38,7 @@ from shared.platform.errors import Conflict, ValidationFailed
 from shared.policy import data_map
 from shared.policy import facts as policy
 from shared.ports.backends import get_mailer
+from shared.ports.mail import Message
 from shared.ports.tables import accounts, companies, invoices
 from shared.records import audit
 from shared.records.registry import KINDS
@@ -83,7 +84,7 @@ def _summary_key(request_id: str) -> str:
     return f"desk:forwarded:{request_id}"
 
 
-def _request_mail(to: str, *, request_id: str, kind: str, account_id: str, held: list[dict[str, Any]]):
+def _request_mail(to: str, *, request_id: str, kind: str, account_id: str, held: list[dict[str, Any]]) -> Message:
     return notices.mail(
         "third_party_request",
         to=to,
@@ -173,11 +174,11 @@ def controller_names(conn: Connection, account_ids: list[str]) -> dict[str, str]
             names.setdefault(row.account_id, row.seller_name)
     missing = [a for a in account_ids if a not in names]
     if missing:
-        for row in conn.execute(
+        for person in conn.execute(
             sa.select(accounts.c.id, accounts.c.first_name, accounts.c.last_name).where(accounts.c.id.in_(missing))
         ):
-            full = " ".join(part for part in (row.first_name, row.last_name) if part)
-            names[row.id] = full or _UNNAMED
+            full = " ".join(part for part in (person.first_name, person.last_name) if part)
+            names[person.id] = full or _UNNAMED
     return {a: names.get(a, _UNNAMED) for a in account_ids}
 
 

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from shared.identity.dpo import authenticate_dpo
 from shared.platform.clock import moment
@@ -120,7 +120,7 @@ def _source(client_ip: str | None) -> str:
     return pseudonymise(client_ip or "unknown", purpose="console-sign-in")
 
 
-def _retry_after(conn, source: str, now: dt.datetime) -> int | None:
+def _retry_after(conn: Connection, source: str, now: dt.datetime) -> int | None:
     window_start = now - FAILURE_WINDOW
     conn.execute(delete(console_sign_in_failures).where(console_sign_in_failures.c.attempted_at <= window_start))
     limits = (
