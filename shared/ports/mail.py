@@ -251,6 +251,7 @@ class ResendMailer:
         names = _names(first_name, last_name)
         segments = self._segments(old_email) if old is not None else []
         if new is None:
+            assert old is not None  # both absent: returned above
             params: dict[str, Any] = {"email": new_email, "unsubscribed": bool(old.get("unsubscribed")), **names}
             if segments:
                 params["segments"] = [{"id": segment} for segment in segments]

@@ -99,7 +99,9 @@ class StripePayments:
         _check_customer_fields(fields)
         try:
             self.client.v1.customers.update(
-                customer_id, params=dict(fields), options={"idempotency_key": f"{idempotency_key}:update:{customer_id}"}
+                customer_id,
+                params=dict(fields),  # type: ignore[arg-type]  # a TypedDict in stripe's stubs; checked by _check_customer_fields
+                options={"idempotency_key": f"{idempotency_key}:update:{customer_id}"},
             )
         except stripe.StripeError as exc:
             if _is_missing(exc):

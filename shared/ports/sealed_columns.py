@@ -20,7 +20,8 @@ SEALED_COLUMNS: tuple[tuple[Table, str, str], ...] = (
 
 def reseal_column(engine: Engine, table: Table, column: str, *, batch_size: int = 200) -> dict[str, int | str]:
     """Move every value of `table.column` under the current sealing key (after a rotation); idempotent."""
-    counts: dict[str, int | str] = {"key_id": current_key_id(), "checked": 0, "resealed": 0}
+    key_id = current_key_id()
+    checked = resealed_count = 0
     value_column, id_column = table.c[column], table.c.id
     after = ""
     while True:
@@ -37,10 +38,10 @@ def reseal_column(engine: Engine, table: Table, column: str, *, batch_size: int 
                     conn.execute(
                         update(table).where(id_column == row_id, value_column == value).values({column: resealed})
                     )
-                    counts["resealed"] += 1
-            counts["checked"] += len(rows)
+                    resealed_count += 1
+            checked += len(rows)
         if len(rows) < batch_size:
-            return counts
+            return {"key_id": key_id, "checked": checked, "resealed": resealed_count}
         after = rows[-1][0]
 
 

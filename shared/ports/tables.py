@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    ColumnClause,
     Date,
     ForeignKey,
     Index,
@@ -649,7 +650,7 @@ prospect_suppressions = Table(
 
 # The subject search (shared.desk.search) compares identifiers case-folded: each predicate has
 # the index of its exact expression, on SQLite and PostgreSQL alike.
-_SPACE = literal_column("' '")
+_SPACE: ColumnClause[str] = literal_column("' '")
 Index("ix_accounts_lower_email", func.lower(accounts.c.email))
 Index("ix_accounts_phone", accounts.c.phone)
 Index("ix_accounts_lower_first_name_last_name", func.lower(accounts.c.first_name + _SPACE + accounts.c.last_name))
