@@ -127,7 +127,7 @@ def held(table_name: str, now: dt.datetime) -> sa.ColumnElement[bool]:
     table = schema.metadata.tables[table_name]
     if tm.link.parent is not None:
         parent = schema.metadata.tables[tm.link.parent]
-        return sa.exists().where(parent.c[tm.link.parent_key] == table.c[tm.link.column], held(tm.link.parent, now))
+        return sa.exists().where(parent.c[tm.link.parent_key] == table.c[tm.link.key], held(tm.link.parent, now))
     match = _match(tm, table) if tm.categories else None
     if match is None:
         return sa.false()
@@ -219,6 +219,7 @@ def holds_in_force(conn: Connection, account_ids: Sequence[str], now: dt.datetim
     ids = list(account_ids)
     for start in range(0, len(ids), 1000):
         for hold in _load(conn, sa.and_(h.c.account_id.in_(ids[start:start + 1000]), in_force(moment(now)))):
+            assert hold.account_id is not None  # selected by account id
             out.setdefault(hold.account_id, []).append(hold)
     return out
 
@@ -233,7 +234,7 @@ def accounts_holding_prefix(conn: Connection, prefix_id: str, now: dt.datetime |
     h = schema.legal_holds
     return {
         hold.account_id for hold in _load(conn, sa.and_(h.c.account_id.is_not(None), in_force(moment(now))))
-        if prefix_id in held_prefixes(hold.categories)
+        if hold.account_id is not None and prefix_id in held_prefixes(hold.categories)
     }
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Row, select
 
 from shared import notices
 from shared.platform.clock import UTC, iso_or_none, moment
@@ -212,7 +212,7 @@ def process_chunk(engine: Engine, version: str, account_ids: list[str], *,
 # --- What the account sees, and its acknowledgement ------------------------------------------------
 
 
-def _row(conn: Connection, account_id: str, version: str):
+def _row(conn: Connection, account_id: str, version: str) -> Row[Any] | None:
     n = schema.policy_notices
     return conn.execute(select(n).where(n.c.account_id == account_id, n.c.version == version)).first()
 
@@ -272,7 +272,9 @@ def acknowledge(engine: Engine, account_id: str, version: str, *, now: dt.dateti
             set_={"acknowledged_at": insert.excluded.acknowledged_at},
             where=n.c.acknowledged_at.is_(None),
         ))
-        if _row(conn, account_id, version).acknowledged_at == now:  # this call wrote it (not an earlier one)
+        row = _row(conn, account_id, version)
+        assert row is not None  # upserted just above
+        if row.acknowledged_at == now:  # this call wrote it (not an earlier one)
             audit.record(conn, actor="client", action="policy.acknowledged", outcome="recorded", subject=account_id,
                          details={"version": version})
         return notice_view(conn, account_id, now=now)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from shared import notices
 from shared.platform.clock import UTC, iso_or_none, moment
@@ -30,6 +30,7 @@ from shared.platform.config import get_settings
 from shared.platform.errors import AppError, Conflict, ExternalServiceError, NotFound, ValidationFailed
 from shared.policy import facts as policy
 from shared.ports.backends import get_mailer
+from shared.ports.mail import Message
 from shared.ports.tables import accounts, analytics_events, dsr_requests, saga_steps
 from shared.records import audit
 from shared.records import registry as requests
@@ -96,7 +97,7 @@ def _check_purpose(purpose: Any) -> str:
     return purpose
 
 
-def _pending(record: requests.RequestRecord | None) -> bool:
+def _pending(record: requests.RequestRecord | None) -> TypeGuard[requests.RequestRecord]:
     return record is not None and record.details.get("awaiting") == AWAITING_DPO_DECISION
 
 
@@ -122,6 +123,7 @@ def object_to_processing(
             return _register_for_decision(conn, account_id, purpose, channel=channel, actor=actor, now=now)
         flag = set_flag_in(conn, account_id=account_id, kind=kind, reason_code="data_subject_request", note=None,
                            channel=channel, actor=actor, now=now)
+        assert flag is not None  # not in force: checked above under the account lock
         deleted = max(conn.execute(
             delete(analytics_events).where(analytics_events.c.account_id == account_id,
                                            analytics_events.c.purpose == purpose)
@@ -135,7 +137,7 @@ def object_to_processing(
     return Objection(purpose, IN_FORCE, changed=True, request_id=request_id, events_deleted=deleted)
 
 
-def _register_for_decision(conn, account_id: str, purpose: str, *, channel: str, actor: str,
+def _register_for_decision(conn: Connection, account_id: str, purpose: str, *, channel: str, actor: str,
                            now: dt.datetime) -> Objection:
     """The objection to security or fraud prevention: a request the DPO decides within the month."""
     open_record = requests.find_open_request(conn, account_id=account_id, kind="objection")
@@ -158,7 +160,7 @@ def _register_for_decision(conn, account_id: str, purpose: str, *, channel: str,
     return Objection(purpose, PENDING, changed=True, request_id=record.id, due_at=record.effective_due_at)
 
 
-def pending_objections(conn, account_id: str) -> list[dict[str, Any]]:
+def pending_objections(conn: Connection, account_id: str) -> list[dict[str, Any]]:
     """The objection awaiting the DPO's decision, if any (what the holder sees)."""
     record = requests.find_open_request(conn, account_id=account_id, kind="objection")
     if not _pending(record):
@@ -167,7 +169,7 @@ def pending_objections(conn, account_id: str) -> list[dict[str, Any]]:
              "received_at": iso_or_none(record.received_at), "due_at": iso_or_none(record.effective_due_at)}]
 
 
-def objections_awaiting_decision(conn, *, limit: int = 100) -> list[dict[str, Any]]:
+def objections_awaiting_decision(conn: Connection, *, limit: int = 100) -> list[dict[str, Any]]:
     """For the DPO's desk: objections to security or fraud prevention not decided yet, oldest due first."""
     r = dsr_requests
     rows = conn.execute(
@@ -226,11 +228,11 @@ def decide_objection(
             "told": told}
 
 
-def _decide_in(conn, record: requests.RequestRecord, *, outcome: str, grounds: str | None, actor: str,
+def _decide_in(conn: Connection, record: requests.RequestRecord, *, outcome: str, grounds: str | None, actor: str,
                now: dt.datetime) -> requests.RequestRecord:
     exists = _account_exists(conn, record.account_id)  # the request outlives an erased account
     if exists:
-        lock_account(conn, record.account_id)
+        lock_account(conn, record.account)
     purposes = list(record.details.get("purposes", []))
     decision = {"outcome": outcome, "decided_by": actor, "decided_at": now.isoformat()}
     if outcome == OVERRIDDEN:
@@ -240,7 +242,7 @@ def _decide_in(conn, record: requests.RequestRecord, *, outcome: str, grounds: s
     flag_ids = []
     if exists:
         for purpose in purposes:
-            flag = set_flag_in(conn, account_id=record.account_id, kind=OBJECTION_FOR_LI_PURPOSE[purpose],
+            flag = set_flag_in(conn, account_id=record.account, kind=OBJECTION_FOR_LI_PURPOSE[purpose],
                                reason_code="data_subject_request", note=None, channel=DPO, actor=actor, now=now)
             if flag is not None:
                 flag_ids.append(flag.id)
@@ -250,7 +252,7 @@ def _decide_in(conn, record: requests.RequestRecord, *, outcome: str, grounds: s
     return requests.transition(conn, record.id, requests.COMPLETED, actor=actor, now=now, details=decision)
 
 
-def _account_exists(conn, account_id: str | None) -> bool:
+def _account_exists(conn: Connection, account_id: str | None) -> bool:
     return account_id is not None and conn.execute(
         select(accounts.c.id).where(accounts.c.id == account_id)).first() is not None
 
@@ -302,7 +304,7 @@ def tell_decided_outcomes(engine: Engine, *, now: dt.datetime | None = None, lim
     return told
 
 
-def decision_message(record: requests.RequestRecord, *, to: str):
+def decision_message(record: requests.RequestRecord, *, to: str) -> Message:
     purposes = [policy.purpose(p) for p in record.details.get("purposes", [])]
     received = record.received_at.astimezone(UTC).date()
     return notices.mail(

@@ -92,11 +92,12 @@ def _holds_keeping(scope: str, in_force: Sequence[holds.LegalHold]) -> list[hold
 def _held_entry(entry: dict[str, Any], keeping: Sequence[holds.LegalHold]) -> dict[str, Any]:
     """An entry a legal hold keeps: what is held and why; it returns to its rule (`then`) when the hold ends."""
     ends = [hold.ends_on for hold in keeping]
+    dated = [end for end in ends if end is not None]
     return {
         **{k: entry[k] for k in ("category", "label", "scope", "records")},
         "outcome": "held",
         "legal_holds": [hold.receipt_json() for hold in keeping],
-        "held_until": max(ends).isoformat() if ends and all(ends) else None,  # None: until released
+        "held_until": max(dated).isoformat() if dated and len(dated) == len(ends) else None,  # None: until released
         "then": entry["outcome"],
     }
 

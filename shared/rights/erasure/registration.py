@@ -153,7 +153,7 @@ def start_verified_erasure(
             "cooling_off_days": cooling_off_days,
         }
         record = registry.transition(conn, record.id, registry.WAITING, actor=actor, details=details, now=now)
-        _deactivate(conn, record.account_id, now)
+        _deactivate(conn, record.account, now)
         audit.record(
             conn, actor=actor, action="erasure.registered", outcome=registry.WAITING, request_id=record.id,
             subject=record.account_id, details={"channel": record.channel, **details},

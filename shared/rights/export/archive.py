@@ -83,6 +83,9 @@ class _Sink:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:  # zipfile does not close a file object it was given
+        pass
+
     def take(self) -> bytes:
         data = b"".join(self._parts)
         self._parts.clear()
@@ -165,7 +168,7 @@ def iter_archive(
     tables = export_tables()
     sql_rows.prepare(conn)
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL) as zf:
-        yield from _write_documents(conn, record.account_id, zf, sink, stats, settings)
+        yield from _write_documents(conn, record.account, zf, sink, stats, settings)
         yield from _write_data_json(conn, record, tables, zf, sink, stats, now, settings)
         for table in tables:
             yield from _write_csv(conn, table, record.account, zf, sink)
@@ -240,7 +243,7 @@ def _write_data_json(
             stats.rows[table.name] = count
         out.write('},\n"documents":[')
         for position, (invoice_id, number, _key) in enumerate(_documents(conn, account_id)):
-            entry = {
+            entry: dict[str, Any] = {
                 "invoice_id": invoice_id,
                 "number": number,
                 "file": document_file(invoice_id, number),

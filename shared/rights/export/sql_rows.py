@@ -18,7 +18,7 @@ A table with a JSON document column keeps the Python encoders (only dsr_requests
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 
 import sqlalchemy as sa
@@ -72,6 +72,7 @@ def _ref(column: sa.Column) -> str:
 
 def _scale(column: sa.Column) -> int:
     kind = column.type
+    assert isinstance(kind, sa.Numeric)  # called for _DECIMAL columns only
     return kind.decimal_return_scale or kind.scale or 10
 
 
@@ -185,7 +186,9 @@ def _pg_csv_value(column: sa.Column) -> str:
 def _pg_copy(conn: Connection, query: sa.Select, options: str) -> Iterator[memoryview]:
     compiled = query.compile(dialect=conn.dialect)
     sql = f"COPY ({compiled}) TO STDOUT {options}"
-    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql, compiled.params) as copy:
+    driver = conn.connection.driver_connection
+    assert driver is not None  # the connection is open: conn is in use
+    with driver.cursor() as cursor, cursor.copy(sql, compiled.params) as copy:
         yield from copy  # one row per item
 
 
@@ -239,7 +242,7 @@ def _csv_chunk(batch: list[memoryview]) -> Chunk:
     return len(batch), text
 
 
-def joined(texts: Iterator[list[str]], separator: bytes) -> Iterator[Chunk]:
+def joined(texts: Iterator[Sequence[str]], separator: bytes) -> Iterator[Chunk]:
     """Batches of texts (SQLite's, or the Python encoders') as chunks."""
     for batch in texts:
         yield len(batch), separator.join(text.encode() for text in batch)
@@ -284,7 +287,7 @@ def csv_select(conn: Connection, table: ExportTable, account_id: str) -> sa.Sele
     return table.select(account_id).with_only_columns(sa.literal_column(line), maintain_column_froms=True)
 
 
-def batches(conn: Connection, query: sa.Select) -> Iterator[list[str]]:
+def batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[str]]:
     """The single text column of `query`, in lists of up to BATCH_ROWS (server-side cursor on PostgreSQL)."""
     result = conn.execute(query, execution_options=_STREAMED)
     with closing(result):

@@ -199,7 +199,7 @@ def apply_changes(
     now: dt.datetime,
 ) -> RequestRecord:
     """Write the changes of a verified request, move it to in_progress and audit which fields (never values)."""
-    _write(conn, record.account_id, changes)
+    _write(conn, record.account, changes)
     plan = changes.recipients(stripe_customer=stripe_customer)
     details: dict[str, Any] = {"fields": list(changes.fields), "recipients": plan}
     if changes.company_id:
