@@ -27,7 +27,7 @@ from pydantic import Field
 
 from shared.desk import operations
 from shared.identity.guards import dpo_credential
-from shared.platform.guards import body, principal
+from shared.platform.guards import Middlewares, body, principal
 from shared.platform.http import validated
 from shared.platform.moments import past_moment
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_dumps
@@ -37,7 +37,7 @@ from shared.records.registry import KINDS, MAX_EXTENSION_MONTHS, MAX_REASON_LENG
 app = HttpFunction("dpo-desk")
 
 _UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-DPO = [dpo_credential]
+DPO: Middlewares = [dpo_credential]
 
 
 class Identifiers(StrictModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared.identity.guards import client_token
-from shared.platform.guards import body, principal
+from shared.platform.guards import Middlewares, body, principal
 from shared.platform.runtime import HttpFunction, StrictModel
 from shared.ports.db import get_engine
 from shared.rights import policy_notices
@@ -27,7 +27,7 @@ class Acknowledgement(StrictModel):
     version: str = Field(min_length=1, max_length=16, pattern=r"^[0-9]+(\.[0-9]+)*$")
 
 
-CLIENT = [client_token(), gpc_signal]
+CLIENT: Middlewares = [client_token(), gpc_signal]
 
 
 @app.get("/", middlewares=CLIENT)

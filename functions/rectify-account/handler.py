@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from shared.identity.guards import client_token, step_up
-from shared.platform.guards import body, principal
+from shared.platform.guards import Middlewares, body, principal
 from shared.platform.runtime import HttpFunction, Response, StrictModel, json_dumps
 from shared.ports.db import get_engine
 from shared.rights import rectification
@@ -33,7 +33,7 @@ class EmailConfirmation(StrictModel):
     code: str = Field(pattern=r"^[0-9]{6}$")
 
 
-CLIENT = [client_token(), gpc_signal]
+CLIENT: Middlewares = [client_token(), gpc_signal]
 
 
 def _json(status: int, answer: dict[str, Any]) -> Response:
