@@ -52,13 +52,20 @@ def test_sign_in_see_the_request_due_tomorrow_flagged_and_sign_out(page, live_se
     cookie = next(c for c in page.context.cookies() if c["name"] == SESSION_COOKIE)
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/dpo-console"
 
-    # Filters by keyboard: the deadline select, then its button.
-    page.get_by_label("Échéance", exact=True).select_option("due_soon")
+    # Filters by keyboard: the kind select, then its button; the overdue box, ticked with the space bar.
+    page.get_by_label("Type de demande", exact=True).select_option("access")
     page.get_by_role("button", name="Filtrer").focus()
     page.keyboard.press("Enter")
     expect()(rows).to_have_count(1)
     expect()(rows.nth(0)).to_have_attribute("id", f"request-{tomorrow.id}")
-    shot(page, "filtered-due-soon")
+    shot(page, "filtered-access")
+    page.get_by_label("Type de demande", exact=True).select_option("")
+    page.get_by_label("En retard seulement").focus()
+    page.keyboard.press("Space")
+    page.get_by_role("button", name="Filtrer").press("Enter")
+    expect()(rows).to_have_count(1)
+    expect()(rows.nth(0)).to_have_attribute("id", f"request-{late.id}")
+    shot(page, "filtered-overdue")
 
     page.get_by_role("button", name="Se déconnecter").click()
     expect()(page.get_by_label("Identifiant DPO")).to_be_visible()
