@@ -76,3 +76,53 @@ def test_sign_in_see_the_request_due_tomorrow_flagged_and_sign_out(page, live_se
     assert dialogs == [] and page.problems == []
     logged = "\n".join(live_server.access_log)
     assert cookie["value"] not in logged and credential not in logged
+
+
+def test_extend_the_request_due_tomorrow_with_a_reason_and_find_the_notice_in_the_outbox(page, live_server, screenshots):
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    markup = next(a for a in demo_accounts() if a["name"] == MARKUP_NAME)
+    with get_engine().begin() as conn:
+        credential = create_dpo_credential(conn, "dpo")
+        tomorrow = registry.create_request(conn, account_id=markup["id"], kind="access", channel="email",
+                                           now=add_months(utcnow() + dt.timedelta(days=1), -1))
+    shot = screenshots
+    page.goto(live_server.url("/dpo-console/?lang=fr"))
+    page.get_by_label("Identifiant DPO").fill(credential)
+    page.get_by_label("Identifiant DPO").press("Enter")
+    row = page.locator(f"#request-{tomorrow.id}")
+    expect()(row).to_contain_text("Échéance proche")
+    expect()(row).to_contain_text("1 jour(s) restant(s)")
+    shot(page, "open-requests")
+
+    # To the request by keyboard: its link, then Enter.
+    row.get_by_role("link").focus()
+    page.keyboard.press("Enter")
+    expect()(page.get_by_role("heading", level=1)).to_have_text("Console DPO — demande")
+    expect()(page.locator("#timeline li").first).to_contain_text("Reçue")
+    expect()(page.locator(".subject-name")).to_have_text(MARKUP_NAME)
+    assert_labelled(page)
+    shot(page, "request")
+
+    reason = "Archives <anciennes> à rassembler"
+    page.get_by_label("Mois à ajouter").select_option("1")
+    page.get_by_label("Motif communiqué à la personne").fill(reason)
+    page.get_by_role("button", name="Prolonger").press("Enter")
+    expect()(page.get_by_role("status")).to_contain_text("Délai prolongé.")
+    expect()(page.locator("#changes")).to_contain_text("Échéance")
+    expect()(page.locator("#delivered")).to_contain_text("Prolongation du délai — par courriel")
+    expect()(page.locator("#extension")).to_contain_text(reason)
+    expect()(page.locator('#timeline li[data-event="extended"]')).to_have_count(1)
+    expect()(page.locator('#timeline li[data-event="notice_sent"]')).to_have_count(1)
+    shot(page, "extended")
+
+    mails = [m for m in live_server.mails_to(markup["email"]) if "Prolongation du délai" in m["Subject"]]
+    assert len(mails) == 1
+    text = mails[0].get_body(("plain",)).get_content()
+    assert reason in text and tomorrow.id in text
+
+    # Back to the list: the request is extended, no longer due tomorrow.
+    page.get_by_role("link", name="Retour aux demandes ouvertes").click()
+    expect()(page.locator(f"#request-{tomorrow.id}")).to_contain_text("prolongée")
+    shot(page, "open-requests-after")
+    assert dialogs == [] and page.problems == []
