@@ -13,6 +13,11 @@ Browser routes (no script; every form carries a CSRF token):
     POST /requests/<id>/extend            months (1|2), reason: the person is told
     POST /requests/<id>/reject            reason_code, note: the person is told
     POST /requests/<id>/complete          note
+    GET  /search, POST /search            where a person appears (the identifiers are never shown back)
+    GET  /holds, POST /holds, POST /holds/<id>/release   legal holds: the list, place, release
+    GET  /retention                       what the next retention runs would do, per category
+    GET  /audit                           the audit chain's verification state
+    GET  /register, GET /register-of-processing?format=md|json|csv&language=fr|en   the register, to download
     POST /sign-out    csrf=...: ends the session, 303 to the sign-in form
 
 Each action answers with the request's page and what the action changed (the letters to print
@@ -30,11 +35,12 @@ from pydantic import Field
 
 from shared import notices
 from shared.console import requests as console_requests
+from shared.console import tools
 from shared.desk import operations
 from shared.identity import console
 from shared.identity.console import SignInRequired
 from shared.identity.guards import console_form, console_session, form_fields
-from shared.platform.errors import AppError
+from shared.platform.errors import AppError, ValidationFailed
 from shared.platform.guards import principal, public
 from shared.platform.http import html_page
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request
@@ -77,6 +83,18 @@ class Refusal(StrictModel):
 
 class Completion(StrictModel):
     note: str = Field(min_length=1, max_length=1000)
+
+
+class Search(StrictModel):
+    email: str = Field(default="", max_length=320)
+    phone: str = Field(default="", max_length=32)
+    siret: str = Field(default="", max_length=20)
+    name: str = Field(default="", max_length=200)
+    postal_address: str = Field(default="", max_length=320)
+
+
+class HoldRelease(StrictModel):
+    reason: str = Field(min_length=1, max_length=1000)
 
 
 def _language() -> str:
@@ -215,6 +233,74 @@ def reject(request_id: str) -> Response:
 def complete(request_id: str) -> Response:
     form = principal(app, "form")
     return _act(request_id, "completed", lambda rid: operations.complete(rid, note=form.note, actor=_actor()))
+
+
+@app.get("/search", middlewares=[console_session])
+def search_form() -> Response:
+    return _page("search", session=_session(), **tools.search_page(None, actor=_actor()))
+
+
+@app.post("/search", middlewares=[console_session, console_form(Search)])
+def search() -> Response:
+    form = principal(app, "form")
+    try:
+        found = tools.search_page(form.model_dump(), actor=_actor())
+    except AppError as refused:
+        return _page("search", status=refused.status, session=_session(), error=refused.to_body()["error"],
+                     **tools.search_page(None, actor=_actor()))
+    return _page("search", session=_session(), **found)
+
+
+@app.get("/holds", middlewares=[console_session])
+def legal_holds() -> Response:
+    return _page("holds", session=_session(), **tools.holds_page())
+
+
+def _hold_answer(done: str, action) -> Response:
+    try:
+        hold = action()
+    except AppError as refused:
+        return _page("holds", status=refused.status, session=_session(), error=refused.to_body()["error"],
+                     **tools.holds_page())
+    return _page("holds", session=_session(), done=done, hold=hold, **tools.holds_page())
+
+
+@app.post("/holds", middlewares=[console_session, console_form(tools.HoldForm)])
+def place_hold() -> Response:
+    form = principal(app, "form")
+    return _hold_answer("placed", lambda: tools.place_hold(form, actor=_actor()))
+
+
+@app.post("/holds/<hold_id>/release", middlewares=[console_session, console_form(HoldRelease)])
+def release_hold(hold_id: str) -> Response:
+    form = principal(app, "form")
+    return _hold_answer("released", lambda: tools.release_hold(hold_id, reason=form.reason, actor=_actor()))
+
+
+@app.get("/retention", middlewares=[console_session])
+def retention_plan() -> Response:
+    return _page("retention", session=_session(), **tools.retention_page())
+
+
+@app.get("/audit", middlewares=[console_session])
+def audit_state() -> Response:
+    return _page("audit", session=_session(), **tools.audit_page())
+
+
+@app.get("/register", middlewares=[console_session])
+def register_page() -> Response:
+    return _page("register", session=_session(), formats=operations.REGISTER_FORMATS, languages=notices.LANGUAGES)
+
+
+@app.get("/register-of-processing", middlewares=[console_session])
+def register_download() -> Response:
+    query = current_request().query
+    fmt, language = query.get("format", "md"), query.get("language", "fr")
+    if fmt not in operations.REGISTER_FORMATS or language not in notices.LANGUAGES or set(query) - {"format", "language", "lang"}:
+        raise ValidationFailed("format is json, md or csv; language fr or en", code="invalid_format")
+    content_type, text = operations.register_of_processing(fmt=fmt, language=language)
+    return Response(status_code=200, content_type=content_type, body=text, headers={
+        "Content-Disposition": f'attachment; filename="register-of-processing.{language}.{fmt}"'})
 
 
 @app.post("/sign-out", middlewares=[console_session, console_form(NoFields)])

@@ -176,7 +176,7 @@ def request_page(request_id: str, *, now: dt.datetime | None = None) -> dict[str
     row = _row(view, subject.get(view["subject"]["account_id"] or ""), now)
     timeline = [_event(entry) for entry in view["timeline"]]
     if view["identity"]["state"] == registry.AWAITING_IDENTITY:
-        timeline.append({"at_iso": "", "at_text": "", "actor": "", "action": "", "outcome": "",
+        timeline.insert(1 if timeline else 0, {"at_iso": "", "at_text": "", "actor": "", "action": "", "outcome": "",
                          "what": "identity_asked", "detail": ""})
     return {
         "request": {
