@@ -13,6 +13,7 @@ Browser routes (no script; every form carries a CSRF token):
     POST /requests/<id>/extend            months (1|2), reason: the person is told
     POST /requests/<id>/reject            reason_code, note: the person is told
     POST /requests/<id>/complete          note
+    GET  /activity                        requests per month by kind, time taken to answer (inline SVG)
     GET  /search, POST /search            where a person appears (the identifiers are never shown back)
     GET  /holds, POST /holds, POST /holds/<id>/release   legal holds: the list, place, release
     GET  /retention                       what the next retention runs would do, per category
@@ -34,6 +35,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared import notices
+from shared.console import chart
 from shared.console import requests as console_requests
 from shared.console import tools
 from shared.desk import operations
@@ -233,6 +235,11 @@ def reject(request_id: str) -> Response:
 def complete(request_id: str) -> Response:
     form = principal(app, "form")
     return _act(request_id, "completed", lambda rid: operations.complete(rid, note=form.note, actor=_actor()))
+
+
+@app.get("/activity", middlewares=[console_session])
+def activity() -> Response:
+    return _page("activity", session=_session(), **chart.activity_page())
 
 
 @app.get("/search", middlewares=[console_session])

@@ -79,3 +79,31 @@ def test_the_retention_plan_the_audit_chain_and_the_register(client, engine, cre
     client.delete_cookie("dpo_console_token", path="/dpo-console")
     for path in ("/retention", "/audit", "/register", "/holds", "/search", "/register-of-processing?format=md"):
         assert client.get(f"/dpo-console{path}").status_code == 401, path
+
+
+def test_the_activity_chart_counts_requests_per_month_and_marks_late_answers(client, engine, credential):
+    import datetime as dt
+
+    from shared.platform.clock import utcnow
+    from shared.records import registry
+
+    now = utcnow()
+    a, b, c = (create_account(engine) for _ in range(3))
+    with engine.begin() as conn:
+        on_time = registry.create_request(conn, account_id=a["id"], kind="access", channel="email",
+                                          now=now - dt.timedelta(days=40))
+        registry.transition(conn, on_time.id, registry.REJECTED, actor="dpo", reason="excessive",
+                            now=now - dt.timedelta(days=35))
+        late = registry.create_request(conn, account_id=b["id"], kind="erasure", channel="post",
+                                       now=now - dt.timedelta(days=75))
+        registry.transition(conn, late.id, registry.REJECTED, actor="dpo", reason="excessive",
+                            now=now - dt.timedelta(days=5))
+        registry.create_request(conn, account_id=c["id"], kind="objection", channel="email", now=now)
+    sign_in(client, credential, lang="en")
+    page = _page(client, "/activity?lang=en")
+    assert page.count("<rect x=") == 3 and '<circle cx=' in page
+    assert page.count('class="late"') == 1 and page.count('class="on-time"') == 1
+    assert "2 request(s) answered, 1 after their deadline" in page
+    assert 'id="limit"' in page and "<script" not in page
+    totals = re.findall(r'<td>(\d+)</td></tr>', page)
+    assert sum(map(int, totals)) == 3
