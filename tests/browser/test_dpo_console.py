@@ -126,3 +126,50 @@ def test_extend_the_request_due_tomorrow_with_a_reason_and_find_the_notice_in_th
     expect()(page.locator(f"#request-{tomorrow.id}")).to_contain_text("prolongée")
     shot(page, "open-requests-after")
     assert dialogs == [] and page.problems == []
+
+
+def test_every_console_page_by_keyboard_with_labels_and_no_script(page, live_server, screenshots):
+    markup = next(a for a in demo_accounts() if a["name"] == MARKUP_NAME)
+    with get_engine().begin() as conn:
+        credential = create_dpo_credential(conn, "dpo")
+        done = registry.create_request(conn, account_id=markup["id"], kind="access", channel="email",
+                                       now=utcnow() - dt.timedelta(days=40))
+        registry.transition(conn, done.id, registry.REJECTED, actor="dpo", reason="excessive",
+                            now=utcnow() - dt.timedelta(days=35))
+    shot = screenshots
+    page.goto(live_server.url("/dpo-console/?lang=en"))
+    page.get_by_label("DPO credential").fill(credential)
+    page.get_by_label("DPO credential").press("Enter")
+    expect()(page.get_by_role("heading", level=1)).to_have_text("DPO console — open requests")
+
+    for link, heading in (("Activity", "DPO console — activity"), ("Subject search", "DPO console — subject search"),
+                          ("Legal holds", "DPO console — legal holds"), ("Retention plan", "DPO console — retention plan"),
+                          ("Audit trail", "DPO console — audit trail"),
+                          ("Register of processing", "DPO console — register of processing")):
+        page.get_by_role("navigation").get_by_role("link", name=link).focus()
+        page.keyboard.press("Enter")
+        expect()(page.get_by_role("heading", level=1)).to_have_text(heading)
+        assert_labelled(page)
+        shot(page, link.lower().replace(" ", "-"))
+        if link == "Activity":
+            expect()(page.locator("#chart-answer-time circle")).to_have_count(1)
+        if link == "Subject search":
+            page.get_by_label("Email address").fill(markup["email"])
+            page.get_by_label("Email address").press("Enter")
+            expect()(page.locator("#matches")).to_contain_text(markup["id"])
+            assert markup["email"] not in page.locator("main").inner_text()
+            shot(page, "search-results")
+        if link == "Legal holds":
+            page.get_by_label("Account id").fill(markup["id"])
+            page.get_by_label("documents.invoices").check()
+            page.get_by_label("Reason (no personal data)").fill("Litigation 2026-14")
+            page.get_by_role("button", name="Place the hold").press("Enter")
+            expect()(page.get_by_role("status")).to_contain_text("Hold placed:")
+            shot(page, "hold-placed")
+        if link == "Audit trail":
+            expect()(page.locator("#chain")).to_contain_text("The chain is intact")
+        if link == "Register of processing":
+            with page.expect_download() as download:
+                page.get_by_role("link", name="English — CSV").click()
+            assert download.value.suggested_filename == "register-of-processing.en.csv"
+    assert page.problems == []
