@@ -4,7 +4,8 @@
                                      (the identifiers searched are never shown back)
     holds_page()                     shared/records/holds: the holds, the categories a hold may name
     place_hold(form, actor=...), release_hold(hold_id, reason, actor=...)
-    retention_page()                 shared/retention/operator.plan: what the next runs would delete
+    retention_page()                 shared/retention/operator.plan: what the next runs would delete;
+                                     the last runs (their audit entries)
     audit_page()                     shared/records/audit.verify_chain: the chain's state
     HoldForm                         the form placing a hold (one checkbox per category)
 """
@@ -16,16 +17,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, create_model
+from sqlalchemy import select
 
 from shared.desk import operations
-from shared.platform.clock import moment
+from shared.platform.clock import iso, moment
 from shared.platform.errors import ValidationFailed
 from shared.platform.runtime import StrictModel
 from shared.ports.db import get_engine
+from shared.ports.tables import audit_log
 from shared.records import holds
 from shared.records.audit import verify_chain
 from shared.retention import operator
 
+LAST_RUNS = 30
 SEARCH_FIELDS = ("email", "phone", "siret", "name", "postal_address")
 HOLD_CATEGORIES = tuple(sorted(holds.account_categories()))
 
@@ -101,8 +105,20 @@ def retention_page(*, now: dt.datetime | None = None) -> dict[str, Any]:
     """What the next retention runs would do per category (changes nothing)."""
     now = moment(now)
     entries = operator.plan(get_engine(), at=now)
-    return {"plan": [{"category": e.get("category", ""), "action": e.get("action", ""), "scope": e.get("scope", ""),
-                      "due": _counts(e.get("due", {}))} for e in entries]}
+    with get_engine().connect() as conn:
+        runs = conn.execute(
+            select(audit_log.c.occurred_at, audit_log.c.action, audit_log.c.outcome, audit_log.c.details)
+            .where(audit_log.c.action.like("retention.%"))
+            .order_by(audit_log.c.seq.desc()).limit(LAST_RUNS)
+        ).all()
+    return {
+        "plan": [{"category": e.get("category", ""), "action": e.get("action", ""), "scope": e.get("scope", ""),
+                  "due": _counts(e.get("due", {}))} for e in entries],
+        # The last runs, from their audit entries (one per category and run: counts and the rule, no personal data).
+        "runs": [{"at": iso(r.occurred_at), "category": r.action.split(".", 1)[1], "outcome": r.outcome,
+                  "rule": (r.details or {}).get("rule", ""), "counts": _counts((r.details or {}).get("counts", {}))}
+                 for r in runs],
+    }
 
 
 def audit_page() -> dict[str, Any]:

@@ -65,7 +65,12 @@ def test_a_legal_hold_is_placed_and_released_from_its_page(client, engine, crede
 def test_the_retention_plan_the_audit_chain_and_the_register(client, engine, credential):
     sign_in(client, credential, lang="en")
     plan = _page(client, "/retention?lang=en")
-    assert "inactive_accounts" in plan and 'id="plan"' in plan
+    assert "inactive_accounts" in plan and 'id="plan"' in plan and "No run recorded yet." in plan
+    from shared.retention import operator
+
+    operator.run_all(engine)
+    plan = _page(client, "/retention?lang=en")
+    assert 'id="runs"' in plan and "No run recorded yet." not in plan
     audit = _page(client, "/audit?lang=en")
     assert "The chain is intact:" in audit
     links = _page(client, "/register?lang=en")
