@@ -206,8 +206,8 @@ def _act(request_id: str, done: str, action) -> Response:
     after = console_requests.request_page(request_id)
     delivered = [{"notice": n.get("notice", ""), "delivery": n.get("delivery", ""), "letter": n.get("letter", "")}
                  for n in result.get("notices_delivered", [])]
-    return _page("request", session=_session(), done=done,
-                 changes=console_requests.changed(before, after), delivered=delivered, **after)
+    return _page("request", session=_session(), done=done, changes=console_requests.changed(before, after),
+                 delivered=delivered, work=console_requests.work_started(result), **after)
 
 
 @app.post("/requests/<request_id>/verify-identity", middlewares=[console_session, console_form(IdentityCheck)])

@@ -205,6 +205,12 @@ def changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[st
     return lines
 
 
+def work_started(result: Mapping[str, Any]) -> str:
+    """What the desk started once identity was verified (an export queued, an erasure waiting...), or ''."""
+    work = result.get("work") or {}
+    return str(work.get("started") or "")
+
+
 def registration(form: Mapping[str, str | None], *, now: dt.datetime | None = None) -> dict[str, Any]:
     """operations.register's arguments from the list page's form: the account id, or the identifiers given."""
     now = moment(now)

@@ -30,7 +30,7 @@ def _counts(engine) -> dict[str, int]:
                 for t in (dsr_requests, dsr_notices, audit_log)}
 
 
-def test_a_letter_is_registered_extended_and_refused_with_its_timeline(client, engine, credential):
+def test_a_letter_is_registered_extended_and_refused_with_its_timeline(client, engine, credential, capsys, caplog):
     sign_in(client, credential, lang="en")
     listing = client.get("/dpo-console/requests?lang=en").get_data(as_text=True)
     assert 'id="register"' in listing
@@ -78,6 +78,9 @@ def test_a_letter_is_registered_extended_and_refused_with_its_timeline(client, e
         assert sorted(notices) == ["extension:1", "refusal"]
         trail = repr(conn.execute(sa.select(audit_log)).all())
     assert CANARY_NAME not in trail and CANARY_ADDRESS not in trail
+    logged = capsys.readouterr().out + caplog.text
+    assert "request handled" in logged  # the functions did log, and none of it names the person
+    assert CANARY_NAME not in logged and CANARY_ADDRESS not in logged and "Canaryconsole" not in logged
     assert client.get(f"/dpo-console/requests/{request_id}").status_code == 200
 
 
@@ -121,3 +124,15 @@ def test_bad_registrations_and_unknown_requests_answer_4xx_pages(client, engine,
     for path in ("/requests/" + "0" * 8 + "-0000-4000-8000-" + "0" * 12, "/requests/not-a-uuid"):
         answer = client.get(f"/dpo-console{path}")
         assert answer.status_code == 404 and 'role="alert"' in answer.get_data(as_text=True)
+
+
+def test_verifying_an_access_request_says_the_export_is_under_way(client, engine, credential):
+    account = create_account(engine)
+    sign_in(client, credential, lang="en")
+    listing = client.get("/dpo-console/requests?lang=en").get_data(as_text=True)
+    page = _post(client, "/requests?lang=en", listing, kind="access", channel="post",
+                 account_id=account["id"]).get_data(as_text=True)
+    request_id = REQUEST_ID.search(page).group(1)
+    verified = _post(client, f"/requests/{request_id}/verify-identity?lang=en", page, method="signed_letter")
+    page = verified.get_data(as_text=True)
+    assert verified.status_code == 200 and 'id="work"' in page and "The export is being prepared" in page
