@@ -282,6 +282,7 @@ def test_the_sample_events_invoke_the_console(env, engine):
     refused = invoke(spec, json.loads((events / "sign-in.json").read_text()))
     assert refused["statusCode"] == 401 and "Cet identifiant n&#39;est pas valide." in refused["body"]
     assert invoke(spec, json.loads((events / "requests.json").read_text()))["statusCode"] == 401
+    assert invoke(spec, json.loads((events / "request.json").read_text()))["statusCode"] == 401
 
 
 def test_the_audit_trail_of_the_console_holds_no_address_nor_secret(client, engine, credential):
