@@ -42,7 +42,7 @@ from shared.desk import operations
 from shared.identity import console
 from shared.identity.console import SignInRequired
 from shared.identity.guards import console_form, console_session, form_fields
-from shared.platform.errors import AppError, ValidationFailed
+from shared.platform.errors import AppError, ExternalServiceError, ValidationFailed, service_unavailable
 from shared.platform.guards import principal, public
 from shared.platform.http import html_page
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request
@@ -137,8 +137,14 @@ def _refused(exc: AppError) -> Response:
     return _page("error", status=exc.status, error=exc.to_body()["error"])
 
 
+def _unavailable(exc: ExternalServiceError) -> Response:
+    """A provider down (mail, storage): what was recorded stays; the page says to try again (503)."""
+    return _refused(service_unavailable(exc))
+
+
 app.exception_handler(SignInRequired)(_signed_out)
 app.exception_handler(AppError)(_refused)
+app.exception_handler(ExternalServiceError)(_unavailable)
 
 
 @app.get("/", middlewares=[SIGN_IN_FORM])
@@ -203,6 +209,9 @@ def _act(request_id: str, done: str, action) -> Response:
     except AppError as refused:
         return _page("request", status=refused.status, session=_session(),
                      error=refused.to_body()["error"], **before)
+    except ExternalServiceError as down:  # recorded, the notice still owed: the page shows where it stands
+        return _page("request", status=503, session=_session(), error=service_unavailable(down).to_body()["error"],
+                     **console_requests.request_page(request_id))
     after = console_requests.request_page(request_id)
     delivered = [{"notice": n.get("notice", ""), "delivery": n.get("delivery", ""), "letter": n.get("letter", "")}
                  for n in result.get("notices_delivered", [])]

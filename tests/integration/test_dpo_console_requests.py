@@ -136,3 +136,23 @@ def test_verifying_an_access_request_says_the_export_is_under_way(client, engine
     verified = _post(client, f"/requests/{request_id}/verify-identity?lang=en", page, method="signed_letter")
     page = verified.get_data(as_text=True)
     assert verified.status_code == 200 and 'id="work"' in page and "The export is being prepared" in page
+
+
+def test_a_mail_provider_down_shows_where_the_request_stands_with_a_503(client, engine, credential, monkeypatch):
+    from shared.desk import notify
+    from shared.platform.errors import ExternalServiceError
+
+    def down(*_args, **_kwargs):
+        raise ExternalServiceError("resend", "unreachable", retryable=True)
+
+    account = create_account(engine)
+    sign_in(client, credential, lang="en")
+    listing = client.get("/dpo-console/requests?lang=en").get_data(as_text=True)
+    page = _post(client, "/requests?lang=en", listing, kind="restriction", channel="email",
+                 account_id=account["id"]).get_data(as_text=True)
+    request_id = REQUEST_ID.search(page).group(1)
+    monkeypatch.setattr(notify, "deliver_pending", down)
+    answer = _post(client, f"/requests/{request_id}/extend?lang=en", page, months="1", reason="Complex request")
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 503 and 'role="alert"' in text and "external_service_unavailable" in text
+    assert 'id="extension"' in text and 'data-event="notice_sent"' not in text  # extended; the notice still owed
