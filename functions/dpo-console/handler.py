@@ -35,9 +35,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from shared import notices
-from shared.console import chart
+from shared.console import chart, tools
 from shared.console import requests as console_requests
-from shared.console import tools
 from shared.desk import operations
 from shared.identity import console
 from shared.identity.console import SignInRequired

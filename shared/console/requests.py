@@ -37,7 +37,7 @@ IDENTIFIER_FIELDS = ("email", "name", "postal_address", "phone", "siret")
 
 
 def _parse(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt.datetime.fromisoformat(value)
 
 
 def whole_days(delta: dt.timedelta) -> int:

@@ -9,15 +9,29 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
 import sqlalchemy as sa
 
+from shared.identity.dpo import create_dpo_credential
 from shared.local.demo import create_account
+from shared.local.server import build_app, load_manifest
 from shared.ports.tables import audit_log, dsr_notices, dsr_requests
-from tests.integration.test_dpo_console import MARKUP, _form_csrf, client, credential, sign_in  # noqa: F401
+from tests.integration.test_dpo_console import MARKUP, _form_csrf, sign_in
 
 CANARY_NAME = "Canaryconsole Personne"
 CANARY_ADDRESS = "7 rue du Canaryconsole, 69001 Lyon"
 REQUEST_ID = re.compile(r"<code>([0-9a-f-]{36})</code>")
+
+
+@pytest.fixture
+def credential(engine) -> str:
+    with engine.begin() as conn:
+        return create_dpo_credential(conn, "dpo")
+
+
+@pytest.fixture
+def client(env):
+    return build_app(load_manifest()).test_client()
 
 
 def _post(client, path: str, page: str, **fields):

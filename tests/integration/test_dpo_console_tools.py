@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import sqlalchemy as sa
 
 from shared.console.tools import HOLD_CATEGORIES
+from shared.identity.dpo import create_dpo_credential
 from shared.local.demo import create_account
+from shared.local.server import build_app, load_manifest
 from shared.ports.tables import audit_log, legal_holds
-from tests.integration.test_dpo_console import _form_csrf, client, credential, sign_in  # noqa: F401
+from tests.integration.test_dpo_console import _form_csrf, sign_in
 
 CANARY_EMAIL = "canary.console.search@example.org"
+
+
+@pytest.fixture
+def credential(engine) -> str:
+    with engine.begin() as conn:
+        return create_dpo_credential(conn, "dpo")
+
+
+@pytest.fixture
+def client(env):
+    return build_app(load_manifest()).test_client()
 
 
 def _page(client, path: str) -> str:
