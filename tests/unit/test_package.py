@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import ast
-import re
 import subprocess
 from pathlib import Path
 
-import yaml
+from shared.local import packaging
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A globby pattern as a regex: `**` crosses folders, `*` does not."""
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(f"^{out}$")
-
-
 def packaged(paths: list[str]) -> set[str]:
-    patterns = yaml.safe_load((ROOT / "serverless.yml").read_text())["package"]["patterns"]
-    kept = set()
-    for path in paths:
-        included = False
-        for pattern in patterns:  # the last matching pattern wins, as in the Serverless Framework
-            negated = pattern.startswith("!")
-            if _glob_regex(pattern.lstrip("!")).match(path):
-                included = not negated
-        if included:
-            kept.add(path)
-    return kept
+    """What the Serverless Framework zips of `paths` (the rule `make package` and the rehearsal use too)."""
+    return set(packaging.packaged(paths, packaging.serverless_patterns(ROOT)))
 
 
 def _tracked() -> list[str]:
