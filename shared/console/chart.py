@@ -62,7 +62,7 @@ def activity_page(*, now: dt.datetime | None = None) -> dict[str, Any]:
     bars, labels = [], []
     for i, month in enumerate(months):
         x = LEFT + i * slot + slot * 0.15
-        y = TOP + plot_h
+        y = float(TOP + plot_h)
         for kind in registry.KINDS:
             n = counts[month][kind]
             if not n:

@@ -33,14 +33,15 @@ LAST_RUNS = 30
 SEARCH_FIELDS = ("email", "phone", "siret", "name", "postal_address")
 HOLD_CATEGORIES = tuple(sorted(holds.account_categories()))
 
-HoldForm = create_model(
-    "HoldForm", __base__=StrictModel,
-    account_id=(str, Field(max_length=36)),
-    reason=(str, Field(min_length=1, max_length=1000)),
-    ends_on=(str, Field(default="", max_length=10)),
-    authority_request_id=(str, Field(default="", max_length=36)),
+# One checkbox field per category: the model is built from the data map's categories.
+_HOLD_FIELDS: dict[str, Any] = {
+    "account_id": (str, Field(max_length=36)),
+    "reason": (str, Field(min_length=1, max_length=1000)),
+    "ends_on": (str, Field(default="", max_length=10)),
+    "authority_request_id": (str, Field(default="", max_length=36)),
     **{f"cat_{i}": (str, Field(default="", max_length=2)) for i in range(len(HOLD_CATEGORIES))},
-)
+}
+HoldForm = create_model("HoldForm", __base__=StrictModel, **_HOLD_FIELDS)
 
 
 def search_page(form: Mapping[str, str] | None, *, actor: str) -> dict[str, Any]:
