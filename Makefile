@@ -36,13 +36,14 @@ test: lint
 lint: $(VENV)/.dev-installed
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(MAKE) --no-print-directory mypy-all
 
 mypy-all:
 	$(BIN)/mypy shared
 	status=0; for dir in functions/*/; do $(BIN)/mypy "$$dir" || status=1; done; exit $$status
 
-# Formats the code with ruff's formatter ([tool.ruff.format]); `make test` does not check the format yet.
+# Formats the code with ruff's formatter ([tool.ruff.format]); `make lint` checks it is formatted.
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 

@@ -56,7 +56,10 @@ def drop_database_later(admin_url: str, name: str) -> None:
     busy server), which no test needs to wait for. The names are unique to their test process."""
     subprocess.Popen(
         [sys.executable, "-c", _DROP_LATER, admin_url, name],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -98,24 +101,30 @@ class _PostgresReset:
     def _discover(self, conn: sa.Connection) -> None:
         from shared.ports.tables import metadata
 
-        present = set(conn.execute(sa.text(
-            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace"
-            " AND c.relkind IN ('r', 'p') AND c.relname <> 'alembic_version' AND NOT c.relispartition"
-        )).scalars())
+        present = set(
+            conn.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace"
+                    " AND c.relkind IN ('r', 'p') AND c.relname <> 'alembic_version' AND NOT c.relispartition"
+                )
+            ).scalars()
+        )
         ordered = [t.name for t in reversed(metadata.sorted_tables) if t.name in present]
         self._tables = ordered + sorted(present - set(ordered))
         self._sequences = {}
-        for table, sequence in conn.execute(sa.text(
-            "SELECT t.relname, s.oid::regclass::text FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'"
-            " JOIN pg_class t ON t.oid = d.refobjid WHERE t.relnamespace = 'public'::regnamespace"
-        )):
+        for table, sequence in conn.execute(
+            sa.text(
+                "SELECT t.relname, s.oid::regclass::text FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'"
+                " JOIN pg_class t ON t.oid = d.refobjid WHERE t.relnamespace = 'public'::regnamespace"
+            )
+        ):
             self._sequences.setdefault(table, []).append(sequence)
 
     def __call__(self) -> None:
         with self.engine.begin() as conn:
             self._discover(conn)  # each time: a test may have added a table or a sequence
             probe = " UNION ALL ".join(
-                f"SELECT {i} WHERE EXISTS (SELECT 1 FROM \"{name}\")" for i, name in enumerate(self._tables)
+                f'SELECT {i} WHERE EXISTS (SELECT 1 FROM "{name}")' for i, name in enumerate(self._tables)
             )
             filled = [self._tables[i] for i in sorted(conn.execute(sa.text(probe)).scalars())]
             for name in filled:

@@ -18,8 +18,7 @@ from shared.local.packaging import PYC_SUFFIX, keep
 def runtime_distributions(project: str = "privacy-functions") -> list[metadata.Distribution]:
     """The installed distributions the project's runtime dependencies need, extras and markers resolved."""
     seen: dict[tuple[str, str], metadata.Distribution] = {}
-    pending = [(Requirement(r), "") for r in metadata.distribution(project).requires or []
-               if "extra ==" not in r]
+    pending = [(Requirement(r), "") for r in metadata.distribution(project).requires or [] if "extra ==" not in r]
     while pending:
         requirement, extra = pending.pop()
         if requirement.marker and not requirement.marker.evaluate({"extra": extra}):

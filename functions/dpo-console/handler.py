@@ -111,8 +111,12 @@ def _page(name: str, *, status: int = 200, cookie: str | None = None, **context)
     language = _language()
     depth = len([part for part in current_request().path.split("/") if part])
     context["base"] = "../" * (depth - 1) if depth > 1 else "./"  # the links are relative to the function's root
-    response = html_page(notices.page(f"dpo_console_{name}", language=language,
-                                      other_language="en" if language == "fr" else "fr", **context), status=status)
+    response = html_page(
+        notices.page(
+            f"dpo_console_{name}", language=language, other_language="en" if language == "fr" else "fr", **context
+        ),
+        status=status,
+    )
     if cookie:
         response.headers["Set-Cookie"] = cookie
     return response
@@ -189,8 +193,13 @@ def register() -> Response:
     try:
         created = operations.register(actor=_actor(), **console_requests.registration(form.model_dump()))
     except AppError as refused:
-        return _page("requests", status=refused.status, session=_session(), error=refused.to_body()["error"],
-                     **console_requests.list_page({}))
+        return _page(
+            "requests",
+            status=refused.status,
+            session=_session(),
+            error=refused.to_body()["error"],
+            **console_requests.list_page({}),
+        )
     page = console_requests.request_page(created["request_id"])
     return _page("request", session=_session(), done="registered", changes=[], delivered=[], **page)
 
@@ -206,37 +215,55 @@ def _act(request_id: str, done: str, action) -> Response:
     try:
         result = action(operations.checked_request_id(request_id))
     except AppError as refused:
-        return _page("request", status=refused.status, session=_session(),
-                     error=refused.to_body()["error"], **before)
+        return _page("request", status=refused.status, session=_session(), error=refused.to_body()["error"], **before)
     except ExternalServiceError as down:  # recorded, the notice still owed: the page shows where it stands
-        return _page("request", status=503, session=_session(), error=service_unavailable(down).to_body()["error"],
-                     **console_requests.request_page(request_id))
+        return _page(
+            "request",
+            status=503,
+            session=_session(),
+            error=service_unavailable(down).to_body()["error"],
+            **console_requests.request_page(request_id),
+        )
     after = console_requests.request_page(request_id)
-    delivered = [{"notice": n.get("notice", ""), "delivery": n.get("delivery", ""), "letter": n.get("letter", "")}
-                 for n in result.get("notices_delivered", [])]
-    return _page("request", session=_session(), done=done, changes=console_requests.changed(before, after),
-                 delivered=delivered, work=console_requests.work_started(result), **after)
+    delivered = [
+        {"notice": n.get("notice", ""), "delivery": n.get("delivery", ""), "letter": n.get("letter", "")}
+        for n in result.get("notices_delivered", [])
+    ]
+    return _page(
+        "request",
+        session=_session(),
+        done=done,
+        changes=console_requests.changed(before, after),
+        delivered=delivered,
+        work=console_requests.work_started(result),
+        **after,
+    )
 
 
 @app.post("/requests/<request_id>/verify-identity", middlewares=[console_session, console_form(IdentityCheck)])
 def verify_identity(request_id: str) -> Response:
     form = principal(app, "form")
-    return _act(request_id, "verified",
-                lambda rid: operations.verify_identity(rid, method=form.method, actor=_actor()))
+    return _act(request_id, "verified", lambda rid: operations.verify_identity(rid, method=form.method, actor=_actor()))
 
 
 @app.post("/requests/<request_id>/extend", middlewares=[console_session, console_form(Extension)])
 def extend(request_id: str) -> Response:
     form = principal(app, "form")
-    return _act(request_id, "extended",
-                lambda rid: operations.extend(rid, months=int(form.months), reason=form.reason, actor=_actor()))
+    return _act(
+        request_id,
+        "extended",
+        lambda rid: operations.extend(rid, months=int(form.months), reason=form.reason, actor=_actor()),
+    )
 
 
 @app.post("/requests/<request_id>/reject", middlewares=[console_session, console_form(Refusal)])
 def reject(request_id: str) -> Response:
     form = principal(app, "form")
-    return _act(request_id, "rejected", lambda rid: operations.reject(
-        rid, reason_code=form.reason_code, note=form.note or None, actor=_actor()))
+    return _act(
+        request_id,
+        "rejected",
+        lambda rid: operations.reject(rid, reason_code=form.reason_code, note=form.note or None, actor=_actor()),
+    )
 
 
 @app.post("/requests/<request_id>/complete", middlewares=[console_session, console_form(Completion)])
@@ -261,8 +288,13 @@ def search() -> Response:
     try:
         found = tools.search_page(form.model_dump(), actor=_actor())
     except AppError as refused:
-        return _page("search", status=refused.status, session=_session(), error=refused.to_body()["error"],
-                     **tools.search_page(None, actor=_actor()))
+        return _page(
+            "search",
+            status=refused.status,
+            session=_session(),
+            error=refused.to_body()["error"],
+            **tools.search_page(None, actor=_actor()),
+        )
     return _page("search", session=_session(), **found)
 
 
@@ -275,8 +307,9 @@ def _hold_answer(done: str, action) -> Response:
     try:
         hold = action()
     except AppError as refused:
-        return _page("holds", status=refused.status, session=_session(), error=refused.to_body()["error"],
-                     **tools.holds_page())
+        return _page(
+            "holds", status=refused.status, session=_session(), error=refused.to_body()["error"], **tools.holds_page()
+        )
     return _page("holds", session=_session(), done=done, hold=hold, **tools.holds_page())
 
 
@@ -311,11 +344,19 @@ def register_page() -> Response:
 def register_download() -> Response:
     query = current_request().query
     fmt, language = query.get("format", "md"), query.get("language", "fr")
-    if fmt not in operations.REGISTER_FORMATS or language not in notices.LANGUAGES or set(query) - {"format", "language", "lang"}:
+    if (
+        fmt not in operations.REGISTER_FORMATS
+        or language not in notices.LANGUAGES
+        or set(query) - {"format", "language", "lang"}
+    ):
         raise ValidationFailed("format is json, md or csv; language fr or en", code="invalid_format")
     content_type, text = operations.register_of_processing(fmt=fmt, language=language)
-    return Response(status_code=200, content_type=content_type, body=text, headers={
-        "Content-Disposition": f'attachment; filename="register-of-processing.{language}.{fmt}"'})
+    return Response(
+        status_code=200,
+        content_type=content_type,
+        body=text,
+        headers={"Content-Disposition": f'attachment; filename="register-of-processing.{language}.{fmt}"'},
+    )
 
 
 @app.post("/sign-out", middlewares=[console_session, console_form(NoFields)])

@@ -121,8 +121,12 @@ def register() -> Response:
     request = principal(app, "body")
     identifiers = request.identifiers.model_dump(exclude_none=True) if request.identifiers else None
     result = operations.register(
-        actor=_actor(), kind=request.kind, channel=request.channel, received_at=request.received_at,
-        account_id=request.account_id, identifiers=identifiers,
+        actor=_actor(),
+        kind=request.kind,
+        channel=request.channel,
+        received_at=request.received_at,
+        account_id=request.account_id,
+        identifiers=identifiers,
     )
     return _json(201, result)
 
@@ -131,7 +135,9 @@ def register() -> Response:
 def listing() -> dict[str, Any]:
     query = validated(Listing, dict(current_request().query))
     return operations.list_requests(
-        state=query.state, kind=query.kind, channel=query.channel,
+        state=query.state,
+        kind=query.kind,
+        channel=query.channel,
         due_within_days=int(query.due_within_days) if query.due_within_days is not None else None,
         overdue=query.overdue == "true",
     )
@@ -172,7 +178,9 @@ def rectify(request_id: str) -> dict[str, Any]:
 @app.post("/requests/<request_id>/decide-objection", middlewares=[*DPO, body(ObjectionDecision)])
 def decide_objection(request_id: str) -> dict[str, Any]:
     request = principal(app, "body")
-    return operations.decide_objection(_id(request_id), outcome=request.outcome, grounds=request.grounds, actor=_actor())
+    return operations.decide_objection(
+        _id(request_id), outcome=request.outcome, grounds=request.grounds, actor=_actor()
+    )
 
 
 @app.post("/requests/<request_id>/notices", middlewares=[*DPO, body(NoFields, optional=True)])

@@ -70,7 +70,8 @@ ERASURE: Answers = {200: answer("The erasure request: state, erase_after, the re
 
 
 @app.post(
-    "/", middlewares=[*CLIENT, body(NoFields, optional=True), step_up("erasure", unless=_pending)],
+    "/",
+    middlewares=[*CLIENT, body(NoFields, optional=True), step_up("erasure", unless=_pending)],
     responses=_registered("erasure_state", "cancel"),
 )
 def request_erasure() -> Response:
@@ -107,13 +108,14 @@ def cancel(request_id: str) -> dict:
     return erasure.erasure_view(record)
 
 
-@app.post(
-    "/dpo/requests", middlewares=[dpo_credential, body(DpoErasureRequest)], responses=_registered("dpo_state")
-)
+@app.post("/dpo/requests", middlewares=[dpo_credential, body(DpoErasureRequest)], responses=_registered("dpo_state"))
 def dpo_request() -> Response:
     request = principal(app, "body")
     record, created = erasure.request_erasure(
-        get_engine(), request.account_id, channel=request.channel, actor=principal(app, "dpo").actor,
+        get_engine(),
+        request.account_id,
+        channel=request.channel,
+        actor=principal(app, "dpo").actor,
         verified_by=request.identity_verification,
     )
     return _answer(record, created=created)

@@ -43,11 +43,15 @@ def run(message: QueueMessage) -> dict[str, Any]:
     payload = ErasureRun.of(message)
     settings = get_settings()
     outcomes, errors, left = erasure.run_queued(
-        get_engine(), payload.request_ids, batch_size=settings.erasure_batch_size,
+        get_engine(),
+        payload.request_ids,
+        batch_size=settings.erasure_batch_size,
         deadline=time.monotonic() + settings.erasure_time_budget_seconds,
     )
     if left:  # the time budget is spent: the rest goes on in another invocation (same key if this one is retried)
-        erasure.enqueue_runs(left, reason="rest-of:" + hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:16])
+        erasure.enqueue_runs(
+            left, reason="rest-of:" + hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:16]
+        )
     waiting = {request_id: exc for request_id, exc in errors.items() if isinstance(exc, ExternalServiceError)}
     for request_id, waited in waiting.items():
         get_logger().warning(

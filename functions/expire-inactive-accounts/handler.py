@@ -13,7 +13,9 @@ from shared.platform.runtime import CronFunction
 from shared.ports.db import get_engine
 from shared.retention import inactivity
 
-cron = CronFunction("expire-inactive-accounts")  # input {"job": "expire-inactive-accounts"}; any other input answers 400 unknown_job
+cron = CronFunction(
+    "expire-inactive-accounts"
+)  # input {"job": "expire-inactive-accounts"}; any other input answers 400 unknown_job
 
 
 @cron.job

@@ -18,6 +18,7 @@ from shared.retention import inactivity
 
 worker = QueueFunction("expire-inactive-accounts-worker", processed=PROCESSED_MESSAGES)
 
+
 @worker.on(InactivityChunk)
 def process(message: QueueMessage) -> dict[str, Any]:
     # An external service down answers 503 (the runtime maps it once): the queue retries the chunk.

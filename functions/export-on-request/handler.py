@@ -69,7 +69,11 @@ def start() -> Response:
     return _accepted(export.request_view(record))
 
 
-@app.get("/<request_id>", middlewares=CLIENT, responses={200: answer("The request; once completed, a download_url", RequestAnswer)})
+@app.get(
+    "/<request_id>",
+    middlewares=CLIENT,
+    responses={200: answer("The request; once completed, a download_url", RequestAnswer)},
+)
 def view(request_id: str) -> dict[str, Any]:
     return export.export_view(get_engine(), request_id, account_id=principal(app, "client").account_id)
 
@@ -103,7 +107,9 @@ def dpo_register() -> Response:
     return _accepted(export.request_view(record))
 
 
-@app.get("/dpo/requests/<request_id>", middlewares=[dpo_credential], responses={200: answer("The request", RequestAnswer)})
+@app.get(
+    "/dpo/requests/<request_id>", middlewares=[dpo_credential], responses={200: answer("The request", RequestAnswer)}
+)
 def dpo_view(request_id: str) -> dict[str, Any]:
     return export.export_view(get_engine(), request_id, account_id=None, with_link=False)
 

@@ -107,8 +107,13 @@ def place_hold() -> Response:
     request = principal(app, "body")
     with get_engine().begin() as conn:
         hold = holds.place_hold(
-            conn, account_id=request.account_id, prospect_id=request.prospect_id, categories=request.categories,
-            reason=request.reason, ends_on=request.ends_on, authority_request_id=request.authority_request_id,
+            conn,
+            account_id=request.account_id,
+            prospect_id=request.prospect_id,
+            categories=request.categories,
+            reason=request.reason,
+            ends_on=request.ends_on,
+            authority_request_id=request.authority_request_id,
             actor=dpo.actor,
         )
     return Response(status_code=201, content_type="application/json", body={"hold": hold.to_json()})
@@ -149,8 +154,12 @@ def register_request() -> Response:
     request = principal(app, "body")
     with get_engine().begin() as conn:
         registered = disclosures.register_request(
-            conn, authority_kind=request.authority_kind, authority_name=request.authority_name,
-            reference=request.reference, legal_basis=request.legal_basis, received_on=request.received_on,
+            conn,
+            authority_kind=request.authority_kind,
+            authority_name=request.authority_name,
+            reference=request.reference,
+            legal_basis=request.legal_basis,
+            received_on=request.received_on,
             actor=dpo.actor,
         )
     return Response(status_code=201, content_type="application/json", body={"authority_request": registered.to_json()})
@@ -168,9 +177,14 @@ def record_disclosure(request_id: str) -> Response:
     request = principal(app, "body")
     with get_engine().begin() as conn:
         disclosure = disclosures.record_disclosure(
-            conn, _id(request_id, "invalid_authority_request_id"), categories=request.categories,
-            disclosed_at=request.disclosed_at, method=request.method, account_id=request.account_id,
-            prospect_id=request.prospect_id, actor=dpo.actor,
+            conn,
+            _id(request_id, "invalid_authority_request_id"),
+            categories=request.categories,
+            disclosed_at=request.disclosed_at,
+            method=request.method,
+            account_id=request.account_id,
+            prospect_id=request.prospect_id,
+            actor=dpo.actor,
         )
     return Response(status_code=201, content_type="application/json", body={"disclosure": disclosure.to_json()})
 

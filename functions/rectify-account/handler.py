@@ -49,7 +49,9 @@ def held() -> dict[str, Any]:
 @app.patch("/", middlewares=[*CLIENT, body(rectification.Rectification), step_up("rectification")])
 def correct() -> Response:
     status, answer = rectification.start_client_rectification(
-        get_engine(), principal(app, "client").account_id, principal(app, "body"),
+        get_engine(),
+        principal(app, "client").account_id,
+        principal(app, "body"),
         verified_by=principal(app, "step_up"),
     )
     return _json(status, answer)

@@ -20,7 +20,9 @@ app = HttpFunction("stripe-webhook")
 @app.post(
     "/",
     middlewares=[
-        signed_request("StripeSignature", "Stripe-Signature", "Stripe webhook: every event is checked against its Stripe-Signature")
+        signed_request(
+            "StripeSignature", "Stripe-Signature", "Stripe webhook: every event is checked against its Stripe-Signature"
+        )
     ],
 )
 def receive_event() -> dict:

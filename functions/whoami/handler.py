@@ -25,7 +25,9 @@ class AccountOverview(BaseModel):
     open_requests: int
 
 
-@app.get("/", middlewares=[client_token(), gpc_signal], responses={200: answer("The caller's account", AccountOverview)})
+@app.get(
+    "/", middlewares=[client_token(), gpc_signal], responses={200: answer("The caller's account", AccountOverview)}
+)
 def whoami() -> dict:
     """The account the token acts for."""
     return account_overview(principal(app, "client").account_id)

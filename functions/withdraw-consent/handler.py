@@ -94,8 +94,15 @@ def withdraw() -> dict:
     identity = principal(app, "client")
     request: Withdrawal = principal(app, "body")
     engine = get_engine()
-    change = consent.withdraw(engine, identity.account_id, request.purpose, channel=consent.CLIENT_AREA,
-                              actor="client", objection=request.object, **_proof())
+    change = consent.withdraw(
+        engine,
+        identity.account_id,
+        request.purpose,
+        channel=consent.CLIENT_AREA,
+        actor="client",
+        objection=request.object,
+        **_proof(),
+    )
     with engine.connect() as conn:
         return {**change.to_json(), **consent.status(conn, identity.account_id)}
 
@@ -103,8 +110,9 @@ def withdraw() -> dict:
 @app.post("/objections", middlewares=[*CLIENT, body(LegitimateInterestObjection)])
 def object_to_legitimate_interest() -> Response:
     identity = principal(app, "client")
-    objection = consent.object_to_processing(get_engine(), identity.account_id, principal(app, "body").purpose,
-                                             channel=consent.CLIENT_AREA, actor="client")
+    objection = consent.object_to_processing(
+        get_engine(), identity.account_id, principal(app, "body").purpose, channel=consent.CLIENT_AREA, actor="client"
+    )
     status = 202 if objection.state == "pending_dpo_decision" else 200
     return Response(status_code=status, content_type="application/json", body=json_dumps(objection.to_json()))
 
@@ -141,20 +149,25 @@ def _one_click_requested() -> bool:
     request = current_request()
     content_type = request.header("Content-Type") or ""
     if content_type.lower().startswith("multipart/form-data"):
-        parsed = BytesParser(policy=HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
+        parsed = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + request.body)
+        fields = (
+            {
+                part.get_param("name", header="content-disposition"): part.get_content().strip()
+                for part in parsed.iter_parts()
+            }
+            if parsed.is_multipart()
+            else {}
         )
-        fields = {part.get_param("name", header="content-disposition"): part.get_content().strip()
-                  for part in parsed.iter_parts()} if parsed.is_multipart() else {}
         return fields.get("List-Unsubscribe") == "One-Click"
     values = parse_qs(request.body.decode("utf-8", errors="replace"))
     return values.get("List-Unsubscribe") == ["One-Click"]
 
 
 UNSUBSCRIBED: Answers = {
-    200: {"description": "Unsubscribed: JSON, or a page when the caller accepts text/html", "content": {
-        "application/json": {"schema": {"type": "object"}}, "text/html": {"schema": {"type": "string"}}
-    }},
+    200: {
+        "description": "Unsubscribed: JSON, or a page when the caller accepts text/html",
+        "content": {"application/json": {"schema": {"type": "object"}}, "text/html": {"schema": {"type": "string"}}},
+    },
     "default": ERROR_PAGE_OR_BODY,
 }
 
@@ -203,18 +216,32 @@ def dpo_set_flag() -> Response:
     flag_request: FlagRequest = principal(app, "body")
     engine = get_engine()
     if flag_request.kind == consent.RESTRICTION:
-        flag, created = consent.restrict(engine, flag_request.account_id, reason_code=flag_request.reason_code, note=flag_request.note,
-                                         actor=dpo.actor)
+        flag, created = consent.restrict(
+            engine,
+            flag_request.account_id,
+            reason_code=flag_request.reason_code,
+            note=flag_request.note,
+            actor=dpo.actor,
+        )
     else:
         if flag_request.note:
             raise ValidationFailed("a note is kept only for restrictions", code="invalid_note")
-        change = consent.object_to(engine, flag_request.account_id, flag_request.kind, channel=consent.DPO, actor=dpo.actor,
-                                   reason_code=flag_request.reason_code)
+        change = consent.object_to(
+            engine,
+            flag_request.account_id,
+            flag_request.kind,
+            channel=consent.DPO,
+            actor=dpo.actor,
+            reason_code=flag_request.reason_code,
+        )
         created = bool(change.flags_set)
         with engine.connect() as conn:
             flag = consent.flags_in_force(conn, flag_request.account_id)[flag_request.kind]
-    return Response(status_code=201 if created else 200, content_type="application/json",
-                    body={"flag": flag.to_json(include_note=True), "created": created})
+    return Response(
+        status_code=201 if created else 200,
+        content_type="application/json",
+        body={"flag": flag.to_json(include_note=True), "created": created},
+    )
 
 
 @app.post("/dpo/restrictions/<flag_id>/lift", middlewares=[dpo_credential, body(LiftRequest)])

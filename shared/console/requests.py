@@ -67,8 +67,11 @@ def _subjects(account_ids: set[str]) -> dict[str, dict[str, str | None]]:
     if not account_ids:
         return {}
     with get_engine().connect() as conn:
-        rows = conn.execute(select(accounts.c.id, accounts.c.first_name, accounts.c.last_name, accounts.c.email)
-                            .where(accounts.c.id.in_(sorted(account_ids))))
+        rows = conn.execute(
+            select(accounts.c.id, accounts.c.first_name, accounts.c.last_name, accounts.c.email).where(
+                accounts.c.id.in_(sorted(account_ids))
+            )
+        )
         return {
             row.id: {"name": " ".join(p for p in (row.first_name, row.last_name) if p) or None, "email": row.email}
             for row in rows
@@ -79,13 +82,22 @@ def _row(view: Mapping[str, Any], subject: Mapping[str, Any] | None, now: dt.dat
     due = _parse(view["effective_due_at"])
     received = _parse(view["received_at"])
     return {
-        "id": view["request_id"], "kind": view["kind"], "channel": view["channel"], "state": view["state"],
+        "id": view["request_id"],
+        "kind": view["kind"],
+        "channel": view["channel"],
+        "state": view["state"],
         "identity": view["identity"]["state"],
-        "received_iso": view["received_at"], "received_day": _day(received),
-        "due_iso": view["effective_due_at"], "due_text": _minute(due), "extended": "extended_due_at" in view,
-        "marker": marker_for(due, now), "days_left": whole_days(due - now),
-        "account_id": view["subject"]["account_id"], "identified_by": list(view["subject"]["identified_by"]),
-        "subject_name": (subject or {}).get("name"), "subject_email": (subject or {}).get("email"),
+        "received_iso": view["received_at"],
+        "received_day": _day(received),
+        "due_iso": view["effective_due_at"],
+        "due_text": _minute(due),
+        "extended": "extended_due_at" in view,
+        "marker": marker_for(due, now),
+        "days_left": whole_days(due - now),
+        "account_id": view["subject"]["account_id"],
+        "identified_by": list(view["subject"]["identified_by"]),
+        "subject_name": (subject or {}).get("name"),
+        "subject_email": (subject or {}).get("email"),
     }
 
 
@@ -101,8 +113,11 @@ def list_filters(query: Mapping[str, str]) -> dict[str, Any]:
     if values["overdue"] not in (None, "true"):
         raise ValidationFailed("overdue is true or absent", code="invalid_overdue")
     return {
-        "state": values["state"], "kind": values["kind"], "channel": values["channel"],
-        "due_within_days": int(days) if days is not None else None, "overdue": values["overdue"] == "true",
+        "state": values["state"],
+        "kind": values["kind"],
+        "channel": values["channel"],
+        "due_within_days": int(days) if days is not None else None,
+        "overdue": values["overdue"] == "true",
     }
 
 
@@ -116,10 +131,15 @@ def list_page(query: Mapping[str, str], *, now: dt.datetime | None = None) -> di
     return {
         "rows": rows,
         "counts": {m: sum(1 for r in rows if r["marker"] == m) for m in MARKERS},
-        "filters": {**filters, "due_within_days": "" if filters["due_within_days"] is None
-                    else str(filters["due_within_days"])},
-        "states": OPEN_STATES, "kinds": registry.KINDS, "channels": registry.CHANNELS,
-        "intake_channels": INTAKE_CHANNELS, "today": _day(now),
+        "filters": {
+            **filters,
+            "due_within_days": "" if filters["due_within_days"] is None else str(filters["due_within_days"]),
+        },
+        "states": OPEN_STATES,
+        "kinds": registry.KINDS,
+        "channels": registry.CHANNELS,
+        "intake_channels": INTAKE_CHANNELS,
+        "today": _day(now),
     }
 
 
@@ -137,7 +157,9 @@ def _actions(record: Mapping[str, Any], now: dt.datetime) -> list[str]:
         offered.append("verify_identity")
     months = 0
     if "extended_due_at" in record:
-        months = 1 if _parse(record["extended_due_at"]) <= registry.extended_due_date(_parse(record["due_at"]), 1) else 2
+        months = (
+            1 if _parse(record["extended_due_at"]) <= registry.extended_due_date(_parse(record["due_at"]), 1) else 2
+        )
     if months < registry.MAX_EXTENSION_MONTHS and now <= _parse(record["due_at"]):
         offered.append("extend")
     offered.append("reject")
@@ -150,8 +172,15 @@ def _event(entry: Mapping[str, Any]) -> dict[str, Any]:
     """One line of the timeline: what happened, when, by whom (the audit's actor), and its details."""
     details = entry.get("details") or {}
     action, outcome = entry["action"], entry["outcome"]
-    event = {"at_iso": entry["at"], "at_text": _minute(_parse(entry["at"])), "actor": entry["actor"],
-             "action": action, "outcome": outcome, "what": action, "detail": ""}
+    event = {
+        "at_iso": entry["at"],
+        "at_text": _minute(_parse(entry["at"])),
+        "actor": entry["actor"],
+        "action": action,
+        "outcome": outcome,
+        "what": action,
+        "detail": "",
+    }
     if action == "request.created":
         event["what"] = "received"
     elif action == "request.identity_verified":
@@ -176,22 +205,40 @@ def request_page(request_id: str, *, now: dt.datetime | None = None) -> dict[str
     row = _row(view, subject.get(view["subject"]["account_id"] or ""), now)
     timeline = [_event(entry) for entry in view["timeline"]]
     if view["identity"]["state"] == registry.AWAITING_IDENTITY:
-        timeline.insert(1 if timeline else 0, {"at_iso": "", "at_text": "", "actor": "", "action": "", "outcome": "",
-                         "what": "identity_asked", "detail": ""})
+        timeline.insert(
+            1 if timeline else 0,
+            {
+                "at_iso": "",
+                "at_text": "",
+                "actor": "",
+                "action": "",
+                "outcome": "",
+                "what": "identity_asked",
+                "detail": "",
+            },
+        )
     return {
         "request": {
-            **row, "state": view["state"], "due_at_text": _minute(_parse(view["due_at"])),
+            **row,
+            "state": view["state"],
+            "due_at_text": _minute(_parse(view["due_at"])),
             "extended_due_text": _minute(_parse(view["extended_due_at"])) if "extended_due_at" in view else "",
             "extension_reason": view.get("extension_reason") or "",
-            "reason": view.get("reason") or "", "reason_code": view.get("reason_code") or "",
-            "identity_method": view["identity"].get("method", ""), "terminal": view["state"] in registry.TERMINAL_STATES,
+            "reason": view.get("reason") or "",
+            "reason_code": view.get("reason_code") or "",
+            "identity_method": view["identity"].get("method", ""),
+            "terminal": view["state"] in registry.TERMINAL_STATES,
         },
         "timeline": timeline,
-        "notices": [{"notice": n["notice"], "delivery": n["delivery"], "sent_at_text": _minute(_parse(n["sent_at"]))}
-                    for n in view["notices"]],
+        "notices": [
+            {"notice": n["notice"], "delivery": n["delivery"], "sent_at_text": _minute(_parse(n["sent_at"]))}
+            for n in view["notices"]
+        ],
         "actions": _actions(view, now),
-        "methods": IDENTITY_VERIFICATION_METHODS, "reason_codes": registry.REJECTION_REASON_CODES,
-        "max_months": registry.MAX_EXTENSION_MONTHS, "max_reason": registry.MAX_REASON_LENGTH,
+        "methods": IDENTITY_VERIFICATION_METHODS,
+        "reason_codes": registry.REJECTION_REASON_CODES,
+        "max_months": registry.MAX_EXTENSION_MONTHS,
+        "max_reason": registry.MAX_REASON_LENGTH,
     }
 
 
@@ -225,6 +272,9 @@ def registration(form: Mapping[str, str | None], *, now: dt.datetime | None = No
             received_at = dt.datetime.combine(received, dt.time(0, 0), tzinfo=UTC)
     identifiers = {k: form[k] for k in IDENTIFIER_FIELDS if form.get(k)}
     return {
-        "kind": form.get("kind"), "channel": form.get("channel"), "received_at": received_at,
-        "account_id": form.get("account_id") or None, "identifiers": identifiers or None,
+        "kind": form.get("kind"),
+        "channel": form.get("channel"),
+        "received_at": received_at,
+        "account_id": form.get("account_id") or None,
+        "identifiers": identifiers or None,
     }

@@ -1,13 +1,13 @@
 """The console's other pages: subject search, legal holds, the retention plan, the audit chain, the register.
 
-    search_page(form, actor=...)     operations.search: categories, roles, owning accounts, counts
-                                     (the identifiers searched are never shown back)
-    holds_page()                     shared/records/holds: the holds, the categories a hold may name
-    place_hold(form, actor=...), release_hold(hold_id, reason, actor=...)
-    retention_page()                 shared/retention/operator.plan: what the next runs would delete;
-                                     the last runs (their audit entries)
-    audit_page()                     shared/records/audit.verify_chain: the chain's state
-    HoldForm                         the form placing a hold (one checkbox per category)
+search_page(form, actor=...)     operations.search: categories, roles, owning accounts, counts
+                                 (the identifiers searched are never shown back)
+holds_page()                     shared/records/holds: the holds, the categories a hold may name
+place_hold(form, actor=...), release_hold(hold_id, reason, actor=...)
+retention_page()                 shared/retention/operator.plan: what the next runs would delete;
+                                 the last runs (their audit entries)
+audit_page()                     shared/records/audit.verify_chain: the chain's state
+HoldForm                         the form placing a hold (one checkbox per category)
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ def search_page(form: Mapping[str, str] | None, *, actor: str) -> dict[str, Any]
     given = {k: v for k, v in form.items() if k in SEARCH_FIELDS and v}
     result = operations.search(given, actor=actor)
     return {
-        "searched": True, "fields": SEARCH_FIELDS,
+        "searched": True,
+        "fields": SEARCH_FIELDS,
         "kinds": result["searched"],
-        "matches": [{k: m[k] for k in ("categories", "table", "role", "account_id", "count", "via")}
-                    for m in result["matches"]],
+        "matches": [
+            {k: m[k] for k in ("categories", "table", "role", "account_id", "count", "via")} for m in result["matches"]
+        ],
         "by_category": result["by_category"],
         "accounts_holding": result["accounts_holding"],
         "third_party_accounts": result["third_party_accounts"],
@@ -68,8 +70,11 @@ def holds_page(*, now: dt.datetime | None = None) -> dict[str, Any]:
     now = moment(now)
     with get_engine().connect() as conn:
         listed = [hold.to_json(now=now) for hold in holds.list_holds(conn, now=now)]
-    return {"holds": listed, "categories": [{"field": f"cat_{i}", "name": c} for i, c in enumerate(HOLD_CATEGORIES)],
-            "in_force": sum(1 for h in listed if h["in_force"])}
+    return {
+        "holds": listed,
+        "categories": [{"field": f"cat_{i}", "name": c} for i, c in enumerate(HOLD_CATEGORIES)],
+        "in_force": sum(1 for h in listed if h["in_force"]),
+    }
 
 
 def place_hold(form: Any, *, actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -83,9 +88,16 @@ def place_hold(form: Any, *, actor: str, now: dt.datetime | None = None) -> dict
     if not chosen:
         raise ValidationFailed("choose at least one category", code="invalid_categories")
     with get_engine().begin() as conn:
-        hold = holds.place_hold(conn, categories=chosen, reason=form.reason, actor=actor,
-                                account_id=form.account_id or None, ends_on=ends_on,
-                                authority_request_id=form.authority_request_id or None, now=now)
+        hold = holds.place_hold(
+            conn,
+            categories=chosen,
+            reason=form.reason,
+            actor=actor,
+            account_id=form.account_id or None,
+            ends_on=ends_on,
+            authority_request_id=form.authority_request_id or None,
+            now=now,
+        )
     return hold.to_json(now=now)
 
 
@@ -110,15 +122,30 @@ def retention_page(*, now: dt.datetime | None = None) -> dict[str, Any]:
         runs = conn.execute(
             select(audit_log.c.occurred_at, audit_log.c.action, audit_log.c.outcome, audit_log.c.details)
             .where(audit_log.c.action.like("retention.%"))
-            .order_by(audit_log.c.seq.desc()).limit(LAST_RUNS)
+            .order_by(audit_log.c.seq.desc())
+            .limit(LAST_RUNS)
         ).all()
     return {
-        "plan": [{"category": e.get("category", ""), "action": e.get("action", ""), "scope": e.get("scope", ""),
-                  "due": _counts(e.get("due", {}))} for e in entries],
+        "plan": [
+            {
+                "category": e.get("category", ""),
+                "action": e.get("action", ""),
+                "scope": e.get("scope", ""),
+                "due": _counts(e.get("due", {})),
+            }
+            for e in entries
+        ],
         # The last runs, from their audit entries (one per category and run: counts and the rule, no personal data).
-        "runs": [{"at": iso(r.occurred_at), "category": r.action.split(".", 1)[1], "outcome": r.outcome,
-                  "rule": (r.details or {}).get("rule", ""), "counts": _counts((r.details or {}).get("counts", {}))}
-                 for r in runs],
+        "runs": [
+            {
+                "at": iso(r.occurred_at),
+                "category": r.action.split(".", 1)[1],
+                "outcome": r.outcome,
+                "rule": (r.details or {}).get("rule", ""),
+                "counts": _counts((r.details or {}).get("counts", {})),
+            }
+            for r in runs
+        ],
     }
 
 

@@ -51,10 +51,7 @@ THRESHOLDS = (
 
 def _reached(record: RequestRecord, now: dt.datetime) -> list[Threshold]:
     due = record.effective_due_at
-    return [
-        t for t in THRESHOLDS
-        if (due < now if t.strictly_passed else due <= now + t.ahead)
-    ]
+    return [t for t in THRESHOLDS if (due < now if t.strictly_passed else due <= now + t.ahead)]
 
 
 def _key(threshold: Threshold, record: RequestRecord) -> str:
@@ -110,7 +107,10 @@ def send_digest(engine: Engine, *, now: dt.datetime | None = None) -> dict[str, 
             return {"mailed": False, **counts}
         conn.execute(insert(dsr_notices), new_rows)
         audit.record(
-            conn, actor=ACTOR, action="desk.digest_sent", outcome="mailed",
+            conn,
+            actor=ACTOR,
+            action="desk.digest_sent",
+            outcome="mailed",
             details={**counts, "as_of": iso(now)},
         )
         digest_id = hashlib.sha256(

@@ -55,17 +55,36 @@ def owed_notices(record: RequestRecord) -> list[Owed]:
     }
     owed: list[Owed] = []
     if record.extended_due_at is not None:
-        owed.append(Owed(f"extension:{record.extension_months}", "request_extended", {
-            **common, "months": record.extension_months, "new_due_on": _day(record.extended_due_at),
-            "reason": record.extension_reason or "",
-        }))
+        owed.append(
+            Owed(
+                f"extension:{record.extension_months}",
+                "request_extended",
+                {
+                    **common,
+                    "months": record.extension_months,
+                    "new_due_on": _day(record.extended_due_at),
+                    "reason": record.extension_reason or "",
+                },
+            )
+        )
     code = record.details.get("reason_code")
     if record.state == registry.REJECTED and code in REFUSAL_REASONS:
         note = record.reason if record.reason and record.reason != code else None
-        owed.append(Owed("refusal", "request_refused", {
-            **common, "reason_fr": REFUSAL_REASONS[code].fr, "reason_en": REFUSAL_REASONS[code].en, "note": note,
-            "authority_name": CNIL.name, "authority_website": CNIL.website, "authority_address": CNIL.address,
-        }))
+        owed.append(
+            Owed(
+                "refusal",
+                "request_refused",
+                {
+                    **common,
+                    "reason_fr": REFUSAL_REASONS[code].fr,
+                    "reason_en": REFUSAL_REASONS[code].en,
+                    "note": note,
+                    "authority_name": CNIL.name,
+                    "authority_website": CNIL.website,
+                    "authority_address": CNIL.address,
+                },
+            )
+        )
     return owed
 
 
@@ -136,7 +155,9 @@ def deliver_pending(
             item: dict[str, Any] = {"request_id": record.id, "notice": owed.notice}
             if to:
                 get_mailer().send(
-                    notices.mail(owed.template, to=to, idempotency_key=f"desk:{owed.notice}:{record.id}", **owed.context)
+                    notices.mail(
+                        owed.template, to=to, idempotency_key=f"desk:{owed.notice}:{record.id}", **owed.context
+                    )
                 )
                 item["delivery"] = "mail"
             else:
@@ -144,12 +165,18 @@ def deliver_pending(
                 item["letter"] = notices.render_mail(owed.template, **owed.context).text
             try:
                 with engine.begin() as conn:
-                    conn.execute(insert(dsr_notices).values(
-                        request_id=record.id, notice=owed.notice, sent_at=now, delivery=item["delivery"]
-                    ))
+                    conn.execute(
+                        insert(dsr_notices).values(
+                            request_id=record.id, notice=owed.notice, sent_at=now, delivery=item["delivery"]
+                        )
+                    )
                     audit.record(
-                        conn, actor=ACTOR, action="request.notice_sent", outcome=item["delivery"],
-                        request_id=record.id, subject=record.account_id,
+                        conn,
+                        actor=ACTOR,
+                        action="request.notice_sent",
+                        outcome=item["delivery"],
+                        request_id=record.id,
+                        subject=record.account_id,
                         details={"notice": owed.notice, "kind": record.kind},
                     )
             except IntegrityError:  # a concurrent call recorded it first: its mail had the same key
@@ -184,20 +211,36 @@ def tell_answer(
     if not to:
         return None
     kind = _RIGHT_LABELS.get(record.kind)
-    get_mailer().send(notices.mail(
-        "request_answered", to=to, idempotency_key=f"desk:answer:{record.id}",
-        kind_fr=kind.fr if kind else record.kind, kind_en=kind.en if kind else record.kind,
-        received_on=_day(record.received_at), outcome=outcome, download_url=download_url,
-        link_until=link_until.strftime("%Y-%m-%d %H:%M UTC") if link_until else "",
-        authority_name=CNIL.name, authority_website=CNIL.website, request_id=record.id,
-        dpo_email=CONTROLLER.dpo_email,
-    ))
+    get_mailer().send(
+        notices.mail(
+            "request_answered",
+            to=to,
+            idempotency_key=f"desk:answer:{record.id}",
+            kind_fr=kind.fr if kind else record.kind,
+            kind_en=kind.en if kind else record.kind,
+            received_on=_day(record.received_at),
+            outcome=outcome,
+            download_url=download_url,
+            link_until=link_until.strftime("%Y-%m-%d %H:%M UTC") if link_until else "",
+            authority_name=CNIL.name,
+            authority_website=CNIL.website,
+            request_id=record.id,
+            dpo_email=CONTROLLER.dpo_email,
+        )
+    )
     try:
         with engine.begin() as conn:
-            conn.execute(insert(dsr_notices).values(request_id=record.id, notice="answer", sent_at=now, delivery="mail"))
+            conn.execute(
+                insert(dsr_notices).values(request_id=record.id, notice="answer", sent_at=now, delivery="mail")
+            )
             audit.record(
-                conn, actor=ACTOR, action="request.notice_sent", outcome="mail", request_id=record.id,
-                subject=record.account_id, details={"notice": "answer", "kind": record.kind, "outcome": outcome},
+                conn,
+                actor=ACTOR,
+                action="request.notice_sent",
+                outcome="mail",
+                request_id=record.id,
+                subject=record.account_id,
+                details={"notice": "answer", "kind": record.kind, "outcome": outcome},
             )
     except IntegrityError:
         return None

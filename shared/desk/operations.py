@@ -29,10 +29,22 @@ from shared.records import audit, registry
 from shared.rights import consent, export
 
 __all__ = [
-    "INTAKE_CHANNELS", "archive_link", "checked_request_id", "complete", "decide_objection", "deliver_notices",
+    "INTAKE_CHANNELS",
+    "archive_link",
+    "checked_request_id",
+    "complete",
+    "decide_objection",
+    "deliver_notices",
     "extend",
-    "list_requests", "rectify", "register", "register_of_processing", "reject", "resume", "search",
-    "verify_identity", "view",
+    "list_requests",
+    "rectify",
+    "register",
+    "register_of_processing",
+    "reject",
+    "resume",
+    "search",
+    "verify_identity",
+    "view",
 ]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -57,8 +69,14 @@ def register(
 ) -> dict[str, Any]:
     subject = SubjectIdentifiers.parse(**identifiers) if identifiers else None
     record = requests.register(
-        get_engine(), actor=actor, kind=kind, channel=channel, received_at=received_at,
-        account_id=account_id, identifiers=subject, now=now,
+        get_engine(),
+        actor=actor,
+        kind=kind,
+        channel=channel,
+        received_at=received_at,
+        account_id=account_id,
+        identifiers=subject,
+        now=now,
     )
     return requests.request_view(record, now=now)
 
@@ -79,14 +97,20 @@ def list_requests(
 def _timeline(request_id: str) -> list[dict[str, Any]]:
     with get_engine().connect() as conn:
         rows = conn.execute(
-            select(audit_log.c.occurred_at, audit_log.c.actor, audit_log.c.action, audit_log.c.outcome,
-                   audit_log.c.details)
+            select(
+                audit_log.c.occurred_at, audit_log.c.actor, audit_log.c.action, audit_log.c.outcome, audit_log.c.details
+            )
             .where(audit_log.c.request_id == request_id)
             .order_by(audit_log.c.seq)
         )
         return [
-            {"at": iso(row.occurred_at), "actor": row.actor, "action": row.action, "outcome": row.outcome,
-             "details": row.details or {}}
+            {
+                "at": iso(row.occurred_at),
+                "actor": row.actor,
+                "action": row.action,
+                "outcome": row.outcome,
+                "details": row.details or {},
+            }
             for row in rows
         ]
 
@@ -142,8 +166,9 @@ def decide_objection(
     request_id: str, *, outcome: str, grounds: str | None, actor: str, now: dt.datetime | None = None
 ) -> dict[str, Any]:
     """An objection to security or fraud prevention (Art. 21(1)): accepted, or overridden on compelling grounds."""
-    return consent.decide_objection(get_engine(), request_id=request_id, outcome=outcome, grounds=grounds,
-                                    actor=actor, now=now)
+    return consent.decide_objection(
+        get_engine(), request_id=request_id, outcome=outcome, grounds=grounds, actor=actor, now=now
+    )
 
 
 def deliver_notices(request_id: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -174,8 +199,13 @@ def archive_link(request_id: str, *, actor: str, now: dt.datetime | None = None)
         raise Conflict("nothing is held on this person: there is no archive", code="no_archive")
     with engine.begin() as conn:
         audit.record(
-            conn, actor=actor, action="export.link_issued_to_dpo", outcome="issued", request_id=record.id,
-            subject=record.account_id, details={"valid_until": iso(until)},
+            conn,
+            actor=actor,
+            action="export.link_issued_to_dpo",
+            outcome="issued",
+            request_id=record.id,
+            subject=record.account_id,
+            details={"valid_until": iso(until)},
         )
     return {"request_id": record.id, "download_url": url, "valid_until": iso(until)}
 

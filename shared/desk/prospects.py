@@ -129,7 +129,9 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer.writerow(columns)
     for row in rows:
         # A spreadsheet runs a cell starting with = + - @ as a formula: quote it as text.
-        writer.writerow(["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in (row[c] for c in columns)])
+        writer.writerow(
+            ["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in (row[c] for c in columns)]
+        )
     return out.getvalue()
 
 
@@ -144,7 +146,11 @@ def _archive_bytes(request_id: str, rows: list[dict[str, Any]], now: dt.datetime
         "data": {"prospects": rows},
     }
     readme = notices.page(
-        "prospect_readme", language="fr", generated_at=iso(now), request_id=request_id, rows=len(rows),
+        "prospect_readme",
+        language="fr",
+        generated_at=iso(now),
+        request_id=request_id,
+        rows=len(rows),
         information=information,
     )
     buffer = io.BytesIO()
@@ -189,7 +195,11 @@ def prospect_access_archive(
 
     def audited(conn: Connection) -> None:
         audit.record(
-            conn, actor="system:desk", action="desk.prospect_archive_stored", outcome="stored", request_id=request_id,
+            conn,
+            actor="system:desk",
+            action="desk.prospect_archive_stored",
+            outcome="stored",
+            request_id=request_id,
             details={k: stored[k] for k in ("size_bytes", "sha256", "rows", "expires_at")},
         )
 
@@ -203,7 +213,9 @@ def prospect_access_archive(
 def _held_by_accounts(conn: Connection, emails: set[str]) -> set[str]:
     if not emails:
         return set()
-    held = conn.execute(sa.select(sa.func.lower(accounts.c.email)).where(sa.func.lower(accounts.c.email).in_(sorted(emails))))
+    held = conn.execute(
+        sa.select(sa.func.lower(accounts.c.email)).where(sa.func.lower(accounts.c.email).in_(sorted(emails)))
+    )
     return {row[0] for row in held}
 
 
@@ -245,14 +257,20 @@ def erase_prospect(
             "erased_at": iso(now),
             "prospects_deleted": deleted,
             "categories": [{"category": PROSPECT_CATEGORY, "outcome": "erased" if deleted else "none_held"}],
-            "subprocessors": [{
-                "subprocessor": "resend",
-                "outcome": "contact_removed" if contacts.get("contacts_removed") else (
-                    "kept_for_account" if contacts.get("kept_for_account") else "no_contact"),
-            }],
+            "subprocessors": [
+                {
+                    "subprocessor": "resend",
+                    "outcome": "contact_removed"
+                    if contacts.get("contacts_removed")
+                    else ("kept_for_account" if contacts.get("kept_for_account") else "no_contact"),
+                }
+            ],
         }
         audit.record(
-            conn, actor=actor, action="desk.prospect_erased", outcome="erased" if deleted else "none_held",
+            conn,
+            actor=actor,
+            action="desk.prospect_erased",
+            outcome="erased" if deleted else "none_held",
             request_id=request_id,
             details={"prospects_deleted": deleted, "contacts_removed": contacts.get("contacts_removed", 0)},
         )
@@ -281,7 +299,9 @@ def is_suppressed(conn: Connection, *, email: str | None = None, phone: str | No
     keys = [suppression_pseudonym(k, v) for k, v in (("email", email), ("phone", phone)) if v]
     if not keys:
         return False
-    found = conn.execute(sa.select(prospect_suppressions.c.pseudonym).where(prospect_suppressions.c.pseudonym.in_(keys)))
+    found = conn.execute(
+        sa.select(prospect_suppressions.c.pseudonym).where(prospect_suppressions.c.pseudonym.in_(keys))
+    )
     return found.first() is not None
 
 
@@ -293,7 +313,9 @@ def unsuppressed(conn: Connection, emails: Iterable[str]) -> list[str]:
     values = sorted(set(keys.values()))
     for start in range(0, len(values), 1000):
         rows = conn.execute(
-            sa.select(prospect_suppressions.c.pseudonym).where(prospect_suppressions.c.pseudonym.in_(values[start:start + 1000]))
+            sa.select(prospect_suppressions.c.pseudonym).where(
+                prospect_suppressions.c.pseudonym.in_(values[start : start + 1000])
+            )
         )
         suppressed.update(row[0] for row in rows)
     return [email for email in emails if keys[email] not in suppressed]
@@ -316,15 +338,24 @@ def object_to_prospect_marketing(
         for kind, value in sorted(given.items()):
             inserted = conn.execute(
                 dialect_insert(conn, prospect_suppressions)
-                .values(pseudonym=suppression_pseudonym(kind, value), identifier_kind=kind, request_id=request_id,
-                        suppressed_at=now, set_by=actor)
+                .values(
+                    pseudonym=suppression_pseudonym(kind, value),
+                    identifier_kind=kind,
+                    request_id=request_id,
+                    suppressed_at=now,
+                    set_by=actor,
+                )
                 .on_conflict_do_nothing(index_elements=[prospect_suppressions.c.pseudonym])
                 .returning(prospect_suppressions.c.pseudonym)
             ).first()
             added += inserted is not None
         audit.record(
-            conn, actor=actor, action="desk.prospect_objection", outcome="suppressed" if given else "nothing_to_suppress",
-            request_id=request_id, details={"kinds": sorted(given), "added": added},
+            conn,
+            actor=actor,
+            action="desk.prospect_objection",
+            outcome="suppressed" if given else "nothing_to_suppress",
+            request_id=request_id,
+            details={"kinds": sorted(given), "added": added},
         )
         return {"suppressed": sorted(given), "added": added}
 

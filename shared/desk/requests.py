@@ -55,9 +55,7 @@ def _check_received_at(received_at: dt.datetime | None, now: dt.datetime) -> dt.
 
 def _account_holding(conn: Connection, email: str) -> str | None:
     """The account whose login email is `email`, if any: the person then holds an account."""
-    return conn.execute(
-        select(accounts.c.id).where(accounts.c.email == email, accounts.c.status != "erased")
-    ).scalar()
+    return conn.execute(select(accounts.c.id).where(accounts.c.email == email, accounts.c.status != "erased")).scalar()
 
 
 def register(
@@ -128,11 +126,22 @@ def verify_identity(
                 f"identity is {record.identity_state}, not awaiting verification", code="identity_not_awaited"
             )
         record = registry.transition_many(
-            conn, [record], registry.VERIFIED, actor=actor, details={record.id: {"verified_by": method}}, now=now,
-            follow_up={record.id: dict(
-                actor=actor, action="request.identity_verified", outcome="verified", request_id=record.id,
-                subject=record.account_id, details={"method": method, "channel": record.channel},
-            )},
+            conn,
+            [record],
+            registry.VERIFIED,
+            actor=actor,
+            details={record.id: {"verified_by": method}},
+            now=now,
+            follow_up={
+                record.id: dict(
+                    actor=actor,
+                    action="request.identity_verified",
+                    outcome="verified",
+                    request_id=record.id,
+                    subject=record.account_id,
+                    details={"method": method, "channel": record.channel},
+                )
+            },
         )[0]
     return record
 
@@ -164,8 +173,13 @@ def reject(
         if reason_code == "identity_not_established" and record.identity_state != registry.AWAITING_IDENTITY:
             raise registry.InvalidTransition("identity was already established", code="identity_not_awaited")
         return registry.transition(
-            conn, request_id, registry.REJECTED, actor=actor, reason=note or reason_code,
-            details={"reason_code": reason_code}, now=now,
+            conn,
+            request_id,
+            registry.REJECTED,
+            actor=actor,
+            reason=note or reason_code,
+            details={"reason_code": reason_code},
+            now=now,
         )
 
 
@@ -178,7 +192,11 @@ class RequestFilter:
     overdue: bool = False
 
     def __post_init__(self) -> None:
-        for name, allowed in (("state", registry.OPEN_STATES), ("kind", registry.KINDS), ("channel", registry.CHANNELS)):
+        for name, allowed in (
+            ("state", registry.OPEN_STATES),
+            ("kind", registry.KINDS),
+            ("channel", registry.CHANNELS),
+        ):
             value = getattr(self, name)
             if value is not None and value not in allowed:
                 raise ValidationFailed(f"{name} must be one of {', '.join(sorted(allowed))}", code=f"invalid_{name}")

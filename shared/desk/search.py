@@ -133,8 +133,14 @@ def phone_spellings(phone: str) -> list[str]:
     spellings = {phone, "00" + phone[1:]}
     if phone.startswith("+33") and len(phone) == 12:
         national = "0" + phone[3:]
-        pairs = [national[i:i + 2] for i in range(0, 10, 2)]
-        spellings |= {national, " ".join(pairs), ".".join(pairs), "-".join(pairs), "+33 " + phone[3] + " " + " ".join(pairs[1:])}
+        pairs = [national[i : i + 2] for i in range(0, 10, 2)]
+        spellings |= {
+            national,
+            " ".join(pairs),
+            ".".join(pairs),
+            "-".join(pairs),
+            "+33 " + phone[3] + " " + " ".join(pairs[1:]),
+        }
     return sorted(spellings)
 
 
@@ -149,7 +155,9 @@ def _folded(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def _kind_predicate(table: sa.Table, key: data_map.SubjectKey, kind: str, ids: SubjectIdentifiers) -> sa.ColumnElement | None:
+def _kind_predicate(
+    table: sa.Table, key: data_map.SubjectKey, kind: str, ids: SubjectIdentifiers
+) -> sa.ColumnElement | None:
     value = getattr(ids, kind)
     if value is None or kind == "postal_address":
         return None
@@ -175,11 +183,13 @@ def _kind_predicate(table: sa.Table, key: data_map.SubjectKey, kind: str, ids: S
             stored = func.lower(column)
             # Either contains the other: "12 rue X" (a first line) within "12 rue x, 75001 paris", or the reverse;
             # a row without an address is matched by the name alone.
-            narrowed.append(sa.or_(
-                column.is_(None),
-                sa.literal(given).contains(stored, autoescape=False),
-                stored.contains(given, autoescape=True),
-            ))
+            narrowed.append(
+                sa.or_(
+                    column.is_(None),
+                    sa.literal(given).contains(stored, autoescape=False),
+                    stored.contains(given, autoescape=True),
+                )
+            )
         predicate = sa.and_(predicate, sa.or_(*narrowed))
     return predicate
 
@@ -213,7 +223,9 @@ def matching_rows(table_name: str, identifiers: SubjectIdentifiers, role: str | 
     return sa.select(table).where(sa.or_(*conditions))
 
 
-def _key_matches(conn: Connection, tm: data_map.TableMap, key: data_map.SubjectKey, ids: SubjectIdentifiers) -> list[Match]:
+def _key_matches(
+    conn: Connection, tm: data_map.TableMap, key: data_map.SubjectKey, ids: SubjectIdentifiers
+) -> list[Match]:
     table = schema.metadata.tables[tm.name]
     predicates = _predicates(table, key, ids)
     if not predicates:
@@ -221,7 +233,11 @@ def _key_matches(conn: Connection, tm: data_map.TableMap, key: data_map.SubjectK
     owner = table.c[key.owner]
     kinds = list(predicates)
     query = (
-        sa.select(owner, func.count().label("n"), *(func.count(sa.case((p, 1))).label(f"m_{k}") for k, p in predicates.items()))
+        sa.select(
+            owner,
+            func.count().label("n"),
+            *(func.count(sa.case((p, 1))).label(f"m_{k}") for k, p in predicates.items()),
+        )
         .where(sa.or_(*predicates.values()))
         .group_by(owner)
         .order_by(owner)
@@ -274,7 +290,9 @@ def _account_matches(conn: Connection, account_ids: list[str], direct: set[tuple
             .group_by(owner)
         )
     by_name = {tm.name: tm for tm in tables}
-    rows = sorted(conn.execute(sa.union_all(*counts)), key=lambda r: ([t.name for t in tables].index(r.table_name), r.owner))
+    rows = sorted(
+        conn.execute(sa.union_all(*counts)), key=lambda r: ([t.name for t in tables].index(r.table_name), r.owner)
+    )
     matches = []
     for row in rows:
         if (row.table_name, row.owner) in direct:
@@ -302,7 +320,10 @@ def search_subject(
     result = SubjectSearch(tuple(identifiers.kinds), tuple(direct + linked))
     if actor is not None:
         audit.record(
-            conn, actor=actor, action="desk.subject_searched", outcome="found" if result.found else "not_found",
+            conn,
+            actor=actor,
+            action="desk.subject_searched",
+            outcome="found" if result.found else "not_found",
             request_id=request_id,
             details={
                 "searched": list(result.searched),

@@ -122,10 +122,16 @@ def forward_to_controllers(
         if done and summary is not None:
             return {"request_id": request_id, "kind": summary["kind"], "accounts": summary["accounts"], "mailed": 0}
         found = controllers_of(conn, identifiers)
-        contacts = {
-            row.id: row.email
-            for row in conn.execute(sa.select(accounts.c.id, accounts.c.email).where(accounts.c.id.in_(list(found))))
-        } if found else {}
+        contacts = (
+            {
+                row.id: row.email
+                for row in conn.execute(
+                    sa.select(accounts.c.id, accounts.c.email).where(accounts.c.id.in_(list(found)))
+                )
+            }
+            if found
+            else {}
+        )
     mailer = get_mailer()
     mailed = 0
     for account_id, kinds in found.items():
@@ -136,14 +142,22 @@ def forward_to_controllers(
         email = contacts.get(account_id)
         if email is None:
             continue  # erased meanwhile: nobody left to tell
-        mailer.send(_request_mail(email, request_id=request_id, kind=kind, account_id=account_id,
-                                  held=_held(identifiers, kinds)))
+        mailer.send(
+            _request_mail(
+                email, request_id=request_id, kind=kind, account_id=account_id, held=_held(identifiers, kinds)
+            )
+        )
         mailed += 1
 
         def audited(conn: Connection, account_id: str = account_id, kinds: tuple[str, ...] = kinds) -> dict[str, Any]:
             audit.record(
-                conn, actor=ACTOR, action="desk.third_party_forwarded", outcome="mailed", request_id=request_id,
-                subject=account_id, details={"kind": kind, "matched_on": list(kinds)},
+                conn,
+                actor=ACTOR,
+                action="desk.third_party_forwarded",
+                outcome="mailed",
+                request_id=request_id,
+                subject=account_id,
+                details={"kind": kind, "matched_on": list(kinds)},
             )
             return {"account_id": account_id}
 
@@ -206,22 +220,28 @@ def third_party_answer(
         return {"request_id": request_id, "sent": previous["sent"], "controllers": controllers}
     sent = False
     if identifiers.email:
-        get_mailer().send(notices.mail(
-            "third_party_answer",
-            to=identifiers.email,
-            idempotency_key=f"desk-third-party-answer:{request_id}",
-            request_id=request_id,
-            controllers=[{"name": c["name"]} for c in controllers],
-            dpo_email=policy.CONTROLLER.dpo_email,
-            cnil_website=policy.CNIL.website,
-            **_kind_context(kind),
-        ))
+        get_mailer().send(
+            notices.mail(
+                "third_party_answer",
+                to=identifiers.email,
+                idempotency_key=f"desk-third-party-answer:{request_id}",
+                request_id=request_id,
+                controllers=[{"name": c["name"]} for c in controllers],
+                dpo_email=policy.CONTROLLER.dpo_email,
+                cnil_website=policy.CNIL.website,
+                **_kind_context(kind),
+            )
+        )
         sent = True
 
     def audited(conn: Connection) -> dict[str, Any]:
         audit.record(
-            conn, actor=ACTOR, action="desk.third_party_answered", outcome="mailed" if sent else "no_email",
-            request_id=request_id, details={"kind": kind, "controllers": len(controllers)},
+            conn,
+            actor=ACTOR,
+            action="desk.third_party_answered",
+            outcome="mailed" if sent else "no_email",
+            request_id=request_id,
+            details={"kind": kind, "controllers": len(controllers)},
         )
         return {"sent": sent}
 

@@ -74,7 +74,9 @@ def complete(
     with engine.begin() as conn:
         record = registry.get_request(conn, request_id)
         if record.account_id and record.kind in AUTOMATED_KINDS:
-            raise Conflict(f"a {record.kind} request completes by itself once its work is done", code="completes_itself")
+            raise Conflict(
+                f"a {record.kind} request completes by itself once its work is done", code="completes_itself"
+            )
         if record.state == registry.VERIFIED:
             record = registry.transition(conn, request_id, registry.IN_PROGRESS, actor=actor, now=now)
         if record.state != registry.IN_PROGRESS:
@@ -84,8 +86,13 @@ def complete(
             )
         record = registry.transition(conn, request_id, registry.COMPLETED, actor=actor, reason=note, now=now)
         audit.record(
-            conn, actor=actor, action="request.answered", outcome=registry.COMPLETED, request_id=request_id,
-            subject=record.account_id, details={"kind": record.kind},
+            conn,
+            actor=actor,
+            action="request.answered",
+            outcome=registry.COMPLETED,
+            request_id=request_id,
+            subject=record.account_id,
+            details={"kind": record.kind},
         )
     return record
 
@@ -155,10 +162,19 @@ def _serve_without_account(
         current = registry.get_request(conn, record.id)
         if current.state == registry.IN_PROGRESS:
             registry.transition(
-                conn, record.id, registry.COMPLETED, actor=actor, now=now, details={"answered": summary},
+                conn,
+                record.id,
+                registry.COMPLETED,
+                actor=actor,
+                now=now,
+                details={"answered": summary},
             )
             audit.record(
-                conn, actor=actor, action="request.answered", outcome=registry.COMPLETED, request_id=record.id,
+                conn,
+                actor=actor,
+                action="request.answered",
+                outcome=registry.COMPLETED,
+                request_id=record.id,
                 details={"kind": record.kind, **summary},
             )
     return {"started": "served_without_account", **done}

@@ -155,8 +155,11 @@ def _code_hash(code_id: str, code: str) -> str:
 
 def _code_mail(code: str, settings: Settings, *, code_id: str, to: str) -> Message:
     return notices.mail(
-        "verification_code", to=to, idempotency_key=f"verification-code:{code_id}",
-        code=code, minutes=settings.verification_code_ttl_seconds // 60,
+        "verification_code",
+        to=to,
+        idempotency_key=f"verification-code:{code_id}",
+        code=code,
+        minutes=settings.verification_code_ttl_seconds // 60,
     )
 
 
@@ -255,7 +258,9 @@ def _check_totp(conn: Connection, account: Any, code: str, now: dt.datetime) -> 
     return Unauthorized("the verification code is not valid", code="invalid_code")
 
 
-def _check_mail_code(conn: Connection, account: Any, code: str, now: dt.datetime, settings: Settings) -> AppError | None:
+def _check_mail_code(
+    conn: Connection, account: Any, code: str, now: dt.datetime, settings: Settings
+) -> AppError | None:
     row = conn.execute(
         select(verification_codes)
         .where(verification_codes.c.account_id == account.id)

@@ -150,8 +150,9 @@ def sign_in(
         if retry_after is not None:
             audit.record(conn, actor="anonymous", action="console.sign_in", outcome="rate_limited")
     if retry_after is not None:
-        raise TooManyRequests("too many failed sign-ins; try again later", code="rate_limited",
-                              headers={"Retry-After": str(retry_after)})
+        raise TooManyRequests(
+            "too many failed sign-ins; try again later", code="rate_limited", headers={"Retry-After": str(retry_after)}
+        )
     credential = (credential or "").strip()
     try:
         if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
@@ -166,20 +167,34 @@ def sign_in(
     session_id = str(uuid.uuid4())
     with engine.begin() as conn:
         # Sessions idle for longer than the timeout are dead: forget them as new ones open.
-        conn.execute(delete(console_sessions).where(
-            or_(console_sessions.c.last_seen_at <= now - IDLE_TIMEOUT, console_sessions.c.ended_at.is_not(None))
-        ))
-        conn.execute(insert(console_sessions).values(
-            id=session_id, token_hash=_hash(secret), credential_id=identity.credential_id,
-            created_at=now, last_seen_at=now,
-        ))
-        audit.record(conn, actor=identity.actor, action="console.sign_in", outcome="succeeded",
-                     details={"session_id": session_id})
+        conn.execute(
+            delete(console_sessions).where(
+                or_(console_sessions.c.last_seen_at <= now - IDLE_TIMEOUT, console_sessions.c.ended_at.is_not(None))
+            )
+        )
+        conn.execute(
+            insert(console_sessions).values(
+                id=session_id,
+                token_hash=_hash(secret),
+                credential_id=identity.credential_id,
+                created_at=now,
+                last_seen_at=now,
+            )
+        )
+        audit.record(
+            conn,
+            actor=identity.actor,
+            action="console.sign_in",
+            outcome="succeeded",
+            details={"session_id": session_id},
+        )
     session = ConsoleSession(session_id, identity.credential_id, identity.label, _csrf_for(secret))
     return session, secret
 
 
-def open_session(engine: Engine, headers: Mapping[str, str] | None, *, now: dt.datetime | None = None) -> ConsoleSession:
+def open_session(
+    engine: Engine, headers: Mapping[str, str] | None, *, now: dt.datetime | None = None
+) -> ConsoleSession:
     """The session of the request's cookie, its idle clock restarted; SignInRequired otherwise."""
     now = moment(now)
     cookie_header = None
@@ -191,8 +206,14 @@ def open_session(engine: Engine, headers: Mapping[str, str] | None, *, now: dt.d
         raise SignInRequired("sign in with a DPO credential", code="sign_in_required")
     with engine.begin() as conn:
         row = conn.execute(
-            select(console_sessions.c.id, console_sessions.c.credential_id, console_sessions.c.last_seen_at,
-                   console_sessions.c.ended_at, dpo_credentials.c.label, dpo_credentials.c.revoked_at)
+            select(
+                console_sessions.c.id,
+                console_sessions.c.credential_id,
+                console_sessions.c.last_seen_at,
+                console_sessions.c.ended_at,
+                dpo_credentials.c.label,
+                dpo_credentials.c.revoked_at,
+            )
             .join(dpo_credentials, dpo_credentials.c.id == console_sessions.c.credential_id)
             .where(console_sessions.c.token_hash == _hash(secret))
         ).first()
@@ -201,8 +222,13 @@ def open_session(engine: Engine, headers: Mapping[str, str] | None, *, now: dt.d
         if row.revoked_at is not None or now - row.last_seen_at >= IDLE_TIMEOUT:
             outcome = "credential_revoked" if row.revoked_at is not None else "idle_timeout"
             conn.execute(update(console_sessions).where(console_sessions.c.id == row.id).values(ended_at=now))
-            audit.record(conn, actor=f"dpo:{row.credential_id}", action="console.session_ended", outcome=outcome,
-                         details={"session_id": row.id})
+            audit.record(
+                conn,
+                actor=f"dpo:{row.credential_id}",
+                action="console.session_ended",
+                outcome=outcome,
+                details={"session_id": row.id},
+            )
             failure = SignInRequired("the session has expired: sign in again", code="session_expired")
         else:
             conn.execute(update(console_sessions).where(console_sessions.c.id == row.id).values(last_seen_at=now))
@@ -215,8 +241,15 @@ def open_session(engine: Engine, headers: Mapping[str, str] | None, *, now: dt.d
 def sign_out(engine: Engine, session: ConsoleSession, *, now: dt.datetime | None = None) -> None:
     now = moment(now)
     with engine.begin() as conn:
-        conn.execute(update(console_sessions).where(
-            console_sessions.c.id == session.session_id, console_sessions.c.ended_at.is_(None)
-        ).values(ended_at=now))
-        audit.record(conn, actor=session.actor, action="console.sign_out", outcome="succeeded",
-                     details={"session_id": session.session_id})
+        conn.execute(
+            update(console_sessions)
+            .where(console_sessions.c.id == session.session_id, console_sessions.c.ended_at.is_(None))
+            .values(ended_at=now)
+        )
+        audit.record(
+            conn,
+            actor=session.actor,
+            action="console.sign_out",
+            outcome="succeeded",
+            details={"session_id": session.session_id},
+        )

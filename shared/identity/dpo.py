@@ -88,7 +88,7 @@ def authenticate_dpo(headers: Mapping[str, str] | None) -> DpoIdentity:
     token = bearer_token(headers)
     if not token.startswith(DPO_TOKEN_PREFIX):
         raise Unauthorized("DPO routes need a DPO credential, not a client token", code="wrong_token_type")
-    credential_id, _, secret = token[len(DPO_TOKEN_PREFIX):].partition("_")
+    credential_id, _, secret = token[len(DPO_TOKEN_PREFIX) :].partition("_")
     invalid = Unauthorized("the DPO credential is not valid", code="invalid_token")
     if not secret or len(credential_id) != 36:
         raise invalid

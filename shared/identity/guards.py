@@ -64,11 +64,21 @@ def step_up(action: str, *, unless: Callable[[str], bool] | None = None) -> Guar
         return require_step_up(get_engine(), identity.account_id, request.headers, action=action)
 
     answers = (
-        (401, "verification_required"), (401, "invalid_code"), (401, "code_already_used"), (401, "code_expired"),
-        (403, "account_inactive"), (429, "too_many_attempts"), (429, "rate_limited"),
+        (401, "verification_required"),
+        (401, "invalid_code"),
+        (401, "code_already_used"),
+        (401, "code_expired"),
+        (403, "account_inactive"),
+        (429, "too_many_attempts"),
+        (429, "rate_limited"),
     )
     return Guard(
-        "step_up", f"step-up for {action}", check, stores="step_up", credential=STEP_UP_CODE, answers=answers,
+        "step_up",
+        f"step-up for {action}",
+        check,
+        stores="step_up",
+        credential=STEP_UP_CODE,
+        answers=answers,
         optional=unless is not None,  # the contract: the client token alone may do
     )
 
@@ -78,7 +88,11 @@ def _dpo(request: HttpRequest, _context: dict[str, Any]) -> DpoIdentity:
 
 
 dpo_credential = Guard(
-    "dpo_credential", "DPO credential", _dpo, stores="dpo", credential=DPO_CREDENTIAL,
+    "dpo_credential",
+    "DPO credential",
+    _dpo,
+    stores="dpo",
+    credential=DPO_CREDENTIAL,
     answers=(*_TOKEN_REFUSALS, (401, "token_revoked")),
 )
 

@@ -43,8 +43,6 @@ def _load_dotenv() -> None:
     load_dotenv(Path.cwd() / ".env", override=False)
 
 
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
 
     # Links built locally (downloads, unsubscribe) point at this server unless told otherwise.
@@ -60,10 +58,11 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     manifest = load_manifest()
     spec = manifest.functions.get(args.function)
     if spec is None:
-        sys.exit(f"privacy-functions: no function {args.function!r} in serverless.yml ({', '.join(manifest.functions)})")
+        sys.exit(
+            f"privacy-functions: no function {args.function!r} in serverless.yml ({', '.join(manifest.functions)})"
+        )
     event = json.loads(Path(args.event).read_text())
     if args.token:
-
         event.setdefault("headers", {})["Authorization"] = f"Bearer {issue_dev_token(args.token)}"
     if args.verification_code:
         event.setdefault("headers", {})["X-Verification-Code"] = args.verification_code
@@ -156,7 +155,6 @@ def cmd_retention_run(args: argparse.Namespace) -> int:
 
     result = run_all(get_engine(), progress=progress)
     if args.drain:
-
         result["delivered_messages"] = drain_queues(load_manifest())
     print(json.dumps(result, indent=2, default=str))
     return 0
@@ -191,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="dpo")
     p.set_defaults(func=cmd_dpo_credential)
 
-    p = sub.add_parser("replay-erasures", help="after a backup restore, re-apply every erasure of the ledger since DATE")
+    p = sub.add_parser(
+        "replay-erasures", help="after a backup restore, re-apply every erasure of the ledger since DATE"
+    )
     p.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD or an ISO 8601 timestamp (UTC)")
     p.set_defaults(func=cmd_replay_erasures)
 
@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="audit trail operations")
     audit = p.add_subparsers(dest="audit_command", required=True)
-    audit.add_parser("verify", help="verify the hash chain; names the first broken entry").set_defaults(func=cmd_audit_verify)
+    audit.add_parser("verify", help="verify the hash chain; names the first broken entry").set_defaults(
+        func=cmd_audit_verify
+    )
 
     p = sub.add_parser("secrets", help="secrets sealed at rest (SECRETS_KEYS)")
     secrets = p.add_subparsers(dest="secrets_command", required=True)

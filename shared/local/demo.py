@@ -48,31 +48,122 @@ DEMO_PASSWORD = "demo-password"
 CANARY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{4,40}$")
 _INVOICE_PDFS = next(p for p in OBJECT_PREFIXES if p.id == "invoice_pdfs")
 
-FIRST_NAMES = ("Camille", "Julien", "Sophie", "Thomas", "Léa", "Nicolas", "Chloé", "Antoine", "Manon", "Hugo",
-               "Inès", "Mathieu", "Élodie", "Bastien", "Margaux", "Yann", "Aurélie", "Karim", "Nadia", "Rémi")
-LAST_NAMES = ("Martin", "Bernard", "Dubois", "Moreau", "Laurent", "Lefèvre", "Girard", "Roux", "Fournier", "Mercier",
-              "Bonnet", "Lambert", "Fontaine", "Chevalier", "Robin", "Gauthier", "Perrin", "Morel", "Benali", "Nguyen")
-CITIES = (("75011", "Paris"), ("69002", "Lyon"), ("13001", "Marseille"), ("33000", "Bordeaux"), ("44000", "Nantes"),
-          ("31000", "Toulouse"), ("59000", "Lille"), ("67000", "Strasbourg"), ("35000", "Rennes"), ("34000", "Montpellier"))
-STREETS = ("rue de la République", "avenue Jean Jaurès", "boulevard Voltaire", "rue Victor Hugo", "place de la Mairie",
-           "rue du Commerce", "allée des Tilleuls", "quai de la Loire", "rue Nationale", "chemin des Vignes")
-TRADES = ("Conseil", "Design", "Plomberie", "Menuiserie", "Traduction", "Formation", "Informatique", "Paysage",
-          "Boulangerie", "Photographie")
+FIRST_NAMES = (
+    "Camille",
+    "Julien",
+    "Sophie",
+    "Thomas",
+    "Léa",
+    "Nicolas",
+    "Chloé",
+    "Antoine",
+    "Manon",
+    "Hugo",
+    "Inès",
+    "Mathieu",
+    "Élodie",
+    "Bastien",
+    "Margaux",
+    "Yann",
+    "Aurélie",
+    "Karim",
+    "Nadia",
+    "Rémi",
+)
+LAST_NAMES = (
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Moreau",
+    "Laurent",
+    "Lefèvre",
+    "Girard",
+    "Roux",
+    "Fournier",
+    "Mercier",
+    "Bonnet",
+    "Lambert",
+    "Fontaine",
+    "Chevalier",
+    "Robin",
+    "Gauthier",
+    "Perrin",
+    "Morel",
+    "Benali",
+    "Nguyen",
+)
+CITIES = (
+    ("75011", "Paris"),
+    ("69002", "Lyon"),
+    ("13001", "Marseille"),
+    ("33000", "Bordeaux"),
+    ("44000", "Nantes"),
+    ("31000", "Toulouse"),
+    ("59000", "Lille"),
+    ("67000", "Strasbourg"),
+    ("35000", "Rennes"),
+    ("34000", "Montpellier"),
+)
+STREETS = (
+    "rue de la République",
+    "avenue Jean Jaurès",
+    "boulevard Voltaire",
+    "rue Victor Hugo",
+    "place de la Mairie",
+    "rue du Commerce",
+    "allée des Tilleuls",
+    "quai de la Loire",
+    "rue Nationale",
+    "chemin des Vignes",
+)
+TRADES = (
+    "Conseil",
+    "Design",
+    "Plomberie",
+    "Menuiserie",
+    "Traduction",
+    "Formation",
+    "Informatique",
+    "Paysage",
+    "Boulangerie",
+    "Photographie",
+)
 LEGAL_FORMS = ("SARL", "SAS", "EURL", "SASU", "EI")
-SERVICES = (("Prestation de conseil (journée)", 65000), ("Développement web (jour)", 52000),
-            ("Maintenance mensuelle", 18000), ("Formation inter-entreprises", 95000),
-            ("Déplacement et frais", 12000), ("Création graphique", 45000), ("Traduction (1000 mots)", 9000),
-            ("Intervention sur site (heure)", 7500), ("Licence logiciel annuelle", 120000),
-            ("Audit de sécurité", 150000))
+SERVICES = (
+    ("Prestation de conseil (journée)", 65000),
+    ("Développement web (jour)", 52000),
+    ("Maintenance mensuelle", 18000),
+    ("Formation inter-entreprises", 95000),
+    ("Déplacement et frais", 12000),
+    ("Création graphique", 45000),
+    ("Traduction (1000 mots)", 9000),
+    ("Intervention sur site (heure)", 7500),
+    ("Licence logiciel annuelle", 120000),
+    ("Audit de sécurité", 150000),
+)
 USER_AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
     "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
 )
-ACCESS_PATHS = ("/api/invoices", "/api/invoices/{id}", "/api/clients", "/api/dashboard", "/api/settings",
-                "/api/invoices/{id}/pdf", "/api/quotes")
-CONNECTION_EVENTS = ("login_succeeded", "login_succeeded", "login_succeeded", "logout", "login_failed", "token_refreshed")
+ACCESS_PATHS = (
+    "/api/invoices",
+    "/api/invoices/{id}",
+    "/api/clients",
+    "/api/dashboard",
+    "/api/settings",
+    "/api/invoices/{id}/pdf",
+    "/api/quotes",
+)
+CONNECTION_EVENTS = (
+    "login_succeeded",
+    "login_succeeded",
+    "login_succeeded",
+    "logout",
+    "login_failed",
+    "token_refreshed",
+)
 ANALYTICS_PAGES = ("/tableau-de-bord", "/factures", "/factures/nouvelle", "/clients", "/parametres")
 
 
@@ -261,14 +352,18 @@ def create_account(
     return row
 
 
-def _company_row(account: dict[str, Any], rng: random.Random, mark: Callable[[str], str], now: dt.datetime) -> dict[str, Any]:
+def _company_row(
+    account: dict[str, Any], rng: random.Random, mark: Callable[[str], str], now: dt.datetime
+) -> dict[str, Any]:
     siren = make_siren(rng)
     postal_code, city = rng.choice(CITIES)
     trade = rng.choice(TRADES)
     return {
         "id": _new_id(),
         "account_id": account["id"],
-        "name": mark(f"{trade} {(account['last_name'] or rng.choice(LAST_NAMES)).split()[0]} {rng.choice(LEGAL_FORMS)}"),
+        "name": mark(
+            f"{trade} {(account['last_name'] or rng.choice(LAST_NAMES)).split()[0]} {rng.choice(LEGAL_FORMS)}"
+        ),
         "siret": make_siret(siren, rng),
         "siren": siren,
         "vat_number": vat_number(siren),
@@ -324,9 +419,11 @@ def populate_account(
         end = account["last_activity_at"]
         start = max(account["created_at"], add_months(end, -24))
 
-        existing = conn.execute(
-            sa.select(schema.companies).where(schema.companies.c.account_id == account_id).limit(1)
-        ).mappings().first()
+        existing = (
+            conn.execute(sa.select(schema.companies).where(schema.companies.c.account_id == account_id).limit(1))
+            .mappings()
+            .first()
+        )
         if existing is None:
             company = _company_row(account, rng, mark, now)
             conn.execute(schema.companies.insert(), company)
@@ -339,22 +436,28 @@ def populate_account(
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             postal_code, city = rng.choice(CITIES)
             siren = make_siren(rng)
-            name = client_name if (index == 0 and client_name) else f"{rng.choice(TRADES)} {last} {rng.choice(LEGAL_FORMS)}"
-            client_rows.append({
-                "id": _new_id(),
-                "account_id": account_id,
-                "name": mark(name),
-                "contact_name": mark(f"{first} {last}"),
-                "email": f"{_slug(first)}.{_slug(last)}" + (f"+{canary}" if canary else "") + "@example.com",
-                "phone": _phone(rng),
-                "address_line1": mark(f"{rng.randint(1, 200)} {rng.choice(STREETS)}"),
-                "postal_code": postal_code,
-                "city": mark(city),
-                "country": "FR",
-                "siret": make_siret(siren, rng),
-                "vat_number": vat_number(siren),
-                "created_at": start,
-            })
+            name = (
+                client_name
+                if (index == 0 and client_name)
+                else f"{rng.choice(TRADES)} {last} {rng.choice(LEGAL_FORMS)}"
+            )
+            client_rows.append(
+                {
+                    "id": _new_id(),
+                    "account_id": account_id,
+                    "name": mark(name),
+                    "contact_name": mark(f"{first} {last}"),
+                    "email": f"{_slug(first)}.{_slug(last)}" + (f"+{canary}" if canary else "") + "@example.com",
+                    "phone": _phone(rng),
+                    "address_line1": mark(f"{rng.randint(1, 200)} {rng.choice(STREETS)}"),
+                    "postal_code": postal_code,
+                    "city": mark(city),
+                    "country": "FR",
+                    "siret": make_siret(siren, rng),
+                    "vat_number": vat_number(siren),
+                    "created_at": start,
+                }
+            )
         _insert(conn, schema.clients, client_rows)
         summary["client_ids"] = [c["id"] for c in client_rows]
 
@@ -362,17 +465,21 @@ def populate_account(
         for index in range(prospects):
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             contact = _spread(start, end, prospects, index)
-            prospect_rows.append({
-                "id": _new_id(),
-                "account_id": account_id,
-                "email": f"{_slug(first)}.{_slug(last)}.prospect" + (f"+{canary}" if canary else "") + "@example.com",
-                "name": mark(f"{first} {last}"),
-                "company_name": mark(f"{rng.choice(TRADES)} {last}"),
-                "phone": _phone(rng),
-                "source": rng.choice(("salon", "site_web", "recommandation")),
-                "last_contact_at": contact,
-                "created_at": contact - dt.timedelta(days=rng.randint(1, 90)),
-            })
+            prospect_rows.append(
+                {
+                    "id": _new_id(),
+                    "account_id": account_id,
+                    "email": f"{_slug(first)}.{_slug(last)}.prospect"
+                    + (f"+{canary}" if canary else "")
+                    + "@example.com",
+                    "name": mark(f"{first} {last}"),
+                    "company_name": mark(f"{rng.choice(TRADES)} {last}"),
+                    "phone": _phone(rng),
+                    "source": rng.choice(("salon", "site_web", "recommandation")),
+                    "last_contact_at": contact,
+                    "created_at": contact - dt.timedelta(days=rng.randint(1, 90)),
+                }
+            )
         _insert(conn, schema.prospects, prospect_rows)
 
         seller_address = f"{company['address_line1']}, {company['postal_code']} {company['city']}"
@@ -385,16 +492,18 @@ def populate_account(
             for position in range(1, lines_per_invoice + 1):
                 label, unit_price = rng.choice(SERVICES)
                 quantity = Decimal(rng.choice(("1", "2", "3", "0.5", "1.5", "10")))
-                lines.append({
-                    "id": _new_id(),
-                    "invoice_id": invoice_id,
-                    "position": position,
-                    "description": mark(label),
-                    "quantity": quantity,
-                    "unit_price_cents": unit_price,
-                    "vat_rate": Decimal("20.00"),
-                    "total_excl_tax_cents": int((quantity * unit_price).quantize(Decimal(1), ROUND_HALF_UP)),
-                })
+                lines.append(
+                    {
+                        "id": _new_id(),
+                        "invoice_id": invoice_id,
+                        "position": position,
+                        "description": mark(label),
+                        "quantity": quantity,
+                        "unit_price_cents": unit_price,
+                        "vat_rate": Decimal("20.00"),
+                        "total_excl_tax_cents": int((quantity * unit_price).quantize(Decimal(1), ROUND_HALF_UP)),
+                    }
+                )
             excl = sum(line["total_excl_tax_cents"] for line in lines)
             tax = int((Decimal(excl) * Decimal("0.20")).quantize(Decimal(1), ROUND_HALF_UP))
             key = _INVOICE_PDFS.key(account_id=account_id, invoice_id=invoice_id) if pdfs else None
@@ -417,7 +526,9 @@ def populate_account(
                 "seller_address": seller_address,
                 "buyer_name": client["name"] if client else mark("Client comptoir"),
                 "buyer_vat_number": client["vat_number"] if client else None,
-                "buyer_address": f"{client['address_line1']}, {client['postal_code']} {client['city']}" if client else None,
+                "buyer_address": f"{client['address_line1']}, {client['postal_code']} {client['city']}"
+                if client
+                else None,
                 "pdf_object_key": key,
                 "transmitted_at": issued + dt.timedelta(minutes=5),
                 "archived_at": None,
@@ -431,59 +542,77 @@ def populate_account(
         _insert(conn, schema.invoice_lines, line_rows)
         summary["invoice_ids"] = [i["id"] for i in invoice_rows]
 
-        _insert(conn, schema.sessions, [
-            {
-                "id": _new_id(),
-                "account_id": account_id,
-                "token_hash": _sha256(secrets.token_urlsafe(32)),
-                "ip_address": _ip(rng),
-                "user_agent": mark(rng.choice(USER_AGENTS)),
-                "created_at": end - dt.timedelta(days=days),
-                "expires_at": end - dt.timedelta(days=days) + dt.timedelta(days=30),
-                "revoked_at": end - dt.timedelta(days=days - 1) if days else None,
-            }
-            for days in (0, 12)
-        ])
+        _insert(
+            conn,
+            schema.sessions,
+            [
+                {
+                    "id": _new_id(),
+                    "account_id": account_id,
+                    "token_hash": _sha256(secrets.token_urlsafe(32)),
+                    "ip_address": _ip(rng),
+                    "user_agent": mark(rng.choice(USER_AGENTS)),
+                    "created_at": end - dt.timedelta(days=days),
+                    "expires_at": end - dt.timedelta(days=days) + dt.timedelta(days=30),
+                    "revoked_at": end - dt.timedelta(days=days - 1) if days else None,
+                }
+                for days in (0, 12)
+            ],
+        )
         api_key = "jfb_" + secrets.token_urlsafe(24)
-        _insert(conn, schema.api_keys, [{
-            "id": _new_id(),
-            "account_id": account_id,
-            "label": mark("Export comptable"),
-            "key_prefix": api_key[:12],
-            "key_hash": _sha256(api_key),
-            "created_at": start,
-            "last_used_at": end,
-            "revoked_at": None,
-        }])
+        _insert(
+            conn,
+            schema.api_keys,
+            [
+                {
+                    "id": _new_id(),
+                    "account_id": account_id,
+                    "label": mark("Export comptable"),
+                    "key_prefix": api_key[:12],
+                    "key_hash": _sha256(api_key),
+                    "created_at": start,
+                    "last_used_at": end,
+                    "revoked_at": None,
+                }
+            ],
+        )
 
         log_start = end - dt.timedelta(days=90)
         ips = [_ip(rng) for _ in range(4)]
-        _insert(conn, schema.connection_logs, (
-            {
-                "account_id": account_id,
-                "subject_pseudonym": None,
-                "occurred_at": _spread(log_start, end, log_lines, index),
-                "event": CONNECTION_EVENTS[index % len(CONNECTION_EVENTS)],
-                "ip_address": ips[index % len(ips)],
-                "user_agent": mark(USER_AGENTS[index % len(USER_AGENTS)]),
-            }
-            for index in range(log_lines)
-        ))
+        _insert(
+            conn,
+            schema.connection_logs,
+            (
+                {
+                    "account_id": account_id,
+                    "subject_pseudonym": None,
+                    "occurred_at": _spread(log_start, end, log_lines, index),
+                    "event": CONNECTION_EVENTS[index % len(CONNECTION_EVENTS)],
+                    "ip_address": ips[index % len(ips)],
+                    "user_agent": mark(USER_AGENTS[index % len(USER_AGENTS)]),
+                }
+                for index in range(log_lines)
+            ),
+        )
         invoice_ids = summary["invoice_ids"] or [account_id]
-        _insert(conn, schema.access_logs, (
-            {
-                "account_id": account_id,
-                "subject_pseudonym": None,
-                "occurred_at": _spread(log_start, end, log_lines, index),
-                "method": "GET" if index % 4 else "POST",
-                "path": ACCESS_PATHS[index % len(ACCESS_PATHS)].format(id=invoice_ids[index % len(invoice_ids)])
-                + (f"?q={canary}" if canary else ""),
-                "status_code": 200 if index % 10 else 404,
-                "ip_address": ips[index % len(ips)],
-                "user_agent": mark(USER_AGENTS[index % len(USER_AGENTS)]),
-            }
-            for index in range(log_lines)
-        ))
+        _insert(
+            conn,
+            schema.access_logs,
+            (
+                {
+                    "account_id": account_id,
+                    "subject_pseudonym": None,
+                    "occurred_at": _spread(log_start, end, log_lines, index),
+                    "method": "GET" if index % 4 else "POST",
+                    "path": ACCESS_PATHS[index % len(ACCESS_PATHS)].format(id=invoice_ids[index % len(invoice_ids)])
+                    + (f"?q={canary}" if canary else ""),
+                    "status_code": 200 if index % 10 else 404,
+                    "ip_address": ips[index % len(ips)],
+                    "user_agent": mark(USER_AGENTS[index % len(USER_AGENTS)]),
+                }
+                for index in range(log_lines)
+            ),
+        )
 
         consented = account["created_at"] + dt.timedelta(days=1)
         consent_rows = [
@@ -502,58 +631,68 @@ def populate_account(
         ]
         _insert(conn, schema.consent_events, consent_rows)
         analytics_count = max(1, log_lines // 5)
-        _insert(conn, schema.analytics_events, (
-            {
-                "account_id": account_id,
-                "occurred_at": _spread(log_start, end, analytics_count, index),
-                "name": "page_view",
-                "page": mark(ANALYTICS_PAGES[index % len(ANALYTICS_PAGES)]),
-                "consent_event_id": consent_rows[1]["id"],
-            }
-            for index in range(analytics_count)
-        ))
+        _insert(
+            conn,
+            schema.analytics_events,
+            (
+                {
+                    "account_id": account_id,
+                    "occurred_at": _spread(log_start, end, analytics_count, index),
+                    "name": "page_view",
+                    "page": mark(ANALYTICS_PAGES[index % len(ANALYTICS_PAGES)]),
+                    "consent_event_id": consent_rows[1]["id"],
+                }
+                for index in range(analytics_count)
+            ),
+        )
 
         payment_rows = []
         for index in range(payments):
             paid = max(add_months(end, -index), account["created_at"])
             disputed = index == payments - 1 and payments >= 3
-            payment_rows.append({
-                "id": _new_id(),
-                "account_id": account_id,
-                "subject_pseudonym": None,
-                "stripe_customer_id": account["stripe_customer_id"],
-                "stripe_object_id": "pi_" + secrets.token_hex(12),
-                "kind": "payment_intent",
-                "amount_cents": 1900,
-                "amount_refunded_cents": 0,
-                "currency": "eur",
-                "status": "succeeded",
-                "description": mark(f"Abonnement jefacturebien Pro — {paid:%m/%Y}"),
-                "card_brand": rng.choice(("visa", "mastercard", "cartes_bancaires")),
-                "card_last4": f"{rng.randint(0, 9999):04d}",
-                "transaction_at": paid,
-                "stripe_updated_at": paid,
-                "dispute_status": "won" if disputed else None,
-                "dispute_opened_at": paid + dt.timedelta(days=10) if disputed else None,
-                "disputed_until": paid + dt.timedelta(days=55) if disputed else None,
-                "customer_deleted_at": None,
-                "archived_at": None,
-                "created_at": paid,
-                "updated_at": paid,
-            })
+            payment_rows.append(
+                {
+                    "id": _new_id(),
+                    "account_id": account_id,
+                    "subject_pseudonym": None,
+                    "stripe_customer_id": account["stripe_customer_id"],
+                    "stripe_object_id": "pi_" + secrets.token_hex(12),
+                    "kind": "payment_intent",
+                    "amount_cents": 1900,
+                    "amount_refunded_cents": 0,
+                    "currency": "eur",
+                    "status": "succeeded",
+                    "description": mark(f"Abonnement jefacturebien Pro — {paid:%m/%Y}"),
+                    "card_brand": rng.choice(("visa", "mastercard", "cartes_bancaires")),
+                    "card_last4": f"{rng.randint(0, 9999):04d}",
+                    "transaction_at": paid,
+                    "stripe_updated_at": paid,
+                    "dispute_status": "won" if disputed else None,
+                    "dispute_opened_at": paid + dt.timedelta(days=10) if disputed else None,
+                    "disputed_until": paid + dt.timedelta(days=55) if disputed else None,
+                    "customer_deleted_at": None,
+                    "archived_at": None,
+                    "created_at": paid,
+                    "updated_at": paid,
+                }
+            )
         _insert(conn, schema.payment_records, payment_rows)
 
     # Objects after the commit: a PDF never points at an invoice that does not exist.
     if pdfs:
-
         bucket = get_settings().documents_bucket
         for key, invoice, lines in pdf_objects:
             storage.put(bucket, key, invoice_pdf(_invoice_text(invoice, lines)), content_type="application/pdf")
     summary["pdf_keys"] = [key for key, _invoice, _lines in pdf_objects]
     summary["counts"] = {
-        "clients": len(client_rows), "prospects": len(prospect_rows), "invoices": len(invoice_rows),
-        "invoice_lines": len(line_rows), "connection_logs": log_lines, "access_logs": log_lines,
-        "analytics_events": analytics_count, "payment_records": len(payment_rows),
+        "clients": len(client_rows),
+        "prospects": len(prospect_rows),
+        "invoices": len(invoice_rows),
+        "invoice_lines": len(line_rows),
+        "connection_logs": log_lines,
+        "access_logs": log_lines,
+        "analytics_events": analytics_count,
+        "payment_records": len(payment_rows),
     }
     return summary
 
@@ -574,8 +713,10 @@ def _invoice_text(invoice: dict[str, Any], lines: list[dict[str, Any]]) -> list[
         invoice["buyer_address"] or "",
         "",
     ]
-    text += [f"{line['position']}. {line['description']} x {line['quantity']} : {_euros(line['total_excl_tax_cents'])} HT"
-             for line in lines]
+    text += [
+        f"{line['position']}. {line['description']} x {line['quantity']} : {_euros(line['total_excl_tax_cents'])} HT"
+        for line in lines
+    ]
     text += [
         "",
         f"Total HT : {_euros(invoice['total_excl_tax_cents'])}",
@@ -590,22 +731,60 @@ def _invoice_text(invoice: dict[str, Any], lines: list[dict[str, Any]]) -> list[
 
 DEMO_ACCOUNTS: tuple[dict[str, Any], ...] = (
     # Active user with 2FA.
-    {"email": "camille.martin@example.com", "first_name": "Camille", "last_name": "Martin",
-     "phone": "+33 6 12 48 73 05", "with_2fa": True, "created_months_ago": 26, "inactive_days": 1},
+    {
+        "email": "camille.martin@example.com",
+        "first_name": "Camille",
+        "last_name": "Martin",
+        "phone": "+33 6 12 48 73 05",
+        "with_2fa": True,
+        "created_months_ago": 26,
+        "inactive_days": 1,
+    },
     # Active user without 2FA: step-up by a mailed code.
-    {"email": "julien.moreau@example.com", "first_name": "Julien", "last_name": "Moreau",
-     "phone": "+33 7 81 22 90 14", "with_2fa": False, "created_months_ago": 14, "inactive_days": 0},
+    {
+        "email": "julien.moreau@example.com",
+        "first_name": "Julien",
+        "last_name": "Moreau",
+        "phone": "+33 7 81 22 90 14",
+        "with_2fa": False,
+        "created_months_ago": 14,
+        "inactive_days": 0,
+    },
     # Dormant for almost 3 years: the inactivity warnings are due (policy 5).
-    {"email": "sophie.lefevre@example.com", "first_name": "Sophie", "last_name": "Lefèvre",
-     "phone": "+33 6 45 03 67 91", "with_2fa": False, "created_months_ago": 60, "inactive_days": 365 * 3 - 20},
+    {
+        "email": "sophie.lefevre@example.com",
+        "first_name": "Sophie",
+        "last_name": "Lefèvre",
+        "phone": "+33 6 45 03 67 91",
+        "with_2fa": False,
+        "created_months_ago": 60,
+        "inactive_days": 365 * 3 - 20,
+    },
     # A name that is markup: every page must show it as text (the privacy center and the DPO console prove it).
-    {"email": "alex.script@example.com", "first_name": "Alex <script>alert(1)</script>", "last_name": "Dupont",
-     "phone": "+33 6 70 11 42 58", "with_2fa": False, "created_months_ago": 8, "inactive_days": 3},
+    {
+        "email": "alex.script@example.com",
+        "first_name": "Alex <script>alert(1)</script>",
+        "last_name": "Dupont",
+        "phone": "+33 6 70 11 42 58",
+        "with_2fa": False,
+        "created_months_ago": 8,
+        "inactive_days": 3,
+    },
 )
 
 DEMO_PROSPECTS: tuple[dict[str, str], ...] = (
-    {"email": "nadia.benali.prospect@example.com", "name": "Nadia Benali", "company_name": "Benali Conseil", "source": "salon"},
-    {"email": "remi.gauthier.prospect@example.com", "name": "Rémi Gauthier", "company_name": "Atelier Gauthier", "source": "site_web"},
+    {
+        "email": "nadia.benali.prospect@example.com",
+        "name": "Nadia Benali",
+        "company_name": "Benali Conseil",
+        "source": "salon",
+    },
+    {
+        "email": "remi.gauthier.prospect@example.com",
+        "name": "Rémi Gauthier",
+        "company_name": "Atelier Gauthier",
+        "source": "site_web",
+    },
 )
 
 
@@ -616,7 +795,9 @@ def seed_demo(engine: sa.Engine, storage: Any, *, now: dt.datetime | None = None
     for spec in DEMO_ACCOUNTS:
         with engine.connect() as conn:
             existing = conn.execute(
-                sa.select(schema.accounts.c.id, schema.accounts.c.totp_secret).where(schema.accounts.c.email == spec["email"])
+                sa.select(schema.accounts.c.id, schema.accounts.c.totp_secret).where(
+                    schema.accounts.c.email == spec["email"]
+                )
             ).first()
         if existing is not None:
             secret = open_totp_secret(existing.id, existing.totp_secret) if existing.totp_secret else None
@@ -634,15 +815,29 @@ def seed_demo(engine: sa.Engine, storage: Any, *, now: dt.datetime | None = None
             last_activity_at=last_activity,
             now=now,
         )
-        populate_account(engine, storage, account["id"], invoices=6, lines_per_invoice=3, log_lines=30, payments=4, now=now)
+        populate_account(
+            engine, storage, account["id"], invoices=6, lines_per_invoice=3, log_lines=30, payments=4, now=now
+        )
         result.append({"id": account["id"], "email": account["email"], "totp_secret": account["totp_secret"]})
 
     with engine.begin() as conn:
-        known = set(conn.execute(sa.select(schema.prospects.c.email).where(schema.prospects.c.account_id.is_(None))).scalars())
-        _insert(conn, schema.prospects, [
-            {"id": _new_id(), "account_id": None, "phone": None, **p,
-             "last_contact_at": now - dt.timedelta(days=40 * (i + 1)), "created_at": now - dt.timedelta(days=60 * (i + 1))}
-            for i, p in enumerate(DEMO_PROSPECTS)
-            if p["email"] not in known
-        ])
+        known = set(
+            conn.execute(sa.select(schema.prospects.c.email).where(schema.prospects.c.account_id.is_(None))).scalars()
+        )
+        _insert(
+            conn,
+            schema.prospects,
+            [
+                {
+                    "id": _new_id(),
+                    "account_id": None,
+                    "phone": None,
+                    **p,
+                    "last_contact_at": now - dt.timedelta(days=40 * (i + 1)),
+                    "created_at": now - dt.timedelta(days=60 * (i + 1)),
+                }
+                for i, p in enumerate(DEMO_PROSPECTS)
+                if p["email"] not in known
+            ],
+        )
     return result

@@ -64,10 +64,22 @@ DROPPED = (
     "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.js",  # no Swagger UI is served
     "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.css",
     # Powertools utilities no function uses (data_classes, typing, jmespath_utils stay).
-    *(f"aws_lambda_powertools/utilities/{name}/*" for name in (
-        "parser", "auth_alpha", "idempotency", "parameters", "kafka", "feature_flags", "circuit_breaker",
-        "data_masking", "batch", "streaming", "validation",
-    )),
+    *(
+        f"aws_lambda_powertools/utilities/{name}/*"
+        for name in (
+            "parser",
+            "auth_alpha",
+            "idempotency",
+            "parameters",
+            "kafka",
+            "feature_flags",
+            "circuit_breaker",
+            "data_masking",
+            "batch",
+            "streaming",
+            "validation",
+        )
+    ),
 )
 
 
@@ -81,7 +93,7 @@ def keep(relative: str) -> bool:
         return False
     for data in ("botocore/data/", "boto3/data/"):
         if path.startswith(data):
-            rest = path[len(data):]
+            rest = path[len(data) :]
             return "/" not in rest or rest.split("/", 1)[0] in BOTO_SERVICES  # top-level files: endpoints, retries
     return True
 
@@ -132,8 +144,14 @@ def make_sourceless(package: Path) -> int:
     once. Tracebacks through a dependency lose their source lines; shared/ and functions/ keep theirs."""
     if sys.version_info[:2] != RUNTIME_PYTHON:
         raise SystemExit(f"bytecode for the runtime needs CPython {RUNTIME_PYTHON[0]}.{RUNTIME_PYTHON[1]}")
-    if not compileall.compile_dir(str(package), quiet=1, force=True, legacy=True, workers=2,
-                                  invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH):
+    if not compileall.compile_dir(
+        str(package),
+        quiet=1,
+        force=True,
+        legacy=True,
+        workers=2,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    ):
         raise SystemExit("a dependency failed to compile")
     removed = 0
     for path in list(_files(package)):
@@ -151,7 +169,11 @@ def compile_tree(directory: Path, mode: py_compile.PycInvalidationMode, *, exclu
             f"this is {sys.version_info[0]}.{sys.version_info[1]} (make package PYTHON=python3.11)"
         )
     return compileall.compile_dir(
-        str(directory), quiet=1, force=True, invalidation_mode=mode, workers=2,
+        str(directory),
+        quiet=1,
+        force=True,
+        invalidation_mode=mode,
+        workers=2,
         rx=re.compile(exclude) if exclude else None,
     )
 
@@ -222,7 +244,9 @@ def build(package: Path, root: Path = ROOT, *, sourceless: bool = True) -> dict[
     elif not compile_tree(package, py_compile.PycInvalidationMode.UNCHECKED_HASH):
         raise SystemExit("a dependency failed to compile")
     for ours in ("shared", "functions"):
-        if not compile_tree(root / ours, py_compile.PycInvalidationMode.CHECKED_HASH, exclude=r"[/\\]shared[/\\]local[/\\]"):
+        if not compile_tree(
+            root / ours, py_compile.PycInvalidationMode.CHECKED_HASH, exclude=r"[/\\]shared[/\\]local[/\\]"
+        ):
             raise SystemExit(f"{ours}/ failed to compile")
     figures = measure_zip(root)
     figures.update(removed_files=removed, removed_bytes=removed_bytes, stripped_bytes=stripped)
@@ -238,13 +262,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     build_cmd = sub.add_parser("build", help="prune and compile package/, then print the zip's figures")
     build_cmd.add_argument("package", type=Path)
-    build_cmd.add_argument("--with-sources", action="store_true", help="keep the dependencies' .py (pyc in __pycache__)")
+    build_cmd.add_argument(
+        "--with-sources", action="store_true", help="keep the dependencies' .py (pyc in __pycache__)"
+    )
     sub.add_parser("measure", help="print the figures of the zip serverless would build now")
     args = parser.parse_args(argv)
     if args.command == "build":
         figures = build(args.package.resolve(), sourceless=not args.with_sources)
-        print(f"pruned: {figures['removed_files']} files, {_mib(figures['removed_bytes'])}; "
-              f"libraries stripped: {_mib(figures['stripped_bytes'])}")
+        print(
+            f"pruned: {figures['removed_files']} files, {_mib(figures['removed_bytes'])}; "
+            f"libraries stripped: {_mib(figures['stripped_bytes'])}"
+        )
     else:
         figures = measure_zip()
     print(

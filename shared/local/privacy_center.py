@@ -87,15 +87,26 @@ def demo_accounts() -> list[dict]:
     emails = [spec["email"] for spec in DEMO_ACCOUNTS]
     with get_engine().connect() as conn:
         rows = conn.execute(
-            sa.select(accounts.c.id, accounts.c.email, accounts.c.first_name, accounts.c.last_name,
-                      accounts.c.status, accounts.c.totp_secret.is_not(None).label("two_factor"))
-            .where(accounts.c.email.in_(emails))
+            sa.select(
+                accounts.c.id,
+                accounts.c.email,
+                accounts.c.first_name,
+                accounts.c.last_name,
+                accounts.c.status,
+                accounts.c.totp_secret.is_not(None).label("two_factor"),
+            ).where(accounts.c.email.in_(emails))
         ).all()
     by_email = {row.email: row for row in rows}
     return [
-        {"id": row.id, "email": row.email, "name": f"{row.first_name or ''} {row.last_name or ''}".strip(),
-         "status": row.status, "two_factor": bool(row.two_factor)}
-        for row in (by_email.get(email) for email in emails) if row is not None
+        {
+            "id": row.id,
+            "email": row.email,
+            "name": f"{row.first_name or ''} {row.last_name or ''}".strip(),
+            "status": row.status,
+            "two_factor": bool(row.two_factor),
+        }
+        for row in (by_email.get(email) for email in emails)
+        if row is not None
     ]
 
 
@@ -106,8 +117,13 @@ def _signed_in() -> tuple[str, dict] | None:
         return None
     settings = get_settings()
     try:
-        claims = jwt.decode(token, settings.dev_token_key or "", algorithms=["HS256"],
-                            audience=settings.token_audience, issuer=settings.token_issuer)
+        claims = jwt.decode(
+            token,
+            settings.dev_token_key or "",
+            algorithms=["HS256"],
+            audience=settings.token_audience,
+            issuer=settings.token_issuer,
+        )
     except jwt.PyJWTError:  # forged, expired, or no development key to check it with
         return None
     account = next((a for a in demo_accounts() if a["id"] == claims.get("sub")), None)
@@ -139,12 +155,19 @@ def blueprint() -> Blueprint:
         wanted = request.form.get("account_id", "")
         account = next((a for a in demo_accounts() if a["id"] == wanted), None)
         if account is None:
-            return _page("privacy_center_sign_in", status=400, accounts=demo_accounts(),
-                         action=f"{PREFIX}/sign-in", error=True)
+            return _page(
+                "privacy_center_sign_in", status=400, accounts=demo_accounts(), action=f"{PREFIX}/sign-in", error=True
+            )
         response = redirect(f"{PREFIX}/?lang={_language()}", code=303)
-        response.set_cookie(COOKIE, issue_dev_token(account["id"], ttl_seconds=TOKEN_TTL_SECONDS),
-                            max_age=TOKEN_TTL_SECONDS, path=PREFIX, httponly=True, samesite="Strict",
-                            secure=get_settings().environment == "production")
+        response.set_cookie(
+            COOKIE,
+            issue_dev_token(account["id"], ttl_seconds=TOKEN_TTL_SECONDS),
+            max_age=TOKEN_TTL_SECONDS,
+            path=PREFIX,
+            httponly=True,
+            samesite="Strict",
+            secure=get_settings().environment == "production",
+        )
         return response
 
     @pages.post(f"{PREFIX}/sign-out")

@@ -123,7 +123,9 @@ def scaleway_context(spec: FunctionSpec) -> dict:
     return {"memoryLimitInMb": spec.memory_limit, "functionName": spec.name, "functionVersion": ""}
 
 
-def http_event(method: str, path: str, *, body: str = "", headers: dict | None = None, query: dict | None = None) -> dict:
+def http_event(
+    method: str, path: str, *, body: str = "", headers: dict | None = None, query: dict | None = None
+) -> dict:
     """A Scaleway HTTP event (API Gateway REST v1 shape, multiValueHeaders null)."""
     return {
         "path": path,
@@ -248,9 +250,7 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT) -> Flask:
         return jsonify(
             {
                 "status": "ok",
-                "functions": [
-                    {"name": s.name, "url": f"{request.host_url}{s.name}/"} for s in http_functions
-                ],
+                "functions": [{"name": s.name, "url": f"{request.host_url}{s.name}/"} for s in http_functions],
                 "workers": sorted(s.name for s in manifest.functions.values() if s.queues),
                 "schedules": sorted(s.name for s in manifest.functions.values() if s.schedules),
             }
@@ -295,7 +295,9 @@ def build_app(manifest: Manifest, root: Path = PROJECT_ROOT) -> Flask:
             check_bucket(bucket), check_key(key)
         except ValueError:  # an invalid bucket or key (`..`, a backslash, ...): no such link was ever made
             abort(400)
-        if verify is None or not verify(bucket, key, request.args.get("expires", ""), request.args.get("signature", "")):
+        if verify is None or not verify(
+            bucket, key, request.args.get("expires", ""), request.args.get("signature", "")
+        ):
             abort(403)
         try:
             stream = storage.open(bucket, key)
@@ -338,7 +340,7 @@ def _mounted(spec: FunctionSpec, root: Path) -> Handler:
     def handler(event: dict, _context: dict) -> Any:
         path = event.get("path") or "/"
         if path.startswith(prefix):
-            event = {**event, "path": path[len(prefix):] or "/"}
+            event = {**event, "path": path[len(prefix) :] or "/"}
         return load_handler(spec, root)(event, scaleway_context(spec))
 
     handler.__name__ = spec.name.replace("-", "_")

@@ -78,7 +78,9 @@ def _database_host_is_local(host: str) -> bool:
 def _postgres_hosts(parsed: ParseResult) -> list[str]:
     """Every host a libpq URL may connect to: the netloc's (comma-separated) and `host`/`hostaddr` parameters."""
     netloc = parsed.netloc.rpartition("@")[2]
-    hosts = [item.rpartition("]")[0] + "]" if item.startswith("[") else item.partition(":")[0] for item in netloc.split(",")]
+    hosts = [
+        item.rpartition("]")[0] + "]" if item.startswith("[") else item.partition(":")[0] for item in netloc.split(",")
+    ]
     for name, value in parse_qsl(parsed.query, keep_blank_values=True):
         if name in ("host", "hostaddr"):
             hosts += value.split(",")

@@ -124,7 +124,13 @@ def body(model: type[BaseModel], *, optional: bool = False) -> Guard:
         return validated(model, _json_object(request.body, empty_is_object=optional))
 
     return Guard(
-        "body", model.__name__, check, stores="body", model=model, answers=((400, "invalid_request"),), optional=optional
+        "body",
+        model.__name__,
+        check,
+        stores="body",
+        model=model,
+        answers=((400, "invalid_request"),),
+        optional=optional,
     )
 
 

@@ -290,9 +290,7 @@ def _service_unavailable_response(exc: ExternalServiceError) -> Response:
 def _internal_error_body(exc: BaseException) -> dict[str, Any]:
     """Logs the traceback (through the PII filter) under a fresh error id that the caller sees."""
     error_id = str(uuid.uuid4())
-    get_logger().error(
-        "unhandled error", exc_info=exc, extra={"error_id": error_id, "error_type": type(exc).__name__}
-    )
+    get_logger().error("unhandled error", exc_info=exc, extra={"error_id": error_id, "error_type": type(exc).__name__})
     return {"error": {"code": "internal_error", "message": INTERNAL_ERROR_MESSAGE, "error_id": error_id}}
 
 

@@ -153,6 +153,11 @@ class PolicyNoticeChunk(Contract):
 
 
 CONTRACTS: tuple[type[Contract], ...] = (
-    ExportRun, ErasureRun, NewsletterWithdrawn, InactivityChunk, StripeEventToApply, RectificationRun,
+    ExportRun,
+    ErasureRun,
+    NewsletterWithdrawn,
+    InactivityChunk,
+    StripeEventToApply,
+    RectificationRun,
     PolicyNoticeChunk,
 )

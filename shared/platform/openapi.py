@@ -52,7 +52,11 @@ def answer(description: str, model: type[BaseModel] | None = None, **links: dict
 def link(operation: str, **parameters: str) -> dict[str, Any]:
     """An OpenAPI link from an answer to the route function `operation` of the same function, each
     parameter taken from the answer's body at a JSON pointer ("/request_id")."""
-    return {"operation": operation, "parameters": {name: f"$response.body#{pointer}" for name, pointer in parameters.items()}}
+    return {
+        "operation": operation,
+        "parameters": {name: f"$response.body#{pointer}" for name, pointer in parameters.items()},
+    }
+
 
 OPENAPI_VERSION = "3.1.0"
 OPENAPI_PATH = "/openapi.json"
@@ -200,7 +204,9 @@ def _responses(
     return responses
 
 
-def _operation(app: HttpFunction, route: DeclaredRoute, components: _Components, operation_prefix: str) -> dict[str, Any]:
+def _operation(
+    app: HttpFunction, route: DeclaredRoute, components: _Components, operation_prefix: str
+) -> dict[str, Any]:
     powertools_route = _powertools_route(app, route)
     func = powertools_route.func
     summary, description = _summary(route, func)

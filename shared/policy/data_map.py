@@ -264,8 +264,14 @@ TABLES: tuple[TableMap, ...] = (
     ),
     TableMap(
         "invoices",
-        ("documents.invoices", "documents.third_parties", "identification.company_name",
-         "identification.siret_siren", "identification.vat_number", "identification.business_address"),
+        (
+            "documents.invoices",
+            "documents.third_parties",
+            "identification.company_name",
+            "identification.siret_siren",
+            "identification.vat_number",
+            "identification.business_address",
+        ),
         ACCOUNT,
         retention="invoices",
         clock_columns=("issue_date",),
@@ -280,8 +286,19 @@ TABLES: tuple[TableMap, ...] = (
             _key("account_id", "null"),
             _key("company_id", "null"),
             _key("client_id", "null"),
-            *_plain("number", "issue_date", "due_date", "currency", "total_excl_tax_cents", "total_tax_cents",
-                    "total_incl_tax_cents", "status", "transmitted_at", "archived_at", "created_at"),
+            *_plain(
+                "number",
+                "issue_date",
+                "due_date",
+                "currency",
+                "total_excl_tax_cents",
+                "total_tax_cents",
+                "total_incl_tax_cents",
+                "status",
+                "transmitted_at",
+                "archived_at",
+                "created_at",
+            ),
             _c("seller_name", "identification.company_name", "retain", identifier=True),
             _c("seller_siret", "identification.siret_siren", "retain", identifier=True),
             _c("seller_vat_number", "identification.vat_number", "retain", identifier=True),
@@ -289,7 +306,9 @@ TABLES: tuple[TableMap, ...] = (
             _c("buyer_name", "documents.third_parties", "retain", identifier=True),
             _c("buyer_vat_number", "documents.third_parties", "retain", identifier=True),
             _c("buyer_address", "documents.third_parties", "retain"),
-            ColumnMap("pdf_object_key", TECHNICAL_KEY, "keep", note="Rewritten when the PDF moves to the retention archive."),
+            ColumnMap(
+                "pdf_object_key", TECHNICAL_KEY, "keep", note="Rewritten when the PDF moves to the retention archive."
+            ),
         ),
     ),
     TableMap(
@@ -299,10 +318,15 @@ TABLES: tuple[TableMap, ...] = (
         retention="active_account",
         row_action=ROW_DELETE,
         note="Collected under the analytics consent (deleted when it is withdrawn) or, for service improvement and "
-             "usage statistics, the legitimate interest (deleted when the account objects).",
+        "usage statistics, the legitimate interest (deleted when the account objects).",
         columns=(
-            _key("id", DEL), _key("account_id", DEL), _key("consent_event_id", DEL), *_plain("purpose", action=DEL),
-            _c("occurred_at", "analytics.events", DEL), _c("name", "analytics.events", DEL), _c("page", "analytics.events", DEL),
+            _key("id", DEL),
+            _key("account_id", DEL),
+            _key("consent_event_id", DEL),
+            *_plain("purpose", action=DEL),
+            _c("occurred_at", "analytics.events", DEL),
+            _c("name", "analytics.events", DEL),
+            _c("page", "analytics.events", DEL),
         ),
     ),
     TableMap(
@@ -312,26 +336,39 @@ TABLES: tuple[TableMap, ...] = (
         retention="active_account",
         row_action=ROW_DELETE,
         columns=(
-            _key("id", DEL), _key("account_id", DEL),
-            *(_c(n, "consent.records", DEL) for n in ("purpose", "action", "occurred_at", "channel", "policy_version", "proof_ip_pseudonym")),
+            _key("id", DEL),
+            _key("account_id", DEL),
+            *(
+                _c(n, "consent.records", DEL)
+                for n in ("purpose", "action", "occurred_at", "channel", "policy_version", "proof_ip_pseudonym")
+            ),
             _c("proof_user_agent", "technical.user_agent", DEL),
         ),
     ),
     TableMap(
         "companies",
-        ("identification.company_name", "identification.siret_siren", "identification.vat_number", "identification.business_address"),
+        (
+            "identification.company_name",
+            "identification.siret_siren",
+            "identification.vat_number",
+            "identification.business_address",
+        ),
         ACCOUNT,
         retention="inactive_account",
         row_action=ROW_DELETE,
         note="What invoices must keep is copied onto each invoice (seller_*), retained there.",
         subject_keys=(_key_of(ROLE_ACCOUNT_HOLDER, "account_id", ("siret", "siret")),),
         columns=(
-            _key("id", DEL), _key("account_id", DEL),
+            _key("id", DEL),
+            _key("account_id", DEL),
             _c("name", "identification.company_name", DEL, identifier=True),
             _c("siret", "identification.siret_siren", DEL, identifier=True),
             _c("siren", "identification.siret_siren", DEL, identifier=True),
             _c("vat_number", "identification.vat_number", DEL, identifier=True),
-            *(_c(n, "identification.business_address", DEL) for n in ("address_line1", "address_line2", "postal_code", "city", "country")),
+            *(
+                _c(n, "identification.business_address", DEL)
+                for n in ("address_line1", "address_line2", "postal_code", "city", "country")
+            ),
             _c("created_at", NON_PERSONAL, DEL),
         ),
     ),
@@ -343,12 +380,24 @@ TABLES: tuple[TableMap, ...] = (
         row_action=ROW_DELETE,
         note="The user's own customers (third parties, policy 2.4); invoices keep their printed copy (buyer_*).",
         subject_keys=(
-            _key_of(ROLE_THIRD_PARTY, "account_id", ("email", "email"), ("phone", "phone"), ("siret", "siret"),
-                    ("name", "name"), ("name", "contact_name"), ("postal_address", "address_line1")),
+            _key_of(
+                ROLE_THIRD_PARTY,
+                "account_id",
+                ("email", "email"),
+                ("phone", "phone"),
+                ("siret", "siret"),
+                ("name", "name"),
+                ("name", "contact_name"),
+                ("postal_address", "address_line1"),
+            ),
         ),
         columns=(
-            _key("id", DEL), _key("account_id", DEL),
-            *(_c(n, "documents.third_parties", DEL, identifier=True) for n in ("name", "contact_name", "email", "phone", "siret", "vat_number")),
+            _key("id", DEL),
+            _key("account_id", DEL),
+            *(
+                _c(n, "documents.third_parties", DEL, identifier=True)
+                for n in ("name", "contact_name", "email", "phone", "siret", "vat_number")
+            ),
             *(_c(n, "documents.third_parties", DEL) for n in ("address_line1", "postal_code", "city", "country")),
             _c("created_at", NON_PERSONAL, DEL),
         ),
@@ -363,7 +412,8 @@ TABLES: tuple[TableMap, ...] = (
         note="account_id is NULL for the platform's own prospects: they are reached by the prospects rule, not by erasure.",
         subject_keys=(_key_of(ROLE_PROSPECT, "account_id", ("email", "email"), ("phone", "phone"), ("name", "name")),),
         columns=(
-            _key("id", DEL), _key("account_id", DEL),
+            _key("id", DEL),
+            _key("account_id", DEL),
             *(_c(n, "prospects.contact", DEL, identifier=True) for n in ("email", "name", "phone")),
             *(_c(n, "prospects.contact", DEL) for n in ("company_name", "source", "last_contact_at")),
             _c("created_at", NON_PERSONAL, DEL),
@@ -377,7 +427,8 @@ TABLES: tuple[TableMap, ...] = (
         clock_columns=("created_at",),
         row_action=ROW_DELETE,
         columns=(
-            _key("id", DEL), _key("account_id", DEL),
+            _key("id", DEL),
+            _key("account_id", DEL),
             _c("token_hash", "account.credentials", DEL),
             _c("ip_address", "technical.ip_address", DEL),
             _c("user_agent", "technical.user_agent", DEL),
@@ -391,7 +442,8 @@ TABLES: tuple[TableMap, ...] = (
         retention="active_account",
         row_action=ROW_DELETE,
         columns=(
-            _key("id", DEL), _key("account_id", DEL),
+            _key("id", DEL),
+            _key("account_id", DEL),
             *(_c(n, "account.credentials", DEL) for n in ("label", "key_prefix", "key_hash")),
             *(_c(n, "technical.action_timestamps", DEL) for n in ("created_at", "last_used_at", "revoked_at")),
         ),
@@ -446,14 +498,33 @@ TABLES: tuple[TableMap, ...] = (
             _key("id"),
             _c("account_id", TECHNICAL_KEY, "pseudonymise", into="subject_pseudonym"),
             _key("subject_pseudonym"),
-            *(_c(n, "payment.transactions", "retain") for n in ("stripe_customer_id", "stripe_object_id", "description", "transaction_at")),
-            _c("card_brand", "payment.transactions", "retain",
-               note="Policy 2.3: card data stays at Stripe. Brand and last 4 digits only, so the user can recognise "
-                    "a payment; never the card number, CVC or expiry."),
+            *(
+                _c(n, "payment.transactions", "retain")
+                for n in ("stripe_customer_id", "stripe_object_id", "description", "transaction_at")
+            ),
+            _c(
+                "card_brand",
+                "payment.transactions",
+                "retain",
+                note="Policy 2.3: card data stays at Stripe. Brand and last 4 digits only, so the user can recognise "
+                "a payment; never the card number, CVC or expiry.",
+            ),
             _c("card_last4", "payment.transactions", "retain", note="See card_brand."),
-            *_plain("kind", "amount_cents", "amount_refunded_cents", "currency", "status", "stripe_updated_at",
-                    "dispute_status", "dispute_opened_at", "disputed_until", "customer_deleted_at",
-                    "archived_at", "created_at", "updated_at"),
+            *_plain(
+                "kind",
+                "amount_cents",
+                "amount_refunded_cents",
+                "currency",
+                "status",
+                "stripe_updated_at",
+                "dispute_status",
+                "dispute_opened_at",
+                "disputed_until",
+                "customer_deleted_at",
+                "archived_at",
+                "created_at",
+                "updated_at",
+            ),
         ),
         held_while_open=("dispute_opened_at", "disputed_until"),
     ),
@@ -466,8 +537,12 @@ TABLES: tuple[TableMap, ...] = (
         row_action=ROW_DELETE,
         suite=True,
         columns=(
-            _key("id", DEL), _key("account_id", DEL),
-            *(_c(n, "suite.verification", DEL) for n in ("code_hash", "created_at", "expires_at", "attempts", "consumed_at")),
+            _key("id", DEL),
+            _key("account_id", DEL),
+            *(
+                _c(n, "suite.verification", DEL)
+                for n in ("code_hash", "created_at", "expires_at", "attempts", "consumed_at")
+            ),
         ),
     ),
     TableMap(
@@ -479,12 +554,17 @@ TABLES: tuple[TableMap, ...] = (
         row_action=ROW_DELETE,
         suite=True,
         note="The suite's verification of a change of address (rectification): the new address until its code "
-             "confirms it, the previous one only until Resend is told, then the row goes; deleted on erasure.",
+        "confirms it, the previous one only until Resend is told, then the row goes; deleted on erasure.",
         columns=(
-            _key("id", DEL), _key("account_id", DEL), _key("request_id", DEL),
+            _key("id", DEL),
+            _key("account_id", DEL),
+            _key("request_id", DEL),
             _c("new_email", "identification.email", DEL, identifier=True),
             _c("previous_email", "identification.email", DEL, identifier=True),
-            *(_c(n, "suite.verification", DEL) for n in ("code_hash", "created_at", "expires_at", "attempts", "confirmed_at")),
+            *(
+                _c(n, "suite.verification", DEL)
+                for n in ("code_hash", "created_at", "expires_at", "attempts", "confirmed_at")
+            ),
         ),
     ),
     TableMap(
@@ -495,7 +575,11 @@ TABLES: tuple[TableMap, ...] = (
         clock_columns=("used_at",),
         row_action=ROW_DELETE,
         suite=True,
-        columns=(_key("account_id", DEL), _c("time_step", "suite.verification", DEL), _c("used_at", "suite.verification", DEL)),
+        columns=(
+            _key("account_id", DEL),
+            _c("time_step", "suite.verification", DEL),
+            _c("used_at", "suite.verification", DEL),
+        ),
     ),
     TableMap(
         "verification_attempts",
@@ -505,7 +589,12 @@ TABLES: tuple[TableMap, ...] = (
         clock_columns=("attempted_at",),
         row_action=ROW_DELETE,
         suite=True,
-        columns=(_key("id", DEL), _key("account_id", DEL), _c("attempted_at", "suite.verification", DEL), _c("succeeded", "suite.verification", DEL)),
+        columns=(
+            _key("id", DEL),
+            _key("account_id", DEL),
+            _c("attempted_at", "suite.verification", DEL),
+            _c("succeeded", "suite.verification", DEL),
+        ),
     ),
     TableMap(
         "processing_restrictions",
@@ -516,10 +605,24 @@ TABLES: tuple[TableMap, ...] = (
         suite=True,
         note="Flags are lifted, never deleted, while the account lives; they go with it.",
         columns=(
-            _key("id", DEL), _key("account_id", DEL), _key("request_id", DEL), _key("lift_request_id", DEL),
-            *(_c(n, "rights.restrictions", DEL) for n in (
-                "kind", "reason_code", "channel", "set_at", "set_by", "lift_notified_at", "lifted_at", "lifted_by",
-                "lift_reason_code")),
+            _key("id", DEL),
+            _key("account_id", DEL),
+            _key("request_id", DEL),
+            _key("lift_request_id", DEL),
+            *(
+                _c(n, "rights.restrictions", DEL)
+                for n in (
+                    "kind",
+                    "reason_code",
+                    "channel",
+                    "set_at",
+                    "set_by",
+                    "lift_notified_at",
+                    "lifted_at",
+                    "lifted_by",
+                    "lift_reason_code",
+                )
+            ),
             _c("note", "rights.restrictions", DEL, note="The DPO's free text: may hold personal data."),
         ),
     ),
@@ -532,7 +635,8 @@ TABLES: tuple[TableMap, ...] = (
         suite=True,
         note="Warnings before an erasure for inactivity (issue 6); goes with the account or when it is active again.",
         columns=(
-            _key("account_id", DEL), _key("erasure_request_id", DEL),
+            _key("account_id", DEL),
+            _key("erasure_request_id", DEL),
             _c("last_activity_at", "technical.action_timestamps", DEL),
             _c("warned_at", "technical.action_timestamps", DEL),
             *_plain("erase_after", "warned_offset_days", "next_action_on", action=DEL),
@@ -547,22 +651,32 @@ TABLES: tuple[TableMap, ...] = (
         suite=True,
         note="Which policy version each account was told of and acknowledged (policy 11); goes with the account.",
         columns=(
-            _key("account_id", DEL), _key("message_id", DEL),
+            _key("account_id", DEL),
+            _key("message_id", DEL),
             _plain("version", action=DEL)[0],
-            _c("told_at", "suite.policy_notices", DEL), _c("acknowledged_at", "suite.policy_notices", DEL),
+            _c("told_at", "suite.policy_notices", DEL),
+            _c("acknowledged_at", "suite.policy_notices", DEL),
         ),
     ),
     TableMap(
         "accounts",
-        ("identification.name", "identification.email", "identification.phone", "account.credentials",
-         "payment.transactions", "technical.action_timestamps"),
+        (
+            "identification.name",
+            "identification.email",
+            "identification.phone",
+            "account.credentials",
+            "payment.transactions",
+            "technical.action_timestamps",
+        ),
         Link("id"),
         retention="inactive_account",
         clock_columns=("last_activity_at",),
         row_action=ROW_DELETE,
         note="The row goes last: foreign keys cascade to its children or unlink the records that are retained.",
         subject_keys=(
-            _key_of(ROLE_ACCOUNT_HOLDER, "id", ("email", "email"), ("phone", "phone"), ("name", ("first_name", "last_name"))),
+            _key_of(
+                ROLE_ACCOUNT_HOLDER, "id", ("email", "email"), ("phone", "phone"), ("name", ("first_name", "last_name"))
+            ),
         ),
         columns=(
             _key("id", DEL),
@@ -574,7 +688,12 @@ TABLES: tuple[TableMap, ...] = (
             _c("totp_secret", "account.credentials", DEL),
             _c("locale", NON_PERSONAL, DEL),
             _c("status", NON_PERSONAL, DEL),
-            _c("stripe_customer_id", "payment.transactions", DEL, note="The Stripe customer itself is deleted through the processor."),
+            _c(
+                "stripe_customer_id",
+                "payment.transactions",
+                DEL,
+                note="The Stripe customer itself is deleted through the processor.",
+            ),
             _c("created_at", "technical.action_timestamps", DEL),
             _c("last_activity_at", "technical.action_timestamps", DEL),
         ),
@@ -600,12 +719,30 @@ TABLES: tuple[TableMap, ...] = (
         suite=True,
         note="Proof that each request was answered; outlives the account (no foreign key).",
         columns=(
-            _key("id"), _key("account_id"), _key("subject_pseudonym"),
-            *_plain("kind", "channel", "state", "received_at", "due_at", "extended_due_at", "extension_reason",
-                    "state_changed_at", "closed_at", "reason", "details", "version"),
-            _c("subject_identifiers", "suite.request_records", DEL,
-               note="Sealed identifiers (email, phone, SIRET, name, address) of a person the desk knows no account "
-                    "of, to answer them; erased with the account they turn out to name, else kept with the request."),
+            _key("id"),
+            _key("account_id"),
+            _key("subject_pseudonym"),
+            *_plain(
+                "kind",
+                "channel",
+                "state",
+                "received_at",
+                "due_at",
+                "extended_due_at",
+                "extension_reason",
+                "state_changed_at",
+                "closed_at",
+                "reason",
+                "details",
+                "version",
+            ),
+            _c(
+                "subject_identifiers",
+                "suite.request_records",
+                DEL,
+                note="Sealed identifiers (email, phone, SIRET, name, address) of a person the desk knows no account "
+                "of, to answer them; erased with the account they turn out to name, else kept with the request.",
+            ),
         ),
     ),
     TableMap(
@@ -617,10 +754,13 @@ TABLES: tuple[TableMap, ...] = (
         row_action=ROW_RETAIN,
         suite=True,
         note="Append-only, HMAC-chained and anchored by locked checkpoints: erasure never rewrites it; subjects appear "
-             "only as pseudonyms, so it holds no personal data. Kept whole (retention never cuts it: a cut chain could "
-             "no longer be verified) for the life of the service, then the request-records period after its last entry.",
+        "only as pseudonyms, so it holds no personal data. Kept whole (retention never cuts it: a cut chain could "
+        "no longer be verified) for the life of the service, then the request-records period after its last entry.",
         columns=(
-            _key("seq"), _key("entry_id"), _key("request_id"), _key("subject_pseudonym"),
+            _key("seq"),
+            _key("entry_id"),
+            _key("request_id"),
+            _key("subject_pseudonym"),
             *_plain("occurred_at", "actor", "action", "outcome", "details", "prev_hash", "hash", "key_id"),
         ),
     ),
@@ -633,74 +773,150 @@ TABLES: tuple[TableMap, ...] = (
         row_action=ROW_RETAIN,
         suite=True,
         note="Ids and pseudonyms only: lets erasures be replayed after a backup restore.",
-        columns=(_key("request_id"), _key("account_id"), _key("subject_pseudonym"), _c("erased_at", NON_PERSONAL, "keep")),
+        columns=(
+            _key("request_id"),
+            _key("account_id"),
+            _key("subject_pseudonym"),
+            _c("erased_at", NON_PERSONAL, "keep"),
+        ),
     ),
     # Legal holds and the register of authority requests (policy 6.4): not linked to the person on purpose,
     # so neither export nor erasure reaches them (an authority may require confidentiality; a hold must
     # outlive the erasure it suspends). Institutions, ids and reasons checked free of personal data.
     TableMap(
-        "legal_hold_categories", (), NO_LINK, retention="disclosure_records", row_action=ROW_KEEP, suite=True,
+        "legal_hold_categories",
+        (),
+        NO_LINK,
+        retention="disclosure_records",
+        row_action=ROW_KEEP,
+        suite=True,
         columns=(_key("hold_id"), *_plain("category")),
     ),
     TableMap(
-        "legal_holds", (), NO_LINK, retention="disclosure_records", row_action=ROW_KEEP, suite=True,
+        "legal_holds",
+        (),
+        NO_LINK,
+        retention="disclosure_records",
+        row_action=ROW_KEEP,
+        suite=True,
         note="In force from placed_at until released or past ends_on; purged the register's period after that.",
         columns=(
-            _key("id"), _key("account_id"), _key("subject_pseudonym"), _key("prospect_id"), _key("authority_request_id"),
+            _key("id"),
+            _key("account_id"),
+            _key("subject_pseudonym"),
+            _key("prospect_id"),
+            _key("authority_request_id"),
             *_plain("reason", "placed_at", "placed_by", "ends_on", "released_at", "released_by", "release_reason"),
         ),
     ),
     TableMap(
-        "authority_disclosures", (), NO_LINK, retention="disclosure_records", row_action=ROW_KEEP, suite=True,
+        "authority_disclosures",
+        (),
+        NO_LINK,
+        retention="disclosure_records",
+        row_action=ROW_KEEP,
+        suite=True,
         columns=(
-            _key("id"), _key("request_id"), _key("account_id"), _key("prospect_id"),
+            _key("id"),
+            _key("request_id"),
+            _key("account_id"),
+            _key("prospect_id"),
             *_plain("categories", "disclosed_at", "method", "recorded_at", "recorded_by"),
         ),
     ),
     TableMap(
-        "authority_requests", (), NO_LINK, retention="disclosure_records", row_action=ROW_KEEP, suite=True,
+        "authority_requests",
+        (),
+        NO_LINK,
+        retention="disclosure_records",
+        row_action=ROW_KEEP,
+        suite=True,
         columns=(
             _key("id"),
-            *_plain("authority_kind", "authority_name", "reference", "legal_basis", "received_on", "registered_at",
-                    "registered_by", "last_activity_at"),
+            *_plain(
+                "authority_kind",
+                "authority_name",
+                "reference",
+                "legal_basis",
+                "received_on",
+                "registered_at",
+                "registered_by",
+                "last_activity_at",
+            ),
         ),
     ),
     TableMap(
-        "stripe_events", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        "stripe_events",
+        (),
+        NO_LINK,
+        retention=None,
+        row_action=ROW_KEEP,
+        suite=True,
         note="Event ids and types only, never the payload.",
         columns=(
-            _key("id"), _key("object_id"),
+            _key("id"),
+            _key("object_id"),
             *_plain("type", "api_version", "livemode", "created", "received_at", "processed_at", "outcome"),
         ),
     ),
     TableMap(
-        "console_sessions", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        "console_sessions",
+        (),
+        NO_LINK,
+        retention=None,
+        row_action=ROW_KEEP,
+        suite=True,
         note="DPO console sessions: the cookie's secret stored hashed; rows of ended or idle sessions are deleted at the next sign-in.",
         columns=(_key("id"), _key("credential_id"), *_plain("token_hash", "created_at", "last_seen_at", "ended_at")),
     ),
     TableMap(
-        "console_sign_in_failures", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        "console_sign_in_failures",
+        (),
+        NO_LINK,
+        retention=None,
+        row_action=ROW_KEEP,
+        suite=True,
         note="Failed console sign-ins: a keyed pseudonym of the address, deleted once older than the 15-minute window.",
         columns=(_key("id"), *_plain("source", "attempted_at")),
     ),
     TableMap(
-        "dpo_credentials", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        "dpo_credentials",
+        (),
+        NO_LINK,
+        retention=None,
+        row_action=ROW_KEEP,
+        suite=True,
         note="Labels are roles, not people; secrets are stored hashed.",
         columns=(_key("id"), *_plain("label", "secret_hash", "created_at", "revoked_at")),
     ),
     TableMap(
-        "processed_messages", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        "processed_messages",
+        (),
+        NO_LINK,
+        retention=None,
+        row_action=ROW_KEEP,
+        suite=True,
         columns=(_key("idempotency_key"), *_plain("function", "processed_at", "result")),
     ),
     TableMap(
-        "saga_steps", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        "saga_steps",
+        (),
+        NO_LINK,
+        retention=None,
+        row_action=ROW_KEEP,
+        suite=True,
         note="last_error holds an exception class name only, never a message.",
         columns=(_key("job_id"), *_plain("step", "state", "attempts", "result", "last_error", "updated_at")),
     ),
     TableMap(
-        "prospect_suppressions", (), NO_LINK, retention=None, row_action=ROW_KEEP, suite=True,
+        "prospect_suppressions",
+        (),
+        NO_LINK,
+        retention=None,
+        row_action=ROW_KEEP,
+        suite=True,
         note="Objections to prospect marketing (shared.desk.prospects): a keyed pseudonym of the email or phone, "
-             "never the value; kept while prospect mailings exist, so that an objection outlives the prospect row.",
+        "never the value; kept while prospect mailings exist, so that an objection outlives the prospect row.",
         columns=(_key("pseudonym"), *_plain("identifier_kind", "request_id", "suppressed_at", "set_by")),
     ),
 )
@@ -741,44 +957,85 @@ class ObjectPrefix:
 
 OBJECT_PREFIXES: tuple[ObjectPrefix, ...] = (
     ObjectPrefix(
-        "invoice_pdfs", "documents_bucket", "invoices/{account_id}/{invoice_id}.pdf", "documents.invoices",
-        retention="invoices", action="retain", linked_by="account_id", archive_bucket_setting="archive_bucket",
+        "invoice_pdfs",
+        "documents_bucket",
+        "invoices/{account_id}/{invoice_id}.pdf",
+        "documents.invoices",
+        retention="invoices",
+        action="retain",
+        linked_by="account_id",
+        archive_bucket_setting="archive_bucket",
         note="On erasure the PDF moves to the retention archive (Object Lock until its 10 years end).",
     ),
     ObjectPrefix(
-        "archived_invoice_pdfs", "archive_bucket", "invoices/{invoice_id}.pdf", "documents.invoices",
-        retention="invoices", action="retain", linked_by=None,
+        "archived_invoice_pdfs",
+        "archive_bucket",
+        "invoices/{invoice_id}.pdf",
+        "documents.invoices",
+        retention="invoices",
+        action="retain",
+        linked_by=None,
         note="No account id in the key: the archive is unlinked from the erased account.",
     ),
     ObjectPrefix(
-        "exports", "exports_bucket", "exports/{account_id}/{archive_id}.zip", "suite.exports",
-        retention="exports", action="delete", linked_by="account_id",
+        "exports",
+        "exports_bucket",
+        "exports/{account_id}/{archive_id}.zip",
+        "suite.exports",
+        retention="exports",
+        action="delete",
+        linked_by="account_id",
     ),
     ObjectPrefix(
-        "prospect_exports", "exports_bucket", "exports/prospects/{archive_id}.zip", "suite.exports",
-        retention="exports", action="delete", linked_by=None,
+        "prospect_exports",
+        "exports_bucket",
+        "exports/prospects/{archive_id}.zip",
+        "suite.exports",
+        retention="exports",
+        action="delete",
+        linked_by=None,
         note="Access archives of the platform's own prospects (no account): shared.desk.prospects.",
     ),
     ObjectPrefix(
-        "access_log_files", "logs_bucket", "logs/access/{yyyy}/{mm}/{dd}/{name}", "technical.access_logs",
-        retention="access_logs", action="retain", linked_by=None,
+        "access_log_files",
+        "logs_bucket",
+        "logs/access/{yyyy}/{mm}/{dd}/{name}",
+        "technical.access_logs",
+        retention="access_logs",
+        action="retain",
+        linked_by=None,
         note="Files mix every user; they are not searchable per account and expire by bucket lifecycle after 1 year.",
     ),
     ObjectPrefix(
-        "connection_log_files", "logs_bucket", "logs/connection/{yyyy}/{mm}/{dd}/{name}", "technical.ip_address",
-        retention="connection_logs", action="retain", linked_by=None,
+        "connection_log_files",
+        "logs_bucket",
+        "logs/connection/{yyyy}/{mm}/{dd}/{name}",
+        "technical.ip_address",
+        retention="connection_logs",
+        action="retain",
+        linked_by=None,
         note="LCEN year; expire by bucket lifecycle.",
     ),
     ObjectPrefix(
-        "erasure_receipts", "archive_bucket", "receipts/erasure/{request_id}.json", "suite.request_records",
-        retention="request_records", action="keep", linked_by=None,
+        "erasure_receipts",
+        "archive_bucket",
+        "receipts/erasure/{request_id}.json",
+        "suite.request_records",
+        retention="request_records",
+        action="keep",
+        linked_by=None,
         note="Proof of erasure: request id, dates, per-category outcomes; no personal data.",
     ),
     ObjectPrefix(
-        "erasure_ledger_mirror", "archive_bucket", "ledger/erasures/{request_id}.json", "suite.request_records",
-        retention="request_records", action="keep", linked_by=None,
+        "erasure_ledger_mirror",
+        "archive_bucket",
+        "ledger/erasures/{request_id}.json",
+        "suite.request_records",
+        retention="request_records",
+        action="keep",
+        linked_by=None,
         note="Copy of each erasure_ledger row (ids and pseudonym) outside the database, so a backup restore "
-             "cannot roll it back; `replay-erasures` reads both.",
+        "cannot roll it back; `replay-erasures` reads both.",
     ),
 )
 
@@ -795,13 +1052,25 @@ class ProcessorRecord:
 
 PROCESSOR_RECORDS: tuple[ProcessorRecord, ...] = (
     ProcessorRecord(
-        "stripe_customer", "stripe", "accounts.stripe_customer_id",
-        ("identification.email", "identification.name", "identification.phone", "identification.business_address",
-         "payment.transactions"), "delete",
+        "stripe_customer",
+        "stripe",
+        "accounts.stripe_customer_id",
+        (
+            "identification.email",
+            "identification.name",
+            "identification.phone",
+            "identification.business_address",
+            "payment.transactions",
+        ),
+        "delete",
         "Active subscriptions are cancelled, then the customer is deleted; Stripe keeps what its own obligations require.",
     ),
     ProcessorRecord(
-        "resend_contact", "resend", "accounts.email", ("identification.email", "identification.name"), "delete",
+        "resend_contact",
+        "resend",
+        "accounts.email",
+        ("identification.email", "identification.name"),
+        "delete",
         "The contact is removed from every audience.",
     ),
 )
@@ -839,7 +1108,6 @@ def subject_rows(table_name: str, account_id: str) -> sa.Select:
     if link.column is None:
         raise ValueError(f"{table_name} holds no rows linked to an account")
     if link.pseudonym:
-
         return sa.select(table).where(table.c[link.column] == pseudonymise(account_id, purpose="subject"))
     if link.parent is None:
         return sa.select(table).where(table.c[link.column] == account_id)

@@ -127,19 +127,56 @@ class Purpose:
 
 
 PURPOSES: tuple[Purpose, ...] = (
-    Purpose("invoicing_services", "3.1", Text("Provide the invoicing services", "Fournir les services de facturation"), "contract"),
-    Purpose("account_management", "3.1", Text("Manage your user account", "Gérer votre compte utilisateur"), "contract"),
+    Purpose(
+        "invoicing_services",
+        "3.1",
+        Text("Provide the invoicing services", "Fournir les services de facturation"),
+        "contract",
+    ),
+    Purpose(
+        "account_management", "3.1", Text("Manage your user account", "Gérer votre compte utilisateur"), "contract"
+    ),
     Purpose("payments", "3.1", Text("Process your payments", "Traiter vos paiements"), "contract"),
     Purpose("customer_support", "3.1", Text("Provide customer support", "Assurer le support client"), "contract"),
-    Purpose("invoice_retention", "3.2", Text("Retention of invoices (10 years — Commercial Code)", "Conservation des factures (10 ans — Code de commerce)"), "legal_obligation"),
-    Purpose("authority_requests", "3.2", Text("Response to requests from authorities", "Réponse aux réquisitions des autorités"), "legal_obligation"),
+    Purpose(
+        "invoice_retention",
+        "3.2",
+        Text(
+            "Retention of invoices (10 years — Commercial Code)",
+            "Conservation des factures (10 ans — Code de commerce)",
+        ),
+        "legal_obligation",
+    ),
+    Purpose(
+        "authority_requests",
+        "3.2",
+        Text("Response to requests from authorities", "Réponse aux réquisitions des autorités"),
+        "legal_obligation",
+    ),
     Purpose("tax_fraud", "3.2", Text("Combating tax fraud", "Lutte contre la fraude fiscale"), "legal_obligation"),
-    Purpose("service_improvement", "3.3", Text("Improvement of our services", "Amélioration de nos services"), "legitimate_interest"),
+    Purpose(
+        "service_improvement",
+        "3.3",
+        Text("Improvement of our services", "Amélioration de nos services"),
+        "legitimate_interest",
+    ),
     Purpose("platform_security", "3.3", Text("Platform security", "Sécurité de la plateforme"), "legitimate_interest"),
     Purpose("fraud_prevention", "3.3", Text("Fraud prevention", "Prévention de la fraude"), "legitimate_interest"),
-    Purpose("usage_statistics", "3.3", Text("Anonymized usage statistics", "Statistiques d'utilisation anonymisées"), "legitimate_interest"),
-    Purpose("newsletter", "3.4", Text("Sending marketing communications (newsletter)", "Envoi de communications commerciales (newsletter)"), "consent"),
-    Purpose("analytics", "3.4", Text("Non-essential analytics cookies", "Cookies analytiques non essentiels"), "consent"),
+    Purpose(
+        "usage_statistics",
+        "3.3",
+        Text("Anonymized usage statistics", "Statistiques d'utilisation anonymisées"),
+        "legitimate_interest",
+    ),
+    Purpose(
+        "newsletter",
+        "3.4",
+        Text("Sending marketing communications (newsletter)", "Envoi de communications commerciales (newsletter)"),
+        "consent",
+    ),
+    Purpose(
+        "analytics", "3.4", Text("Non-essential analytics cookies", "Cookies analytiques non essentiels"), "consent"
+    ),
 )
 
 # The purposes that need consent (3.4); consent_events.purpose takes these values.
@@ -170,57 +207,281 @@ _ACCOUNT_LIFETIME = ("active_account", "inactive_account")
 
 CATEGORIES: tuple[DataCategory, ...] = (
     # 2.1 Identification data
-    DataCategory("identification.name", "2.1", Text("First and last name", "Nom et prénom"), Text("Account identification", "Identification du compte"), "contract", _ACCOUNT_LIFETIME, True),
-    DataCategory("identification.email", "2.1", Text("Email address", "Adresse e-mail"), Text("Communication, authentication", "Communication, authentification"), "contract", _ACCOUNT_LIFETIME, True),
-    DataCategory("identification.phone", "2.1", Text("Phone number", "Numéro de téléphone"), Text("2FA authentication, support", "Authentification à deux facteurs, support"), "contract", _ACCOUNT_LIFETIME, True),
-    DataCategory("identification.siret_siren", "2.1", Text("SIRET / SIREN", "SIRET / SIREN"), Text("Business verification (KYB)", "Vérification de l'entreprise (KYB)"), "contract", (*_ACCOUNT_LIFETIME, "invoices"), True),
-    DataCategory("identification.company_name", "2.1", Text("Company name", "Raison sociale"), Text("Invoicing, identification", "Facturation, identification"), "contract", (*_ACCOUNT_LIFETIME, "invoices"), True),
-    DataCategory("identification.business_address", "2.1", Text("Business address", "Adresse professionnelle"), Text("Invoicing", "Facturation"), "contract", (*_ACCOUNT_LIFETIME, "invoices"), True),
-    DataCategory("identification.vat_number", "2.1", Text("Intra-EU VAT number", "Numéro de TVA intracommunautaire"), Text("Invoicing", "Facturation"), "legal_obligation", (*_ACCOUNT_LIFETIME, "invoices"), True),
+    DataCategory(
+        "identification.name",
+        "2.1",
+        Text("First and last name", "Nom et prénom"),
+        Text("Account identification", "Identification du compte"),
+        "contract",
+        _ACCOUNT_LIFETIME,
+        True,
+    ),
+    DataCategory(
+        "identification.email",
+        "2.1",
+        Text("Email address", "Adresse e-mail"),
+        Text("Communication, authentication", "Communication, authentification"),
+        "contract",
+        _ACCOUNT_LIFETIME,
+        True,
+    ),
+    DataCategory(
+        "identification.phone",
+        "2.1",
+        Text("Phone number", "Numéro de téléphone"),
+        Text("2FA authentication, support", "Authentification à deux facteurs, support"),
+        "contract",
+        _ACCOUNT_LIFETIME,
+        True,
+    ),
+    DataCategory(
+        "identification.siret_siren",
+        "2.1",
+        Text("SIRET / SIREN", "SIRET / SIREN"),
+        Text("Business verification (KYB)", "Vérification de l'entreprise (KYB)"),
+        "contract",
+        (*_ACCOUNT_LIFETIME, "invoices"),
+        True,
+    ),
+    DataCategory(
+        "identification.company_name",
+        "2.1",
+        Text("Company name", "Raison sociale"),
+        Text("Invoicing, identification", "Facturation, identification"),
+        "contract",
+        (*_ACCOUNT_LIFETIME, "invoices"),
+        True,
+    ),
+    DataCategory(
+        "identification.business_address",
+        "2.1",
+        Text("Business address", "Adresse professionnelle"),
+        Text("Invoicing", "Facturation"),
+        "contract",
+        (*_ACCOUNT_LIFETIME, "invoices"),
+        True,
+    ),
+    DataCategory(
+        "identification.vat_number",
+        "2.1",
+        Text("Intra-EU VAT number", "Numéro de TVA intracommunautaire"),
+        Text("Invoicing", "Facturation"),
+        "legal_obligation",
+        (*_ACCOUNT_LIFETIME, "invoices"),
+        True,
+    ),
     # 2.2 Technical data
-    DataCategory("technical.ip_address", "2.2", Text("IP address", "Adresse IP"), Text("Security, connection logs", "Sécurité, journaux de connexion"), "legitimate_interest", ("connection_logs", "access_logs"), True),
-    DataCategory("technical.user_agent", "2.2", Text("User-agent (browser, OS)", "User-agent (navigateur, système)"), Text("Compatibility, support", "Compatibilité, support"), "legitimate_interest", ("connection_logs", "access_logs"), True),
-    DataCategory("technical.access_logs", "2.2", Text("Access logs", "Journaux d'accès"), Text("Security, audit", "Sécurité, audit"), "legitimate_interest", ("access_logs",), True),
-    DataCategory("technical.action_timestamps", "2.2", Text("Action timestamps", "Horodatage des actions"), Text("Traceability, security", "Traçabilité, sécurité"), "legitimate_interest", ("connection_logs", "access_logs"), True),
+    DataCategory(
+        "technical.ip_address",
+        "2.2",
+        Text("IP address", "Adresse IP"),
+        Text("Security, connection logs", "Sécurité, journaux de connexion"),
+        "legitimate_interest",
+        ("connection_logs", "access_logs"),
+        True,
+    ),
+    DataCategory(
+        "technical.user_agent",
+        "2.2",
+        Text("User-agent (browser, OS)", "User-agent (navigateur, système)"),
+        Text("Compatibility, support", "Compatibilité, support"),
+        "legitimate_interest",
+        ("connection_logs", "access_logs"),
+        True,
+    ),
+    DataCategory(
+        "technical.access_logs",
+        "2.2",
+        Text("Access logs", "Journaux d'accès"),
+        Text("Security, audit", "Sécurité, audit"),
+        "legitimate_interest",
+        ("access_logs",),
+        True,
+    ),
+    DataCategory(
+        "technical.action_timestamps",
+        "2.2",
+        Text("Action timestamps", "Horodatage des actions"),
+        Text("Traceability, security", "Traçabilité, sécurité"),
+        "legitimate_interest",
+        ("connection_logs", "access_logs"),
+        True,
+    ),
     # 2.3 Payment data
     DataCategory(
-        "payment.card", "2.3", Text("Bank card information", "Informations de carte bancaire"), Text("Payment", "Paiement"), "contract", (), True,
+        "payment.card",
+        "2.3",
+        Text("Bank card information", "Informations de carte bancaire"),
+        Text("Payment", "Paiement"),
+        "contract",
+        (),
+        True,
         note=Text(
             "Bank card data is processed directly by our payment provider Stripe and is never stored on our servers.",
             "Les données de carte bancaire sont traitées directement par notre prestataire de paiement Stripe et ne sont jamais stockées sur nos serveurs.",
         ),
     ),
     DataCategory(
-        "payment.transactions", "2.3", Text("Payment records (amount, status, card brand and last 4 digits, Stripe references)", "Historique des paiements (montant, statut, marque et 4 derniers chiffres de la carte, références Stripe)"),
-        Text("Payment", "Paiement"), "contract", ("payment_data",),
+        "payment.transactions",
+        "2.3",
+        Text(
+            "Payment records (amount, status, card brand and last 4 digits, Stripe references)",
+            "Historique des paiements (montant, statut, marque et 4 derniers chiffres de la carte, références Stripe)",
+        ),
+        Text("Payment", "Paiement"),
+        "contract",
+        ("payment_data",),
         note=Text(
             "Never the card number, security code or expiry date: at most the brand and last 4 digits, so that you can recognise a payment.",
             "Jamais le numéro de carte, le cryptogramme ni la date d'expiration : au plus la marque et les 4 derniers chiffres, pour vous permettre de reconnaître un paiement.",
         ),
     ),
     # 2.4 Data contained in documents
-    DataCategory("documents.invoices", "2.4", Text("Invoices and other documents you submit", "Factures et autres documents que vous déposez"), Text("Provide the invoicing services", "Fournir les services de facturation"), "contract", ("invoices",)),
     DataCategory(
-        "documents.third_parties", "2.4", Text("Personal data of third parties in documents (names, addresses, etc.)", "Données personnelles de tiers figurant dans les documents (noms, adresses, etc.)"),
-        Text("Provide the invoicing services", "Fournir les services de facturation"), "contract", (*_ACCOUNT_LIFETIME, "invoices"),
+        "documents.invoices",
+        "2.4",
+        Text("Invoices and other documents you submit", "Factures et autres documents que vous déposez"),
+        Text("Provide the invoicing services", "Fournir les services de facturation"),
+        "contract",
+        ("invoices",),
+    ),
+    DataCategory(
+        "documents.third_parties",
+        "2.4",
+        Text(
+            "Personal data of third parties in documents (names, addresses, etc.)",
+            "Données personnelles de tiers figurant dans les documents (noms, adresses, etc.)",
+        ),
+        Text("Provide the invoicing services", "Fournir les services de facturation"),
+        "contract",
+        (*_ACCOUNT_LIFETIME, "invoices"),
         note=Text(
             "The user is responsible for ensuring that they have the necessary rights to submit these documents and that the persons concerned have been duly informed.",
             "L'utilisateur est responsable de disposer des droits nécessaires pour déposer ces documents et de l'information des personnes concernées.",
         ),
     ),
     # Named by the policy's prose rather than its tables
-    DataCategory("account.credentials", "7.1", Text("Authentication secrets (password hash, 2FA secret, session and API key hashes)", "Secrets d'authentification (empreinte du mot de passe, secret 2FA, empreintes des sessions et clés d'API)"), Text("Manage your user account", "Gérer votre compte utilisateur"), "contract", _ACCOUNT_LIFETIME),
-    DataCategory("consent.records", "3.4", Text("Consent records (purpose, given or withdrawn, when, how)", "Preuves de consentement (finalité, donné ou retiré, quand, comment)"), Text("Demonstrate consent (GDPR Art. 7.1)", "Démontrer le consentement (RGPD art. 7.1)"), "legal_obligation", _ACCOUNT_LIFETIME),
-    DataCategory("analytics.events", "3.4", Text("Analytics events (non-essential cookies)", "Événements analytiques (cookies non essentiels)"), Text("Non-essential analytics cookies", "Cookies analytiques non essentiels"), "consent", _ACCOUNT_LIFETIME),
-    DataCategory("usage.events", "3.3", Text("Usage events (pages and features used)", "Événements d'utilisation (pages et fonctions utilisées)"), Text("Improvement of our services, anonymized usage statistics", "Amélioration de nos services, statistiques d'utilisation anonymisées"), "legitimate_interest", _ACCOUNT_LIFETIME),
-    DataCategory("prospects.contact", "5", Text("Prospect contact details (non-clients)", "Coordonnées des prospects (non-clients)"), Text("Direct marketing", "Prospection commerciale"), "consent", ("prospects",)),
-    DataCategory("rights.restrictions", "8.4", Text("Restrictions and objections you asked for (Art. 18, 21)", "Limitations et oppositions que vous avez demandées (art. 18, 21)"), Text("Honour your rights", "Respecter vos droits"), "legal_obligation", _ACCOUNT_LIFETIME),
+    DataCategory(
+        "account.credentials",
+        "7.1",
+        Text(
+            "Authentication secrets (password hash, 2FA secret, session and API key hashes)",
+            "Secrets d'authentification (empreinte du mot de passe, secret 2FA, empreintes des sessions et clés d'API)",
+        ),
+        Text("Manage your user account", "Gérer votre compte utilisateur"),
+        "contract",
+        _ACCOUNT_LIFETIME,
+    ),
+    DataCategory(
+        "consent.records",
+        "3.4",
+        Text(
+            "Consent records (purpose, given or withdrawn, when, how)",
+            "Preuves de consentement (finalité, donné ou retiré, quand, comment)",
+        ),
+        Text("Demonstrate consent (GDPR Art. 7.1)", "Démontrer le consentement (RGPD art. 7.1)"),
+        "legal_obligation",
+        _ACCOUNT_LIFETIME,
+    ),
+    DataCategory(
+        "analytics.events",
+        "3.4",
+        Text("Analytics events (non-essential cookies)", "Événements analytiques (cookies non essentiels)"),
+        Text("Non-essential analytics cookies", "Cookies analytiques non essentiels"),
+        "consent",
+        _ACCOUNT_LIFETIME,
+    ),
+    DataCategory(
+        "usage.events",
+        "3.3",
+        Text("Usage events (pages and features used)", "Événements d'utilisation (pages et fonctions utilisées)"),
+        Text(
+            "Improvement of our services, anonymized usage statistics",
+            "Amélioration de nos services, statistiques d'utilisation anonymisées",
+        ),
+        "legitimate_interest",
+        _ACCOUNT_LIFETIME,
+    ),
+    DataCategory(
+        "prospects.contact",
+        "5",
+        Text("Prospect contact details (non-clients)", "Coordonnées des prospects (non-clients)"),
+        Text("Direct marketing", "Prospection commerciale"),
+        "consent",
+        ("prospects",),
+    ),
+    DataCategory(
+        "rights.restrictions",
+        "8.4",
+        Text(
+            "Restrictions and objections you asked for (Art. 18, 21)",
+            "Limitations et oppositions que vous avez demandées (art. 18, 21)",
+        ),
+        Text("Honour your rights", "Respecter vos droits"),
+        "legal_obligation",
+        _ACCOUNT_LIFETIME,
+    ),
     # The suite's own records (not categories of the policy)
-    DataCategory("suite.request_records", "9", Text("Records of your privacy requests and their answers", "Traces de vos demandes relatives à vos données et des réponses apportées"), Text("Proof of compliance (GDPR Art. 5.2)", "Preuve de conformité (RGPD art. 5.2)"), "legal_obligation", ("request_records",), from_policy=False),
-    DataCategory("suite.audit_trail", "9", Text("Audit trail of privacy operations (pseudonymised)", "Journal d'audit des opérations (pseudonymisé)"), Text("Proof of compliance (GDPR Art. 5.2)", "Preuve de conformité (RGPD art. 5.2)"), "legal_obligation", ("request_records",), from_policy=False),
-    DataCategory("suite.verification", "9.3", Text("Identity verification records (hashed codes, attempts)", "Traces de vérification d'identité (codes hachés, tentatives)"), Text("Identity verification", "Vérification d'identité"), "legitimate_interest", ("verification_records",), from_policy=False),
-    DataCategory("suite.policy_notices", "11", Text("Policy-change notices sent to you and your acknowledgements", "Avis de modification de la politique qui vous ont été envoyés et vos prises de connaissance"), Text("Inform you of substantial changes to this policy", "Vous informer des modifications substantielles de cette politique"), "legal_obligation", _ACCOUNT_LIFETIME, from_policy=False),
-    DataCategory("suite.exports", "8.1", Text("Copies of your data prepared for access or portability", "Copies de vos données préparées pour l'accès ou la portabilité"), Text("Right of access and portability", "Droit d'accès et à la portabilité"), "legal_obligation", ("exports",), from_policy=False),
+    DataCategory(
+        "suite.request_records",
+        "9",
+        Text(
+            "Records of your privacy requests and their answers",
+            "Traces de vos demandes relatives à vos données et des réponses apportées",
+        ),
+        Text("Proof of compliance (GDPR Art. 5.2)", "Preuve de conformité (RGPD art. 5.2)"),
+        "legal_obligation",
+        ("request_records",),
+        from_policy=False,
+    ),
+    DataCategory(
+        "suite.audit_trail",
+        "9",
+        Text("Audit trail of privacy operations (pseudonymised)", "Journal d'audit des opérations (pseudonymisé)"),
+        Text("Proof of compliance (GDPR Art. 5.2)", "Preuve de conformité (RGPD art. 5.2)"),
+        "legal_obligation",
+        ("request_records",),
+        from_policy=False,
+    ),
+    DataCategory(
+        "suite.verification",
+        "9.3",
+        Text(
+            "Identity verification records (hashed codes, attempts)",
+            "Traces de vérification d'identité (codes hachés, tentatives)",
+        ),
+        Text("Identity verification", "Vérification d'identité"),
+        "legitimate_interest",
+        ("verification_records",),
+        from_policy=False,
+    ),
+    DataCategory(
+        "suite.policy_notices",
+        "11",
+        Text(
+            "Policy-change notices sent to you and your acknowledgements",
+            "Avis de modification de la politique qui vous ont été envoyés et vos prises de connaissance",
+        ),
+        Text(
+            "Inform you of substantial changes to this policy",
+            "Vous informer des modifications substantielles de cette politique",
+        ),
+        "legal_obligation",
+        _ACCOUNT_LIFETIME,
+        from_policy=False,
+    ),
+    DataCategory(
+        "suite.exports",
+        "8.1",
+        Text(
+            "Copies of your data prepared for access or portability",
+            "Copies de vos données préparées pour l'accès ou la portabilité",
+        ),
+        Text("Right of access and portability", "Droit d'accès et à la portabilité"),
+        "legal_obligation",
+        ("exports",),
+        from_policy=False,
+    ),
 )
 
 _CATEGORIES_BY_ID = {c.id: c for c in CATEGORIES}
@@ -401,10 +662,14 @@ RETENTION_RULES: tuple[RetentionRule, ...] = (
     ),
     RetentionRule(
         "disclosure_records",
-        Text("Register of authority requests, disclosures and legal holds",
-             "Registre des réquisitions des autorités, des communications et des gels de données"),
-        Text("6 years after the last disclosure (or the release of the hold)",
-             "6 ans après la dernière communication (ou la levée du gel)"),
+        Text(
+            "Register of authority requests, disclosures and legal holds",
+            "Registre des réquisitions des autorités, des communications et des gels de données",
+        ),
+        Text(
+            "6 years after the last disclosure (or the release of the hold)",
+            "6 ans après la dernière communication (ou la levée du gel)",
+        ),
         clock="authority_requests.last_activity_at; legal_holds.released_at",
         clock_columns=("authority_requests.last_activity_at", "legal_holds.released_at"),
         active_months=72,
@@ -414,7 +679,7 @@ RETENTION_RULES: tuple[RetentionRule, ...] = (
         configurable=True,
         from_policy=False,
         note="Operational rule (policy 6.4): proof of what was disclosed to which authority, when and how; "
-             "institutions and ids only, no personal data.",
+        "institutions and ids only, no personal data.",
     ),
 )
 
@@ -501,10 +766,34 @@ INTERNAL_ACCESS = Text(
 )
 
 SUBPROCESSORS: tuple[Subprocessor, ...] = (
-    Subprocessor("scaleway", "Scaleway SAS", Text("Hosting (servers, DB, S3)", "Hébergement (serveurs, bases de données, S3)"), Text("France", "France"), ("ISO 27001", "HDS")),
-    Subprocessor("stripe", "Stripe, Inc.", Text("Online payments", "Paiements en ligne"), Text("Ireland (EU)", "Irlande (UE)"), ("PCI-DSS", "GDPR")),
-    Subprocessor("superpdp", "SuperPDP", Text("Transmission of electronic invoices (Factur-X)", "Transmission des factures électroniques (Factur-X)"), Text("EU", "UE"), ("GDPR",)),
-    Subprocessor("resend", "Resend", Text("Transactional emails", "E-mails transactionnels"), Text("European Union", "Union européenne"), ("GDPR",)),
+    Subprocessor(
+        "scaleway",
+        "Scaleway SAS",
+        Text("Hosting (servers, DB, S3)", "Hébergement (serveurs, bases de données, S3)"),
+        Text("France", "France"),
+        ("ISO 27001", "HDS"),
+    ),
+    Subprocessor(
+        "stripe",
+        "Stripe, Inc.",
+        Text("Online payments", "Paiements en ligne"),
+        Text("Ireland (EU)", "Irlande (UE)"),
+        ("PCI-DSS", "GDPR"),
+    ),
+    Subprocessor(
+        "superpdp",
+        "SuperPDP",
+        Text("Transmission of electronic invoices (Factur-X)", "Transmission des factures électroniques (Factur-X)"),
+        Text("EU", "UE"),
+        ("GDPR",),
+    ),
+    Subprocessor(
+        "resend",
+        "Resend",
+        Text("Transactional emails", "E-mails transactionnels"),
+        Text("European Union", "Union européenne"),
+        ("GDPR",),
+    ),
 )
 
 AUTHORITIES: tuple[Text, ...] = (
@@ -538,31 +827,85 @@ class Right:
 
 
 RIGHTS: tuple[Right, ...] = (
-    Right("access", "8.1", Text("Right of access", "Droit d'accès"), "Art. 15",
-          Text("You may obtain confirmation that data concerning you is being processed and obtain a copy of it.",
-               "Vous pouvez obtenir la confirmation que des données vous concernant sont traitées et en obtenir une copie.")),
-    Right("rectification", "8.2", Text("Right to rectification", "Droit de rectification"), "Art. 16",
-          Text("You may request the correction of inaccurate or incomplete data.",
-               "Vous pouvez demander la correction de données inexactes ou incomplètes.")),
-    Right("erasure", "8.3", Text("Right to erasure", "Droit à l'effacement"), "Art. 17",
-          Text("You may request the deletion of your data, subject to legal retention obligations.",
-               "Vous pouvez demander la suppression de vos données, sous réserve des obligations légales de conservation.")),
-    Right("restriction", "8.4", Text("Right to restriction", "Droit à la limitation"), "Art. 18",
-          Text("You may request the restriction of processing in certain cases (contesting accuracy, unlawful processing, etc.).",
-               "Vous pouvez demander la limitation du traitement dans certains cas (contestation de l'exactitude, traitement illicite, etc.).")),
-    Right("portability", "8.5", Text("Right to portability", "Droit à la portabilité"), "Art. 20",
-          Text("You may receive your data in a structured, machine-readable format and transmit it to another data controller.",
-               "Vous pouvez recevoir vos données dans un format structuré et lisible par machine et les transmettre à un autre responsable de traitement.")),
-    Right("objection", "8.6", Text("Right to object", "Droit d'opposition"), "Art. 21",
-          Text("You may object to the processing of your data based on legitimate interest or for direct marketing purposes.",
-               "Vous pouvez vous opposer au traitement de vos données fondé sur l'intérêt légitime ou à des fins de prospection.")),
-    Right("consent_withdrawal", "8.7", Text("Right to withdraw consent", "Droit de retirer votre consentement"), "Art. 7.3",
-          Text("Where processing is based on consent, you may withdraw it at any time without affecting the lawfulness of prior processing.",
-               "Lorsque le traitement repose sur votre consentement, vous pouvez le retirer à tout moment, sans remettre en cause la licéité du traitement antérieur."),
-          article_in_policy=False),
-    Right("complaint", "8.8", Text("Right to lodge a complaint", "Droit d'introduire une réclamation"), "Art. 77",
-          Text("You may lodge a complaint with the CNIL.", "Vous pouvez introduire une réclamation auprès de la CNIL."),
-          article_in_policy=False),
+    Right(
+        "access",
+        "8.1",
+        Text("Right of access", "Droit d'accès"),
+        "Art. 15",
+        Text(
+            "You may obtain confirmation that data concerning you is being processed and obtain a copy of it.",
+            "Vous pouvez obtenir la confirmation que des données vous concernant sont traitées et en obtenir une copie.",
+        ),
+    ),
+    Right(
+        "rectification",
+        "8.2",
+        Text("Right to rectification", "Droit de rectification"),
+        "Art. 16",
+        Text(
+            "You may request the correction of inaccurate or incomplete data.",
+            "Vous pouvez demander la correction de données inexactes ou incomplètes.",
+        ),
+    ),
+    Right(
+        "erasure",
+        "8.3",
+        Text("Right to erasure", "Droit à l'effacement"),
+        "Art. 17",
+        Text(
+            "You may request the deletion of your data, subject to legal retention obligations.",
+            "Vous pouvez demander la suppression de vos données, sous réserve des obligations légales de conservation.",
+        ),
+    ),
+    Right(
+        "restriction",
+        "8.4",
+        Text("Right to restriction", "Droit à la limitation"),
+        "Art. 18",
+        Text(
+            "You may request the restriction of processing in certain cases (contesting accuracy, unlawful processing, etc.).",
+            "Vous pouvez demander la limitation du traitement dans certains cas (contestation de l'exactitude, traitement illicite, etc.).",
+        ),
+    ),
+    Right(
+        "portability",
+        "8.5",
+        Text("Right to portability", "Droit à la portabilité"),
+        "Art. 20",
+        Text(
+            "You may receive your data in a structured, machine-readable format and transmit it to another data controller.",
+            "Vous pouvez recevoir vos données dans un format structuré et lisible par machine et les transmettre à un autre responsable de traitement.",
+        ),
+    ),
+    Right(
+        "objection",
+        "8.6",
+        Text("Right to object", "Droit d'opposition"),
+        "Art. 21",
+        Text(
+            "You may object to the processing of your data based on legitimate interest or for direct marketing purposes.",
+            "Vous pouvez vous opposer au traitement de vos données fondé sur l'intérêt légitime ou à des fins de prospection.",
+        ),
+    ),
+    Right(
+        "consent_withdrawal",
+        "8.7",
+        Text("Right to withdraw consent", "Droit de retirer votre consentement"),
+        "Art. 7.3",
+        Text(
+            "Where processing is based on consent, you may withdraw it at any time without affecting the lawfulness of prior processing.",
+            "Lorsque le traitement repose sur votre consentement, vous pouvez le retirer à tout moment, sans remettre en cause la licéité du traitement antérieur.",
+        ),
+        article_in_policy=False,
+    ),
+    Right(
+        "complaint",
+        "8.8",
+        Text("Right to lodge a complaint", "Droit d'introduire une réclamation"),
+        "Art. 77",
+        Text("You may lodge a complaint with the CNIL.", "Vous pouvez introduire une réclamation auprès de la CNIL."),
+        article_in_policy=False,
+    ),
 )
 
 
@@ -584,25 +927,45 @@ _LOGS_STAY = (
     "Les journaux de connexion et d'accès sont conservés 1 an quelle que soit l'issue (LCEN), puis supprimés.",
 )
 LEGITIMATE_INTEREST_OBJECTIONS: tuple[LegitimateInterestObjection, ...] = (
-    LegitimateInterestObjection("service_improvement", False, Text(
-        "Your usage events are no longer collected to improve our services, and those we held were deleted.",
-        "Vos événements d'utilisation ne sont plus collectés pour améliorer nos services, et ceux que nous détenions ont été supprimés.")),
-    LegitimateInterestObjection("usage_statistics", False, Text(
-        "Your usage events are no longer collected for statistics, and those we held were deleted. Statistics already "
-        "anonymised (aggregated without any identifier) no longer relate to you: they cannot be traced back to you.",
-        "Vos événements d'utilisation ne sont plus collectés à des fins statistiques, et ceux que nous détenions ont été "
-        "supprimés. Les statistiques déjà anonymisées (agrégées sans aucun identifiant) ne se rapportent plus à vous : "
-        "elles ne permettent pas de remonter jusqu'à vous.")),
-    LegitimateInterestObjection("platform_security", True, Text(
-        "The DPO examines your objection: it is accepted unless there are compelling legitimate grounds for the "
-        "processing; you are told the outcome within one month. " + _LOGS_STAY[0],
-        "Le DPO examine votre opposition : elle est acceptée sauf motifs légitimes et impérieux justifiant le "
-        "traitement ; l'issue vous est communiquée sous un mois. " + _LOGS_STAY[1])),
-    LegitimateInterestObjection("fraud_prevention", True, Text(
-        "The DPO examines your objection: it is accepted unless there are compelling legitimate grounds for the "
-        "processing; you are told the outcome within one month. " + _LOGS_STAY[0],
-        "Le DPO examine votre opposition : elle est acceptée sauf motifs légitimes et impérieux justifiant le "
-        "traitement ; l'issue vous est communiquée sous un mois. " + _LOGS_STAY[1])),
+    LegitimateInterestObjection(
+        "service_improvement",
+        False,
+        Text(
+            "Your usage events are no longer collected to improve our services, and those we held were deleted.",
+            "Vos événements d'utilisation ne sont plus collectés pour améliorer nos services, et ceux que nous détenions ont été supprimés.",
+        ),
+    ),
+    LegitimateInterestObjection(
+        "usage_statistics",
+        False,
+        Text(
+            "Your usage events are no longer collected for statistics, and those we held were deleted. Statistics already "
+            "anonymised (aggregated without any identifier) no longer relate to you: they cannot be traced back to you.",
+            "Vos événements d'utilisation ne sont plus collectés à des fins statistiques, et ceux que nous détenions ont été "
+            "supprimés. Les statistiques déjà anonymisées (agrégées sans aucun identifiant) ne se rapportent plus à vous : "
+            "elles ne permettent pas de remonter jusqu'à vous.",
+        ),
+    ),
+    LegitimateInterestObjection(
+        "platform_security",
+        True,
+        Text(
+            "The DPO examines your objection: it is accepted unless there are compelling legitimate grounds for the "
+            "processing; you are told the outcome within one month. " + _LOGS_STAY[0],
+            "Le DPO examine votre opposition : elle est acceptée sauf motifs légitimes et impérieux justifiant le "
+            "traitement ; l'issue vous est communiquée sous un mois. " + _LOGS_STAY[1],
+        ),
+    ),
+    LegitimateInterestObjection(
+        "fraud_prevention",
+        True,
+        Text(
+            "The DPO examines your objection: it is accepted unless there are compelling legitimate grounds for the "
+            "processing; you are told the outcome within one month. " + _LOGS_STAY[0],
+            "Le DPO examine votre opposition : elle est acceptée sauf motifs légitimes et impérieux justifiant le "
+            "traitement ; l'issue vous est communiquée sous un mois. " + _LOGS_STAY[1],
+        ),
+    ),
 )
 
 
@@ -782,7 +1145,11 @@ def art15_information(language: str = "en") -> dict[str, Any]:
     if language not in LANGUAGES:
         raise ValueError(f"unsupported language {language!r}; expected one of {LANGUAGES}")
     return {
-        "policy": {"version": POLICY_VERSION, "effective_date": POLICY_EFFECTIVE_DATE.isoformat(), "language": language},
+        "policy": {
+            "version": POLICY_VERSION,
+            "effective_date": POLICY_EFFECTIVE_DATE.isoformat(),
+            "language": language,
+        },
         "controller": {
             "name": CONTROLLER.name,
             "registered_office": CONTROLLER.registered_office,
@@ -791,11 +1158,17 @@ def art15_information(language: str = "en") -> dict[str, Any]:
             "dpo_email": CONTROLLER.dpo_email,
         },
         "purposes": [
-            {"id": p.id, "section": p.section, "label": p.label.get(language), "legal_basis": _basis(p.legal_basis, language)}
+            {
+                "id": p.id,
+                "section": p.section,
+                "label": p.label.get(language),
+                "legal_basis": _basis(p.legal_basis, language),
+            }
             for p in PURPOSES
         ],
         "processings": [
-            {"id": p.id, "label": p.label.get(language), "legal_basis": _basis(p.legal_basis, language)} for p in PROCESSINGS
+            {"id": p.id, "label": p.label.get(language), "legal_basis": _basis(p.legal_basis, language)}
+            for p in PROCESSINGS
         ],
         "categories": [
             {
@@ -827,7 +1200,13 @@ def art15_information(language: str = "en") -> dict[str, Any]:
         "transfers_outside_eu": NO_TRANSFER_OUTSIDE_EU.get(language),
         "hosting_regions": list(HOSTING_REGIONS),
         "rights": [
-            {"id": r.id, "section": r.section, "label": r.label.get(language), "gdpr_article": r.gdpr_article, "description": r.description.get(language)}
+            {
+                "id": r.id,
+                "section": r.section,
+                "label": r.label.get(language),
+                "gdpr_article": r.gdpr_article,
+                "description": r.description.get(language),
+            }
             for r in RIGHTS
         ],
         "how_to_exercise": {
@@ -853,18 +1232,40 @@ class SecurityMeasure:
 
 
 SECURITY_MEASURES: tuple[SecurityMeasure, ...] = (
-    SecurityMeasure("7.1", Text("Encryption of data in transit (TLS 1.3)", "Chiffrement des données en transit (TLS 1.3)")),
+    SecurityMeasure(
+        "7.1", Text("Encryption of data in transit (TLS 1.3)", "Chiffrement des données en transit (TLS 1.3)")
+    ),
     SecurityMeasure("7.1", Text("Encryption of data at rest (AES-256)", "Chiffrement des données au repos (AES-256)")),
-    SecurityMeasure("7.1", Text("Two-factor authentication (2FA) available", "Authentification à deux facteurs (2FA) disponible")),
+    SecurityMeasure(
+        "7.1", Text("Two-factor authentication (2FA) available", "Authentification à deux facteurs (2FA) disponible")
+    ),
     SecurityMeasure("7.1", Text("Secure password hashing (bcrypt)", "Hachage sécurisé des mots de passe (bcrypt)")),
-    SecurityMeasure("7.1", Text("Secrets and credentials hashed (not stored in clear text)", "Secrets et identifiants hachés (jamais stockés en clair)")),
+    SecurityMeasure(
+        "7.1",
+        Text(
+            "Secrets and credentials hashed (not stored in clear text)",
+            "Secrets et identifiants hachés (jamais stockés en clair)",
+        ),
+    ),
     SecurityMeasure("7.1", Text("Web application firewall (WAF)", "Pare-feu applicatif (WAF)")),
     SecurityMeasure("7.1", Text("Intrusion detection", "Détection d'intrusion")),
-    SecurityMeasure("7.2", Text("Restricted access based on the principle of least privilege", "Accès restreint selon le principe du moindre privilège")),
+    SecurityMeasure(
+        "7.2",
+        Text(
+            "Restricted access based on the principle of least privilege",
+            "Accès restreint selon le principe du moindre privilège",
+        ),
+    ),
     SecurityMeasure("7.2", Text("Staff security training", "Formation du personnel à la sécurité")),
     SecurityMeasure("7.2", Text("Incident management policy", "Politique de gestion des incidents")),
     SecurityMeasure("7.2", Text("Regular security audits", "Audits de sécurité réguliers")),
-    SecurityMeasure("7.3", Text("Infrastructure hosted on ISO 27001-certified servers", "Infrastructure hébergée sur des serveurs certifiés ISO 27001")),
+    SecurityMeasure(
+        "7.3",
+        Text(
+            "Infrastructure hosted on ISO 27001-certified servers",
+            "Infrastructure hébergée sur des serveurs certifiés ISO 27001",
+        ),
+    ),
     SecurityMeasure("7.3", Text("Compliance with ANSSI recommendations", "Conformité aux recommandations de l'ANSSI")),
 )
 

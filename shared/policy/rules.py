@@ -84,5 +84,3 @@ def invoice_issue_bound(today: dt.date) -> dt.date:
         last_year = last.year if (last.month, last.day) == (12, 31) else last.year - 1
         return dt.date(last_year + 1, 1, 1)
     return last + ONE_DAY
-
-

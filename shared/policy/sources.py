@@ -21,26 +21,41 @@ class Source:
 
 
 SOURCES: tuple[Source, ...] = (
-    Source("user", Text(
-        "From you: what you entered when creating or using your account",
-        "De vous : ce que vous avez saisi à la création ou lors de l'utilisation de votre compte",
-    )),
-    Source("usage", Text(
-        "Recorded by our systems when you use the Platform (connections, requests, cookies you accepted)",
-        "Enregistré par nos systèmes lorsque vous utilisez la Plateforme (connexions, requêtes, cookies acceptés)",
-    )),
-    Source("stripe", Text(
-        "From our payment provider Stripe (payments, their status and references)",
-        "De notre prestataire de paiement Stripe (paiements, leur statut et leurs références)",
-    )),
-    Source("documents", Text(
-        "From the documents users submit (invoices and their lines, clients named in them)",
-        "Des documents déposés par les utilisateurs (factures et leurs lignes, clients qui y figurent)",
-    )),
-    Source("suite", Text(
-        "Produced by us when handling your privacy requests",
-        "Produit par nous lors du traitement de vos demandes relatives à vos données",
-    )),
+    Source(
+        "user",
+        Text(
+            "From you: what you entered when creating or using your account",
+            "De vous : ce que vous avez saisi à la création ou lors de l'utilisation de votre compte",
+        ),
+    ),
+    Source(
+        "usage",
+        Text(
+            "Recorded by our systems when you use the Platform (connections, requests, cookies you accepted)",
+            "Enregistré par nos systèmes lorsque vous utilisez la Plateforme (connexions, requêtes, cookies acceptés)",
+        ),
+    ),
+    Source(
+        "stripe",
+        Text(
+            "From our payment provider Stripe (payments, their status and references)",
+            "De notre prestataire de paiement Stripe (paiements, leur statut et leurs références)",
+        ),
+    ),
+    Source(
+        "documents",
+        Text(
+            "From the documents users submit (invoices and their lines, clients named in them)",
+            "Des documents déposés par les utilisateurs (factures et leurs lignes, clients qui y figurent)",
+        ),
+    ),
+    Source(
+        "suite",
+        Text(
+            "Produced by us when handling your privacy requests",
+            "Produit par nous lors du traitement de vos demandes relatives à vos données",
+        ),
+    ),
 )
 _SOURCES_BY_ID = {s.id: s for s in SOURCES}
 

@@ -29,7 +29,6 @@ def get_storage() -> ObjectStore:
     global _storage
     with _lock:
         if _storage is None:
-
             _storage = build_object_store(get_settings())
         return _storage
 
@@ -37,7 +36,6 @@ def get_storage() -> ObjectStore:
 def get_queue(name: str) -> Queue:
     with _lock:
         if name not in _queues:
-
             _queues[name] = build_queue(name, get_settings())
         return _queues[name]
 
@@ -46,7 +44,6 @@ def get_mailer() -> Mailer:
     global _mailer
     with _lock:
         if _mailer is None:
-
             _mailer = build_mailer(get_settings())
         return _mailer
 
@@ -55,7 +52,6 @@ def get_payments() -> Payments:
     global _payments
     with _lock:
         if _payments is None:
-
             _payments = build_payments(get_settings())
         return _payments
 

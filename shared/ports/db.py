@@ -25,7 +25,6 @@ from shared.platform.logs import get_logger
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "infra" / "migrations"
 
 
-
 class UtcDateTime(TypeDecorator):
     """A DateTime that refuses naive values and returns aware UTC datetimes."""
 
@@ -54,7 +53,7 @@ def normalise_url(url: str) -> str:
     """Accept plain postgres URLs and route them to psycopg 3."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -122,7 +121,6 @@ _engines: dict[str, Engine] = {}
 def get_engine(url: str | None = None) -> Engine:
     """The engine for `url`, or for the configured database; created once per process."""
     if url is None:
-
         url = get_settings().effective_database_url
     url = normalise_url(url)
     with _engine_lock:
@@ -157,7 +155,6 @@ def migrate(url: str | None = None, revision: str = "heads") -> None:
     from alembic import command  # deferred: Alembic is local-only, never in the function package
 
     if url is None:
-
         url = get_settings().effective_database_url
     command.upgrade(alembic_config(url), revision)
 

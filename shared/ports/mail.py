@@ -88,7 +88,9 @@ class Mailer(Protocol):
     def update_contact(self, email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
         """Correct the contact's names (rectification); returns the contact ids touched ([] if none)."""
 
-    def move_contact(self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
+    def move_contact(
+        self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None
+    ) -> list[str]:
         """The contact of `old_email` now has `new_email`: created under the new address (its unsubscribed
         state kept) and the old one removed. Idempotent: rerun after a crash, it finishes the move.
         Its segments (the lists it belongs to) are carried over.
@@ -131,15 +133,22 @@ def _install_pooled_http_client() -> None:
             super().__init__(timeout=timeout)
             self._local = threading.local()
 
-        def request(self, method: str, url: str, headers: Any, json: Any = None, files: Any = None, data: Any = None) -> Any:
+        def request(
+            self, method: str, url: str, headers: Any, json: Any = None, files: Any = None, data: Any = None
+        ) -> Any:
             session = getattr(self._local, "session", None)
             if session is None:
                 session = self._local.session = requests.Session()
                 session.trust_env = False
             try:
                 response = session.request(
-                    method=method, url=url, headers=headers, files=files, data=data,
-                    json=json if data is None and files is None else None, timeout=self._timeout,
+                    method=method,
+                    url=url,
+                    headers=headers,
+                    files=files,
+                    data=data,
+                    json=json if data is None and files is None else None,
+                    timeout=self._timeout,
                 )
             except requests.RequestException as exc:
                 raise RuntimeError(f"Request failed: {type(exc).__name__}") from exc  # as the SDK's own client
@@ -242,7 +251,9 @@ class ResendMailer:
             raise
         return [response["id"]]
 
-    def move_contact(self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
+    def move_contact(
+        self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None
+    ) -> list[str]:
         # Resend identifies a contact by its address and cannot change it: create under the new one, drop the old.
         old = self._get_contact(old_email)
         new = self._get_contact(new_email)
@@ -287,7 +298,10 @@ def _external_error(exc: Any) -> ExternalServiceError:
     transport = exc.error_type == "HttpClientError"
     retryable = transport or status is None or status == 429 or status >= 500
     return ExternalServiceError(
-        "resend", f"request failed ({exc.error_type}, {exc.code})", retryable=retryable, status=None if transport else status
+        "resend",
+        f"request failed ({exc.error_type}, {exc.code})",
+        retryable=retryable,
+        status=None if transport else status,
     )
 
 
@@ -377,6 +391,8 @@ class OutboxMailer:
         self._record_contact("update", email)
         return []
 
-    def move_contact(self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None) -> list[str]:
+    def move_contact(
+        self, old_email: str, new_email: str, *, first_name: str | None, last_name: str | None
+    ) -> list[str]:
         self._record_contact("move", old_email)
         return []

@@ -62,7 +62,9 @@ class StripePayments:
         base = {"api": settings.stripe_api_base.rstrip("/")} if settings.stripe_api_base else None
         # No SDK retries: the caller (a saga step) retries, with the same idempotency key.
         self.client = stripe.StripeClient(
-            settings.stripe_api_key or "", base_addresses=base, max_network_retries=0  # type: ignore[arg-type]
+            settings.stripe_api_key or "",
+            base_addresses=base,  # type: ignore[arg-type]  # stripe types it as a TypedDict of the same keys
+            max_network_retries=0,
         )
 
     def _error(self, exc: Any) -> ExternalServiceError:

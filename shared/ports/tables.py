@@ -240,7 +240,12 @@ consent_events = Table(
     Column("proof_user_agent", String(400)),
     CheckConstraint("action IN ('given', 'withdrawn')", name="action"),
 )
-Index("ix_consent_events_account_id_purpose", consent_events.c.account_id, consent_events.c.purpose, consent_events.c.occurred_at)
+Index(
+    "ix_consent_events_account_id_purpose",
+    consent_events.c.account_id,
+    consent_events.c.purpose,
+    consent_events.c.occurred_at,
+)
 
 analytics_events = Table(
     "analytics_events",
@@ -386,7 +391,11 @@ verification_attempts = Table(
     Column("attempted_at", UtcDateTime, nullable=False),
     Column("succeeded", Boolean, nullable=False),
 )
-Index("ix_verification_attempts_account_id_attempted_at", verification_attempts.c.account_id, verification_attempts.c.attempted_at)
+Index(
+    "ix_verification_attempts_account_id_attempted_at",
+    verification_attempts.c.account_id,
+    verification_attempts.c.attempted_at,
+)
 
 dpo_credentials = Table(
     "dpo_credentials",
@@ -683,5 +692,8 @@ console_sign_in_failures = Table(
     Column("source", String(64), nullable=False),  # keyed pseudonym of the caller's address, never the address
     Column("attempted_at", UtcDateTime, nullable=False, index=True),
 )
-Index("ix_console_sign_in_failures_source_attempted_at", console_sign_in_failures.c.source,
-      console_sign_in_failures.c.attempted_at)
+Index(
+    "ix_console_sign_in_failures_source_attempted_at",
+    console_sign_in_failures.c.source,
+    console_sign_in_failures.c.attempted_at,
+)

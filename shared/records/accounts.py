@@ -14,14 +14,20 @@ def account_overview(account_id: str) -> dict:
     """What the caller may see about their own account: no secrets, no hashes."""
     with get_engine().connect() as conn:
         row = conn.execute(
-            select(accounts.c.id, accounts.c.status, accounts.c.locale, accounts.c.created_at,
-                   accounts.c.totp_secret.is_not(None).label("two_factor"))
-            .where(accounts.c.id == account_id)
+            select(
+                accounts.c.id,
+                accounts.c.status,
+                accounts.c.locale,
+                accounts.c.created_at,
+                accounts.c.totp_secret.is_not(None).label("two_factor"),
+            ).where(accounts.c.id == account_id)
         ).one_or_none()
         if row is None:
             raise NotFound("no such account")
         open_requests = conn.execute(
-            select(func.count()).select_from(dsr_requests).where(
+            select(func.count())
+            .select_from(dsr_requests)
+            .where(
                 dsr_requests.c.account_id == account_id,
                 dsr_requests.c.state.in_(sorted(OPEN_STATES)),
             )

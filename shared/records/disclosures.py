@@ -48,10 +48,15 @@ class Disclosure:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "request_id": self.request_id, "account_id": self.account_id,
-            "prospect_id": self.prospect_id, "categories": list(self.categories),
-            "disclosed_at": iso(self.disclosed_at, timespec="seconds"), "method": self.method,
-            "recorded_at": iso(self.recorded_at, timespec="seconds"), "recorded_by": self.recorded_by,
+            "id": self.id,
+            "request_id": self.request_id,
+            "account_id": self.account_id,
+            "prospect_id": self.prospect_id,
+            "categories": list(self.categories),
+            "disclosed_at": iso(self.disclosed_at, timespec="seconds"),
+            "method": self.method,
+            "recorded_at": iso(self.recorded_at, timespec="seconds"),
+            "recorded_by": self.recorded_by,
         }
 
 
@@ -69,19 +74,29 @@ class AuthorityRequest:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "authority_kind": self.authority_kind, "authority_name": self.authority_name,
-            "reference": self.reference, "legal_basis": self.legal_basis,
+            "id": self.id,
+            "authority_kind": self.authority_kind,
+            "authority_name": self.authority_name,
+            "reference": self.reference,
+            "legal_basis": self.legal_basis,
             "received_on": self.received_on.isoformat(),
-            "registered_at": iso(self.registered_at, timespec="seconds"), "registered_by": self.registered_by,
+            "registered_at": iso(self.registered_at, timespec="seconds"),
+            "registered_by": self.registered_by,
             "disclosures": [d.to_json() for d in self.disclosures],
         }
 
 
 def _disclosure(row: Any) -> Disclosure:
     return Disclosure(
-        id=row.id, request_id=row.request_id, account_id=row.account_id, prospect_id=row.prospect_id,
-        categories=tuple(row.categories or ()), disclosed_at=row.disclosed_at, method=row.method,
-        recorded_at=row.recorded_at, recorded_by=row.recorded_by,
+        id=row.id,
+        request_id=row.request_id,
+        account_id=row.account_id,
+        prospect_id=row.prospect_id,
+        categories=tuple(row.categories or ()),
+        disclosed_at=row.disclosed_at,
+        method=row.method,
+        recorded_at=row.recorded_at,
+        recorded_by=row.recorded_by,
     )
 
 
@@ -97,9 +112,15 @@ def _load(conn: Connection, condition: sa.ColumnElement[bool], limit: int = 200)
         by_request.setdefault(row.request_id, []).append(_disclosure(row))
     return [
         AuthorityRequest(
-            id=row.id, authority_kind=row.authority_kind, authority_name=row.authority_name, reference=row.reference,
-            legal_basis=row.legal_basis, received_on=row.received_on, registered_at=row.registered_at,
-            registered_by=row.registered_by, disclosures=tuple(by_request.get(row.id, ())),
+            id=row.id,
+            authority_kind=row.authority_kind,
+            authority_name=row.authority_name,
+            reference=row.reference,
+            legal_basis=row.legal_basis,
+            received_on=row.received_on,
+            registered_at=row.registered_at,
+            registered_by=row.registered_by,
+            disclosures=tuple(by_request.get(row.id, ())),
         )
         for row in rows
     ]
@@ -117,8 +138,15 @@ def list_requests(conn: Connection, *, limit: int = 200) -> list[AuthorityReques
 
 
 def register_request(
-    conn: Connection, *, authority_kind: str, authority_name: str, reference: str, legal_basis: str,
-    received_on: dt.date, actor: str, now: dt.datetime | None = None,
+    conn: Connection,
+    *,
+    authority_kind: str,
+    authority_name: str,
+    reference: str,
+    legal_basis: str,
+    received_on: dt.date,
+    actor: str,
+    now: dt.datetime | None = None,
 ) -> AuthorityRequest:
     """Register a request received from an authority, in the caller's transaction; audited."""
     now = moment(now)
@@ -130,21 +158,44 @@ def register_request(
     if not isinstance(received_on, dt.date) or isinstance(received_on, dt.datetime) or received_on > now.date():
         raise ValidationFailed("received_on must be a day, not in the future", code="invalid_received_on")
     request_id = str(uuid.uuid4())
-    conn.execute(insert(schema.authority_requests).values(
-        id=request_id, authority_kind=authority_kind, authority_name=authority_name, reference=reference,
-        legal_basis=legal_basis, received_on=received_on, registered_at=now, registered_by=actor, last_activity_at=now,
-    ))
+    conn.execute(
+        insert(schema.authority_requests).values(
+            id=request_id,
+            authority_kind=authority_kind,
+            authority_name=authority_name,
+            reference=reference,
+            legal_basis=legal_basis,
+            received_on=received_on,
+            registered_at=now,
+            registered_by=actor,
+            last_activity_at=now,
+        )
+    )
     audit.record(
-        conn, actor=actor, action="authority_request.registered", outcome="registered",
-        details={"authority_request_id": request_id, "authority_kind": authority_kind,
-                 "received_on": received_on.isoformat()},
+        conn,
+        actor=actor,
+        action="authority_request.registered",
+        outcome="registered",
+        details={
+            "authority_request_id": request_id,
+            "authority_kind": authority_kind,
+            "received_on": received_on.isoformat(),
+        },
     )
     return get_request(conn, request_id)
 
 
 def record_disclosure(
-    conn: Connection, request_id: str, *, categories: Sequence[str], disclosed_at: dt.datetime, method: str,
-    actor: str, account_id: str | None = None, prospect_id: str | None = None, now: dt.datetime | None = None,
+    conn: Connection,
+    request_id: str,
+    *,
+    categories: Sequence[str],
+    disclosed_at: dt.datetime,
+    method: str,
+    actor: str,
+    account_id: str | None = None,
+    prospect_id: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Disclosure:
     """Record what was disclosed for a request, when and how; audited. The request's retention clock restarts."""
     now = moment(now)
@@ -157,18 +208,38 @@ def record_disclosure(
     if disclosed_at.tzinfo is None:
         raise ValidationFailed("disclosed_at needs a time zone", code="invalid_disclosed_at")
     if disclosed_at > now or disclosed_at.date() < request.received_on:
-        raise ValidationFailed("disclosed_at must be between the request's receipt and now", code="invalid_disclosed_at")
+        raise ValidationFailed(
+            "disclosed_at must be between the request's receipt and now", code="invalid_disclosed_at"
+        )
     disclosure_id = str(uuid.uuid4())
-    conn.execute(insert(schema.authority_disclosures).values(
-        id=disclosure_id, request_id=request_id, account_id=account_id, prospect_id=prospect_id,
-        categories=list(wanted), disclosed_at=disclosed_at, method=method, recorded_at=now, recorded_by=actor,
-    ))
+    conn.execute(
+        insert(schema.authority_disclosures).values(
+            id=disclosure_id,
+            request_id=request_id,
+            account_id=account_id,
+            prospect_id=prospect_id,
+            categories=list(wanted),
+            disclosed_at=disclosed_at,
+            method=method,
+            recorded_at=now,
+            recorded_by=actor,
+        )
+    )
     r = schema.authority_requests
     conn.execute(update(r).where(r.c.id == request_id, r.c.last_activity_at < now).values(last_activity_at=now))
     audit.record(
-        conn, actor=actor, action="authority_request.disclosed", outcome="recorded", subject=account_id,
-        details={"authority_request_id": request_id, "disclosure_id": disclosure_id, "categories": list(wanted),
-                 "method": method, "prospect_id": prospect_id},
+        conn,
+        actor=actor,
+        action="authority_request.disclosed",
+        outcome="recorded",
+        subject=account_id,
+        details={
+            "authority_request_id": request_id,
+            "disclosure_id": disclosure_id,
+            "categories": list(wanted),
+            "method": method,
+            "prospect_id": prospect_id,
+        },
     )
     return next(d for d in get_request(conn, request_id).disclosures if d.id == disclosure_id)
 
@@ -195,7 +266,9 @@ def count_expired(conn: Connection, now: dt.datetime) -> dict[str, int]:
     r, h = schema.authority_requests, schema.legal_holds
     return {
         "legal_holds": conn.execute(select(sa.func.count()).select_from(h).where(_holds_due(now))).scalar_one(),
-        "authority_requests": conn.execute(select(sa.func.count()).select_from(r).where(_requests_due(now))).scalar_one(),
+        "authority_requests": conn.execute(
+            select(sa.func.count()).select_from(r).where(_requests_due(now))
+        ).scalar_one(),
     }
 
 
@@ -209,9 +282,15 @@ def purge_expired(engine: Engine, now: dt.datetime) -> dict[str, int]:
                 ids = list(conn.execute(select(table.c.id).where(due(now)).limit(_BATCH)).scalars())
                 if ids:
                     if table is h:
-                        conn.execute(delete(schema.legal_hold_categories).where(schema.legal_hold_categories.c.hold_id.in_(ids)))
+                        conn.execute(
+                            delete(schema.legal_hold_categories).where(schema.legal_hold_categories.c.hold_id.in_(ids))
+                        )
                     else:
-                        conn.execute(delete(schema.authority_disclosures).where(schema.authority_disclosures.c.request_id.in_(ids)))
+                        conn.execute(
+                            delete(schema.authority_disclosures).where(
+                                schema.authority_disclosures.c.request_id.in_(ids)
+                            )
+                        )
                     conn.execute(delete(table).where(table.c.id.in_(ids)))
             counts[name] += len(ids)
             if len(ids) < _BATCH:

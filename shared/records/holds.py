@@ -197,28 +197,39 @@ def _load(conn: Connection, condition: sa.ColumnElement[bool]) -> list[LegalHold
     ids = [row.id for row in rows]
     for start in range(0, len(ids), 1000):
         for hold_id, category in conn.execute(
-            select(hc.c.hold_id, hc.c.category).where(hc.c.hold_id.in_(ids[start:start + 1000])).order_by(hc.c.category)
+            select(hc.c.hold_id, hc.c.category)
+            .where(hc.c.hold_id.in_(ids[start : start + 1000]))
+            .order_by(hc.c.category)
         ):
             categories.setdefault(hold_id, []).append(category)
     return [
         LegalHold(
-            id=row.id, account_id=row.account_id, prospect_id=row.prospect_id,
-            categories=tuple(categories.get(row.id, ())), reason=row.reason,
-            authority_request_id=row.authority_request_id, placed_at=row.placed_at, placed_by=row.placed_by,
-            ends_on=row.ends_on, released_at=row.released_at, released_by=row.released_by,
+            id=row.id,
+            account_id=row.account_id,
+            prospect_id=row.prospect_id,
+            categories=tuple(categories.get(row.id, ())),
+            reason=row.reason,
+            authority_request_id=row.authority_request_id,
+            placed_at=row.placed_at,
+            placed_by=row.placed_by,
+            ends_on=row.ends_on,
+            released_at=row.released_at,
+            released_by=row.released_by,
             release_reason=row.release_reason,
         )
         for row in rows
     ]
 
 
-def holds_in_force(conn: Connection, account_ids: Sequence[str], now: dt.datetime | None = None) -> dict[str, list[LegalHold]]:
+def holds_in_force(
+    conn: Connection, account_ids: Sequence[str], now: dt.datetime | None = None
+) -> dict[str, list[LegalHold]]:
     """The holds in force on each of these accounts (accounts without one are absent)."""
     h = schema.legal_holds
     out: dict[str, list[LegalHold]] = {}
     ids = list(account_ids)
     for start in range(0, len(ids), 1000):
-        for hold in _load(conn, sa.and_(h.c.account_id.in_(ids[start:start + 1000]), in_force(moment(now)))):
+        for hold in _load(conn, sa.and_(h.c.account_id.in_(ids[start : start + 1000]), in_force(moment(now)))):
             assert hold.account_id is not None  # selected by account id
             out.setdefault(hold.account_id, []).append(hold)
     return out
@@ -233,7 +244,8 @@ def accounts_holding_prefix(conn: Connection, prefix_id: str, now: dt.datetime |
     """Accounts whose files of this object prefix a hold in force keeps (for jobs that walk objects)."""
     h = schema.legal_holds
     return {
-        hold.account_id for hold in _load(conn, sa.and_(h.c.account_id.is_not(None), in_force(moment(now))))
+        hold.account_id
+        for hold in _load(conn, sa.and_(h.c.account_id.is_not(None), in_force(moment(now))))
         if hold.account_id is not None and prefix_id in held_prefixes(hold.categories)
     }
 
@@ -245,8 +257,14 @@ def get_hold(conn: Connection, hold_id: str) -> LegalHold:
     return found[0]
 
 
-def list_holds(conn: Connection, *, account_id: str | None = None, in_force_only: bool = False,
-               now: dt.datetime | None = None, limit: int = 200) -> list[LegalHold]:
+def list_holds(
+    conn: Connection,
+    *,
+    account_id: str | None = None,
+    in_force_only: bool = False,
+    now: dt.datetime | None = None,
+    limit: int = 200,
+) -> list[LegalHold]:
     h = schema.legal_holds
     conditions = []
     if account_id is not None:
@@ -265,10 +283,14 @@ def check_free_text(value: str, *, field: str, max_length: int = MAX_REASON_LENG
         raise ValidationFailed(f"{field} must be a string", code=f"invalid_{field}")
     value = value.strip()
     if not MIN_REASON_LENGTH <= len(value) <= max_length:
-        raise ValidationFailed(f"{field} must be {MIN_REASON_LENGTH} to {max_length} characters", code=f"invalid_{field}")
+        raise ValidationFailed(
+            f"{field} must be {MIN_REASON_LENGTH} to {max_length} characters", code=f"invalid_{field}"
+        )
     found = audit.personal_data_reason(value)
     if found:
-        raise ValidationFailed(f"{field} must not hold personal data (it looks like {found})", code="personal_data_refused")
+        raise ValidationFailed(
+            f"{field} must not hold personal data (it looks like {found})", code="personal_data_refused"
+        )
     return value
 
 
@@ -279,9 +301,7 @@ def check_categories(categories: Sequence[str], *, prospect: bool = False) -> tu
         raise ValidationFailed("name at least one data category", code="invalid_categories")
     unknown = [c for c in wanted if c not in allowed]
     if unknown:
-        raise ValidationFailed(
-            f"unknown or unholdable categories: {', '.join(unknown[:5])}", code="invalid_categories"
-        )
+        raise ValidationFailed(f"unknown or unholdable categories: {', '.join(unknown[:5])}", code="invalid_categories")
     return wanted
 
 
@@ -327,16 +347,33 @@ def place_hold(
         if conn.execute(select(r.c.id).where(r.c.id == authority_request_id)).first() is None:
             raise NotFound("no such authority request", code="unknown_authority_request")
     hold_id = str(uuid.uuid4())
-    conn.execute(insert(schema.legal_holds).values(
-        id=hold_id, account_id=account_id, prospect_id=prospect_id,
-        subject_pseudonym=subject_pseudonym(account_id) if account_id else None,
-        authority_request_id=authority_request_id, reason=reason, placed_at=now, placed_by=actor, ends_on=ends_on,
-    ))
+    conn.execute(
+        insert(schema.legal_holds).values(
+            id=hold_id,
+            account_id=account_id,
+            prospect_id=prospect_id,
+            subject_pseudonym=subject_pseudonym(account_id) if account_id else None,
+            authority_request_id=authority_request_id,
+            reason=reason,
+            placed_at=now,
+            placed_by=actor,
+            ends_on=ends_on,
+        )
+    )
     conn.execute(insert(schema.legal_hold_categories), [{"hold_id": hold_id, "category": c} for c in wanted])
     audit.record(
-        conn, actor=actor, action="legal_hold.placed", outcome="placed", subject=account_id,
-        details={"hold_id": hold_id, "categories": list(wanted), "ends_on": ends_on.isoformat() if ends_on else None,
-                 "authority_request_id": authority_request_id, "prospect_id": prospect_id},
+        conn,
+        actor=actor,
+        action="legal_hold.placed",
+        outcome="placed",
+        subject=account_id,
+        details={
+            "hold_id": hold_id,
+            "categories": list(wanted),
+            "ends_on": ends_on.isoformat() if ends_on else None,
+            "authority_request_id": authority_request_id,
+            "prospect_id": prospect_id,
+        },
     )
     return get_hold(conn, hold_id)
 
@@ -365,17 +402,30 @@ def record_ended(conn: Connection, now: dt.datetime) -> int:
     for hold in ended:
         assert hold.ends_on is not None
         at = dt.datetime.combine(hold.ends_on + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
-        conn.execute(update(h).where(h.c.id == hold.id, h.c.released_at.is_(None))
-                     .values(released_at=at, released_by=ENDED_BY, release_reason="end date reached"))
+        conn.execute(
+            update(h)
+            .where(h.c.id == hold.id, h.c.released_at.is_(None))
+            .values(released_at=at, released_by=ENDED_BY, release_reason="end date reached")
+        )
         audit.record(
-            conn, actor=ENDED_BY, action="legal_hold.ended", outcome="ended", subject=hold.account_id,
-            details={"hold_id": hold.id, "categories": list(hold.categories), "ends_on": hold.ends_on.isoformat(),
-                     "prospect_id": hold.prospect_id},
+            conn,
+            actor=ENDED_BY,
+            action="legal_hold.ended",
+            outcome="ended",
+            subject=hold.account_id,
+            details={
+                "hold_id": hold.id,
+                "categories": list(hold.categories),
+                "ends_on": hold.ends_on.isoformat(),
+                "prospect_id": hold.prospect_id,
+            },
         )
     return len(ended)
 
 
-def release_hold(conn: Connection, hold_id: str, *, reason: str, actor: str, now: dt.datetime | None = None) -> LegalHold:
+def release_hold(
+    conn: Connection, hold_id: str, *, reason: str, actor: str, now: dt.datetime | None = None
+) -> LegalHold:
     """Release a hold (DPO, with a reason), audited: its data is back under its rules at the next run."""
     now = moment(now)
     reason = check_free_text(reason, field="reason")
@@ -384,14 +434,23 @@ def release_hold(conn: Connection, hold_id: str, *, reason: str, actor: str, now
         raise Conflict("this legal hold was already released", code="hold_already_released")
     h = schema.legal_holds
     result = conn.execute(
-        update(h).where(h.c.id == hold_id, h.c.released_at.is_(None))
+        update(h)
+        .where(h.c.id == hold_id, h.c.released_at.is_(None))
         .values(released_at=now, released_by=actor, release_reason=reason)
     )
     if result.rowcount != 1:  # a concurrent release won
         raise Conflict("this legal hold was already released", code="hold_already_released")
     audit.record(
-        conn, actor=actor, action="legal_hold.released", outcome="released", subject=hold.account_id,
-        details={"hold_id": hold_id, "categories": list(hold.categories), "prospect_id": hold.prospect_id,
-                 "ended_by_date": bool(hold.ends_on and hold.ends_on < now.date())},
+        conn,
+        actor=actor,
+        action="legal_hold.released",
+        outcome="released",
+        subject=hold.account_id,
+        details={
+            "hold_id": hold_id,
+            "categories": list(hold.categories),
+            "prospect_id": hold.prospect_id,
+            "ended_by_date": bool(hold.ends_on and hold.ends_on < now.date()),
+        },
     )
     return get_hold(conn, hold_id)

@@ -285,7 +285,9 @@ def create_request(
         canonical = json.dumps(dict(identifiers or {}), sort_keys=True, ensure_ascii=False)
         pseudonym = pseudonymise(canonical, purpose="subject-identifiers")
     sealed = (
-        seal(json.dumps(dict(identifiers), sort_keys=True, ensure_ascii=False), context=_identifiers_context(request_id))
+        seal(
+            json.dumps(dict(identifiers), sort_keys=True, ensure_ascii=False), context=_identifiers_context(request_id)
+        )
         if identifiers
         else None
     )
@@ -406,7 +408,7 @@ def transition_many(
                 else_=dsr_requests.c.details,
             )
     for start in range(0, len(records), _BATCH):
-        chunk = records[start:start + _BATCH]
+        chunk = records[start : start + _BATCH]
         # Each record's own version check: a row changed meanwhile is not matched, and the count tells.
         result = conn.execute(
             update(dsr_requests)
@@ -419,8 +421,12 @@ def transition_many(
     for record in records:
         entries.append(
             dict(
-                actor=actor, action="request.transition", outcome=to_state, request_id=record.id,
-                subject=record.account_id, details={"kind": record.kind, "from": record.state, "to": to_state},
+                actor=actor,
+                action="request.transition",
+                outcome=to_state,
+                request_id=record.id,
+                subject=record.account_id,
+                details={"kind": record.kind, "from": record.state, "to": to_state},
             )
         )
         if follow_up and record.id in follow_up:
@@ -433,7 +439,7 @@ def load_many(conn: Connection, request_ids: Sequence[str]) -> list[RequestRecor
     """The requests with these ids, in that order (absent ids are left out)."""
     found: dict[str, RequestRecord] = {}
     for start in range(0, len(request_ids), _BATCH):
-        chunk = list(request_ids[start:start + _BATCH])
+        chunk = list(request_ids[start : start + _BATCH])
         for row in conn.execute(select(dsr_requests).where(dsr_requests.c.id.in_(chunk))):
             found[row.id] = RequestRecord.from_row(row)
     return [found[request_id] for request_id in request_ids if request_id in found]
@@ -509,16 +515,40 @@ def create_closed_request(
     request_id = str(uuid.uuid4())
     conn.execute(
         insert(dsr_requests).values(
-            id=request_id, account_id=account_id, subject_pseudonym=subject_pseudonym(account_id), kind=kind,
-            channel=channel, state=COMPLETED, received_at=now, due_at=due_date_for(now), state_changed_at=now,
-            closed_at=now, details=details, version=1,
+            id=request_id,
+            account_id=account_id,
+            subject_pseudonym=subject_pseudonym(account_id),
+            kind=kind,
+            channel=channel,
+            state=COMPLETED,
+            received_at=now,
+            due_at=due_date_for(now),
+            state_changed_at=now,
+            closed_at=now,
+            details=details,
+            version=1,
         )
     )
     actor = actor or _DEFAULT_ACTOR[channel]
-    audit.record_many(conn, [
-        dict(actor=actor, action="request.created", outcome=RECEIVED, request_id=request_id, subject=account_id,
-             details={"kind": kind, "channel": channel}),
-        dict(actor=actor, action="request.transition", outcome=COMPLETED, request_id=request_id, subject=account_id,
-             details={"kind": kind, "from": RECEIVED, "to": COMPLETED}),
-    ])
+    audit.record_many(
+        conn,
+        [
+            dict(
+                actor=actor,
+                action="request.created",
+                outcome=RECEIVED,
+                request_id=request_id,
+                subject=account_id,
+                details={"kind": kind, "channel": channel},
+            ),
+            dict(
+                actor=actor,
+                action="request.transition",
+                outcome=COMPLETED,
+                request_id=request_id,
+                subject=account_id,
+                details={"kind": kind, "from": RECEIVED, "to": COMPLETED},
+            ),
+        ],
+    )
     return get_request(conn, request_id)

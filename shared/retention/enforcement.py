@@ -95,7 +95,8 @@ def _count_invoices(conn: Connection, now: dt.datetime) -> dict[str, int]:
         select(func.count(), func.count(inv.c.archived_at), func.count(inv.c.pdf_object_key)).where(due)
     ).one()
     lines = conn.execute(
-        select(func.count()).select_from(schema.invoice_lines)
+        select(func.count())
+        .select_from(schema.invoice_lines)
         .where(schema.invoice_lines.c.invoice_id.in_(select(inv.c.id).where(due)))
     ).scalar_one()
     return {"invoices": row[0], "of_erased_accounts": row[1], "pdfs": row[2], "lines": lines}
@@ -149,7 +150,9 @@ def _payment_not_held() -> sa.ColumnElement[bool]:
 def _payments_to_archive(now: dt.datetime) -> sa.ColumnElement[bool]:
     p = schema.payment_records
     return sa.and_(
-        p.c.archived_at.is_(None), _payment_not_held(), _payment_clock() < cutoff("payment_data", now.date(), archive=True),
+        p.c.archived_at.is_(None),
+        _payment_not_held(),
+        _payment_clock() < cutoff("payment_data", now.date(), archive=True),
         not_held("payment_records", now),
     )
 
@@ -174,14 +177,14 @@ def _apply_payment_archive(engine: Engine, now: dt.datetime, progress: Progress)
 
 def _count_payment_delete(conn: Connection, now: dt.datetime) -> dict[str, int]:
     p = schema.payment_records
-    row = conn.execute(
-        select(func.count(), func.count(p.c.subject_pseudonym)).where(_payments_to_delete(now))
-    ).one()
+    row = conn.execute(select(func.count(), func.count(p.c.subject_pseudonym)).where(_payments_to_delete(now))).one()
     return {"payment_records": row[0], "of_erased_accounts": row[1]}
 
 
 def _apply_payment_delete(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
-    deleted = delete_in_batches(engine, schema.payment_records, _payments_to_delete(now), "payment_records.delete", progress)
+    deleted = delete_in_batches(
+        engine, schema.payment_records, _payments_to_delete(now), "payment_records.delete", progress
+    )
     return {"payment_records": deleted}
 
 
@@ -227,7 +230,7 @@ def _expired_exports(now: dt.datetime, kept: set[str]) -> Iterator[tuple[str, st
     bound = cutoff("exports", now.date())
     prefix = object_prefix("exports").prefix()
     for version in get_storage().list_versions(get_settings().exports_bucket, prefix):
-        if version.last_modified < bound and version.key[len(prefix):].split("/", 1)[0] not in kept:
+        if version.last_modified < bound and version.key[len(prefix) :].split("/", 1)[0] not in kept:
             yield version.key, version.version_id
 
 
@@ -261,7 +264,9 @@ def _apply_exports(engine: Engine, now: dt.datetime, progress: Progress) -> dict
 def _requests_due(now: dt.datetime) -> sa.ColumnElement[bool]:
     r = schema.dsr_requests
     return sa.and_(
-        r.c.closed_at.is_not(None), r.c.closed_at < cutoff(request_records_rule(), now.date()), not_held("dsr_requests", now)
+        r.c.closed_at.is_not(None),
+        r.c.closed_at < cutoff(request_records_rule(), now.date()),
+        not_held("dsr_requests", now),
     )
 
 
@@ -326,7 +331,10 @@ def _verification_due(table: sa.Table, column: str, now: dt.datetime) -> sa.Colu
 
 
 def _count_verification(conn: Connection, now: dt.datetime) -> dict[str, int]:
-    return {name: count_rows(conn, table, _verification_due(table, column, now)) for name, table, column in _VERIFICATION_TABLES}
+    return {
+        name: count_rows(conn, table, _verification_due(table, column, now))
+        for name, table, column in _VERIFICATION_TABLES
+    }
 
 
 def _apply_verification(engine: Engine, now: dt.datetime, progress: Progress) -> dict[str, int]:
@@ -375,31 +383,95 @@ def _apply_disclosures(engine: Engine, now: dt.datetime, progress: Progress) -> 
 
 
 CATEGORIES: tuple[Category, ...] = (
-    Category("legal_holds.ended", disclosure_records_rule, "record",
-             "legal holds past their end date: the end recorded and audited", _count_holds_ended, _apply_holds_ended),
+    Category(
+        "legal_holds.ended",
+        disclosure_records_rule,
+        "record",
+        "legal holds past their end date: the end recorded and audited",
+        _count_holds_ended,
+        _apply_holds_ended,
+    ),
     # First: data a released hold gives back to its erasure goes now, and its expired records below in the same run.
-    Category("suspended_erasures", lambda: policy.retention_rule("inactive_account"), "delete",
-             "erased accounts' data a legal hold kept, once the hold ends", _count_suspended, _apply_suspended),
-    Category("invoices", invoice_rule, "delete", "invoices, their lines and PDFs (live and archived)",
-             _count_invoices, _apply_invoices),
-    Category("payment_records.archive", lambda: policy.retention_rule("payment_data"), "archive",
-             "payment records past their active period move to restricted archive", _count_payment_archive,
-             _apply_payment_archive),
-    Category("payment_records.delete", lambda: policy.retention_rule("payment_data"), "delete",
-             "payment records at the end of their archive", _count_payment_delete, _apply_payment_delete),
-    Category("prospects", lambda: policy.retention_rule("prospects"), "delete", "prospects (non-clients)",
-             _count_prospects, _apply_prospects),
-    Category("sessions", lambda: policy.retention_rule("connection_logs"), "delete",
-             "sign-in sessions (connection data: IP address, user agent)", _count_sessions, _apply_sessions),
-    Category("exports", lambda: policy.retention_rule("exports"), "delete", "export archives in object storage",
-             _count_exports, _apply_exports),
-    Category("request_records", request_records_rule, "delete",
-             "closed requests, their saga steps, erasure receipts and ledger", _count_requests, _apply_requests),
-    Category("verification_records", lambda: policy.retention_rule("verification_records"), "delete",
-             "verification codes, attempts and used TOTP steps", _count_verification, _apply_verification),
-    Category("disclosure_records", disclosure_records_rule, "delete",
-             "register of authority requests and disclosures, and ended legal holds, past their proof period",
-             _count_disclosures, _apply_disclosures),
+    Category(
+        "suspended_erasures",
+        lambda: policy.retention_rule("inactive_account"),
+        "delete",
+        "erased accounts' data a legal hold kept, once the hold ends",
+        _count_suspended,
+        _apply_suspended,
+    ),
+    Category(
+        "invoices",
+        invoice_rule,
+        "delete",
+        "invoices, their lines and PDFs (live and archived)",
+        _count_invoices,
+        _apply_invoices,
+    ),
+    Category(
+        "payment_records.archive",
+        lambda: policy.retention_rule("payment_data"),
+        "archive",
+        "payment records past their active period move to restricted archive",
+        _count_payment_archive,
+        _apply_payment_archive,
+    ),
+    Category(
+        "payment_records.delete",
+        lambda: policy.retention_rule("payment_data"),
+        "delete",
+        "payment records at the end of their archive",
+        _count_payment_delete,
+        _apply_payment_delete,
+    ),
+    Category(
+        "prospects",
+        lambda: policy.retention_rule("prospects"),
+        "delete",
+        "prospects (non-clients)",
+        _count_prospects,
+        _apply_prospects,
+    ),
+    Category(
+        "sessions",
+        lambda: policy.retention_rule("connection_logs"),
+        "delete",
+        "sign-in sessions (connection data: IP address, user agent)",
+        _count_sessions,
+        _apply_sessions,
+    ),
+    Category(
+        "exports",
+        lambda: policy.retention_rule("exports"),
+        "delete",
+        "export archives in object storage",
+        _count_exports,
+        _apply_exports,
+    ),
+    Category(
+        "request_records",
+        request_records_rule,
+        "delete",
+        "closed requests, their saga steps, erasure receipts and ledger",
+        _count_requests,
+        _apply_requests,
+    ),
+    Category(
+        "verification_records",
+        lambda: policy.retention_rule("verification_records"),
+        "delete",
+        "verification codes, attempts and used TOTP steps",
+        _count_verification,
+        _apply_verification,
+    ),
+    Category(
+        "disclosure_records",
+        disclosure_records_rule,
+        "delete",
+        "register of authority requests and disclosures, and ended legal holds, past their proof period",
+        _count_disclosures,
+        _apply_disclosures,
+    ),
 )
 
 
@@ -408,7 +480,13 @@ def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any
     at = moment(at)
     with engine.connect() as conn:
         return [
-            {"category": c.id, "action": c.action, "scope": c.scope, "rule": rule_json(c.rule()), "due": c.count(conn, at)}
+            {
+                "category": c.id,
+                "action": c.action,
+                "scope": c.scope,
+                "rule": rule_json(c.rule()),
+                "due": c.count(conn, at),
+            }
             for c in CATEGORIES
         ]
 

@@ -182,8 +182,9 @@ def _reset_stale_notices(conn: Connection) -> int:
     return max(conn.execute(delete(n).where(n.c.erasure_request_id.is_(None), active_again)).rowcount, 0)
 
 
-def schedule(engine: Engine, *, now: dt.datetime | None = None, progress: Progress | None = None,
-             chunk_size: int | None = None) -> dict[str, Any]:
+def schedule(
+    engine: Engine, *, now: dt.datetime | None = None, progress: Progress | None = None, chunk_size: int | None = None
+) -> dict[str, Any]:
     """The CRON job: drop stale notices, then queue the accounts with something due, one message per chunk."""
     now = moment(now)
     today, offsets = now.date(), warning_offsets()
@@ -230,21 +231,26 @@ def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any
         candidates = _candidates(today, offsets).subquery()
         total = conn.execute(select(func.count()).select_from(candidates)).scalar_one()
         erasures = conn.execute(
-            select(func.count()).select_from(candidates.join(n, n.c.account_id == candidates.c.id)).where(
-                n.c.erasure_request_id.is_(None), n.c.erase_after <= today, n.c.warned_offset_days == final
-            )
+            select(func.count())
+            .select_from(candidates.join(n, n.c.account_id == candidates.c.id))
+            .where(n.c.erasure_request_id.is_(None), n.c.erase_after <= today, n.c.warned_offset_days == final)
         ).scalar_one()
         held = conn.execute(
             select(func.count()).where(
-                a.c.status == "active", a.c.last_activity_at < selection_bound(today, offsets), a.c.id.in_(restricted_accounts())
+                a.c.status == "active",
+                a.c.last_activity_at < selection_bound(today, offsets),
+                a.c.id.in_(restricted_accounts()),
             )
         ).scalar_one()
-    return [{
-        "category": "inactive_accounts", "action": "warn_then_erase",
-        "scope": f"accounts inactive for 3 years; warned {', '.join(str(o) for o in offsets)} days before",
-        "rule": rule_json(policy.retention_rule(RULE_ID)),
-        "due": {"accounts": total, "warnings": total - erasures, "erasures": erasures, "restricted_held": held},
-    }]
+    return [
+        {
+            "category": "inactive_accounts",
+            "action": "warn_then_erase",
+            "scope": f"accounts inactive for 3 years; warned {', '.join(str(o) for o in offsets)} days before",
+            "rule": rule_json(policy.retention_rule(RULE_ID)),
+            "due": {"accounts": total, "warnings": total - erasures, "erasures": erasures, "restricted_held": held},
+        }
+    ]
 
 
 # --- One chunk (queue worker) ---------------------------------------------------------------------
@@ -254,9 +260,15 @@ def _load(conn: Connection, account_ids: list[str]) -> tuple[list[sa.Row], set[s
     a, n, r = schema.accounts, schema.inactivity_notices, schema.dsr_requests
     rows = conn.execute(
         select(
-            a.c.id, a.c.email, a.c.status, a.c.last_activity_at,
-            n.c.account_id.label("notice"), n.c.last_activity_at.label("notice_activity"), n.c.erase_after,
-            n.c.warned_offset_days, n.c.erasure_request_id,
+            a.c.id,
+            a.c.email,
+            a.c.status,
+            a.c.last_activity_at,
+            n.c.account_id.label("notice"),
+            n.c.last_activity_at.label("notice_activity"),
+            n.c.erase_after,
+            n.c.warned_offset_days,
+            n.c.erasure_request_id,
         )
         .select_from(a.outerjoin(n, n.c.account_id == a.c.id))
         .where(a.c.id.in_(account_ids))
@@ -278,9 +290,11 @@ def _notice(row: sa.Row) -> Notice | None:
 def _save_notice(conn: Connection, values: dict[str, Any]) -> None:
     n = schema.inactivity_notices
     insert = dialect_insert(conn, n).values(**values)
-    conn.execute(insert.on_conflict_do_update(
-        index_elements=[n.c.account_id], set_={k: v for k, v in values.items() if k != "account_id"}
-    ))
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=[n.c.account_id], set_={k: v for k, v in values.items() if k != "account_id"}
+        )
+    )
 
 
 def _warn(engine: Engine, row: sa.Row, decision: Decision, offsets: tuple[int, ...], now: dt.datetime) -> None:
@@ -288,16 +302,34 @@ def _warn(engine: Engine, row: sa.Row, decision: Decision, offsets: tuple[int, .
     if erase_after is None or offset is None:
         raise ValueError("a warning decision names its offset and its erasure day")
     # The mail first: if saving the notice fails, the retry sends the same key (no second mail).
-    get_mailer().send(warning_message(to=row.email, account_id=row.id, last_activity_at=row.last_activity_at,
-                                      erase_after=erase_after, offset=offset))
+    get_mailer().send(
+        warning_message(
+            to=row.email,
+            account_id=row.id,
+            last_activity_at=row.last_activity_at,
+            erase_after=erase_after,
+            offset=offset,
+        )
+    )
     with engine.begin() as conn:
-        _save_notice(conn, {
-            "account_id": row.id, "last_activity_at": row.last_activity_at, "erase_after": decision.erase_after,
-            "warned_at": now, "warned_offset_days": decision.offset,
-            "next_action_on": decision.next_action_on(offsets), "erasure_request_id": None,
-        })
+        _save_notice(
+            conn,
+            {
+                "account_id": row.id,
+                "last_activity_at": row.last_activity_at,
+                "erase_after": decision.erase_after,
+                "warned_at": now,
+                "warned_offset_days": decision.offset,
+                "next_action_on": decision.next_action_on(offsets),
+                "erasure_request_id": None,
+            },
+        )
         audit.record(
-            conn, actor=ACTOR, action="inactivity.warned", outcome="sent", subject=row.id,
+            conn,
+            actor=ACTOR,
+            action="inactivity.warned",
+            outcome="sent",
+            subject=row.id,
             details={"offset_days": offset, "erase_after": erase_after.isoformat()},
         )
 
@@ -339,7 +371,9 @@ def process_chunk(engine: Engine, account_ids: list[str], *, now: dt.datetime | 
         if row.id in restricted:
             counts["restricted"] += 1
             continue
-        decision = decide(row.last_activity_at, _notice(row), today, offsets, request_state=states.get(row.erasure_request_id))
+        decision = decide(
+            row.last_activity_at, _notice(row), today, offsets, request_state=states.get(row.erasure_request_id)
+        )
         if decision.reset:
             with engine.begin() as conn:
                 conn.execute(delete(schema.inactivity_notices).where(schema.inactivity_notices.c.account_id == row.id))
@@ -370,8 +404,9 @@ def process_chunk(engine: Engine, account_ids: list[str], *, now: dt.datetime | 
 # --- The warning mail (French and English) ---------------------------------------------------------
 
 
-def warning_message(*, to: str, account_id: str, last_activity_at: dt.datetime, erase_after: dt.date,
-                    offset: int) -> Message:
+def warning_message(
+    *, to: str, account_id: str, last_activity_at: dt.datetime, erase_after: dt.date, offset: int
+) -> Message:
     """The `inactivity_warning` notice; its key makes a retried warning the same mail."""
     last_day = last_activity_at.astimezone(UTC).date()
     return notices.mail(

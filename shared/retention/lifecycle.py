@@ -39,9 +39,7 @@ def _day_bounds(rule_id: str) -> tuple[int, int]:
     """Shortest and longest length in days of the rule's period, over every start day of a leap cycle."""
     rule = policy.retention_rule(rule_id)
     start = dt.date(2024, 1, 1)
-    lengths = {
-        (policy.expires_at(rule, day) - day).days for day in (start + dt.timedelta(days=n) for n in range(1461))
-    }
+    lengths = {(policy.expires_at(rule, day) - day).days for day in (start + dt.timedelta(days=n) for n in range(1461))}
     return min(lengths), max(lengths)
 
 
@@ -59,13 +57,15 @@ def policy_lifecycle_rules(settings: Settings | None = None) -> dict[str, list[d
     settings = settings or get_settings()
     rules: dict[str, list[dict[str, Any]]] = {}
     for item in expected_lifecycle():
-        rules.setdefault(getattr(settings, item.bucket_setting), []).append({
-            "ID": f"{item.rule}-{item.prefix.strip('/').replace('/', '-')}",
-            "Status": "Enabled",
-            "Filter": {"Prefix": item.prefix},
-            "Expiration": {"Days": item.min_days},
-            "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_MAX_DAYS},
-        })
+        rules.setdefault(getattr(settings, item.bucket_setting), []).append(
+            {
+                "ID": f"{item.rule}-{item.prefix.strip('/').replace('/', '-')}",
+                "Status": "Enabled",
+                "Filter": {"Prefix": item.prefix},
+                "Expiration": {"Days": item.min_days},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_MAX_DAYS},
+            }
+        )
     return rules
 
 
@@ -81,7 +81,8 @@ def _rule_prefix(rule: dict[str, Any]) -> str | None:
 
 def _drift_of(item: ExpectedLifecycle, rules: list[dict[str, Any]]) -> list[str]:
     applicable = [
-        r for r in rules
+        r
+        for r in rules
         if r.get("Status") == "Enabled" and (prefix := _rule_prefix(r)) is not None and item.prefix.startswith(prefix)
     ]
     if not applicable:
@@ -97,7 +98,8 @@ def _drift_of(item: ExpectedLifecycle, rules: list[dict[str, Any]]) -> list[str]
         problems.append("expires_too_early")
     noncurrent = [
         r["NoncurrentVersionExpiration"]["NoncurrentDays"]
-        for r in applicable if "NoncurrentDays" in r.get("NoncurrentVersionExpiration", {})
+        for r in applicable
+        if "NoncurrentDays" in r.get("NoncurrentVersionExpiration", {})
     ]
     if not noncurrent:
         problems.append("no_noncurrent_expiration")
@@ -117,8 +119,14 @@ def lifecycle_drift(storage: ObjectStore | None = None, settings: Settings | Non
         if bucket not in rules_by_bucket:
             rules_by_bucket[bucket] = storage.get_lifecycle(bucket)
         for problem in _drift_of(item, rules_by_bucket[bucket]):
-            drift.append({
-                "bucket": bucket, "prefix": item.prefix, "rule": item.rule, "problem": problem,
-                "expected_days": [item.min_days, item.max_days], "noncurrent_max_days": NONCURRENT_MAX_DAYS,
-            })
+            drift.append(
+                {
+                    "bucket": bucket,
+                    "prefix": item.prefix,
+                    "rule": item.rule,
+                    "problem": problem,
+                    "expected_days": [item.min_days, item.max_days],
+                    "noncurrent_max_days": NONCURRENT_MAX_DAYS,
+                }
+            )
     return drift

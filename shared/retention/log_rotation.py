@@ -120,7 +120,9 @@ def partitions(conn: Connection, table: str) -> list[Partition]:
     """The monthly partitions of `table`, oldest first (the default partition is not one of them)."""
     pattern = re.compile(rf"^{re.escape(_check_table(table))}_p(\d{{4}})(\d{{2}})$")
     names = conn.execute(
-        text("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:t)"),
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:t)"
+        ),
         {"t": table},
     ).scalars()
     found = []
@@ -152,7 +154,9 @@ def create_partition(conn: Connection, table: str, month: dt.date) -> bool:
             ),
             {"start": start_of_day(month), "end": start_of_day(end)},
         )
-    conn.execute(text(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({_literal(month)}) TO ({_literal(end)})"))
+    conn.execute(
+        text(f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({_literal(month)}) TO ({_literal(end)})")
+    )
     return True
 
 
@@ -176,10 +180,12 @@ def _drop_partitions(conn: Connection, table: str, expired: list[Partition], now
     """
     log_table = schema.metadata.tables[table]
     columns = [c.name for c in log_table.columns]
-    in_expired = sa.or_(*(
-        sa.and_(log_table.c.occurred_at >= start_of_day(p.start), log_table.c.occurred_at < start_of_day(p.end))
-        for p in expired
-    ))
+    in_expired = sa.or_(
+        *(
+            sa.and_(log_table.c.occurred_at >= start_of_day(p.start), log_table.c.occurred_at < start_of_day(p.end))
+            for p in expired
+        )
+    )
     kept = sa.Table(f"held_{table}", sa.MetaData(), *(sa.Column(c.name, c.type) for c in log_table.columns))
     conn.execute(text(f"CREATE TEMPORARY TABLE held_{table} (LIKE {table}) ON COMMIT DROP"))
     conn.execute(sa.insert(kept).from_select(columns, select(log_table).where(in_expired, holds.held(table, now))))
@@ -202,8 +208,12 @@ def _rotate_partitioned(engine: Engine, table: str, bound: dt.datetime, now: dt.
         # Partition pruning: only the boundary month and the default partition are scanned.
         log_table = schema.metadata.tables[table]
         result = conn.execute(delete(log_table).where(log_table.c.occurred_at < bound, holds.not_held(table, now)))
-    return {"partitions_created": len(created), "partitions_dropped": dropped, "rows_deleted": max(result.rowcount, 0),
-            "held_rows_kept": kept}
+    return {
+        "partitions_created": len(created),
+        "partitions_dropped": dropped,
+        "rows_deleted": max(result.rowcount, 0),
+        "held_rows_kept": kept,
+    }
 
 
 def rotate_table(engine: Engine, table: str, *, now: dt.datetime, progress: Progress | None = None) -> dict[str, Any]:
@@ -241,7 +251,7 @@ def _listing_scope(prefix: str, key: str, first_kept_day: dt.date) -> str:
     is exhausted, nothing expired is left: the run needs no page past the boundary to
     learn where the expired keys end (unless unexpired keys share the scope).
     """
-    day = _object_day(key[len(prefix):])
+    day = _object_day(key[len(prefix) :])
     scope = prefix
     if day is None:
         return scope
@@ -252,8 +262,9 @@ def _listing_scope(prefix: str, key: str, first_kept_day: dt.date) -> str:
     return scope
 
 
-def _expired_pages(storage: ObjectStore, bucket: str, prefix: str,
-                   first_kept_day: dt.date) -> Iterator[list[tuple[str, str]]]:
+def _expired_pages(
+    storage: ObjectStore, bucket: str, prefix: str, first_kept_day: dt.date
+) -> Iterator[list[tuple[str, str]]]:
     """(key, version id) of the objects of days before `first_kept_day`, page by page.
 
     Listing goes in key order, which is date order, and stops at the first page that
@@ -264,7 +275,7 @@ def _expired_pages(storage: ObjectStore, bucket: str, prefix: str,
     boundary = prefix + f"{first_kept_day:%Y/%m/%d}/"
 
     def expired(key: str) -> bool:
-        day = _object_day(key[len(prefix):])
+        day = _object_day(key[len(prefix) :])
         return key < boundary and day is not None and day < first_kept_day
 
     if isinstance(storage, S3ObjectStore):
@@ -295,8 +306,9 @@ def _expired_pages(storage: ObjectStore, bucket: str, prefix: str,
     yield batch
 
 
-def _rotate_objects(storage: ObjectStore, bucket: str, prefix: str, first_kept_day: dt.date, category: str,
-                    progress: Progress) -> dict[str, int]:
+def _rotate_objects(
+    storage: ObjectStore, bucket: str, prefix: str, first_kept_day: dt.date, category: str, progress: Progress
+) -> dict[str, int]:
     deleted, pending = 0, []
     for page in _expired_pages(storage, bucket, prefix, first_kept_day):
         pending.extend(page)
@@ -332,14 +344,22 @@ def rotate(engine: Engine, *, now: dt.datetime | None = None, progress: Progress
         prefix = object_prefix(prefix_id)
         category = f"log_objects.{prefix_id}"
         counts = _rotate_objects(
-            storage, getattr(settings, prefix.bucket_setting), prefix.prefix(),
-            cutoff(prefix.retention, today).date(), category, progress,
+            storage,
+            getattr(settings, prefix.bucket_setting),
+            prefix.prefix(),
+            cutoff(prefix.retention, today).date(),
+            category,
+            progress,
         )
         record_run(engine, category, policy.retention_rule(prefix.retention), counts, now)
         result[category] = counts
     drift = lifecycle_drift(storage, settings)
     record_run(
-        engine, "lifecycle", policy.retention_rule("access_logs"), {"drift": drift}, now,
+        engine,
+        "lifecycle",
+        policy.retention_rule("access_logs"),
+        {"drift": drift},
+        now,
         outcome="drift" if drift else "ok",
     )
     result["lifecycle_drift"] = drift
@@ -358,27 +378,52 @@ def plan(engine: Engine, *, at: dt.datetime | None = None) -> list[dict[str, Any
             log_table = schema.metadata.tables[table]
             due: dict[str, Any] = {
                 "rows": conn.execute(
-                    select(func.count()).select_from(log_table).where(log_table.c.occurred_at < bound, holds.not_held(table, at))
+                    select(func.count())
+                    .select_from(log_table)
+                    .where(log_table.c.occurred_at < bound, holds.not_held(table, at))
                 ).scalar_one(),
                 "held_rows": conn.execute(
-                    select(func.count()).select_from(log_table).where(log_table.c.occurred_at < bound, holds.held(table, at))
+                    select(func.count())
+                    .select_from(log_table)
+                    .where(log_table.c.occurred_at < bound, holds.held(table, at))
                 ).scalar_one(),
             }
             if is_partitioned(conn, table):
-                due["partitions_to_drop"] = [f"{p.start:%Y-%m}" for p in partitions(conn, table) if start_of_day(p.end) <= bound]
+                due["partitions_to_drop"] = [
+                    f"{p.start:%Y-%m}" for p in partitions(conn, table) if start_of_day(p.end) <= bound
+                ]
             entries.append(_entry(table, "delete", "log lines in the database", table, due))
     for prefix_id in LOG_OBJECT_PREFIXES:
         prefix = object_prefix(prefix_id)
         count = _count_objects(
             storage, getattr(settings, prefix.bucket_setting), prefix.prefix(), cutoff(prefix.retention, today).date()
         )
-        entries.append(_entry(f"log_objects.{prefix_id}", "delete", f"log files under {prefix.prefix()}", prefix.retention,
-                              {"objects": count}))
-    entries.append(_entry("lifecycle", "check", "bucket lifecycle rules against the policy", "access_logs",
-                          {"drift": lifecycle_drift(storage, settings)}))
+        entries.append(
+            _entry(
+                f"log_objects.{prefix_id}",
+                "delete",
+                f"log files under {prefix.prefix()}",
+                prefix.retention,
+                {"objects": count},
+            )
+        )
+    entries.append(
+        _entry(
+            "lifecycle",
+            "check",
+            "bucket lifecycle rules against the policy",
+            "access_logs",
+            {"drift": lifecycle_drift(storage, settings)},
+        )
+    )
     return entries
 
 
 def _entry(category: str, action: str, scope: str, rule_id: str, due: dict[str, Any]) -> dict[str, Any]:
-    return {"category": category, "action": action, "scope": scope, "rule": rule_json(policy.retention_rule(rule_id)), "due": due}
-
+    return {
+        "category": category,
+        "action": action,
+        "scope": scope,
+        "rule": rule_json(policy.retention_rule(rule_id)),
+        "due": due,
+    }

@@ -49,8 +49,9 @@ def pages(engine: Engine, query: sa.Select, key: sa.Column) -> Iterator[Sequence
         last = rows[-1][0]
 
 
-def delete_in_batches(engine: Engine, table: sa.Table, condition: sa.ColumnElement[bool], category: str,
-                      progress: Progress) -> int:
+def delete_in_batches(
+    engine: Engine, table: sa.Table, condition: sa.ColumnElement[bool], category: str, progress: Progress
+) -> int:
     """DELETE ... WHERE condition, one bounded statement (and transaction) per batch."""
     pk = list(table.primary_key.columns)
     total = 0
@@ -91,11 +92,21 @@ def rule_json(rule: policy.RetentionRule) -> dict[str, Any]:
     return {"id": rule.id, "period": rule.period.en, "clock": rule.clock, "legal_basis": rule.legal_basis}
 
 
-def record_run(engine: Engine, category: str, rule: policy.RetentionRule, counts: dict[str, Any], now: dt.datetime,
-               *, outcome: str = "applied") -> None:
+def record_run(
+    engine: Engine,
+    category: str,
+    rule: policy.RetentionRule,
+    counts: dict[str, Any],
+    now: dt.datetime,
+    *,
+    outcome: str = "applied",
+) -> None:
     """One audit entry per category and run: counts and the rule, never personal data."""
     with engine.begin() as conn:
         audit.record(
-            conn, actor=ACTOR, action=f"retention.{category}", outcome=outcome,
+            conn,
+            actor=ACTOR,
+            action=f"retention.{category}",
+            outcome=outcome,
             details={"rule": rule.id, "counts": counts},
         )

@@ -112,8 +112,11 @@ def announce(
         with engine.connect() as conn:
             ids = list(conn.execute(page).scalars())
         if ids:
-            messages.append(PolicyNoticeChunk(version=chosen.number, account_ids=ids).envelope(
-                chunk_key(chosen.number, _today(now), ids)))
+            messages.append(
+                PolicyNoticeChunk(version=chosen.number, account_ids=ids).envelope(
+                    chunk_key(chosen.number, _today(now), ids)
+                )
+            )
             chunks, queued, after = chunks + 1, queued + len(ids), ids[-1]
         if messages and (len(messages) == SEND_BATCH_SIZE or len(ids) < chunk_size):
             queue.send_many(messages)
@@ -124,8 +127,13 @@ def announce(
             break
     if queued:
         with engine.begin() as conn:
-            audit.record(conn, actor=ACTOR, action="policy.notices_queued", outcome="queued",
-                         details={"version": chosen.number, "chunks": chunks, "accounts": queued})
+            audit.record(
+                conn,
+                actor=ACTOR,
+                action="policy.notices_queued",
+                outcome="queued",
+                details={"version": chosen.number, "chunks": chunks, "accounts": queued},
+            )
     return {"version": chosen.number, "chunks_queued": chunks, "accounts_queued": queued}
 
 
@@ -157,18 +165,22 @@ def notice_message(*, to: str, account_id: str, version: policy.PolicyVersion) -
 def _record_told(engine: Engine, account_id: str, version: str, message_id: str | None, now: dt.datetime) -> None:
     n = schema.policy_notices
     with engine.begin() as conn:
-        insert = dialect_insert(conn, n).values(account_id=account_id, version=version, told_at=now,
-                                                message_id=(message_id or None) and message_id[:100])
+        insert = dialect_insert(conn, n).values(
+            account_id=account_id, version=version, told_at=now, message_id=(message_id or None) and message_id[:100]
+        )
         # Told once: a row already told keeps its first told_at; an earlier acknowledgement stays.
-        conn.execute(insert.on_conflict_do_update(
-            index_elements=[n.c.account_id, n.c.version],
-            set_={"told_at": insert.excluded.told_at, "message_id": insert.excluded.message_id},
-            where=n.c.told_at.is_(None),
-        ))
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[n.c.account_id, n.c.version],
+                set_={"told_at": insert.excluded.told_at, "message_id": insert.excluded.message_id},
+                where=n.c.told_at.is_(None),
+            )
+        )
 
 
-def process_chunk(engine: Engine, version: str, account_ids: list[str], *,
-                  now: dt.datetime | None = None) -> dict[str, int]:
+def process_chunk(
+    engine: Engine, version: str, account_ids: list[str], *, now: dt.datetime | None = None
+) -> dict[str, int]:
     """Tell each active account of the chunk not told yet; idempotent (see the module docstring)."""
     now = moment(now)
     try:
@@ -202,8 +214,13 @@ def process_chunk(engine: Engine, version: str, account_ids: list[str], *,
         _record_told(engine, row.id, version, message_id, now)
         counts["told"] += 1
     with engine.begin() as conn:
-        audit.record(conn, actor=ACTOR, action="policy.notices_sent", outcome="failed" if failure else "sent",
-                     details={"version": version, **{k: v for k, v in counts.items() if v}})
+        audit.record(
+            conn,
+            actor=ACTOR,
+            action="policy.notices_sent",
+            outcome="failed" if failure else "sent",
+            details={"version": version, **{k: v for k, v in counts.items() if v}},
+        )
     if failure is not None:
         raise failure
     return {k: v for k, v in counts.items() if v}
@@ -242,7 +259,9 @@ def notice_view(conn: Connection, account_id: str, *, now: dt.datetime | None = 
         "told_at": iso_or_none(told_at),
         "acknowledged": acknowledged_at is not None,
         "acknowledged_at": iso_or_none(acknowledged_at),
-        "last_substantial_change": None if announced is None else {
+        "last_substantial_change": None
+        if announced is None
+        else {
             "version": announced.number,
             "effective_date": announced.effective_date.isoformat(),
             "told_at": iso_or_none(announced_row.told_at if announced_row is not None else None),
@@ -259,24 +278,33 @@ def acknowledge(engine: Engine, account_id: str, version: str, *, now: dt.dateti
     now = moment(now)
     in_force = policy.version_in_force(_today(now))
     if version != in_force.number:
-        raise Conflict(f"version {version} is not the version in force ({in_force.number})",
-                       code="not_version_in_force")
+        raise Conflict(
+            f"version {version} is not the version in force ({in_force.number})", code="not_version_in_force"
+        )
     n = schema.policy_notices
     with engine.begin() as conn:
         found = conn.execute(select(schema.accounts.c.id).where(schema.accounts.c.id == account_id)).first()
         if found is None:
             raise NotFound("no such account", code="account_not_found")
         insert = dialect_insert(conn, n).values(account_id=account_id, version=version, acknowledged_at=now)
-        conn.execute(insert.on_conflict_do_update(
-            index_elements=[n.c.account_id, n.c.version],
-            set_={"acknowledged_at": insert.excluded.acknowledged_at},
-            where=n.c.acknowledged_at.is_(None),
-        ))
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[n.c.account_id, n.c.version],
+                set_={"acknowledged_at": insert.excluded.acknowledged_at},
+                where=n.c.acknowledged_at.is_(None),
+            )
+        )
         row = _row(conn, account_id, version)
         assert row is not None  # upserted just above
         if row.acknowledged_at == now:  # this call wrote it (not an earlier one)
-            audit.record(conn, actor="client", action="policy.acknowledged", outcome="recorded", subject=account_id,
-                         details={"version": version})
+            audit.record(
+                conn,
+                actor="client",
+                action="policy.acknowledged",
+                outcome="recorded",
+                subject=account_id,
+                details={"version": version},
+            )
         return notice_view(conn, account_id, now=now)
 
 
@@ -284,5 +312,7 @@ def export_section(conn: Connection, account_id: str) -> list[dict[str, Any]]:
     """Every notice of the account, for its access export."""
     n = schema.policy_notices
     rows = conn.execute(select(n).where(n.c.account_id == account_id).order_by(n.c.version))
-    return [{"version": r.version, "told_at": iso_or_none(r.told_at), "acknowledged_at": iso_or_none(r.acknowledged_at)}
-            for r in rows]
+    return [
+        {"version": r.version, "told_at": iso_or_none(r.told_at), "acknowledged_at": iso_or_none(r.acknowledged_at)}
+        for r in rows
+    ]

@@ -29,8 +29,14 @@ from shared.platform import config as config_module
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
 OUTPUT = PROJECT_ROOT / "test-output" / "browser"
 CODE_IN_MAIL = re.compile(r"code de vérification jefacturebien\.fr : (\d{6})")
@@ -63,8 +69,13 @@ def browser():
     with sync_playwright() as playwright:
         # A persistent context is the only way to give Chromium a user-data dir of its own (fresh each session).
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=executable, headless=True, args=CHROMIUM_ARGS, accept_downloads=True,
-            locale="fr-FR", viewport={"width": 1100, "height": 900},
+            profile,
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            accept_downloads=True,
+            locale="fr-FR",
+            viewport={"width": 1100, "height": 900},
         )
         try:
             yield context
@@ -103,7 +114,9 @@ class LiveServer:
     def mails_to(self, address: str) -> list[email.message.EmailMessage]:
         outbox = self.data_dir / "outbox"
         mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in outbox.glob("*.eml")]
-        return sorted((m for m in mails if m["To"] == address), key=lambda m: email.utils.parsedate_to_datetime(m["Date"]))
+        return sorted(
+            (m for m in mails if m["To"] == address), key=lambda m: email.utils.parsedate_to_datetime(m["Date"])
+        )
 
     def step_up_code(self, address: str) -> str:
         """The code of the latest verification mail to `address`, read from the local outbox."""

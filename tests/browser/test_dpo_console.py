@@ -21,10 +21,16 @@ def test_sign_in_see_the_request_due_tomorrow_flagged_and_sign_out(page, live_se
     julien = next(a for a in demo_accounts() if a["email"] == "julien.moreau@example.com")
     with get_engine().begin() as conn:
         credential = create_dpo_credential(conn, "dpo")
-        tomorrow = registry.create_request(conn, account_id=markup["id"], kind="access", channel="email",
-                                           now=add_months(utcnow() + dt.timedelta(days=1), -1))
-        late = registry.create_request(conn, account_id=julien["id"], kind="erasure", channel="post",
-                                       now=utcnow() - dt.timedelta(days=35))
+        tomorrow = registry.create_request(
+            conn,
+            account_id=markup["id"],
+            kind="access",
+            channel="email",
+            now=add_months(utcnow() + dt.timedelta(days=1), -1),
+        )
+        late = registry.create_request(
+            conn, account_id=julien["id"], kind="erasure", channel="post", now=utcnow() - dt.timedelta(days=35)
+        )
 
     page.goto(live_server.url("/dpo-console/?lang=fr"))
     shot = screenshots
@@ -78,14 +84,21 @@ def test_sign_in_see_the_request_due_tomorrow_flagged_and_sign_out(page, live_se
     assert cookie["value"] not in logged and credential not in logged
 
 
-def test_extend_the_request_due_tomorrow_with_a_reason_and_find_the_notice_in_the_outbox(page, live_server, screenshots):
+def test_extend_the_request_due_tomorrow_with_a_reason_and_find_the_notice_in_the_outbox(
+    page, live_server, screenshots
+):
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     markup = next(a for a in demo_accounts() if a["name"] == MARKUP_NAME)
     with get_engine().begin() as conn:
         credential = create_dpo_credential(conn, "dpo")
-        tomorrow = registry.create_request(conn, account_id=markup["id"], kind="access", channel="email",
-                                           now=add_months(utcnow() + dt.timedelta(days=1), -1))
+        tomorrow = registry.create_request(
+            conn,
+            account_id=markup["id"],
+            kind="access",
+            channel="email",
+            now=add_months(utcnow() + dt.timedelta(days=1), -1),
+        )
     shot = screenshots
     page.goto(live_server.url("/dpo-console/?lang=fr"))
     page.get_by_label("Identifiant DPO").fill(credential)
@@ -132,20 +145,26 @@ def test_every_console_page_by_keyboard_with_labels_and_no_script(page, live_ser
     markup = next(a for a in demo_accounts() if a["name"] == MARKUP_NAME)
     with get_engine().begin() as conn:
         credential = create_dpo_credential(conn, "dpo")
-        done = registry.create_request(conn, account_id=markup["id"], kind="access", channel="email",
-                                       now=utcnow() - dt.timedelta(days=40))
-        registry.transition(conn, done.id, registry.REJECTED, actor="dpo", reason="excessive",
-                            now=utcnow() - dt.timedelta(days=35))
+        done = registry.create_request(
+            conn, account_id=markup["id"], kind="access", channel="email", now=utcnow() - dt.timedelta(days=40)
+        )
+        registry.transition(
+            conn, done.id, registry.REJECTED, actor="dpo", reason="excessive", now=utcnow() - dt.timedelta(days=35)
+        )
     shot = screenshots
     page.goto(live_server.url("/dpo-console/?lang=en"))
     page.get_by_label("DPO credential").fill(credential)
     page.get_by_label("DPO credential").press("Enter")
     expect()(page.get_by_role("heading", level=1)).to_have_text("DPO console — open requests")
 
-    for link, heading in (("Activity", "DPO console — activity"), ("Subject search", "DPO console — subject search"),
-                          ("Legal holds", "DPO console — legal holds"), ("Retention plan", "DPO console — retention plan"),
-                          ("Audit trail", "DPO console — audit trail"),
-                          ("Register of processing", "DPO console — register of processing")):
+    for link, heading in (
+        ("Activity", "DPO console — activity"),
+        ("Subject search", "DPO console — subject search"),
+        ("Legal holds", "DPO console — legal holds"),
+        ("Retention plan", "DPO console — retention plan"),
+        ("Audit trail", "DPO console — audit trail"),
+        ("Register of processing", "DPO console — register of processing"),
+    ):
         page.get_by_role("navigation").get_by_role("link", name=link).focus()
         page.keyboard.press("Enter")
         expect()(page.get_by_role("heading", level=1)).to_have_text(heading)

@@ -46,7 +46,8 @@ def test_withdraw_the_newsletter_then_export_my_data_with_a_mailed_code(page, li
     expect()(newsletter).to_be_checked()
     expect()(newsletter).to_be_enabled()
     expect()(page.locator("#account-summary")).to_have_text(
-        "Compte actif · vérification par code envoyé par courriel · 0 demande(s) en cours")
+        "Compte actif · vérification par code envoyé par courriel · 0 demande(s) en cours"
+    )
     assert_labelled(page)
     shots(page, "privacy-center")
 
@@ -55,8 +56,12 @@ def test_withdraw_the_newsletter_then_export_my_data_with_a_mailed_code(page, li
     page.keyboard.press("Space")
     expect()(page.locator("#consents-status")).to_have_text("Consentement retiré.")
     expect()(newsletter).not_to_be_checked()
-    expect()(page.locator("#consent-history tbody tr").filter(has_text="newsletter").filter(has_text="retiré")).to_have_count(1)
-    expect()(page.get_by_role("switch", name="Mesure d'audience", exact=True)).to_be_checked()  # only the newsletter was withdrawn
+    expect()(
+        page.locator("#consent-history tbody tr").filter(has_text="newsletter").filter(has_text="retiré")
+    ).to_have_count(1)
+    expect()(
+        page.get_by_role("switch", name="Mesure d'audience", exact=True)
+    ).to_be_checked()  # only the newsletter was withdrawn
     shots(page, "newsletter-withdrawn")
 
     page.get_by_role("button", name="Préparer mon archive").click()

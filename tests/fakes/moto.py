@@ -63,6 +63,8 @@ def create_buckets(endpoint: str, settings) -> None:
     location = {"LocationConstraint": REGION}
     for bucket in (settings.exports_bucket, settings.documents_bucket):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
-    s3.create_bucket(Bucket=settings.archive_bucket, CreateBucketConfiguration=location, ObjectLockEnabledForBucket=True)
+    s3.create_bucket(
+        Bucket=settings.archive_bucket, CreateBucketConfiguration=location, ObjectLockEnabledForBucket=True
+    )
     s3.create_bucket(Bucket=settings.logs_bucket, CreateBucketConfiguration=location)
     s3.put_bucket_versioning(Bucket=settings.logs_bucket, VersioningConfiguration={"Status": "Enabled"})

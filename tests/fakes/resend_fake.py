@@ -157,10 +157,13 @@ class ResendFake(LocalHttpFake):
             if self._find_contact(body["email"]) is not None:
                 return _error(409, "conflict", "A contact with this email already exists")
         segments = body.get("segments") or []
-        if not isinstance(segments, list) or not all(isinstance(x, dict) and isinstance(x.get("id"), str) for x in segments):
+        if not isinstance(segments, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("id"), str) for x in segments
+        ):
             return _error(422, "validation_error", "Invalid `segments` field")
-        contact_id = self.add_contact(body["email"], unsubscribed=bool(body.get("unsubscribed")),
-                                      segments=tuple(x["id"] for x in segments))
+        contact_id = self.add_contact(
+            body["email"], unsubscribed=bool(body.get("unsubscribed")), segments=tuple(x["id"] for x in segments)
+        )
         with self._lock:
             for field in ("first_name", "last_name"):
                 if field in body:

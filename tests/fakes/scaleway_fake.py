@@ -32,12 +32,30 @@ from argon2 import PasswordHasher
 
 PREFIX = "/functions/v1beta1/regions/"
 RUNTIMES = [
-    {"name": "python311", "language": "Python", "version": "3.11", "default_handler": "handler.handle",
-     "code_sample": "", "status": "available", "status_message": "", "extension": ".py", "implementation": "python",
-     "logo_url": ""},
-    {"name": "python312", "language": "Python", "version": "3.12", "default_handler": "handler.handle",
-     "code_sample": "", "status": "available", "status_message": "", "extension": ".py", "implementation": "python",
-     "logo_url": ""},
+    {
+        "name": "python311",
+        "language": "Python",
+        "version": "3.11",
+        "default_handler": "handler.handle",
+        "code_sample": "",
+        "status": "available",
+        "status_message": "",
+        "extension": ".py",
+        "implementation": "python",
+        "logo_url": "",
+    },
+    {
+        "name": "python312",
+        "language": "Python",
+        "version": "3.12",
+        "default_handler": "handler.handle",
+        "code_sample": "",
+        "status": "available",
+        "status_message": "",
+        "extension": ".py",
+        "implementation": "python",
+        "logo_url": "",
+    },
 ]
 _HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # cheap: a test fake
 
@@ -118,7 +136,7 @@ class ScalewayFake:
         if not parts.path.startswith(PREFIX):
             self._answer(request, 404, {"message": "resource is not found", "type": "not_found"})
             return
-        region, _, path = parts.path[len(PREFIX):].partition("/")
+        region, _, path = parts.path[len(PREFIX) :].partition("/")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         try:
             body = json.loads(raw) if raw else None
@@ -174,7 +192,7 @@ class ScalewayFake:
     @staticmethod
     def _page(items: list[dict[str, Any]], key: str, query: dict[str, str]) -> dict[str, Any]:
         page, size = int(query.get("page", 1)), int(query.get("page_size", 50))
-        return {key: items[(page - 1) * size: page * size], "total_count": len(items)}
+        return {key: items[(page - 1) * size : page * size], "total_count": len(items)}
 
     def _route(self, method: str, path: list[str], query: dict[str, str], body: dict[str, Any], region: str):
         head, rest = path[0], path[1:]
@@ -192,21 +210,35 @@ class ScalewayFake:
 
     def _namespaces(self, method, rest, query, body, region):
         if not rest and method == "GET":
-            found = [self._view_namespace(n) for n in self.namespaces.values()
-                     if ("name" not in query or n["name"] == query["name"])
-                     and ("project_id" not in query or n["project_id"] == query["project_id"])]
+            found = [
+                self._view_namespace(n)
+                for n in self.namespaces.values()
+                if ("name" not in query or n["name"] == query["name"])
+                and ("project_id" not in query or n["project_id"] == query["project_id"])
+            ]
             return 200, self._page(found, "namespaces", query)
         if not rest and method == "POST":
             namespace_id = str(uuid.uuid4())
             namespace = {
-                "id": namespace_id, "name": body["name"], "project_id": body.get("project_id"),
-                "organization_id": body.get("project_id"), "region": region, "description": body.get("description"),
+                "id": namespace_id,
+                "name": body["name"],
+                "project_id": body.get("project_id"),
+                "organization_id": body.get("project_id"),
+                "region": region,
+                "description": body.get("description"),
                 "environment_variables": dict(body.get("environment_variables") or {}),
-                "secret_environment_variables": [], "registry_namespace_id": "", "registry_endpoint": "",
-                "error_message": None, "tags": [], "created_at": self._now(), "updated_at": self._now(),
+                "secret_environment_variables": [],
+                "registry_namespace_id": "",
+                "registry_endpoint": "",
+                "error_message": None,
+                "tags": [],
+                "created_at": self._now(),
+                "updated_at": self._now(),
                 "vpc_integration_activated": False,
             }
-            namespace["secret_environment_variables"] = self._secrets(namespace_id, body.get("secret_environment_variables"), [])
+            namespace["secret_environment_variables"] = self._secrets(
+                namespace_id, body.get("secret_environment_variables"), []
+            )
             self.namespaces[namespace_id] = namespace
             return 200, self._view_namespace(namespace)
         namespace = self.namespaces.get(rest[0]) if rest else None
@@ -232,26 +264,58 @@ class ScalewayFake:
             return 200, {**namespace, "status": "deleting"}
         return 405, {"message": "method not allowed", "type": "invalid_request"}
 
-    FUNCTION_FIELDS = ("description", "memory_limit", "min_scale", "max_scale", "timeout", "handler", "privacy",
-                       "http_option", "sandbox", "runtime", "environment_variables", "private_network_id")
+    FUNCTION_FIELDS = (
+        "description",
+        "memory_limit",
+        "min_scale",
+        "max_scale",
+        "timeout",
+        "handler",
+        "privacy",
+        "http_option",
+        "sandbox",
+        "runtime",
+        "environment_variables",
+        "private_network_id",
+    )
 
     def _functions(self, method, rest, query, body, region):
         if not rest and method == "GET":
-            found = [f for f in self.functions.values()
-                     if "namespace_id" not in query or f["namespace_id"] == query["namespace_id"]]
+            found = [
+                f
+                for f in self.functions.values()
+                if "namespace_id" not in query or f["namespace_id"] == query["namespace_id"]
+            ]
             return 200, self._page(found, "functions", query)
         if not rest and method == "POST":
             if body.get("namespace_id") not in self.namespaces:
                 return 404, {"message": "namespace is not found", "type": "not_found"}
             function_id = str(uuid.uuid4())
             function = {
-                "id": function_id, "name": body["name"], "namespace_id": body["namespace_id"], "status": "created",
-                "region": region, "error_message": None, "build_message": "", "runtime_message": "",
+                "id": function_id,
+                "name": body["name"],
+                "namespace_id": body["namespace_id"],
+                "status": "created",
+                "region": region,
+                "error_message": None,
+                "build_message": "",
+                "runtime_message": "",
                 "domain_name": f"{body['name']}-{function_id[:8]}.functions.fnc.fr-par.scw.cloud",
-                "cpu_limit": 140, "created_at": self._now(), "updated_at": self._now(), "tags": [],
-                "secret_environment_variables": [], "sandbox": "unknown_sandbox", "http_option": "enabled",
-                "environment_variables": {}, "privacy": "public", "min_scale": 0, "max_scale": 20,
-                "memory_limit": 256, "timeout": "300s", "private_network_id": None, "description": None,
+                "cpu_limit": 140,
+                "created_at": self._now(),
+                "updated_at": self._now(),
+                "tags": [],
+                "secret_environment_variables": [],
+                "sandbox": "unknown_sandbox",
+                "http_option": "enabled",
+                "environment_variables": {},
+                "privacy": "public",
+                "min_scale": 0,
+                "max_scale": 20,
+                "memory_limit": 256,
+                "timeout": "300s",
+                "private_network_id": None,
+                "description": None,
             }
             self._update_function(function, body)
             self.functions[function_id] = function
@@ -294,9 +358,12 @@ class ScalewayFake:
     def _triggers(self, kind, method, rest, query, body):
         store = self.crons if kind == "crons" else self.triggers
         if not rest and method == "GET":
-            found = [t for t in store.values()
-                     if ("function_id" not in query or t.get("function_id") == query["function_id"])
-                     and ("namespace_id" not in query or t.get("namespace_id") == query["namespace_id"])]
+            found = [
+                t
+                for t in store.values()
+                if ("function_id" not in query or t.get("function_id") == query["function_id"])
+                and ("namespace_id" not in query or t.get("namespace_id") == query["namespace_id"])
+            ]
             return 200, self._page(found, kind, query)
         if not rest and method == "POST":
             function = self.functions.get(body.get("function_id"))
@@ -307,13 +374,24 @@ class ScalewayFake:
                 self.refused.append(f"{kind} of {function['name']}")
                 return 412, {"message": "namespace is in a transient state", "type": "precondition_failed"}
             trigger_id = str(uuid.uuid4())
-            trigger = {"id": trigger_id, "function_id": function["id"], "namespace_id": namespace["id"],
-                       "status": "ready", "error_message": None}
+            trigger = {
+                "id": trigger_id,
+                "function_id": function["id"],
+                "namespace_id": namespace["id"],
+                "status": "ready",
+                "error_message": None,
+            }
             if kind == "crons":
-                trigger.update(schedule=body["schedule"], args=body.get("args") or {}, name=body.get("name") or trigger_id)
+                trigger.update(
+                    schedule=body["schedule"], args=body.get("args") or {}, name=body.get("name") or trigger_id
+                )
             else:
-                trigger.update(name=body["name"], description=body.get("description"), input_type="sqs",
-                               scw_sqs_config=body.get("scw_sqs_config"))
+                trigger.update(
+                    name=body["name"],
+                    description=body.get("description"),
+                    input_type="sqs",
+                    scw_sqs_config=body.get("scw_sqs_config"),
+                )
             store[trigger_id] = trigger
             return 200, trigger
         trigger = store.get(rest[0]) if rest else None
@@ -332,38 +410,80 @@ class ScalewayFake:
 
 def seed(fake: ScalewayFake, document: dict[str, Any], env: dict[str, str], project_id: str) -> str:
     """The namespace serverless.yml describes, as a successful `serverless deploy` leaves it (no HTTP)."""
+
     def resolved(mapping: dict[str, Any] | None) -> dict[str, str]:
         return {k: re.sub(r"\$\{env:(\w+)\}", lambda m: env[m.group(1)], str(v)) for k, v in (mapping or {}).items()}
 
     provider = document["provider"]
     with fake._lock:
-        status, namespace = fake._namespaces("POST", [], {}, {
-            "name": document["service"], "project_id": project_id,
-            "environment_variables": resolved(provider.get("env")),
-            "secret_environment_variables": [{"key": k, "value": v} for k, v in resolved(provider.get("secret")).items()],
-        }, "fr-par")
+        status, namespace = fake._namespaces(
+            "POST",
+            [],
+            {},
+            {
+                "name": document["service"],
+                "project_id": project_id,
+                "environment_variables": resolved(provider.get("env")),
+                "secret_environment_variables": [
+                    {"key": k, "value": v} for k, v in resolved(provider.get("secret")).items()
+                ],
+            },
+            "fr-par",
+        )
         assert status == 200
         for name, spec in document["functions"].items():
-            status, function = fake._functions("POST", [], {}, {
-                "name": name, "namespace_id": namespace["id"], "runtime": provider["runtime"],
-                "handler": spec["handler"], "memory_limit": spec["memoryLimit"], "timeout": spec["timeout"],
-                "min_scale": spec["minScale"], "max_scale": spec["maxScale"], "privacy": spec["privacy"],
-                "http_option": spec.get("httpOption"), "description": spec.get("description"),
-                "environment_variables": resolved(spec.get("env")),
-                "secret_environment_variables": [{"key": k, "value": v} for k, v in resolved(spec.get("secret")).items()],
-            }, "fr-par")
+            status, function = fake._functions(
+                "POST",
+                [],
+                {},
+                {
+                    "name": name,
+                    "namespace_id": namespace["id"],
+                    "runtime": provider["runtime"],
+                    "handler": spec["handler"],
+                    "memory_limit": spec["memoryLimit"],
+                    "timeout": spec["timeout"],
+                    "min_scale": spec["minScale"],
+                    "max_scale": spec["maxScale"],
+                    "privacy": spec["privacy"],
+                    "http_option": spec.get("httpOption"),
+                    "description": spec.get("description"),
+                    "environment_variables": resolved(spec.get("env")),
+                    "secret_environment_variables": [
+                        {"key": k, "value": v} for k, v in resolved(spec.get("secret")).items()
+                    ],
+                },
+                "fr-par",
+            )
             assert status == 200
             fake._functions("POST", [function["id"], "deploy"], {}, {}, "fr-par")
             for event in spec.get("events") or []:
                 if "schedule" in event:
-                    fake._triggers("crons", "POST", [], {}, {
-                        "function_id": function["id"], "schedule": event["schedule"]["rate"],
-                        "args": event["schedule"].get("input") or {},
-                    })
+                    fake._triggers(
+                        "crons",
+                        "POST",
+                        [],
+                        {},
+                        {
+                            "function_id": function["id"],
+                            "schedule": event["schedule"]["rate"],
+                            "args": event["schedule"].get("input") or {},
+                        },
+                    )
                 if "sqs" in event:
-                    fake._triggers("triggers", "POST", [], {}, {
-                        "function_id": function["id"], "name": event["sqs"]["name"],
-                        "scw_sqs_config": {"queue": event["sqs"]["queue"], "mnq_project_id": project_id,
-                                           "mnq_region": provider["scwRegion"]},
-                    })
+                    fake._triggers(
+                        "triggers",
+                        "POST",
+                        [],
+                        {},
+                        {
+                            "function_id": function["id"],
+                            "name": event["sqs"]["name"],
+                            "scw_sqs_config": {
+                                "queue": event["sqs"]["queue"],
+                                "mnq_project_id": project_id,
+                                "mnq_region": provider["scwRegion"],
+                            },
+                        },
+                    )
     return namespace["id"]

@@ -124,7 +124,9 @@ class StripeFake(LocalHttpFake):
                 seen, status, body = self._idempotency[key]
                 if seen != fingerprint:
                     return _error(
-                        400, "idempotency_error", None,
+                        400,
+                        "idempotency_error",
+                        None,
                         "Keys for idempotent requests can only be used with the same parameters they were first used with.",
                     )
                 return status, body, {"Idempotent-Replayed": "true"}
@@ -152,7 +154,9 @@ class StripeFake(LocalHttpFake):
     def _list_subscriptions(self, params: dict):
         customer = params.get("customer")
         if customer is not None and customer not in self.customers:
-            return _error(400, "invalid_request_error", "resource_missing", f"No such customer: '{customer}'", "customer")
+            return _error(
+                400, "invalid_request_error", "resource_missing", f"No such customer: '{customer}'", "customer"
+            )
         status = params.get("status")
         try:
             limit = int(params.get("limit", 10))
@@ -161,7 +165,8 @@ class StripeFake(LocalHttpFake):
         if not 1 <= limit <= 100:
             return _error(400, "invalid_request_error", "parameter_invalid_integer", "limit is 1 to 100", "limit")
         candidates = (
-            self.subscriptions.values() if customer is None
+            self.subscriptions.values()
+            if customer is None
             else [self.subscriptions[i] for i in self._subscriptions_of.get(customer, [])]
         )
         items = [
@@ -180,17 +185,23 @@ class StripeFake(LocalHttpFake):
                 return _error(400, "invalid_request_error", "resource_missing", f"No such subscription: '{after}'")
             items = items[ids.index(after) + 1 :]
         page = items[:limit]
-        return 200, {
-            "object": "list",
-            "url": "/v1/subscriptions",
-            "has_more": len(items) > limit,
-            "data": [dict(s) for s in page],
-        }, None
+        return (
+            200,
+            {
+                "object": "list",
+                "url": "/v1/subscriptions",
+                "has_more": len(items) > limit,
+                "data": [dict(s) for s in page],
+            },
+            None,
+        )
 
     def _cancel_subscription(self, subscription_id: str):
         subscription = self.subscriptions.get(subscription_id)
         if subscription is None:
-            return _error(404, "invalid_request_error", "resource_missing", f"No such subscription: '{subscription_id}'", "id")
+            return _error(
+                404, "invalid_request_error", "resource_missing", f"No such subscription: '{subscription_id}'", "id"
+            )
         if subscription["status"] != "canceled":
             subscription["status"] = "canceled"
             subscription["canceled_at"] = int(time.time())

@@ -129,7 +129,11 @@ def test_concurrent_appends_keep_one_chain(engine):
             for i in range(per_thread):
                 with engine.begin() as conn:
                     audit.record(
-                        conn, actor="system:test", action="test.concurrent", outcome="succeeded", details={"worker": worker, "i": i}
+                        conn,
+                        actor="system:test",
+                        action="test.concurrent",
+                        outcome="succeeded",
+                        details={"worker": worker, "i": i},
                     )
         except BaseException as exc:  # surfaced below: a thread's failure must fail the test
             errors.append(exc)
@@ -183,7 +187,9 @@ def test_non_personal_details_pass_the_guard(engine):
         "retained_until": "2037-12-31",
     }
     with engine.begin() as conn:
-        entry = audit.record(conn, actor="dpo:" + str(uuid.uuid4()), action="test.ok", outcome="succeeded", details=details)
+        entry = audit.record(
+            conn, actor="dpo:" + str(uuid.uuid4()), action="test.ok", outcome="succeeded", details=details
+        )
     assert entry.details == details
     assert verify(engine).ok
 

@@ -30,8 +30,9 @@ def append(engine, n: int, action: str = "test.append") -> list[audit.AuditEntry
     written = []
     for i in range(n):
         with engine.begin() as conn:
-            written.append(audit.record(conn, actor="system:test", action=action, outcome="succeeded",
-                                        details={"index": i}))
+            written.append(
+                audit.record(conn, actor="system:test", action=action, outcome="succeeded", details={"index": i})
+            )
     return written
 
 
@@ -46,8 +47,21 @@ def rows(engine) -> list:
 
 
 def plain_fields(row, **changes) -> dict:
-    fields = {c: getattr(row, c) for c in ("seq", "entry_id", "occurred_at", "actor", "action", "request_id",
-                                            "subject_pseudonym", "outcome", "details", "prev_hash")}
+    fields = {
+        c: getattr(row, c)
+        for c in (
+            "seq",
+            "entry_id",
+            "occurred_at",
+            "actor",
+            "action",
+            "request_id",
+            "subject_pseudonym",
+            "outcome",
+            "details",
+            "prev_hash",
+        )
+    }
     return fields | changes
 
 
@@ -70,8 +84,11 @@ def test_rewrite_recomputing_every_later_plain_hash_is_named(engine, capsys, key
         for row in stored[1:]:
             changes = {"outcome": "failed"} if row.seq == 2 else {}
             digest = audit.entry_hash(**plain_fields(row, prev_hash=prev, **changes))
-            conn.execute(sa.update(audit_log).where(audit_log.c.seq == row.seq).values(
-                prev_hash=prev, hash=digest, key_id=row.key_id if key_id == "keep" else None, **changes))
+            conn.execute(
+                sa.update(audit_log)
+                .where(audit_log.c.seq == row.seq)
+                .values(prev_hash=prev, hash=digest, key_id=row.key_id if key_id == "keep" else None, **changes)
+            )
             prev = digest
     result = verify(engine)
     assert (result.ok, result.first_broken_seq, result.checked) == (False, 2, 1)
@@ -125,8 +142,9 @@ def test_rewrite_by_a_key_holder_still_shows_against_an_earlier_checkpoint(engin
         for row in stored[1:]:
             changes = {"outcome": "failed"} if row.seq == 2 else {}
             digest = audit.entry_mac(key_id, key, **plain_fields(row, prev_hash=prev, **changes))
-            conn.execute(sa.update(audit_log).where(audit_log.c.seq == row.seq).values(prev_hash=prev, hash=digest,
-                                                                                        **changes))
+            conn.execute(
+                sa.update(audit_log).where(audit_log.c.seq == row.seq).values(prev_hash=prev, hash=digest, **changes)
+            )
             prev = digest
     result = verify(engine)
     assert (result.ok, result.first_broken_seq, result.problem) == (False, 4, "checkpoint_mismatch")
@@ -136,8 +154,12 @@ def test_a_checkpoint_with_a_bad_signature_is_reported(env, engine):
     append(engine, 2)
     point = audit.checkpoint(engine)
     doc = point.document() | {"seq": 1}
-    get_storage().put(env.effective_audit_checkpoint_bucket, f"{env.audit_checkpoint_prefix}000000000001-forged.json",
-                      json.dumps(doc).encode(), content_type="application/json")
+    get_storage().put(
+        env.effective_audit_checkpoint_bucket,
+        f"{env.audit_checkpoint_prefix}000000000001-forged.json",
+        json.dumps(doc).encode(),
+        content_type="application/json",
+    )
     result = verify(engine)
     assert (result.ok, result.problem) == (False, "checkpoint_forged")
 
@@ -161,23 +183,37 @@ def test_legacy_entries_are_pinned_by_the_rekey_entry(engine):
     prev = audit.GENESIS_HASH
     with engine.begin() as conn:
         for seq in (1, 2):
-            fields = dict(seq=seq, entry_id=str(uuid.uuid4()), occurred_at=dt.datetime(2026, 1, seq, tzinfo=dt.UTC),
-                          actor="system:test", action="test.legacy", request_id=None, subject_pseudonym=None,
-                          outcome="succeeded", details=None, prev_hash=prev)
+            fields = dict(
+                seq=seq,
+                entry_id=str(uuid.uuid4()),
+                occurred_at=dt.datetime(2026, 1, seq, tzinfo=dt.UTC),
+                actor="system:test",
+                action="test.legacy",
+                request_id=None,
+                subject_pseudonym=None,
+                outcome="succeeded",
+                details=None,
+                prev_hash=prev,
+            )
             prev = audit.entry_hash(**fields)
             conn.execute(sa.insert(audit_log).values(**fields, hash=prev, key_id=None))
     [entry] = append(engine, 1)
     stored = rows(engine)
     assert [(r.seq, r.action, r.key_id) for r in stored] == [
-        (1, "test.legacy", None), (2, "test.legacy", None), (3, audit.REKEY_ACTION, "dev"), (4, "test.append", "dev")]
+        (1, "test.legacy", None),
+        (2, "test.legacy", None),
+        (3, audit.REKEY_ACTION, "dev"),
+        (4, "test.append", "dev"),
+    ]
     assert stored[2].details["legacy_head_seq"] == 2 and entry.seq == 4
     assert verify(engine).ok
     # Rewriting a legacy entry (recomputing the legacy hashes) breaks the keyed link of the rekey entry.
     prev = stored[0].hash
     with engine.begin() as conn:
         fields = plain_fields(stored[1], outcome="failed")
-        conn.execute(sa.update(audit_log).where(audit_log.c.seq == 2).values(
-            outcome="failed", hash=audit.entry_hash(**fields)))
+        conn.execute(
+            sa.update(audit_log).where(audit_log.c.seq == 2).values(outcome="failed", hash=audit.entry_hash(**fields))
+        )
     result = verify(engine)
     assert (result.ok, result.first_broken_seq, result.problem) == (False, 3, "link")
 
@@ -216,12 +252,20 @@ def test_audit_time_is_the_server_clock_not_a_dpo_given_received_at(env, engine,
     account_id = create_account(engine, email="canary.audit@example.org")["id"]
     received_at = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.UTC)  # the letter's arrival, given by the DPO
     record, _ = export.register_dpo_export(
-        engine, actor="dpo", account_id=account_id, channel="email", kind="access",
-        verification_method="signed_letter", received_at=received_at, now=server_now,
+        engine,
+        actor="dpo",
+        account_id=account_id,
+        channel="email",
+        kind="access",
+        verification_method="signed_letter",
+        received_at=received_at,
+        now=server_now,
     )
     assert record.received_at == received_at
     with engine.connect() as conn:
-        times = conn.execute(sa.select(audit_log.c.occurred_at).where(audit_log.c.request_id == record.id)).scalars().all()
+        times = (
+            conn.execute(sa.select(audit_log.c.occurred_at).where(audit_log.c.request_id == record.id)).scalars().all()
+        )
     assert times and all(t == server_now for t in times)
     # A caller's `now` never becomes the audit time either.
     with engine.begin() as conn:
@@ -255,10 +299,16 @@ def test_the_daily_enforce_retention_run_writes_a_checkpoint(env, engine):
     assert verify(engine).ok
 
 
-@pytest.mark.parametrize("value", [
-    "nokey", "k1:not base64!", "k1:" + base64.b64encode(b"short").decode(), f"k1:{CANARY_KEY_1},k1:{CANARY_KEY_2}",
-    f"K1:{CANARY_KEY_1}",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "nokey",
+        "k1:not base64!",
+        "k1:" + base64.b64encode(b"short").decode(),
+        f"k1:{CANARY_KEY_1},k1:{CANARY_KEY_2}",
+        f"K1:{CANARY_KEY_1}",
+    ],
+)
 def test_bad_audit_keys_are_refused_without_echoing_a_key(value):
     from shared.platform.config import ConfigurationError, load_settings
 

@@ -90,9 +90,13 @@ def count(engine, table) -> int:
 
 def audit_outcomes(engine) -> list[str]:
     with engine.connect() as conn:
-        return conn.execute(
-            sa.select(audit_log.c.outcome).where(audit_log.c.action == "step_up").order_by(audit_log.c.seq)
-        ).scalars().all()
+        return (
+            conn.execute(
+                sa.select(audit_log.c.outcome).where(audit_log.c.action == "step_up").order_by(audit_log.c.seq)
+            )
+            .scalars()
+            .all()
+        )
 
 
 # --- Client tokens ------------------------------------------------------------------------
@@ -300,7 +304,9 @@ def test_code_of_another_account_does_not_work(env, engine):
     request_code(env, engine, bob["id"])
     with engine.connect() as conn:
         bob_code_count = conn.execute(
-            sa.select(sa.func.count()).select_from(verification_codes).where(verification_codes.c.account_id == bob["id"])
+            sa.select(sa.func.count())
+            .select_from(verification_codes)
+            .where(verification_codes.c.account_id == bob["id"])
         ).scalar()
     assert bob_code_count == 1
     # Bob's own code is unknown to this test; Alice's code must not unlock Bob (bar a 1-in-a-million clash).
@@ -318,7 +324,9 @@ def test_attempts_are_rate_limited_per_account_and_recorded_even_when_failing(en
     other = create_account(engine, with_2fa=True)
     for i in range(3):
         guess = "000000" if i % 2 else "999999"
-        error = refused(lambda guess=guess, i=i: step_up(engine, account["id"], guess, now=T0 + dt.timedelta(seconds=i)))
+        error = refused(
+            lambda guess=guess, i=i: step_up(engine, account["id"], guess, now=T0 + dt.timedelta(seconds=i))
+        )
         assert error.code == "invalid_code"
     assert count(engine, verification_attempts) == 3  # committed although each call failed
 

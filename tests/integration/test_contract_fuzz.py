@@ -131,9 +131,10 @@ def fuzz(
 
 def test_every_operation_of_every_function_keeps_its_contract(contract_server):
     base_url, credentials = contract_server
-    loaded = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=schemathesis.Config.from_dict({
-        "generation": {"with-security-parameters": False}
-    }))
+    loaded = schemathesis.openapi.from_url(
+        f"{base_url}/openapi.json",
+        config=schemathesis.Config.from_dict({"generation": {"with-security-parameters": False}}),
+    )
     document = requests.get(f"{base_url}/openapi.json", timeout=10).json()
     operations = [result.ok() for result in loaded.get_all_operations()]
     assert len(operations) >= 25

@@ -33,10 +33,16 @@ def test_seed_demo_fills_every_reference_table(env, engine):
         for table in REFERENCE_TABLES:
             assert _count(conn, table) > 0, f"{table} has no demo rows"
         for account in accounts:
-            assert _count(conn, "invoices") and conn.execute(
-                sa.select(sa.func.count()).where(schema.invoices.c.account_id == account["id"])
-            ).scalar() > 0
-        keys = conn.execute(sa.select(schema.invoices.c.account_id, schema.invoices.c.id, schema.invoices.c.pdf_object_key)).all()
+            assert (
+                _count(conn, "invoices")
+                and conn.execute(
+                    sa.select(sa.func.count()).where(schema.invoices.c.account_id == account["id"])
+                ).scalar()
+                > 0
+            )
+        keys = conn.execute(
+            sa.select(schema.invoices.c.account_id, schema.invoices.c.id, schema.invoices.c.pdf_object_key)
+        ).all()
         companies = conn.execute(sa.select(schema.companies)).mappings().all()
 
     with_2fa = [a for a in accounts if a["totp_secret"]]
@@ -81,12 +87,36 @@ def test_canary_is_in_every_personal_text_field_and_only_in_its_account(env, eng
     demo.populate_account(engine, get_storage(), account["id"], canary="CANARY-h3-7f2c", invoices=2, log_lines=3)
     demo.populate_account(engine, get_storage(), other["id"], invoices=2, log_lines=3)
     # Fixed formats (phone, SIRET, VAT, IP, hashes, Stripe ids) and fixed vocabularies cannot carry a canary.
-    fixed_format = {"phone", "siret", "siren", "vat_number", "seller_siret", "seller_vat_number", "buyer_vat_number",
-                    "ip_address", "postal_code", "country", "key_prefix", "card_last4", "card_brand",
-                    "stripe_customer_id", "stripe_object_id", "token_hash", "key_hash", "password_hash", "totp_secret",
-                    "proof_ip_pseudonym"}
-    vocabulary = {("consent_events", "purpose"), ("consent_events", "action"), ("consent_events", "channel"),
-                  ("consent_events", "policy_version"), ("prospects", "source"), ("analytics_events", "name")}
+    fixed_format = {
+        "phone",
+        "siret",
+        "siren",
+        "vat_number",
+        "seller_siret",
+        "seller_vat_number",
+        "buyer_vat_number",
+        "ip_address",
+        "postal_code",
+        "country",
+        "key_prefix",
+        "card_last4",
+        "card_brand",
+        "stripe_customer_id",
+        "stripe_object_id",
+        "token_hash",
+        "key_hash",
+        "password_hash",
+        "totp_secret",
+        "proof_ip_pseudonym",
+    }
+    vocabulary = {
+        ("consent_events", "purpose"),
+        ("consent_events", "action"),
+        ("consent_events", "channel"),
+        ("consent_events", "policy_version"),
+        ("prospects", "source"),
+        ("analytics_events", "name"),
+    }
     checked = set()
     with engine.connect() as conn:
         for tm in TABLES:
@@ -94,9 +124,12 @@ def test_canary_is_in_every_personal_text_field_and_only_in_its_account(env, eng
                 continue
             table = schema.metadata.tables[tm.name]
             text_columns = [
-                c.name for c in tm.columns
-                if c.personal and isinstance(table.c[c.name].type, (sa.String, sa.Text))
-                and c.name not in fixed_format and (tm.name, c.name) not in vocabulary
+                c.name
+                for c in tm.columns
+                if c.personal
+                and isinstance(table.c[c.name].type, (sa.String, sa.Text))
+                and c.name not in fixed_format
+                and (tm.name, c.name) not in vocabulary
             ]
             for row in conn.execute(sa.select(table).where(table.c[tm.link.column] == account["id"])).mappings():
                 for column in text_columns:
@@ -105,14 +138,31 @@ def test_canary_is_in_every_personal_text_field_and_only_in_its_account(env, eng
                         checked.add((tm.name, column))
             for row in conn.execute(sa.select(table).where(table.c[tm.link.column] == other["id"])).mappings():
                 assert "CANARY-h3-7f2c" not in repr(dict(row)), tm.name
-        descriptions = conn.execute(
-            sa.select(schema.invoice_lines.c.description).join(schema.invoices).where(schema.invoices.c.account_id == account["id"])
-        ).scalars().all()
+        descriptions = (
+            conn.execute(
+                sa.select(schema.invoice_lines.c.description)
+                .join(schema.invoices)
+                .where(schema.invoices.c.account_id == account["id"])
+            )
+            .scalars()
+            .all()
+        )
         assert descriptions and all("CANARY-h3-7f2c" in d for d in descriptions)
-    assert {("accounts", "email"), ("accounts", "last_name"), ("companies", "name"), ("clients", "contact_name"),
-            ("clients", "email"), ("invoices", "buyer_name"), ("invoices", "seller_address"), ("prospects", "email"),
-            ("sessions", "user_agent"), ("access_logs", "path"), ("analytics_events", "page"),
-            ("payment_records", "description"), ("consent_events", "proof_user_agent")} <= checked
+    assert {
+        ("accounts", "email"),
+        ("accounts", "last_name"),
+        ("companies", "name"),
+        ("clients", "contact_name"),
+        ("clients", "email"),
+        ("invoices", "buyer_name"),
+        ("invoices", "seller_address"),
+        ("prospects", "email"),
+        ("sessions", "user_agent"),
+        ("access_logs", "path"),
+        ("analytics_events", "page"),
+        ("payment_records", "description"),
+        ("consent_events", "proof_user_agent"),
+    } <= checked
     with pytest.raises(ValueError):
         demo.create_account(engine, canary="no spaces allowed")
 
@@ -120,7 +170,9 @@ def test_canary_is_in_every_personal_text_field_and_only_in_its_account(env, eng
 def test_factories_insert_in_batches(env, engine, monkeypatch):
     monkeypatch.setattr(demo, "BATCH_SIZE", 100)  # several full batches and a partial one
     account = demo.create_account(engine, with_2fa=True)
-    summary = demo.populate_account(engine, None, account["id"], invoices=250, lines_per_invoice=3, log_lines=450, pdfs=False)
+    summary = demo.populate_account(
+        engine, None, account["id"], invoices=250, lines_per_invoice=3, log_lines=450, pdfs=False
+    )
     with engine.connect() as conn:
         assert _count(conn, "invoices") == 250
         assert _count(conn, "invoice_lines") == 750

@@ -56,8 +56,13 @@ def _service(tmp_path: Path) -> Path:
 def _environment(service: Path, fake: ScalewayFake, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCW_", "SLS_", "SERVERLESS_"))}
     env.update(
-        HOME=str(home), SCW_SECRET_KEY=TOKEN, SCW_DEFAULT_PROJECT_ID=PROJECT, SCW_FUNCTION_URL=fake.functions_url,
-        SLS_TELEMETRY_DISABLED="1", SLS_NOTIFICATIONS_MODE="off", CI="1",
+        HOME=str(home),
+        SCW_SECRET_KEY=TOKEN,
+        SCW_DEFAULT_PROJECT_ID=PROJECT,
+        SCW_FUNCTION_URL=fake.functions_url,
+        SLS_TELEMETRY_DISABLED="1",
+        SLS_NOTIFICATIONS_MODE="off",
+        CI="1",
     )
     for name in sorted(set(re.findall(r"\$\{env:(\w+)\}", (service / "serverless.yml").read_text()))):
         env.setdefault(name, f"canary-{name.lower()}")
@@ -74,8 +79,9 @@ def _resolved(value: Any, env: dict[str, str]) -> Any:
 
 
 def _deploy(service: Path, env: dict[str, str]) -> str:
-    run = subprocess.run([str(SERVERLESS_BIN), "deploy"], cwd=service, env=env, capture_output=True, text=True,
-                         timeout=600, check=False)
+    run = subprocess.run(
+        [str(SERVERLESS_BIN), "deploy"], cwd=service, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     return run.stdout + run.stderr
 
@@ -103,13 +109,17 @@ def _check_namespace(fake: ScalewayFake, document: dict[str, Any], env: dict[str
     ids = {f["id"]: name for name, f in deployed.items()}
     expected_crons = sorted(
         (name, event["schedule"]["rate"], repr(event["schedule"].get("input") or {}))
-        for name, spec in document["functions"].items() for event in spec.get("events") or [] if "schedule" in event
+        for name, spec in document["functions"].items()
+        for event in spec.get("events") or []
+        if "schedule" in event
     )
     crons = sorted((ids[c["function_id"]], c["schedule"], repr(c["args"])) for c in fake.crons.values())
     assert crons == expected_crons
     expected_sqs = sorted(
         (name, event["sqs"]["name"], event["sqs"]["queue"])
-        for name, spec in document["functions"].items() for event in spec.get("events") or [] if "sqs" in event
+        for name, spec in document["functions"].items()
+        for event in spec.get("events") or []
+        if "sqs" in event
     )
     triggers = sorted((ids[t["function_id"]], t["name"], t["scw_sqs_config"]["queue"]) for t in fake.triggers.values())
     assert triggers == expected_sqs
@@ -133,7 +143,10 @@ def test_serverless_deploy_creates_what_serverless_yml_says_and_a_redeploy_keeps
         assert fake.pending_seen >= 1, "the deploy did not wait for the namespace to be ready again"
 
         # One zip, uploaded to every function, holding the code and not the local-only modules.
-        uploads = {name: fake.uploads.get(f["id"], []) for name, f in fake.functions_of(fake.namespace_named("privacy-functions")["id"]).items()}
+        uploads = {
+            name: fake.uploads.get(f["id"], [])
+            for name, f in fake.functions_of(fake.namespace_named("privacy-functions")["id"]).items()
+        }
         assert all(len(u) == 1 for u in uploads.values()), {k: len(v) for k, v in uploads.items()}
         assert len({u[0]["sha256"] for u in uploads.values()}) == 1
         names = zipfile.ZipFile(io.BytesIO(next(iter(uploads.values()))[0]["content"])).namelist()

@@ -26,7 +26,12 @@ NAMES = sorted(set(re.findall(r"\$\{env:(\w+)\}", (PROJECT_ROOT / "serverless.ym
 def fake(monkeypatch):
     with ScalewayFake(token=TOKEN) as fake:
         env = {name: f"canary-{name.lower()}" for name in NAMES}
-        env.update(SCW_ACCESS_KEY="SCWAAAAAAAAAAAAAAAAA", SCW_SECRET_KEY=TOKEN, SCW_DEFAULT_PROJECT_ID=PROJECT, SCW_API_URL=fake.url)
+        env.update(
+            SCW_ACCESS_KEY="SCWAAAAAAAAAAAAAAAAA",
+            SCW_SECRET_KEY=TOKEN,
+            SCW_DEFAULT_PROJECT_ID=PROJECT,
+            SCW_API_URL=fake.url,
+        )
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         seed(fake, DOCUMENT, env, PROJECT)
@@ -62,8 +67,13 @@ def test_a_missing_trigger_is_named(fake, capsys):
     del fake.triggers[trigger_id]
     code, differences = verify(capsys)
     assert code == 1
-    assert differences == [{"kind": "sqs trigger missing", "name": "export-on-request-worker",
-                            "expected": ["export-requests-trigger", "export-requests", PROJECT, "fr-par"]}]
+    assert differences == [
+        {
+            "kind": "sqs trigger missing",
+            "name": "export-on-request-worker",
+            "expected": ["export-requests-trigger", "export-requests", PROJECT, "fr-par"],
+        }
+    ]
 
 
 def test_a_cron_with_another_schedule_is_named(fake, capsys):
@@ -72,8 +82,10 @@ def test_a_cron_with_another_schedule_is_named(fake, capsys):
     cron["schedule"] = "21 2 * * *"
     code, differences = verify(capsys)
     assert code == 1
-    assert [(d["kind"], d["name"]) for d in differences] == [("cron missing", "log-rotation"),
-                                                             ("cron not in serverless.yml", "log-rotation")]
+    assert [(d["kind"], d["name"]) for d in differences] == [
+        ("cron missing", "log-rotation"),
+        ("cron not in serverless.yml", "log-rotation"),
+    ]
     assert differences[0]["expected"][0] == "20 2 * * *" and differences[1]["found"][0] == "21 2 * * *"
 
 
@@ -104,8 +116,10 @@ def test_left_over_and_missing_functions_are_named(fake, capsys):
     del fake.functions[_function(fake, "log-rotation")["id"]]
     code, differences = verify(capsys)
     assert code == 1
-    assert {(d["kind"], d["name"]) for d in differences} == {("function missing", "log-rotation"),
-                                                             ("function not in serverless.yml", "retired-function")}
+    assert {(d["kind"], d["name"]) for d in differences} == {
+        ("function missing", "log-rotation"),
+        ("function not in serverless.yml", "retired-function"),
+    }
 
 
 def test_secrets_and_variables_are_checked_without_printing_values(fake, capsys, monkeypatch):

@@ -54,7 +54,10 @@ def desk(resend_env, resend_fake):
 
 def counts(engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() for t in (dsr_requests, dsr_notices, audit_log)}
+        return {
+            t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+            for t in (dsr_requests, dsr_notices, audit_log)
+        }
 
 
 def days_ago(days: int) -> str:
@@ -65,27 +68,51 @@ def test_due_date_runs_from_receipt_with_month_ends_and_leap_day(desk):
     account = create_account(desk["engine"])
     on_31 = dt.datetime(2028, 1, 31, 9, 0, tzinfo=UTC)
     leap = operations.register(
-        actor="dpo:test", kind="access", channel="post", received_at=on_31, account_id=account["id"],
+        actor="dpo:test",
+        kind="access",
+        channel="post",
+        received_at=on_31,
+        account_id=account["id"],
         now=dt.datetime(2028, 2, 3, tzinfo=UTC),
     )
     assert leap["due_at"] == "2028-02-29T09:00:00Z"  # one calendar month, clamped to the leap day
     other = operations.register(
-        actor="dpo:test", kind="erasure", channel="email", received_at=dt.datetime(2027, 1, 31, 9, 0, tzinfo=UTC),
-        identifiers={"email": "someone.else@example.org"}, now=dt.datetime(2027, 2, 1, tzinfo=UTC),
+        actor="dpo:test",
+        kind="erasure",
+        channel="email",
+        received_at=dt.datetime(2027, 1, 31, 9, 0, tzinfo=UTC),
+        identifiers={"email": "someone.else@example.org"},
+        now=dt.datetime(2027, 2, 1, tzinfo=UTC),
     )
     assert other["due_at"] == "2027-02-28T09:00:00Z"
     assert other["identity"] == {"state": "awaiting_identity"} and other["state"] == "received"
 
     # Through the route: received three days ago, due a month after that day, not after registration.
     received = days_ago(3)
-    response = call("POST", "/requests", token=desk["token"], body={
-        "kind": "access", "channel": "email", "received_at": received, "account_id": account["id"],
-    })
+    response = call(
+        "POST",
+        "/requests",
+        token=desk["token"],
+        body={
+            "kind": "access",
+            "channel": "email",
+            "received_at": received,
+            "account_id": account["id"],
+        },
+    )
     assert response["statusCode"] == 409  # an access request is already open for the account
     assert answer(response)["error"]["code"] == "request_already_open"
-    response = call("POST", "/requests", token=desk["token"], body={
-        "kind": "restriction", "channel": "email", "received_at": received, "account_id": account["id"],
-    })
+    response = call(
+        "POST",
+        "/requests",
+        token=desk["token"],
+        body={
+            "kind": "restriction",
+            "channel": "email",
+            "received_at": received,
+            "account_id": account["id"],
+        },
+    )
     assert response["statusCode"] == 201, response["body"]
     created = answer(response)
     expected = registry.due_date_for(dt.datetime.fromisoformat(received))
@@ -115,8 +142,22 @@ def test_bad_input_is_refused_and_changes_nothing(desk):
         response = call("POST", "/requests", token=desk["token"], body=payload)
         assert response["statusCode"] == 400, (payload, response["body"])
         assert set(answer(response)["error"]) == {"code", "message"}
-    assert call("POST", "/requests", token=desk["token"], body=dict(good, account_id="0" * 8 + "-0000-4000-8000-" + "0" * 12))["statusCode"] == 404
-    for query in ({"overdue": "yes"}, {"due_within_days": "-1"}, {"due_within_days": "seven"}, {"kind": "all"}, {"other": "1"}):
+    assert (
+        call(
+            "POST",
+            "/requests",
+            token=desk["token"],
+            body=dict(good, account_id="0" * 8 + "-0000-4000-8000-" + "0" * 12),
+        )["statusCode"]
+        == 404
+    )
+    for query in (
+        {"overdue": "yes"},
+        {"due_within_days": "-1"},
+        {"due_within_days": "seven"},
+        {"kind": "all"},
+        {"other": "1"},
+    ):
         assert call("GET", "/requests", token=desk["token"], query=query)["statusCode"] == 400, query
     assert call("GET", "/requests/not-a-uuid", token=desk["token"])["statusCode"] == 404
     assert counts(desk["engine"]) == before
@@ -132,31 +173,54 @@ def test_bad_input_is_refused_and_changes_nothing(desk):
 def test_no_work_before_identity_then_the_erasure_starts(desk):
     engine = desk["engine"]
     account = create_account(engine)
-    created = answer(call("POST", "/requests", token=desk["token"], body={
-        "kind": "erasure", "channel": "post", "received_at": days_ago(1), "account_id": account["id"],
-    }))
+    created = answer(
+        call(
+            "POST",
+            "/requests",
+            token=desk["token"],
+            body={
+                "kind": "erasure",
+                "channel": "post",
+                "received_at": days_ago(1),
+                "account_id": account["id"],
+            },
+        )
+    )
     request_id = created["request_id"]
     assert created["identity"]["state"] == "awaiting_identity"
     # Nothing moves it to work while identity is awaited.
-    assert call("POST", f"/requests/{request_id}/complete", token=desk["token"], body={"note": "done"})["statusCode"] == 409
+    assert (
+        call("POST", f"/requests/{request_id}/complete", token=desk["token"], body={"note": "done"})["statusCode"]
+        == 409
+    )
     with pytest.raises(registry.InvalidTransition), engine.begin() as conn:
         registry.transition(conn, request_id, registry.WAITING, actor="dpo:test")
     with engine.connect() as conn:
         assert conn.execute(sa.select(accounts.c.status).where(accounts.c.id == account["id"])).scalar() == "active"
 
     for bad in ({"method": "trust_me"}, {"method": 1}, {}):
-        assert call("POST", f"/requests/{request_id}/verify-identity", token=desk["token"], body=bad)["statusCode"] == 400
-    verified = call("POST", f"/requests/{request_id}/verify-identity", token=desk["token"], body={"method": "identity_document"})
+        assert (
+            call("POST", f"/requests/{request_id}/verify-identity", token=desk["token"], body=bad)["statusCode"] == 400
+        )
+    verified = call(
+        "POST", f"/requests/{request_id}/verify-identity", token=desk["token"], body={"method": "identity_document"}
+    )
     assert verified["statusCode"] == 200, verified["body"]
     body = answer(verified)
     assert body["identity"] == {"state": "verified", "method": "identity_document"}
     assert body["state"] == "waiting" and body["work"]["started"] == "erasure"
     with engine.connect() as conn:
-        assert conn.execute(sa.select(accounts.c.status).where(accounts.c.id == account["id"])).scalar() == "deactivated"
+        assert (
+            conn.execute(sa.select(accounts.c.status).where(accounts.c.id == account["id"])).scalar() == "deactivated"
+        )
     # Verified once: a second check is refused.
-    again = call("POST", f"/requests/{request_id}/verify-identity", token=desk["token"], body={"method": "identity_document"})
+    again = call(
+        "POST", f"/requests/{request_id}/verify-identity", token=desk["token"], body={"method": "identity_document"}
+    )
     assert again["statusCode"] == 409
-    timeline = [entry["action"] for entry in answer(call("GET", f"/requests/{request_id}", token=desk["token"]))["timeline"]]
+    timeline = [
+        entry["action"] for entry in answer(call("GET", f"/requests/{request_id}", token=desk["token"]))["timeline"]
+    ]
     assert timeline[:3] == ["request.created", "request.transition", "request.identity_verified"]
     assert "erasure.registered" in timeline
 
@@ -175,23 +239,41 @@ def test_an_access_request_by_email_mails_a_download_link(desk):
     link = answer(call("GET", f"/requests/{created['request_id']}/archive-link", token=desk["token"]))
     assert "/download?token=" in link["download_url"]
     with engine.connect() as conn:
-        actions = conn.execute(sa.select(audit_log.c.action).where(audit_log.c.request_id == created["request_id"])).scalars().all()
+        actions = (
+            conn.execute(sa.select(audit_log.c.action).where(audit_log.c.request_id == created["request_id"]))
+            .scalars()
+            .all()
+        )
     assert "export.link_issued_to_dpo" in actions
 
 
 def test_extension_is_told_once_within_the_limits(desk):
     engine = desk["engine"]
     account = create_account(engine)
-    request_id = operations.register(actor="dpo:test", kind="access", channel="post", account_id=account["id"],
-                                     received_at=utcnow() - dt.timedelta(days=5))["request_id"]
+    request_id = operations.register(
+        actor="dpo:test",
+        kind="access",
+        channel="post",
+        account_id=account["id"],
+        received_at=utcnow() - dt.timedelta(days=5),
+    )["request_id"]
     before = counts(engine)
-    for bad in ({"months": 3, "reason": "x"}, {"months": "1", "reason": "complex"}, {"months": 1}, {"months": 1, "reason": ""},
-                {"months": True, "reason": "complex"}):
+    for bad in (
+        {"months": 3, "reason": "x"},
+        {"months": "1", "reason": "complex"},
+        {"months": 1},
+        {"months": 1, "reason": ""},
+        {"months": True, "reason": "complex"},
+    ):
         assert call("POST", f"/requests/{request_id}/extend", token=desk["token"], body=bad)["statusCode"] == 400, bad
     assert counts(engine) == before
 
-    response = call("POST", f"/requests/{request_id}/extend", token=desk["token"],
-                    body={"months": 1, "reason": "complex request: ten years of invoices"})
+    response = call(
+        "POST",
+        f"/requests/{request_id}/extend",
+        token=desk["token"],
+        body={"months": 1, "reason": "complex request: ten years of invoices"},
+    )
     assert response["statusCode"] == 200, response["body"]
     body = answer(response)
     assert body["notices_delivered"] == [{"request_id": request_id, "notice": "extension:1", "delivery": "mail"}]
@@ -208,7 +290,11 @@ def test_extension_is_told_once_within_the_limits(desk):
     assert len([m for m in desk["mails"] if m["idempotency_key"].startswith("desk:extension:1:")]) == 1
 
     # A second month is allowed, a third is not; nothing changes on refusal.
-    second = answer(call("POST", f"/requests/{request_id}/extend", token=desk["token"], body={"months": 1, "reason": "many requests"}))
+    second = answer(
+        call(
+            "POST", f"/requests/{request_id}/extend", token=desk["token"], body={"months": 1, "reason": "many requests"}
+        )
+    )
     assert [n["notice"] for n in second["notices_delivered"]] == ["extension:2"]
     before = counts(engine)
     third = call("POST", f"/requests/{request_id}/extend", token=desk["token"], body={"months": 1, "reason": "more"})
@@ -218,8 +304,13 @@ def test_extension_is_told_once_within_the_limits(desk):
 
 def test_extension_only_before_the_original_due_date(desk):
     account = create_account(desk["engine"])
-    request_id = operations.register(actor="dpo:test", kind="rectification", channel="email", account_id=account["id"],
-                                     received_at=utcnow() - dt.timedelta(days=40))["request_id"]
+    request_id = operations.register(
+        actor="dpo:test",
+        kind="rectification",
+        channel="email",
+        account_id=account["id"],
+        received_at=utcnow() - dt.timedelta(days=40),
+    )["request_id"]
     before = counts(desk["engine"])
     late = call("POST", f"/requests/{request_id}/extend", token=desk["token"], body={"months": 1, "reason": "complex"})
     assert late["statusCode"] == 409 and answer(late)["error"]["code"] == "extension_too_late"
@@ -228,22 +319,39 @@ def test_extension_only_before_the_original_due_date(desk):
 
 def test_refusal_tells_the_reason_the_cnil_and_a_letter_for_the_post(desk):
     by_post = operations.register(
-        actor="dpo:test", kind="access", channel="post",
+        actor="dpo:test",
+        kind="access",
+        channel="post",
         identifiers={"name": CANARY_NAME, "postal_address": CANARY_ADDRESS},
     )
-    refused = answer(call("POST", f"/requests/{by_post['request_id']}/reject", token=desk["token"],
-                          body={"reason_code": "identity_not_established"}))
+    refused = answer(
+        call(
+            "POST",
+            f"/requests/{by_post['request_id']}/reject",
+            token=desk["token"],
+            body={"reason_code": "identity_not_established"},
+        )
+    )
     assert refused["state"] == "rejected" and refused["identity"]["state"] == "not_established"
     (letter,) = refused["notices_delivered"]
     assert letter["delivery"] == "post" and "CNIL" in letter["letter"] and "judicial remedy" in letter["letter"]
     assert "recours juridictionnel" in letter["letter"]
     assert desk["mails"] == []  # nobody to mail
 
-    by_mail = operations.register(actor="dpo:test", kind="erasure", channel="email", identifiers={"email": CANARY_EMAIL})
+    by_mail = operations.register(
+        actor="dpo:test", kind="erasure", channel="email", identifiers={"email": CANARY_EMAIL}
+    )
     for bad in ({"reason_code": "because"}, {"reason_code": "excessive", "note": ""}, {}):
-        assert call("POST", f"/requests/{by_mail['request_id']}/reject", token=desk["token"], body=bad)["statusCode"] == 400
-    response = call("POST", f"/requests/{by_mail['request_id']}/reject", token=desk["token"],
-                    body={"reason_code": "legal_obligation_to_retain", "note": "invoices are kept ten years"})
+        assert (
+            call("POST", f"/requests/{by_mail['request_id']}/reject", token=desk["token"], body=bad)["statusCode"]
+            == 400
+        )
+    response = call(
+        "POST",
+        f"/requests/{by_mail['request_id']}/reject",
+        token=desk["token"],
+        body={"reason_code": "legal_obligation_to_retain", "note": "invoices are kept ten years"},
+    )
     assert response["statusCode"] == 200, response["body"]
     (mail,) = [m for m in desk["mails"] if m["idempotency_key"] == f"desk:refusal:{by_mail['request_id']}"]
     assert mail["to"] in (CANARY_EMAIL, [CANARY_EMAIL])
@@ -261,9 +369,14 @@ def test_digest_lists_each_request_at_each_threshold_once_across_a_missed_week(d
 
     ids = {}
     for name, days in (("in_10_days", 10), ("in_5_days", 5), ("in_12_hours", 0.5), ("in_30_days", 29)):
-        record = operations.register(actor="dpo:test", kind="objection", channel="email",
-                                     identifiers={"email": f"{name}@example.org"},
-                                     received_at=received_for_due_in(days), now=now)
+        record = operations.register(
+            actor="dpo:test",
+            kind="objection",
+            channel="email",
+            identifiers={"email": f"{name}@example.org"},
+            received_at=received_for_due_in(days),
+            now=now,
+        )
         ids[name] = record["request_id"]
 
     def digest_mails():
@@ -296,12 +409,23 @@ def test_digest_lists_each_request_at_each_threshold_once_across_a_missed_week(d
 def test_lists_sorted_by_due_date_with_filters_from_route_and_cli(desk, capsys):
     engine = desk["engine"]
     a, b = create_account(engine), create_account(engine)
-    old = operations.register(actor="dpo:test", kind="access", channel="post", account_id=a["id"],
-                              received_at=utcnow() - dt.timedelta(days=45))
-    soon = operations.register(actor="dpo:test", kind="erasure", channel="email", account_id=b["id"],
-                               received_at=utcnow() - dt.timedelta(days=27))
-    fresh = operations.register(actor="dpo:test", kind="objection", channel="email",
-                                identifiers={"email": CANARY_EMAIL})
+    old = operations.register(
+        actor="dpo:test",
+        kind="access",
+        channel="post",
+        account_id=a["id"],
+        received_at=utcnow() - dt.timedelta(days=45),
+    )
+    soon = operations.register(
+        actor="dpo:test",
+        kind="erasure",
+        channel="email",
+        account_id=b["id"],
+        received_at=utcnow() - dt.timedelta(days=27),
+    )
+    fresh = operations.register(
+        actor="dpo:test", kind="objection", channel="email", identifiers={"email": CANARY_EMAIL}
+    )
     listed = answer(call("GET", "/requests", token=desk["token"]))["requests"]
     assert [r["request_id"] for r in listed] == [old["request_id"], soon["request_id"], fresh["request_id"]]
     assert listed[0]["overdue"] is True and listed[1]["overdue"] is False
@@ -309,7 +433,10 @@ def test_lists_sorted_by_due_date_with_filters_from_route_and_cli(desk, capsys):
     assert [r["request_id"] for r in overdue] == [old["request_id"]]
     within = answer(call("GET", "/requests", token=desk["token"], query={"due_within_days": "7"}))["requests"]
     assert [r["request_id"] for r in within] == [old["request_id"], soon["request_id"]]
-    assert [r["request_id"] for r in answer(call("GET", "/requests", token=desk["token"], query={"kind": "objection"}))["requests"]] == [fresh["request_id"]]
+    assert [
+        r["request_id"]
+        for r in answer(call("GET", "/requests", token=desk["token"], query={"kind": "objection"}))["requests"]
+    ] == [fresh["request_id"]]
 
     capsys.readouterr()  # the handler's log lines
     assert cli(["dpo", "requests", "--overdue", "--json"]) == 0
@@ -317,12 +444,43 @@ def test_lists_sorted_by_due_date_with_filters_from_route_and_cli(desk, capsys):
     assert [r["request_id"] for r in printed["requests"]] == [old["request_id"]]
     assert set(printed["requests"][0]) >= {"request_id", "kind", "channel", "state", "received_at", "due_at"}
 
-    assert cli(["dpo", "register", "--kind", "access", "--channel", "post", "--email", "cli.person@example.org",
-                "--received-at", (utcnow() - dt.timedelta(days=2)).date().isoformat(), "--json"]) == 0
+    assert (
+        cli(
+            [
+                "dpo",
+                "register",
+                "--kind",
+                "access",
+                "--channel",
+                "post",
+                "--email",
+                "cli.person@example.org",
+                "--received-at",
+                (utcnow() - dt.timedelta(days=2)).date().isoformat(),
+                "--json",
+            ]
+        )
+        == 0
+    )
     registered = json.loads(capsys.readouterr().out)
     assert registered["channel"] == "post" and registered["identity"]["state"] == "awaiting_identity"
-    assert cli(["dpo", "register", "--kind", "access", "--channel", "post", "--email", "x@example.org",
-                "--received-at", "2999-01-01"]) == 2
+    assert (
+        cli(
+            [
+                "dpo",
+                "register",
+                "--kind",
+                "access",
+                "--channel",
+                "post",
+                "--email",
+                "x@example.org",
+                "--received-at",
+                "2999-01-01",
+            ]
+        )
+        == 2
+    )
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "invalid_received_at"
     assert cli(["dpo", "extend", registered["request_id"], "--months", "2", "--reason", "complex request"]) == 0
     assert json.loads(capsys.readouterr().out)["notices_delivered"][0]["notice"] == "extension:2"
@@ -332,10 +490,21 @@ def test_lists_sorted_by_due_date_with_filters_from_route_and_cli(desk, capsys):
 
 def test_identifiers_never_reach_the_audit_or_a_log(desk, capfd):
     engine = desk["engine"]
-    response = call("POST", "/requests", token=desk["token"], body={
-        "kind": "erasure", "channel": "post",
-        "identifiers": {"email": CANARY_EMAIL, "name": CANARY_NAME, "postal_address": CANARY_ADDRESS, "phone": "06 11 22 33 44"},
-    })
+    response = call(
+        "POST",
+        "/requests",
+        token=desk["token"],
+        body={
+            "kind": "erasure",
+            "channel": "post",
+            "identifiers": {
+                "email": CANARY_EMAIL,
+                "name": CANARY_NAME,
+                "postal_address": CANARY_ADDRESS,
+                "phone": "06 11 22 33 44",
+            },
+        },
+    )
     assert response["statusCode"] == 201
     request_id = answer(response)["request_id"]
     call("POST", f"/requests/{request_id}/verify-identity", token=desk["token"], body={"method": "identity_document"})
@@ -360,15 +529,25 @@ def test_identifiers_never_reach_the_audit_or_a_log(desk, capfd):
 def test_a_rectification_by_post_applies_once_identity_is_verified(desk):
     engine = desk["engine"]
     account = create_account(engine, phone="+33 6 00 00 00 01")
-    request_id = operations.register(actor="dpo:test", kind="rectification", channel="post",
-                                     account_id=account["id"])["request_id"]
+    request_id = operations.register(actor="dpo:test", kind="rectification", channel="post", account_id=account["id"])[
+        "request_id"
+    ]
     corrections = {"fields": {"phone": "07 98 76 54 32"}}
     early = call("POST", f"/requests/{request_id}/rectify", token=desk["token"], body=corrections)
     assert early["statusCode"] == 409 and answer(early)["error"]["code"] == "identity_not_verified"
     with engine.connect() as conn:
-        assert conn.execute(sa.select(accounts.c.phone).where(accounts.c.id == account["id"])).scalar() == "+33 6 00 00 00 01"
-    verified = answer(call("POST", f"/requests/{request_id}/verify-identity", token=desk["token"],
-                           body={"method": "postal_address_confirmed"}))
+        assert (
+            conn.execute(sa.select(accounts.c.phone).where(accounts.c.id == account["id"])).scalar()
+            == "+33 6 00 00 00 01"
+        )
+    verified = answer(
+        call(
+            "POST",
+            f"/requests/{request_id}/verify-identity",
+            token=desk["token"],
+            body={"method": "postal_address_confirmed"},
+        )
+    )
     assert verified["work"]["started"] is None and "rectify" in verified["work"]["next"]
     for bad in ({"fields": {"phone": "12"}}, {"fields": {"password": "x"}}, {"fields": "phone"}, {}):
         assert call("POST", f"/requests/{request_id}/rectify", token=desk["token"], body=bad)["statusCode"] == 400, bad
@@ -376,28 +555,50 @@ def test_a_rectification_by_post_applies_once_identity_is_verified(desk):
     assert applied["statusCode"] == 200, applied["body"]
     assert answer(applied)["rectification"]["state"] == "in_progress"
     with engine.connect() as conn:
-        assert conn.execute(sa.select(accounts.c.phone).where(accounts.c.id == account["id"])).scalar() == "+33 7 98 76 54 32"
+        assert (
+            conn.execute(sa.select(accounts.c.phone).where(accounts.c.id == account["id"])).scalar()
+            == "+33 7 98 76 54 32"
+        )
     # It completes by itself once the processors are told; the DPO cannot close it by hand.
-    assert call("POST", f"/requests/{request_id}/complete", token=desk["token"], body={"note": "done"})["statusCode"] == 409
+    assert (
+        call("POST", f"/requests/{request_id}/complete", token=desk["token"], body={"note": "done"})["statusCode"]
+        == 409
+    )
 
 
 def test_an_objection_to_fraud_prevention_is_decided_at_the_desk(desk):
     engine = desk["engine"]
     account = create_account(engine)
-    objected = invoke(MANIFEST.functions["withdraw-consent"], http_event(
-        "POST", "/objections", body=json.dumps({"purpose": "fraud_prevention"}),
-        headers={"Authorization": f"Bearer {issue_dev_token(account['id'])}"},
-    ))
+    objected = invoke(
+        MANIFEST.functions["withdraw-consent"],
+        http_event(
+            "POST",
+            "/objections",
+            body=json.dumps({"purpose": "fraud_prevention"}),
+            headers={"Authorization": f"Bearer {issue_dev_token(account['id'])}"},
+        ),
+    )
     assert objected["statusCode"] == 202, objected["body"]
     request_id = answer(objected)["request_id"]
     listed = answer(call("GET", "/requests", token=desk["token"], query={"kind": "objection"}))["requests"]
     assert [r["request_id"] for r in listed] == [request_id]
     before = counts(engine)
-    for bad in ({"outcome": "maybe"}, {"outcome": "accepted", "grounds": "x"}, {"outcome": "overridden"}, {"outcome": True}):
-        assert call("POST", f"/requests/{request_id}/decide-objection", token=desk["token"], body=bad)["statusCode"] == 400, bad
+    for bad in (
+        {"outcome": "maybe"},
+        {"outcome": "accepted", "grounds": "x"},
+        {"outcome": "overridden"},
+        {"outcome": True},
+    ):
+        assert (
+            call("POST", f"/requests/{request_id}/decide-objection", token=desk["token"], body=bad)["statusCode"] == 400
+        ), bad
     assert counts(engine) == before
-    decided = call("POST", f"/requests/{request_id}/decide-objection", token=desk["token"],
-                   body={"outcome": "overridden", "grounds": "fraud checks are required by the payment providers"})
+    decided = call(
+        "POST",
+        f"/requests/{request_id}/decide-objection",
+        token=desk["token"],
+        body={"outcome": "overridden", "grounds": "fraud checks are required by the payment providers"},
+    )
     assert decided["statusCode"] == 200, decided["body"]
     assert answer(call("GET", "/requests", token=desk["token"], query={"kind": "objection"}))["requests"] == []
 
@@ -425,22 +626,42 @@ def test_people_without_an_account_are_served_at_the_desk(desk, capfd):
     assert call("POST", "/search", token=desk["token"], body={"email": "x", "extra": 1})["statusCode"] == 400
 
     # A prospect's erasure: registered, verified, served, closed.
-    erasure = operations.register(actor="dpo:test", kind="erasure", channel="email", identifiers={"email": PROSPECT_EMAIL})
-    served = answer(call("POST", f"/requests/{erasure['request_id']}/verify-identity", token=desk["token"],
-                         body={"method": "account_email_confirmed"}))
+    erasure = operations.register(
+        actor="dpo:test", kind="erasure", channel="email", identifiers={"email": PROSPECT_EMAIL}
+    )
+    served = answer(
+        call(
+            "POST",
+            f"/requests/{erasure['request_id']}/verify-identity",
+            token=desk["token"],
+            body={"method": "account_email_confirmed"},
+        )
+    )
     assert served["state"] == "completed" and served["work"]["prospect_erasure"]["prospects_deleted"] == 1
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(prospects_table)).scalar() == 0
 
     # A third party's access request: each naming account told once, the person told whom to address.
-    access = operations.register(actor="dpo:test", kind="access", channel="email", identifiers={"email": THIRD_PARTY_EMAIL})
-    served = answer(call("POST", f"/requests/{access['request_id']}/verify-identity", token=desk["token"],
-                         body={"method": "account_email_confirmed"}))
+    access = operations.register(
+        actor="dpo:test", kind="access", channel="email", identifiers={"email": THIRD_PARTY_EMAIL}
+    )
+    served = answer(
+        call(
+            "POST",
+            f"/requests/{access['request_id']}/verify-identity",
+            token=desk["token"],
+            body={"method": "account_email_confirmed"},
+        )
+    )
     assert served["state"] == "completed" and sorted(served["work"]["forwarded"]["accounts"]) == sorted(named_by)
     # Resuming repeats nothing.
     call("POST", f"/requests/{access['request_id']}/resume", token=desk["token"])
-    told = [m for m in desk["mails"] if m["to"] in ([f"seller{n}@example.org"] for n in range(2))
-            or m["to"] in [f"seller{n}@example.org" for n in range(2)]]
+    told = [
+        m
+        for m in desk["mails"]
+        if m["to"] in ([f"seller{n}@example.org"] for n in range(2))
+        or m["to"] in [f"seller{n}@example.org" for n in range(2)]
+    ]
     assert len(told) == 2
     assert not [m for m in desk["mails"] if m["to"] in ("bystander@example.org", ["bystander@example.org"])]
     assert [m for m in desk["mails"] if m["to"] in (THIRD_PARTY_EMAIL, [THIRD_PARTY_EMAIL])]
@@ -465,8 +686,9 @@ def test_register_of_processing_from_the_desk(desk, capsys):
 
 
 def test_a_person_we_hold_nothing_on_is_told_so_once(desk):
-    request = operations.register(actor="dpo:test", kind="access", channel="email",
-                                  identifiers={"email": "nobody.here@example.org"})
+    request = operations.register(
+        actor="dpo:test", kind="access", channel="email", identifiers={"email": "nobody.here@example.org"}
+    )
     served = operations.verify_identity(request["request_id"], method="account_email_confirmed", actor="dpo:test")
     assert served["state"] == "completed" and served["work"]["found"] is False
     operations.resume(request["request_id"], actor="dpo:test")
@@ -480,7 +702,9 @@ def test_a_prospect_gets_the_link_to_their_archive(desk):
 
     with desk["engine"].begin() as conn:
         data.prospect(conn, email=PROSPECT_EMAIL, name="Canarydesk Prospect")
-    request = operations.register(actor="dpo:test", kind="access", channel="email", identifiers={"email": PROSPECT_EMAIL})
+    request = operations.register(
+        actor="dpo:test", kind="access", channel="email", identifiers={"email": PROSPECT_EMAIL}
+    )
     served = operations.verify_identity(request["request_id"], method="account_email_confirmed", actor="dpo:test")
     assert served["state"] == "completed" and served["work"]["prospect_archive"]["rows"] >= 1
     (mail,) = [m for m in desk["mails"] if m["idempotency_key"] == f"desk:answer:{request['request_id']}"]

@@ -31,8 +31,15 @@ def _identifiers(**extra) -> SubjectIdentifiers:
 
 def _world(engine) -> dict[str, str]:
     with engine.begin() as conn:
-        mine = seed.prospect(conn, None, email=CANARY_EMAIL.upper(), name=CANARY_NAME, phone=CANARY_PHONE,
-                             company_name="=HYPERLINK(1)", source="salon")
+        mine = seed.prospect(
+            conn,
+            None,
+            email=CANARY_EMAIL.upper(),
+            name=CANARY_NAME,
+            phone=CANARY_PHONE,
+            company_name="=HYPERLINK(1)",
+            source="salon",
+        )
         other = seed.prospect(conn, None, email="someone.else@example.test")
         holder = seed.account(conn, email="holder@example.test")
         of_account = seed.prospect(conn, holder, email=CANARY_EMAIL)  # the account's own prospect: not ours to erase
@@ -52,8 +59,14 @@ def _audit(engine, action: str) -> list:
 def test_access_archive_holds_the_rows_and_the_art15_information(engine):
     ids = _world(engine)
     request_id = str(uuid.uuid4())
-    meta = desk.prospect_access_archive(engine, get_storage(), request_id=request_id, identifiers=_identifiers(), now=seed.NOW)
-    assert meta["rows"] == 1 and meta["object_key"].startswith("exports/prospects/") and request_id not in meta["object_key"]
+    meta = desk.prospect_access_archive(
+        engine, get_storage(), request_id=request_id, identifiers=_identifiers(), now=seed.NOW
+    )
+    assert (
+        meta["rows"] == 1
+        and meta["object_key"].startswith("exports/prospects/")
+        and request_id not in meta["object_key"]
+    )
     body = get_storage().get_bytes(get_settings().exports_bucket, meta["object_key"])
     zf = zipfile.ZipFile(io.BytesIO(body))
     assert set(zf.namelist()) == {"data.json", "csv/prospects.csv", "README.html"}
@@ -103,8 +116,12 @@ def test_erasure_removes_rows_and_the_resend_contact_once(resend_env, resend_fak
     ids = _world(engine)
     resend_fake.add_contact(CANARY_EMAIL)
     request_id = str(uuid.uuid4())
-    receipt = desk.erase_prospect(engine, request_id=request_id, identifiers=_identifiers(), actor="dpo:test", now=seed.NOW)
-    assert receipt["prospects_deleted"] == 1 and receipt["categories"] == [{"category": "prospects.contact", "outcome": "erased"}]
+    receipt = desk.erase_prospect(
+        engine, request_id=request_id, identifiers=_identifiers(), actor="dpo:test", now=seed.NOW
+    )
+    assert receipt["prospects_deleted"] == 1 and receipt["categories"] == [
+        {"category": "prospects.contact", "outcome": "erased"}
+    ]
     assert receipt["subprocessors"] == [{"subprocessor": "resend", "outcome": "contact_removed"}]
     assert _prospect_ids(engine) == {ids["other"], ids["of_account"]}
     assert resend_fake.contact(CANARY_EMAIL) is None and len(_deletes(resend_fake)) == 1
@@ -164,7 +181,9 @@ def test_objection_suppresses_from_prospect_mailings_once(resend_env, resend_fak
     assert again == result
     assert len([r for r in resend_fake.requests if r.method == "PATCH"]) == 1
     with engine.connect() as conn:
-        assert desk.is_suppressed(conn, email=CANARY_EMAIL.upper()) and desk.is_suppressed(conn, phone="+33 6 98 76 54 32")
+        assert desk.is_suppressed(conn, email=CANARY_EMAIL.upper()) and desk.is_suppressed(
+            conn, phone="+33 6 98 76 54 32"
+        )
         assert not desk.is_suppressed(conn, email="someone.else@example.test")
         assert desk.unsuppressed(conn, ["someone.else@example.test", CANARY_EMAIL]) == ["someone.else@example.test"]
         stored = json.dumps([dict(r._mapping) for r in conn.execute(sa.select(prospect_suppressions))], default=str)
@@ -186,8 +205,13 @@ def test_no_identifier_in_logs_audit_or_saga(resend_env, resend_fake, engine, ca
     desk.erase_prospect(engine, request_id=str(uuid.uuid4()), identifiers=identifiers, actor="dpo:test")
     with engine.connect() as conn:
         stored = json.dumps(
-            [dict(r._mapping) for t in ("audit_log", "saga_steps", "processed_messages")
-             for r in conn.execute(sa.text(f"SELECT * FROM {t}"))], default=str).lower()
+            [
+                dict(r._mapping)
+                for t in ("audit_log", "saga_steps", "processed_messages")
+                for r in conn.execute(sa.text(f"SELECT * FROM {t}"))
+            ],
+            default=str,
+        ).lower()
     out = capfd.readouterr()
     logs = (out.out + out.err + caplog.text).lower()
     for canary in (CANARY_EMAIL, CANARY_NAME.lower(), "98765432"):

@@ -51,19 +51,35 @@ def test_search_finds_the_person_everywhere_by_owner(engine):
     identifiers = SubjectIdentifiers.parse(email=CANARY_EMAIL, phone=CANARY_PHONE, siret=CANARY_SIRET, name=CANARY_NAME)
     with engine.connect() as conn:
         found = search_subject(conn, identifiers).to_json()
-    assert found["accounts_holding"] == [ids["holder"]] and found["is_account_holder"] and found["account_id"] == ids["holder"]
+    assert (
+        found["accounts_holding"] == [ids["holder"]]
+        and found["is_account_holder"]
+        and found["account_id"] == ids["holder"]
+    )
     assert sorted(found["third_party_accounts"]) == sorted([ids["a"], ids["c"]])
     assert found["prospect_accounts"] == [ids["b"]] and found["is_platform_prospect"]
     # Account holder: the account row, the company by SIRET, invoices issued under that SIRET...
     (acc,) = _by(found, table="accounts")
-    assert acc["role"] == "account_holder" and acc["count"] == 1 and set(acc["matched_on"]) == {"email", "phone", "name"}
+    assert (
+        acc["role"] == "account_holder" and acc["count"] == 1 and set(acc["matched_on"]) == {"email", "phone", "name"}
+    )
     assert _by(found, table="companies", account_id=ids["holder"])[0]["matched_on"] == ["siret"]
     # ... and what hangs off the account: payments, connection and access logs, consents, sessions.
-    for table, category in [("payment_records", "payment.transactions"), ("connection_logs", "technical.ip_address"),
-                            ("access_logs", "technical.access_logs"), ("consent_events", "consent.records"),
-                            ("sessions", "account.credentials"), ("invoice_lines", "documents.invoices")]:
+    for table, category in [
+        ("payment_records", "payment.transactions"),
+        ("connection_logs", "technical.ip_address"),
+        ("access_logs", "technical.access_logs"),
+        ("consent_events", "consent.records"),
+        ("sessions", "account.credentials"),
+        ("invoice_lines", "documents.invoices"),
+    ]:
         (m,) = _by(found, table=table)
-        assert m["via"] == "account" and m["account_id"] == ids["holder"] and m["count"] == 1 and category in m["categories"]
+        assert (
+            m["via"] == "account"
+            and m["account_id"] == ids["holder"]
+            and m["count"] == 1
+            and category in m["categories"]
+        )
     # Third party in user A's documents (client row by email and contact name, invoice buyer) and user C's (phone).
     (client_a,) = _by(found, table="clients", account_id=ids["a"])
     assert client_a["role"] == "third_party" and set(client_a["matched_on"]) == {"email", "name"}
@@ -73,7 +89,10 @@ def test_search_finds_the_person_everywhere_by_owner(engine):
     assert _by(found, table="clients", account_id=ids["c"])[0]["matched_on"] == ["phone"]
     assert not _by(found, account_id=ids["b"], role="third_party")
     # Prospects: the platform's own (no owner) and user B's.
-    platform, of_b = (_by(found, table="prospects", account_id=None)[0], _by(found, table="prospects", account_id=ids["b"])[0])
+    platform, of_b = (
+        _by(found, table="prospects", account_id=None)[0],
+        _by(found, table="prospects", account_id=ids["b"])[0],
+    )
     assert platform["role"] == of_b["role"] == "prospect" and platform["category"] == "prospects.contact"
     assert set(platform["matched_on"]) == {"email", "name"} and of_b["matched_on"] == ["phone"]
     assert found["by_category"]["prospects.contact"] == 2
@@ -93,9 +112,16 @@ def test_every_searched_category_is_found(engine):
     declared = {(tm.name, key.role) for tm in data_map.searched_tables() for key in tm.subject_keys}
     assert direct == declared
     categories = {c for tm in data_map.searched_tables() for c in tm.categories if c in found["by_category"]}
-    assert {"identification.email", "identification.siret_siren", "documents.third_parties", "prospects.contact",
-            "payment.transactions", "technical.access_logs", "technical.ip_address", "consent.records"} <= set(
-        found["by_category"]) and categories
+    assert {
+        "identification.email",
+        "identification.siret_siren",
+        "documents.third_parties",
+        "prospects.contact",
+        "payment.transactions",
+        "technical.access_logs",
+        "technical.ip_address",
+        "consent.records",
+    } <= set(found["by_category"]) and categories
 
 
 def test_each_identifier_alone(engine):
@@ -113,8 +139,12 @@ def test_each_identifier_alone(engine):
 def test_name_with_postal_address_narrows_the_match(engine):
     ids = _world(engine)
     with engine.connect() as conn:
-        right = search_subject(conn, SubjectIdentifiers.parse(name=CANARY_NAME, postal_address="12 RUE des Canaris, 75011 Paris")).to_json()
-        wrong = search_subject(conn, SubjectIdentifiers.parse(name=CANARY_NAME, postal_address="1 avenue Ailleurs, Lyon")).to_json()
+        right = search_subject(
+            conn, SubjectIdentifiers.parse(name=CANARY_NAME, postal_address="12 RUE des Canaris, 75011 Paris")
+        ).to_json()
+        wrong = search_subject(
+            conn, SubjectIdentifiers.parse(name=CANARY_NAME, postal_address="1 avenue Ailleurs, Lyon")
+        ).to_json()
     assert _by(right, table="invoices", role="third_party")[0]["account_id"] == ids["a"]
     assert not _by(wrong, table="invoices", role="third_party")
     # Where no address is stored (the client row has none), the name alone still matches.
@@ -123,7 +153,8 @@ def test_name_with_postal_address_narrows_the_match(engine):
 
 def test_phone_spellings():
     assert {"+33612345678", "0612345678", "06 12 34 56 78", "06.12.34.56.78", "0033612345678"} <= set(
-        phone_spellings("+33612345678"))
+        phone_spellings("+33612345678")
+    )
     assert phone_spellings("+4915112345678") == ["+4915112345678", "004915112345678"]
 
 
@@ -160,9 +191,21 @@ def test_searches_use_the_indexes(engine):
 
 def test_the_migration_creates_the_indexes_of_the_schema_module(engine):
     expected = {
-        index.name for tm in data_map.searched_tables() for index in schema.metadata.tables[tm.name].indexes
-        if index.name.startswith(("ix_accounts_lower", "ix_accounts_phone", "ix_companies_siret", "ix_clients_",
-                                  "ix_prospects_lower", "ix_prospects_phone", "ix_invoices_lower", "ix_invoices_seller"))
+        index.name
+        for tm in data_map.searched_tables()
+        for index in schema.metadata.tables[tm.name].indexes
+        if index.name.startswith(
+            (
+                "ix_accounts_lower",
+                "ix_accounts_phone",
+                "ix_companies_siret",
+                "ix_clients_",
+                "ix_prospects_lower",
+                "ix_prospects_phone",
+                "ix_invoices_lower",
+                "ix_invoices_seller",
+            )
+        )
         and index.name != "ix_clients_account_id"
     }
     assert len(expected) == 14

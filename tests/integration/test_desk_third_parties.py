@@ -60,7 +60,11 @@ def test_exactly_the_accounts_naming_the_person_are_mailed_once(resend_env, rese
     by_to = {m["to"][0]: m for m in mails}
     # Each mail: the request and the duty to answer, French first; only what that account already holds.
     a = by_to["owner.a@example.test"]
-    assert a["text"].index("Bonjour") < a["text"].index("Hello") and "Droit d'accès" in a["text"] and "Art. 15" in a["text"]
+    assert (
+        a["text"].index("Bonjour") < a["text"].index("Hello")
+        and "Droit d'accès" in a["text"]
+        and "Art. 15" in a["text"]
+    )
     assert request_id in a["text"] and "un mois" in a["text"] and "one month" in a["text"]
     assert CANARY_EMAIL in a["text"] and CANARY_NAME in a["text"]
     b = by_to["owner.b@example.test"]
@@ -68,8 +72,12 @@ def test_exactly_the_accounts_naming_the_person_are_mailed_once(resend_env, rese
     c = by_to["owner.c@example.test"]
     assert CANARY_EMAIL in c["text"] and CANARY_NAME not in c["text"]
     # Never another account.
-    known_as = {"owner.a@example.test": ("Atelier Alpha", ids["client"]), "owner.b@example.test": ("Beta", ids["invoice"]),
-                "owner.c@example.test": ("Gamma", ids["prospect"]), "owner.d@example.test": ("", ids["unrelated"])}
+    known_as = {
+        "owner.a@example.test": ("Atelier Alpha", ids["client"]),
+        "owner.b@example.test": ("Beta", ids["invoice"]),
+        "owner.c@example.test": ("Gamma", ids["prospect"]),
+        "owner.d@example.test": ("", ids["unrelated"]),
+    }
     for mail in mails:
         for to, (name, account_id) in known_as.items():
             if to != mail["to"][0]:
@@ -105,7 +113,10 @@ def test_a_crash_between_mails_sends_each_once(resend_env, resend_fake, engine, 
     assert result["accounts"] == sorted([ids["client"], ids["invoice"], ids["prospect"]])
     # The second account's mail went again under its key: the provider kept one.
     assert sorted(m["to"][0] for m in _sent(resend_fake)) == [
-        "owner.a@example.test", "owner.b@example.test", "owner.c@example.test"]
+        "owner.a@example.test",
+        "owner.b@example.test",
+        "owner.c@example.test",
+    ]
     assert len(resend_fake.emails) == 3
 
 
@@ -117,7 +128,10 @@ def test_the_person_is_told_whom_to_address(resend_env, resend_fake, engine):
     desk.forward_to_controllers(engine, request_id=request_id, kind="access", identifiers=_identifiers())
     answer = desk.third_party_answer(engine, request_id=request_id, kind="access", identifiers=_identifiers())
     assert answer["sent"] and {c["name"] for c in answer["controllers"]} == {
-        "Atelier Alpha SARL", "Beta Services", "Chloé Gamma"}
+        "Atelier Alpha SARL",
+        "Beta Services",
+        "Chloé Gamma",
+    }
     assert {c["account_id"] for c in answer["controllers"]} == {ids["client"], ids["invoice"], ids["prospect"]}
     (mail,) = [m for m in resend_fake.emails if m["to"] == [CANARY_EMAIL]]
     for name in ("Atelier Alpha SARL", "Beta Services", "Chloé Gamma"):
@@ -131,7 +145,9 @@ def test_without_an_email_nothing_is_mailed_to_the_person(env, engine):
     _world(engine)
     request_id = str(uuid.uuid4())
     identifiers = SubjectIdentifiers.parse(name=CANARY_NAME)
-    forwarded = desk.forward_to_controllers(engine, request_id=request_id, kind="rectification", identifiers=identifiers)
+    forwarded = desk.forward_to_controllers(
+        engine, request_id=request_id, kind="rectification", identifiers=identifiers
+    )
     assert len(forwarded["accounts"]) == 2  # the name is on A's client row and invoice, and on B's invoice
     answer = desk.third_party_answer(engine, request_id=request_id, kind="rectification", identifiers=identifiers)
     assert not answer["sent"] and len(answer["controllers"]) == 2
@@ -141,7 +157,10 @@ def test_nobody_named_means_no_mail_and_an_answer_saying_so(resend_env, resend_f
     _world(engine)
     request_id = str(uuid.uuid4())
     identifiers = SubjectIdentifiers.parse(email="nobody@example.test")
-    assert desk.forward_to_controllers(engine, request_id=request_id, kind="access", identifiers=identifiers)["accounts"] == []
+    assert (
+        desk.forward_to_controllers(engine, request_id=request_id, kind="access", identifiers=identifiers)["accounts"]
+        == []
+    )
     answer = desk.third_party_answer(engine, request_id=request_id, kind="access", identifiers=identifiers)
     assert answer["controllers"] == [] and "ne vous désigne" in resend_fake.emails[0]["text"]
 
@@ -162,8 +181,10 @@ def test_no_identifier_in_logs_or_audit(resend_env, resend_fake, engine, capfd, 
     desk.forward_to_controllers(engine, request_id=request_id, kind="access", identifiers=_identifiers())
     desk.third_party_answer(engine, request_id=request_id, kind="access", identifiers=_identifiers())
     with engine.connect() as conn:
-        stored = json.dumps([dict(r._mapping) for table in (t.audit_log, t.processed_messages)
-                             for r in conn.execute(sa.select(table))], default=str).lower()
+        stored = json.dumps(
+            [dict(r._mapping) for table in (t.audit_log, t.processed_messages) for r in conn.execute(sa.select(table))],
+            default=str,
+        ).lower()
     out = capfd.readouterr()
     logs = (out.out + out.err + caplog.text).lower()
     for canary in (CANARY_EMAIL, CANARY_NAME.lower()):

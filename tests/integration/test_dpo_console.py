@@ -42,8 +42,10 @@ def _form_csrf(page: str) -> str:
 def sign_in(client, credential: str, *, lang: str = "fr"):
     form = client.get(f"/dpo-console/?lang={lang}")
     assert form.status_code == 200
-    return client.post(f"/dpo-console/sign-in?lang={lang}",
-                       data={"credential": credential, "csrf": _form_csrf(form.get_data(as_text=True))})
+    return client.post(
+        f"/dpo-console/sign-in?lang={lang}",
+        data={"credential": credential, "csrf": _form_csrf(form.get_data(as_text=True))},
+    )
 
 
 def session_secret(client) -> str:
@@ -52,9 +54,14 @@ def session_secret(client) -> str:
 
 def audit_actions(engine) -> list[tuple[str, str, str]]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(
-            sa.select(audit_log.c.actor, audit_log.c.action, audit_log.c.outcome)
-            .where(audit_log.c.action.like("console.%")).order_by(audit_log.c.seq))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.select(audit_log.c.actor, audit_log.c.action, audit_log.c.outcome)
+                .where(audit_log.c.action.like("console.%"))
+                .order_by(audit_log.c.seq)
+            )
+        ]
 
 
 def test_sign_in_gives_a_strict_http_only_cookie_and_the_list(client, engine, credential):
@@ -88,12 +95,19 @@ def test_open_requests_come_closest_deadline_first_with_markers_and_escaped_name
     markup = create_account(engine, email=MARKUP["email"], first_name=MARKUP["first_name"], last_name="Dupont")
     others = [create_account(engine) for _ in range(3)]
     with engine.begin() as conn:
-        tomorrow = registry.create_request(conn, account_id=markup["id"], kind="access", channel="email",
-                                           now=registry.add_months(now + dt.timedelta(days=1), -1))
-        late = registry.create_request(conn, account_id=others[0]["id"], kind="erasure", channel="post",
-                                       now=now - dt.timedelta(days=40))
-        later = registry.create_request(conn, account_id=others[1]["id"], kind="rectification", channel="email",
-                                        now=now - dt.timedelta(days=2))
+        tomorrow = registry.create_request(
+            conn,
+            account_id=markup["id"],
+            kind="access",
+            channel="email",
+            now=registry.add_months(now + dt.timedelta(days=1), -1),
+        )
+        late = registry.create_request(
+            conn, account_id=others[0]["id"], kind="erasure", channel="post", now=now - dt.timedelta(days=40)
+        )
+        later = registry.create_request(
+            conn, account_id=others[1]["id"], kind="rectification", channel="email", now=now - dt.timedelta(days=2)
+        )
         closed = registry.create_request(conn, account_id=others[2]["id"], kind="access", channel="email", now=now)
         registry.transition(conn, closed.id, registry.CANCELLED, actor="dpo", reason="withdrawn by the subject")
     sign_in(client, credential, lang="en")
@@ -105,6 +119,7 @@ def test_open_requests_come_closest_deadline_first_with_markers_and_escaped_name
     assert "Overdue" in page and "Due soon" in page
     assert "<script>alert" not in page and html.escape(MARKUP["first_name"]) in page
     assert "1 overdue and 1 due within 7 days" in re.sub(r"\s+", " ", page.replace("overdue and", "overdue and"))
+
     def listed(query: str) -> list[str]:
         page = client.get(f"/dpo-console/requests?{query}").get_data(as_text=True)
         return re.findall(r'<tr id="request-([0-9a-f-]+)"', page)
@@ -116,8 +131,14 @@ def test_open_requests_come_closest_deadline_first_with_markers_and_escaped_name
     assert listed("channel=post") == [late.id]
     assert listed("state=received&channel=email") == [tomorrow.id, later.id]
     assert listed("kind=&state=&channel=&due_within_days=") == [late.id, tomorrow.id, later.id]
-    for query in ("kind=<script>", "overdue=yes", "due_within_days=-1", "due_within_days=999", "state=completed",
-                  "marker=overdue"):
+    for query in (
+        "kind=<script>",
+        "overdue=yes",
+        "due_within_days=-1",
+        "due_within_days=999",
+        "state=completed",
+        "marker=overdue",
+    ):
         bad = client.get(f"/dpo-console/requests?{query}")
         assert bad.status_code == 400, query
         assert 'role="alert"' in bad.get_data(as_text=True) and "<script>" not in bad.get_data(as_text=True)
@@ -127,8 +148,11 @@ def test_a_form_without_its_csrf_token_changes_nothing(client, engine, credentia
     client.get("/dpo-console/")
     refused = client.post("/dpo-console/sign-in", data={"credential": credential, "csrf": "forged"})
     assert refused.status_code == 403 and "Le formulaire a expiré" in refused.get_data(as_text=True)
-    repeated = client.post("/dpo-console/sign-in", data="credential=a&credential=b&csrf=x",
-                           content_type="application/x-www-form-urlencoded")
+    repeated = client.post(
+        "/dpo-console/sign-in",
+        data="credential=a&credential=b&csrf=x",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert repeated.status_code == 400
     assert client.get_cookie(console.SESSION_COOKIE, path="/dpo-console") is None
     assert sign_in(client, credential).status_code == 303
@@ -148,7 +172,10 @@ def test_sign_out_ends_the_session(client, engine, credential):
     client.set_cookie(console.SESSION_COOKIE, secret, path="/dpo-console")
     again = client.get("/dpo-console/requests")
     assert again.status_code == 401 and 'name="credential"' in again.get_data(as_text=True)
-    assert [a[1:] for a in audit_actions(engine)] == [("console.sign_in", "succeeded"), ("console.sign_out", "succeeded")]
+    assert [a[1:] for a in audit_actions(engine)] == [
+        ("console.sign_in", "succeeded"),
+        ("console.sign_out", "succeeded"),
+    ]
 
 
 def test_a_session_ends_after_thirty_idle_minutes_and_each_request_restarts_the_clock(engine, credential):
@@ -209,8 +236,12 @@ def test_a_console_session_never_works_on_a_client_or_dpo_api_route(client, engi
     sign_in(client, credential)
     secret = session_secret(client)
     cookie = {"Cookie": f"{console.SESSION_COOKIE}={secret}"}
-    for path in ("/whoami/", "/withdraw-consent/", "/export-on-request/dpo/requests/" + "0" * 36,
-                 "/withdraw-consent/dpo/restrictions?account_id=x"):
+    for path in (
+        "/whoami/",
+        "/withdraw-consent/",
+        "/export-on-request/dpo/requests/" + "0" * 36,
+        "/withdraw-consent/dpo/restrictions?account_id=x",
+    ):
         for headers in (cookie, {**cookie, "Authorization": f"Bearer {secret}"}):
             answer = client.get(path, headers=headers)
             assert answer.status_code == 401, (path, headers.keys())
@@ -236,14 +267,22 @@ def test_cookies_never_reach_a_log_line(env, engine, credential, capsys, caplog)
         form, page = call("GET", "/dpo-console/")
         csrf = _form_csrf(page)
         pre = form.getheader("Set-Cookie").split(";")[0]
-        signed, _ = call("POST", "/dpo-console/sign-in", body=f"credential={credential}&csrf={csrf}",
-                         headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": pre})
+        signed, _ = call(
+            "POST",
+            "/dpo-console/sign-in",
+            body=f"credential={credential}&csrf={csrf}",
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": pre},
+        )
         session_cookie = signed.getheader("Set-Cookie").split(";")[0]
         listed, page = call("GET", "/dpo-console/requests?overdue=true", headers={"Cookie": session_cookie})
         assert listed.status == 200
         call("GET", "/whoami/", headers={"Cookie": session_cookie})
-        call("POST", "/dpo-console/sign-out", body="csrf=forged", headers={"Cookie": session_cookie,
-             "Content-Type": "application/x-www-form-urlencoded"})
+        call(
+            "POST",
+            "/dpo-console/sign-out",
+            body="csrf=forged",
+            headers={"Cookie": session_cookie, "Content-Type": "application/x-www-form-urlencoded"},
+        )
     finally:
         server.shutdown()
     secret = session_cookie.split("=", 1)[1]
@@ -260,8 +299,15 @@ def test_the_log_scrubber_redacts_cookie_headers():
     assert "abc" not in text and "xyz" not in text and "other=1" not in text
 
 
-@pytest.mark.parametrize("delta, days", [(dt.timedelta(hours=23), 1), (dt.timedelta(days=1, minutes=1), 2),
-                                         (dt.timedelta(hours=-1), -1), (dt.timedelta(days=-3), -3)])
+@pytest.mark.parametrize(
+    "delta, days",
+    [
+        (dt.timedelta(hours=23), 1),
+        (dt.timedelta(days=1, minutes=1), 2),
+        (dt.timedelta(hours=-1), -1),
+        (dt.timedelta(days=-3), -3),
+    ],
+)
 def test_days_left_count_any_part_of_a_day(delta, days):
     from shared.console.requests import whole_days
 

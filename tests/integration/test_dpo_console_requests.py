@@ -40,16 +40,25 @@ def _post(client, path: str, page: str, **fields):
 
 def _counts(engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
-                for t in (dsr_requests, dsr_notices, audit_log)}
+        return {
+            t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+            for t in (dsr_requests, dsr_notices, audit_log)
+        }
 
 
 def test_a_letter_is_registered_extended_and_refused_with_its_timeline(client, engine, credential, capsys, caplog):
     sign_in(client, credential, lang="en")
     listing = client.get("/dpo-console/requests?lang=en").get_data(as_text=True)
     assert 'id="register"' in listing
-    created = _post(client, "/requests?lang=en", listing, kind="erasure", channel="post",
-                    name=CANARY_NAME, postal_address=CANARY_ADDRESS)
+    created = _post(
+        client,
+        "/requests?lang=en",
+        listing,
+        kind="erasure",
+        channel="post",
+        name=CANARY_NAME,
+        postal_address=CANARY_ADDRESS,
+    )
     page = created.get_data(as_text=True)
     assert created.status_code == 200 and "Request registered." in page
     request_id = REQUEST_ID.search(page).group(1)
@@ -67,8 +76,9 @@ def test_a_letter_is_registered_extended_and_refused_with_its_timeline(client, e
     assert _counts(engine) == before
     empty = _post(client, f"/requests/{request_id}/extend?lang=en", page, months="1", reason="")
     assert empty.status_code == 400 and 'role="alert"' in empty.get_data(as_text=True)
-    forged = client.post(f"/dpo-console/requests/{request_id}/extend", data={"csrf": "forged", "months": "1",
-                                                                           "reason": "x"})
+    forged = client.post(
+        f"/dpo-console/requests/{request_id}/extend", data={"csrf": "forged", "months": "1", "reason": "x"}
+    )
     assert forged.status_code == 403 and _counts(engine) == before
 
     reason = "Many <archives> to gather"
@@ -82,8 +92,9 @@ def test_a_letter_is_registered_extended_and_refused_with_its_timeline(client, e
     again = _post(client, f"/requests/{request_id}/extend?lang=en", page, months="2", reason="more")
     assert again.status_code == 409 and 'role="alert"' in again.get_data(as_text=True)
 
-    rejected = _post(client, f"/requests/{request_id}/reject?lang=en", page, reason_code="identity_not_established",
-                     note="")
+    rejected = _post(
+        client, f"/requests/{request_id}/reject?lang=en", page, reason_code="identity_not_established", note=""
+    )
     page = rejected.get_data(as_text=True)
     assert rejected.status_code == 200 and "Request refused." in page
     assert 'data-event="state_rejected"' in page and 'id="reject"' not in page  # closed: no more actions
@@ -102,8 +113,9 @@ def test_an_account_holders_request_is_verified_then_completed(client, engine, c
     account = create_account(engine, email=MARKUP["email"], first_name=MARKUP["first_name"], last_name="Dupont")
     sign_in(client, credential, lang="en")
     listing = client.get("/dpo-console/requests?lang=en").get_data(as_text=True)
-    page = _post(client, "/requests?lang=en", listing, kind="restriction", channel="email",
-                 account_id=account["id"]).get_data(as_text=True)
+    page = _post(
+        client, "/requests?lang=en", listing, kind="restriction", channel="email", account_id=account["id"]
+    ).get_data(as_text=True)
     request_id = REQUEST_ID.search(page).group(1)
     assert "<script>alert" not in page and html.escape(MARKUP["first_name"]) in page
     assert 'id="complete"' not in page  # identity first
@@ -123,13 +135,15 @@ def test_bad_registrations_and_unknown_requests_answer_4xx_pages(client, engine,
     sign_in(client, credential, lang="en")
     listing = client.get("/dpo-console/requests?lang=en").get_data(as_text=True)
     before = _counts(engine)
-    for fields in ({"kind": "everything", "channel": "post", "name": CANARY_NAME},
-                   {"kind": "access", "channel": "fax", "name": CANARY_NAME},
-                   {"kind": "access", "channel": "post"},  # nobody named
-                   {"kind": "access", "channel": "post", "received_on": "2999-01-01", "name": CANARY_NAME},
-                   {"kind": "access", "channel": "post", "received_on": "yesterday", "name": CANARY_NAME},
-                   {"kind": "access", "channel": "post", "account_id": "../../etc", "name": CANARY_NAME},
-                   {"kind": "access", "channel": "post", "surprise": "1"}):
+    for fields in (
+        {"kind": "everything", "channel": "post", "name": CANARY_NAME},
+        {"kind": "access", "channel": "fax", "name": CANARY_NAME},
+        {"kind": "access", "channel": "post"},  # nobody named
+        {"kind": "access", "channel": "post", "received_on": "2999-01-01", "name": CANARY_NAME},
+        {"kind": "access", "channel": "post", "received_on": "yesterday", "name": CANARY_NAME},
+        {"kind": "access", "channel": "post", "account_id": "../../etc", "name": CANARY_NAME},
+        {"kind": "access", "channel": "post", "surprise": "1"},
+    ):
         answer = _post(client, "/requests?lang=en", listing, **fields)
         assert 400 <= answer.status_code < 500, fields
         text = answer.get_data(as_text=True)
@@ -144,8 +158,9 @@ def test_verifying_an_access_request_says_the_export_is_under_way(client, engine
     account = create_account(engine)
     sign_in(client, credential, lang="en")
     listing = client.get("/dpo-console/requests?lang=en").get_data(as_text=True)
-    page = _post(client, "/requests?lang=en", listing, kind="access", channel="post",
-                 account_id=account["id"]).get_data(as_text=True)
+    page = _post(
+        client, "/requests?lang=en", listing, kind="access", channel="post", account_id=account["id"]
+    ).get_data(as_text=True)
     request_id = REQUEST_ID.search(page).group(1)
     verified = _post(client, f"/requests/{request_id}/verify-identity?lang=en", page, method="signed_letter")
     page = verified.get_data(as_text=True)
@@ -162,8 +177,9 @@ def test_a_mail_provider_down_shows_where_the_request_stands_with_a_503(client, 
     account = create_account(engine)
     sign_in(client, credential, lang="en")
     listing = client.get("/dpo-console/requests?lang=en").get_data(as_text=True)
-    page = _post(client, "/requests?lang=en", listing, kind="restriction", channel="email",
-                 account_id=account["id"]).get_data(as_text=True)
+    page = _post(
+        client, "/requests?lang=en", listing, kind="restriction", channel="email", account_id=account["id"]
+    ).get_data(as_text=True)
     request_id = REQUEST_ID.search(page).group(1)
     monkeypatch.setattr(notify, "deliver_pending", down)
     answer = _post(client, f"/requests/{request_id}/extend?lang=en", page, months="1", reason="Complex request")

@@ -56,21 +56,27 @@ def test_a_legal_hold_is_placed_and_released_from_its_page(client, engine, crede
     page = _page(client, "/holds?lang=en")
     assert "No legal hold." in page
     invoices = f"cat_{HOLD_CATEGORIES.index('documents.invoices')}"
-    refused = client.post("/dpo-console/holds?lang=en", data={"csrf": _form_csrf(page), "account_id": account["id"],
-                                                              "reason": "Litigation 2026-14"})
+    refused = client.post(
+        "/dpo-console/holds?lang=en",
+        data={"csrf": _form_csrf(page), "account_id": account["id"], "reason": "Litigation 2026-14"},
+    )
     assert refused.status_code == 400 and "invalid_categories" in refused.get_data(as_text=True)
-    placed = client.post("/dpo-console/holds?lang=en", data={"csrf": _form_csrf(page), "account_id": account["id"],
-                                                             "reason": "Litigation <2026-14>", invoices: "1"})
+    placed = client.post(
+        "/dpo-console/holds?lang=en",
+        data={"csrf": _form_csrf(page), "account_id": account["id"], "reason": "Litigation <2026-14>", invoices: "1"},
+    )
     page = placed.get_data(as_text=True)
     assert placed.status_code == 200 and "Hold placed:" in page and "1 hold(s) in force." in page
     assert "Litigation &lt;2026-14&gt;" in page
     hold_id = re.search(r'<tr id="hold-([0-9a-f-]+)"', page).group(1)
-    released = client.post(f"/dpo-console/holds/{hold_id}/release?lang=en",
-                           data={"csrf": _form_csrf(page), "reason": "Case closed"})
+    released = client.post(
+        f"/dpo-console/holds/{hold_id}/release?lang=en", data={"csrf": _form_csrf(page), "reason": "Case closed"}
+    )
     page = released.get_data(as_text=True)
     assert released.status_code == 200 and "Hold released:" in page and "0 hold(s) in force." in page
-    again = client.post(f"/dpo-console/holds/{hold_id}/release?lang=en",
-                        data={"csrf": _form_csrf(page), "reason": "Case closed"})
+    again = client.post(
+        f"/dpo-console/holds/{hold_id}/release?lang=en", data={"csrf": _form_csrf(page), "reason": "Case closed"}
+    )
     assert 400 <= again.status_code < 500 and 'role="alert"' in again.get_data(as_text=True)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(legal_holds)).scalar() == 1
@@ -109,20 +115,24 @@ def test_the_activity_chart_counts_requests_per_month_and_marks_late_answers(cli
     now = utcnow()
     a, b, c = (create_account(engine) for _ in range(3))
     with engine.begin() as conn:
-        on_time = registry.create_request(conn, account_id=a["id"], kind="access", channel="email",
-                                          now=now - dt.timedelta(days=40))
-        registry.transition(conn, on_time.id, registry.REJECTED, actor="dpo", reason="excessive",
-                            now=now - dt.timedelta(days=35))
-        late = registry.create_request(conn, account_id=b["id"], kind="erasure", channel="post",
-                                       now=now - dt.timedelta(days=75))
-        registry.transition(conn, late.id, registry.REJECTED, actor="dpo", reason="excessive",
-                            now=now - dt.timedelta(days=5))
+        on_time = registry.create_request(
+            conn, account_id=a["id"], kind="access", channel="email", now=now - dt.timedelta(days=40)
+        )
+        registry.transition(
+            conn, on_time.id, registry.REJECTED, actor="dpo", reason="excessive", now=now - dt.timedelta(days=35)
+        )
+        late = registry.create_request(
+            conn, account_id=b["id"], kind="erasure", channel="post", now=now - dt.timedelta(days=75)
+        )
+        registry.transition(
+            conn, late.id, registry.REJECTED, actor="dpo", reason="excessive", now=now - dt.timedelta(days=5)
+        )
         registry.create_request(conn, account_id=c["id"], kind="objection", channel="email", now=now)
     sign_in(client, credential, lang="en")
     page = _page(client, "/activity?lang=en")
-    assert page.count("<rect x=") == 3 and '<circle cx=' in page
+    assert page.count("<rect x=") == 3 and "<circle cx=" in page
     assert page.count('class="late"') == 1 and page.count('class="on-time"') == 1
     assert "2 request(s) answered, 1 after their deadline" in page
     assert 'id="limit"' in page and "<script" not in page
-    totals = re.findall(r'<td>(\d+)</td></tr>', page)
+    totals = re.findall(r"<td>(\d+)</td></tr>", page)
     assert sum(map(int, totals)) == 3

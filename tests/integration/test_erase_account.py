@@ -55,7 +55,9 @@ def immediate(monkeypatch):
     reset_backends()
 
 
-def call(manifest, method: str, path: str, *, token: str | None = None, code: str | None = None, body: str = "") -> tuple[int, dict]:
+def call(
+    manifest, method: str, path: str, *, token: str | None = None, code: str | None = None, body: str = ""
+) -> tuple[int, dict]:
     headers = {}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -109,9 +111,7 @@ def canary_hits(engine, canary: str) -> set[str]:
             columns = [c for c in table.columns if isinstance(c.type, (sa.String, sa.Text))]
             if not columns:
                 continue
-            counts = conn.execute(
-                sa.select(*(sa.func.count(sa.case((c.contains(canary), 1))) for c in columns))
-            ).one()
+            counts = conn.execute(sa.select(*(sa.func.count(sa.case((c.contains(canary), 1))) for c in columns))).one()
             hits.update(f"{table.name}.{c.name}" for c, n in zip(columns, counts, strict=True) if n)
         for table in (schema.dsr_requests, schema.audit_log, schema.processed_messages, schema.saga_steps):
             for row in conn.execute(sa.select(table)):
@@ -161,23 +161,33 @@ def assert_fully_erased(engine, settings, account: dict, request_id: str, *, cha
     email = account["email"]
     with engine.connect() as conn:
         for table, column in string_columns():
-            assert not conn.execute(sa.select(sa.func.count()).where(column == email)).scalar(), f"{table.name}.{column.name}"
+            assert not conn.execute(sa.select(sa.func.count()).where(column == email)).scalar(), (
+                f"{table.name}.{column.name}"
+            )
         # Retained rows are in restricted archive, no longer linked to an account.
         archived = conn.execute(
-            sa.select(sa.func.count()).select_from(schema.invoices).where(schema.invoices.c.seller_name.contains(CANARY))
+            sa.select(sa.func.count())
+            .select_from(schema.invoices)
+            .where(schema.invoices.c.seller_name.contains(CANARY))
         ).scalar()
         assert archived > 0
         assert not conn.execute(
-            sa.select(sa.func.count()).select_from(schema.invoices).where(
+            sa.select(sa.func.count())
+            .select_from(schema.invoices)
+            .where(
                 schema.invoices.c.seller_name.contains(CANARY),
                 sa.or_(schema.invoices.c.account_id.is_not(None), schema.invoices.c.archived_at.is_(None)),
             )
         ).scalar()
         pseudonym = subject_pseudonym(account_id)
         for table in (schema.connection_logs, schema.access_logs, schema.payment_records):
-            rows = conn.execute(sa.select(table.c.account_id, table.c.subject_pseudonym).where(table.c.subject_pseudonym == pseudonym)).all()
+            rows = conn.execute(
+                sa.select(table.c.account_id, table.c.subject_pseudonym).where(table.c.subject_pseudonym == pseudonym)
+            ).all()
             assert rows and all(r.account_id is None for r in rows)
-        ledger = conn.execute(sa.select(schema.erasure_ledger).where(schema.erasure_ledger.c.request_id == request_id)).one()
+        ledger = conn.execute(
+            sa.select(schema.erasure_ledger).where(schema.erasure_ledger.c.request_id == request_id)
+        ).one()
         assert ledger.account_id == account_id and ledger.subject_pseudonym == pseudonym
         assert verify_chain(conn).problem in chain_problems
     record = request_record(engine, request_id)
@@ -222,9 +232,9 @@ def test_full_erasure_through_the_function(
     # Sessions and API keys are revoked at once.
     with engine.connect() as conn:
         assert not conn.execute(
-            sa.select(sa.func.count()).select_from(schema.sessions).where(
-                schema.sessions.c.account_id == account["id"], schema.sessions.c.revoked_at.is_(None)
-            )
+            sa.select(sa.func.count())
+            .select_from(schema.sessions)
+            .where(schema.sessions.c.account_id == account["id"], schema.sessions.c.revoked_at.is_(None))
         ).scalar()
     assert account_row(engine, account["id"]).status == "deactivated"
 
@@ -279,17 +289,25 @@ def test_receipt_dates_follow_the_retention_policy(engine, immediate):
         closed = utcnow() + dt.timedelta(days=40)
         conn.execute(
             schema.payment_records.update()
-            .where(schema.payment_records.c.id == sa.select(sa.func.min(schema.payment_records.c.id))
-                   .where(schema.payment_records.c.account_id == account["id"]).scalar_subquery())
+            .where(
+                schema.payment_records.c.id
+                == sa.select(sa.func.min(schema.payment_records.c.id))
+                .where(schema.payment_records.c.account_id == account["id"])
+                .scalar_subquery()
+            )
             .values(disputed_until=closed)
         )
         last_invoice = conn.execute(
             sa.select(sa.func.max(schema.invoices.c.issue_date)).where(schema.invoices.c.account_id == account["id"])
         ).scalar()
         last_login = conn.execute(
-            sa.select(sa.func.max(schema.connection_logs.c.occurred_at)).where(schema.connection_logs.c.account_id == account["id"])
+            sa.select(sa.func.max(schema.connection_logs.c.occurred_at)).where(
+                schema.connection_logs.c.account_id == account["id"]
+            )
         ).scalar()
-        record, created = erasure_registration._register(conn, account["id"], channel="client_area", actor="client", now=utcnow())
+        record, created = erasure_registration._register(
+            conn, account["id"], channel="client_area", actor="client", now=utcnow()
+        )
     assert created
     assert erasure.run_erasure(engine, record.id) == "completed"
     receipt = erasure.load_receipt(record.id)
@@ -412,9 +430,15 @@ def test_dpo_registers_an_erasure_received_by_post(engine, manifest):
     payload = json.dumps({"account_id": account["id"], "channel": "post", "identity_verification": "identity_document"})
     status, body = dpo_call("POST", "/dpo/requests", client_token(account["id"]), payload)
     assert status == 401 and body["error"]["code"] == "wrong_token_type"
-    assert dpo_call("POST", "/dpo/requests", dpo_token, json.dumps({"account_id": account["id"], "channel": "fax"}))[0] == 400
+    assert (
+        dpo_call("POST", "/dpo/requests", dpo_token, json.dumps({"account_id": account["id"], "channel": "fax"}))[0]
+        == 400
+    )
     # The DPO says how identity was checked: without it, nothing is registered.
-    assert dpo_call("POST", "/dpo/requests", dpo_token, json.dumps({"account_id": account["id"], "channel": "post"}))[0] == 400
+    assert (
+        dpo_call("POST", "/dpo/requests", dpo_token, json.dumps({"account_id": account["id"], "channel": "post"}))[0]
+        == 400
+    )
     unknown = json.dumps({"account_id": "nope", "channel": "post", "identity_verification": "identity_document"})
     assert dpo_call("POST", "/dpo/requests", dpo_token, unknown)[0] == 404
     status, body = dpo_call("POST", "/dpo/requests", dpo_token, payload)
@@ -427,6 +451,7 @@ def test_dpo_registers_an_erasure_received_by_post(engine, manifest):
 
 def test_restriction_blocks_only_the_inactivity_path(engine):
     from shared.rights import consent
+
     account = create_account(engine)
     consent.restrict(engine, account["id"], reason_code="legal_claims", actor="dpo")
     with engine.begin() as conn, pytest.raises(erasure.ProcessingRestricted):
@@ -439,6 +464,7 @@ def test_restriction_blocks_only_the_inactivity_path(engine):
 
 def test_restriction_set_during_cooling_off_stops_the_inactivity_erasure(engine):
     from shared.rights import consent
+
     account = create_account(engine)
     with engine.begin() as conn:
         record = erasure.register_erasure(conn, account["id"], channel="retention", actor="system:retention")
@@ -495,9 +521,9 @@ def test_a_crash_after_every_step_resumes_to_the_same_end_state(
     assert resend_fake.contact(account["email"]) is None
     with engine.connect() as conn:
         completions = conn.execute(
-            sa.select(sa.func.count()).select_from(schema.audit_log).where(
-                schema.audit_log.c.request_id == record.id, schema.audit_log.c.action == "erasure.completed"
-            )
+            sa.select(sa.func.count())
+            .select_from(schema.audit_log)
+            .where(schema.audit_log.c.request_id == record.id, schema.audit_log.c.action == "erasure.completed")
         ).scalar()
     assert completions == 1
 
@@ -507,7 +533,9 @@ def test_processor_down_the_saga_waits_and_nothing_is_lost(
     stripe_env, resend_env, stripe_fake, resend_fake, engine, manifest, immediate, service
 ):
     customer = stripe_fake.add_customer()
-    account = seeded_account(engine, canary=CANARY, stripe_customer_id=customer, invoices=1, log_lines=2, payments=1, pdfs=False)
+    account = seeded_account(
+        engine, canary=CANARY, stripe_customer_id=customer, invoices=1, log_lines=2, payments=1, pdfs=False
+    )
     resend_fake.add_contact(account["email"])
     fake = stripe_fake if service == "stripe" else resend_fake
     fake.fail_next(get_queue(erasure.QUEUE_NAME).max_attempts, status=503)  # every delivery attempt fails
@@ -596,7 +624,9 @@ def test_replay_after_restoring_a_backup_re_erases(s3_env, engine, immediate, ca
 
     # Idempotent: a second replay finds nothing left to erase.
     assert erasure.replay_erasures(engine, since=utcnow() - dt.timedelta(days=1)).to_json() == {
-        "checked": 1, "reapplied": 0, "already_erased": 1,
+        "checked": 1,
+        "reapplied": 0,
+        "already_erased": 1,
     }
     # `--since` after the erasure: nothing to check.
     assert erasure.replay_erasures(engine, since=utcnow() + dt.timedelta(days=1)).checked == 0
@@ -623,7 +653,9 @@ def test_a_batch_erases_each_account_and_isolates_a_failure(engine, monkeypatch,
             .where(schema.connection_logs.c.account_id == faulty["id"])
             .values(user_agent=f"Mozilla/5.0 ({faulty['phone']})")
         )
-        ids = [erasure.register_erasure(conn, a["id"], channel="retention", actor="system:retention").id for a in accounts]
+        ids = [
+            erasure.register_erasure(conn, a["id"], channel="retention", actor="system:retention").id for a in accounts
+        ]
     real = erasure_scrub._column_assignments
 
     def skip_user_agent_for_faulty(conn, tm, where):
@@ -668,7 +700,9 @@ def test_sample_events_are_complete_and_answered(engine, manifest):
     worker = manifest.functions["erase-account-worker"]
     sweep = invoke(worker, json.loads((folder / "erase-account-worker/sweep-cron.json").read_text()))
     assert sweep["statusCode"] == 200 and json.loads(sweep["body"]) == {"queued": 0}
-    assert invoke(worker, json.loads((folder / "erase-account-worker/unknown-job.json").read_text()))["statusCode"] == 400
+    assert (
+        invoke(worker, json.loads((folder / "erase-account-worker/unknown-job.json").read_text()))["statusCode"] == 400
+    )
     run = json.loads((folder / "erase-account-worker/run.json").read_text())
     answer = invoke(worker, run)  # the sample's request id does not exist: acknowledged, nothing to retry
     assert answer["statusCode"] == 200
@@ -701,17 +735,24 @@ def test_enqueue_runs_sends_at_most_the_message_maximum_with_stable_keys():
     assert len({m["idempotency_key"] for m in first}) == 3
 
 
-@pytest.mark.parametrize("payload", [
-    {"request_ids": []},
-    {"request_id": "REQUEST_ID"},
-    {"request_ids": ["x" * 37]},
-    {"request_ids": ["id"] * (erasure.RUN_MESSAGE_MAX + 1)},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"request_ids": []},
+        {"request_id": "REQUEST_ID"},
+        {"request_ids": ["x" * 37]},
+        {"request_ids": ["id"] * (erasure.RUN_MESSAGE_MAX + 1)},
+    ],
+)
 def test_worker_refuses_a_malformed_run_message(engine, manifest, payload):
     account = create_account(engine)
     with engine.begin() as conn:
-        record = erasure.register_erasure(conn, account["id"], channel="client_area", actor="client", now=utcnow() - dt.timedelta(days=30))
-    event = http_event("POST", "/", body=json.dumps({"type": erasure.RUN_MESSAGE, "idempotency_key": "k1", "payload": payload}))
+        record = erasure.register_erasure(
+            conn, account["id"], channel="client_area", actor="client", now=utcnow() - dt.timedelta(days=30)
+        )
+    event = http_event(
+        "POST", "/", body=json.dumps({"type": erasure.RUN_MESSAGE, "idempotency_key": "k1", "payload": payload})
+    )
     answer = invoke(manifest.functions["erase-account-worker"], event)
     assert answer["statusCode"] == 400 and json.loads(answer["body"])["error"]["code"] == "invalid_request"
     assert request_record(engine, record.id).state == "waiting"
@@ -727,7 +768,9 @@ def test_worker_runs_a_message_in_batches_and_requeues_what_its_budget_leaves(en
     monkeypatch.setenv("ERASURE_BATCH_SIZE", "2")
     reset_settings()
     reset_backends()
-    accounts = [seeded_account(engine, canary=CANARY, invoices=1, log_lines=2, payments=1, pdfs=False) for _ in range(5)]
+    accounts = [
+        seeded_account(engine, canary=CANARY, invoices=1, log_lines=2, payments=1, pdfs=False) for _ in range(5)
+    ]
     other = seeded_account(engine, canary=OTHER_CANARY, invoices=1, log_lines=2, payments=1, pdfs=False)
     other_before = subject_snapshot(engine, other["id"])
     with engine.begin() as conn:
@@ -738,7 +781,9 @@ def test_worker_runs_a_message_in_batches_and_requeues_what_its_budget_leaves(en
     monkeypatch.setattr(erasure_saga, "time", SimpleNamespace(monotonic=lambda: real_time.monotonic() + 10_000))
     worker = manifest.functions["erase-account-worker"]
     answers = []
-    get_queue(erasure.QUEUE_NAME).deliver_pending(lambda event: answers.append(invoke(worker, event)) or answers[-1], max_messages=1)
+    get_queue(erasure.QUEUE_NAME).deliver_pending(
+        lambda event: answers.append(invoke(worker, event)) or answers[-1], max_messages=1
+    )
     result = json.loads(answers[0]["body"])["result"]
     assert answers[0]["statusCode"] == 200
     assert result == {"outcomes": {ids[0]: "completed", ids[1]: "completed"}, "requeued": 3}

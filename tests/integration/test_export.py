@@ -35,8 +35,15 @@ CANARY_A = "canaryExpA7"
 CANARY_B = "canaryExpB9"
 
 
-def call(method: str, path: str, *, token: str | None = None, body: str = "", headers: dict | None = None,
-         query: dict | None = None) -> dict:
+def call(
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    body: str = "",
+    headers: dict | None = None,
+    query: dict | None = None,
+) -> dict:
     extra = dict(headers or {})
     if token:
         extra["Authorization"] = f"Bearer {token}"
@@ -115,7 +122,9 @@ def test_export_end_to_end(two_accounts, services, capfd):
     assert drain() >= 1
     view = body_of(call("GET", f"/{started['request_id']}", token=token))
     assert view["state"] == "completed"
-    assert view["download_url"].startswith(f"http://127.0.0.1:8080/export-on-request/{started['request_id']}/download?token=")
+    assert view["download_url"].startswith(
+        f"http://127.0.0.1:8080/export-on-request/{started['request_id']}/download?token="
+    )
     link_expiry = dt.datetime.fromisoformat(view["download_url_expires_at"].replace("Z", "+00:00"))
     assert link_expiry - utcnow() <= dt.timedelta(hours=24)
 
@@ -128,13 +137,33 @@ def test_export_end_to_end(two_accounts, services, capfd):
 
         # Every category the seed filled for this account is in the export.
         expected_tables = {
-            "accounts", "companies", "clients", "prospects", "invoices", "invoice_lines", "sessions", "api_keys",
-            "connection_logs", "access_logs", "consent_events", "analytics_events", "payment_records", "dsr_requests",
+            "accounts",
+            "companies",
+            "clients",
+            "prospects",
+            "invoices",
+            "invoice_lines",
+            "sessions",
+            "api_keys",
+            "connection_logs",
+            "access_logs",
+            "consent_events",
+            "analytics_events",
+            "payment_records",
+            "dsr_requests",
         }
         assert all(data["data"][table] for table in expected_tables), {t: len(data["data"][t]) for t in expected_tables}
-        for category in ("identification.email", "identification.company_name", "technical.ip_address",
-                         "technical.access_logs", "consent.records", "payment.transactions", "documents.invoices",
-                         "documents.third_parties", "prospects.contact"):
+        for category in (
+            "identification.email",
+            "identification.company_name",
+            "technical.ip_address",
+            "technical.access_logs",
+            "consent.records",
+            "payment.transactions",
+            "documents.invoices",
+            "documents.third_parties",
+            "prospects.contact",
+        ):
             assert category in data["summary"]["categories"]
         assert data["data"]["accounts"] == [dict(data["data"]["accounts"][0], id=a["id"])]
         assert len(data["data"]["invoices"]) == 4 and len(data["data"]["invoice_lines"]) == 8
@@ -168,7 +197,10 @@ def test_export_end_to_end(two_accounts, services, capfd):
     storage = get_storage()
     objects = list(storage.list(get_settings().exports_bucket, f"exports/{a['id']}/"))
     assert len(objects) == 1 and re.fullmatch(rf"exports/{a['id']}/[0-9a-f]{{64}}\.zip", objects[0].key)
-    assert storage.client.head_object(Bucket=get_settings().exports_bucket, Key=objects[0].key)["ServerSideEncryption"] == "AES256"
+    assert (
+        storage.client.head_object(Bucket=get_settings().exports_bucket, Key=objects[0].key)["ServerSideEncryption"]
+        == "AES256"
+    )
 
     # One mail, to A, French then English, with the client area link and no data.
     mails = [m for m in services.emails if m["idempotency_key"] == f"export-ready:{started['request_id']}"]
@@ -177,7 +209,10 @@ def test_export_end_to_end(two_accounts, services, capfd):
     assert CANARY_A not in mails[0]["text"] + mails[0]["html"] and "token=" not in mails[0]["text"]
 
     with get_engine().connect() as conn:
-        actions = [r.action for r in conn.execute(sa.select(audit_log.c.action).where(audit_log.c.request_id == started["request_id"]))]
+        actions = [
+            r.action
+            for r in conn.execute(sa.select(audit_log.c.action).where(audit_log.c.request_id == started["request_id"]))
+        ]
         assert verify_chain(conn).ok
     for action in ("request.created", "export.completed", "export.notified", "export.downloaded"):
         assert action in actions
@@ -199,8 +234,11 @@ def test_worker_resumes_without_second_archive_or_mail(two_accounts, services):
     # The same message delivered again after a crash before it was recorded as processed.
     with engine.begin() as conn:
         conn.execute(sa.delete(processed_messages))
-    message = {"type": export.MESSAGE_TYPE, "idempotency_key": f"export:{started['request_id']}",
-               "payload": {"request_id": started["request_id"]}}
+    message = {
+        "type": export.MESSAGE_TYPE,
+        "idempotency_key": f"export:{started['request_id']}",
+        "payload": {"request_id": started["request_id"]},
+    }
     worker = MANIFEST.functions["export-on-request-worker"]
     for _ in range(2):
         response = invoke(worker, http_event("POST", "/", body=json.dumps(message)))
@@ -230,8 +268,11 @@ def test_link_expiry_and_tampering(two_accounts, services):
 
     # Tampered or borrowed tokens are refused, through the handler too.
     tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
-    for path, query in ((f"/{request_id}/download", {"token": tampered}), (f"/{request_id}/download", {}),
-                        (f"/{'0' * 8}-0000-0000-0000-{'0' * 12}/download", {"token": token})):
+    for path, query in (
+        (f"/{request_id}/download", {"token": tampered}),
+        (f"/{request_id}/download", {}),
+        (f"/{'0' * 8}-0000-0000-0000-{'0' * 12}/download", {"token": token}),
+    ):
         response = call("GET", path, query=query)
         assert response["statusCode"] == 401 and body_of(response)["error"]["code"] == "invalid_download_token"
 
@@ -276,7 +317,9 @@ def test_refusals_change_nothing(two_accounts, services):
     mailed = [m for m in services.emails if m["to"] in (b["email"], [b["email"]])][-1]
     right = re.search(r"\b(\d{6})\b", mailed["text"]).group(1)
     wrong = "111111" if right != "111111" else "222222"
-    statuses = [call("POST", "/", token=token_b, headers={"X-Verification-Code": wrong})["statusCode"] for _ in range(6)]
+    statuses = [
+        call("POST", "/", token=token_b, headers={"X-Verification-Code": wrong})["statusCode"] for _ in range(6)
+    ]
     assert statuses[-1] == 429
     late = call("POST", "/", token=token_b, headers={"X-Verification-Code": right})
     assert late["statusCode"] in (401, 429)
@@ -310,8 +353,13 @@ def test_dpo_registers_a_postal_request(two_accounts, services):
     with engine.begin() as conn:
         dpo_token = create_dpo_credential(conn, "dpo")
     received = (utcnow() - dt.timedelta(days=3)).replace(microsecond=0)
-    body = {"account_id": a["id"], "channel": "post", "kind": "portability",
-            "identity_verification": "identity_document", "received_at": received.isoformat()}
+    body = {
+        "account_id": a["id"],
+        "channel": "post",
+        "kind": "portability",
+        "identity_verification": "identity_document",
+        "received_at": received.isoformat(),
+    }
     bad = [
         dict(body, channel="fax"),
         dict(body, identity_verification="trust_me"),
@@ -321,7 +369,12 @@ def test_dpo_registers_a_postal_request(two_accounts, services):
     ]
     for payload in bad:
         assert call("POST", "/dpo/requests", token=dpo_token, body=json.dumps(payload))["statusCode"] == 400
-    unknown = call("POST", "/dpo/requests", token=dpo_token, body=json.dumps(dict(body, account_id="0" * 8 + "-0000-0000-0000-" + "0" * 12)))
+    unknown = call(
+        "POST",
+        "/dpo/requests",
+        token=dpo_token,
+        body=json.dumps(dict(body, account_id="0" * 8 + "-0000-0000-0000-" + "0" * 12)),
+    )
     assert unknown["statusCode"] == 404
 
     response = call("POST", "/dpo/requests", token=dpo_token, body=json.dumps(body))
@@ -336,9 +389,7 @@ def test_dpo_registers_a_postal_request(two_accounts, services):
     assert call("GET", f"/dpo/requests/{created['request_id']}", token=issue_dev_token(a["id"]))["statusCode"] == 401
     assert len([m for m in services.emails if m["idempotency_key"] == f"export-ready:{created['request_id']}"]) == 1
     with engine.connect() as conn:
-        entry = conn.execute(
-            sa.select(audit_log).where(audit_log.c.action == "export.identity_verified")
-        ).one()
+        entry = conn.execute(sa.select(audit_log).where(audit_log.c.action == "export.identity_verified")).one()
     assert entry.actor.startswith("dpo:") and entry.details == {"method": "identity_document", "channel": "post"}
 
 
@@ -378,9 +429,14 @@ def test_sample_events_are_complete_scaleway_events(env):
             event = json.loads(path.read_text())
             assert keys <= set(event) and event["multiValueHeaders"] is None, path.name
     root = Path(PROJECT_ROOT, "events")
-    missing = invoke(MANIFEST.functions["export-on-request"], json.loads((root / "export-on-request/missing-token.json").read_text()))
+    missing = invoke(
+        MANIFEST.functions["export-on-request"], json.loads((root / "export-on-request/missing-token.json").read_text())
+    )
     assert missing["statusCode"] == 401
-    malformed = invoke(MANIFEST.functions["export-on-request-worker"], json.loads((root / "export-on-request-worker/malformed.json").read_text()))
+    malformed = invoke(
+        MANIFEST.functions["export-on-request-worker"],
+        json.loads((root / "export-on-request-worker/malformed.json").read_text()),
+    )
     assert malformed["statusCode"] == 400
     # A sound envelope whose payload is not {"request_id": str}: refused the same way, not retried.
     for payload in ({}, {"request_id": 42}, {"request_id": "r1", "extra": 1}):
@@ -408,7 +464,9 @@ def test_export_states_sources_automated_decisions_and_log_files(two_accounts, s
     drain()
     with archive_of(a, started["request_id"]) as archive:
         data = json.loads(archive.read("data.json"))
-        jsonschema.Draft202012Validator(json.loads(archive.read("schema.json")), format_checker=jsonschema.FormatChecker()).validate(data)
+        jsonschema.Draft202012Validator(
+            json.loads(archive.read("schema.json")), format_checker=jsonschema.FormatChecker()
+        ).validate(data)
         readme = archive.read("README.html").decode()
     for table in export.export_tables():
         for category in table.categories:
@@ -417,7 +475,10 @@ def test_export_states_sources_automated_decisions_and_log_files(two_accounts, s
     assert data["sources"]["categories"]["documents.third_parties"] == ["documents"]
     assert data["sources"]["categories"]["identification.email"] == ["user"]
     assert "Stripe" in data["sources"]["labels"]["stripe"]["fr"]
-    assert data["automated_decisions"]["automated_decision_making"] is False and data["automated_decisions"]["profiling"] is False
+    assert (
+        data["automated_decisions"]["automated_decision_making"] is False
+        and data["automated_decisions"]["profiling"] is False
+    )
     listed = [o["key"] for o in data["log_objects"]]
     assert sorted(listed) == sorted(k for k, shown in keys.items() if shown)
     assert data["summary"]["log_objects"] == 2

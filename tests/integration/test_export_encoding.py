@@ -16,9 +16,34 @@ from shared.ports import tables as schema
 from shared.rights.export import archive, export_tables, sql_rows
 
 AWKWARD = [
-    "a,b", 'say "hi"', "line\nbreak", "cr\rreturn", "crlf\r\nend", "=SUM(A1)", "+33 6 12", "-minus", "@handle",
-    "\ttabbed", "\rstarts with CR", "", " spaced ", "émoji 😀 ü ß", "ctrl\x01\x08\x0c\x1f", "back\\slash", "tab\tinside",
-    "quote'single", "sep\u2028line", "del\x7f", "'already quoted", "null", '"', ",", "\n", "\\.", "\\", "a\\.",
+    "a,b",
+    'say "hi"',
+    "line\nbreak",
+    "cr\rreturn",
+    "crlf\r\nend",
+    "=SUM(A1)",
+    "+33 6 12",
+    "-minus",
+    "@handle",
+    "\ttabbed",
+    "\rstarts with CR",
+    "",
+    " spaced ",
+    "émoji 😀 ü ß",
+    "ctrl\x01\x08\x0c\x1f",
+    "back\\slash",
+    "tab\tinside",
+    "quote'single",
+    "sep\u2028line",
+    "del\x7f",
+    "'already quoted",
+    "null",
+    '"',
+    ",",
+    "\n",
+    "\\.",
+    "\\",
+    "a\\.",
 ]
 DECIMALS = ["0", "1.5", "12345.678", "-2.25", "0.001", "999999999.999"]
 
@@ -26,42 +51,68 @@ DECIMALS = ["0", "1.5", "12345.678", "-2.25", "0.001", "999999999.999"]
 def _awkward_rows(engine, account_id: str) -> None:
     base = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
     with engine.begin() as conn:
+
         def ids(table):
-            return conn.execute(
-                sa.select(table.c.id).where(table.c.account_id == account_id).order_by(table.c.id)
-            ).scalars().all()
+            return (
+                conn.execute(sa.select(table.c.id).where(table.c.account_id == account_id).order_by(table.c.id))
+                .scalars()
+                .all()
+            )
 
         for i, client_id in enumerate(ids(schema.clients)):
-            conn.execute(sa.update(schema.clients).where(schema.clients.c.id == client_id).values(
-                name=AWKWARD[i % len(AWKWARD)] or "x", contact_name=AWKWARD[(i + 3) % len(AWKWARD)],
-                city=None if i % 4 == 0 else AWKWARD[(i + 7) % len(AWKWARD)],
-                created_at=base + dt.timedelta(seconds=i, microseconds=0 if i % 2 else 1 + i),
-            ))
+            conn.execute(
+                sa.update(schema.clients)
+                .where(schema.clients.c.id == client_id)
+                .values(
+                    name=AWKWARD[i % len(AWKWARD)] or "x",
+                    contact_name=AWKWARD[(i + 3) % len(AWKWARD)],
+                    city=None if i % 4 == 0 else AWKWARD[(i + 7) % len(AWKWARD)],
+                    created_at=base + dt.timedelta(seconds=i, microseconds=0 if i % 2 else 1 + i),
+                )
+            )
         for i, invoice_id in enumerate(ids(schema.invoices)):
-            conn.execute(sa.update(schema.invoices).where(schema.invoices.c.id == invoice_id).values(
-                buyer_address=AWKWARD[(i + 1) % len(AWKWARD)], seller_address=None if i % 3 else AWKWARD[i % len(AWKWARD)],
-                transmitted_at=None if i % 2 else base + dt.timedelta(days=i, microseconds=999_999),
-                issue_date=dt.date(2024 + i % 3, 1 + i % 12, 1 + i % 28),
-            ))
-            lines = conn.execute(sa.select(schema.invoice_lines.c.id).where(schema.invoice_lines.c.invoice_id == invoice_id)).scalars()
+            conn.execute(
+                sa.update(schema.invoices)
+                .where(schema.invoices.c.id == invoice_id)
+                .values(
+                    buyer_address=AWKWARD[(i + 1) % len(AWKWARD)],
+                    seller_address=None if i % 3 else AWKWARD[i % len(AWKWARD)],
+                    transmitted_at=None if i % 2 else base + dt.timedelta(days=i, microseconds=999_999),
+                    issue_date=dt.date(2024 + i % 3, 1 + i % 12, 1 + i % 28),
+                )
+            )
+            lines = conn.execute(
+                sa.select(schema.invoice_lines.c.id).where(schema.invoice_lines.c.invoice_id == invoice_id)
+            ).scalars()
             for j, line_id in enumerate(lines):
-                conn.execute(sa.update(schema.invoice_lines).where(schema.invoice_lines.c.id == line_id).values(
-                    description=AWKWARD[(i + j) % len(AWKWARD)],
-                    quantity=decimal.Decimal(DECIMALS[(i + j) % len(DECIMALS)]),
-                    vat_rate=decimal.Decimal(("20", "5.5", "0", "2.1")[(i + j) % 4]),
-                ))
+                conn.execute(
+                    sa.update(schema.invoice_lines)
+                    .where(schema.invoice_lines.c.id == line_id)
+                    .values(
+                        description=AWKWARD[(i + j) % len(AWKWARD)],
+                        quantity=decimal.Decimal(DECIMALS[(i + j) % len(DECIMALS)]),
+                        vat_rate=decimal.Decimal(("20", "5.5", "0", "2.1")[(i + j) % 4]),
+                    )
+                )
         for i, log_id in enumerate(ids(schema.access_logs)):
-            conn.execute(sa.update(schema.access_logs).where(schema.access_logs.c.id == log_id).values(
-                path="/" + AWKWARD[i % len(AWKWARD)], user_agent=None if i % 5 == 0 else AWKWARD[(i + 2) % len(AWKWARD)],
-                occurred_at=base - dt.timedelta(hours=i, microseconds=0 if i % 3 else 250_000),
-            ))
+            conn.execute(
+                sa.update(schema.access_logs)
+                .where(schema.access_logs.c.id == log_id)
+                .values(
+                    path="/" + AWKWARD[i % len(AWKWARD)],
+                    user_agent=None if i % 5 == 0 else AWKWARD[(i + 2) % len(AWKWARD)],
+                    occurred_at=base - dt.timedelta(hours=i, microseconds=0 if i % 3 else 250_000),
+                )
+            )
 
 
 def test_database_encoding_is_the_python_encoding(engine, monkeypatch):
     monkeypatch.setattr(sql_rows, "BATCH_ROWS", 7)  # many chunks: their joints are checked too
     account = create_account(engine, with_2fa=True)
     other = create_account(engine)
-    populate_account(engine, None, account["id"], invoices=30, log_lines=40, clients=30, prospects=5, payments=6, pdfs=False)
+    populate_account(
+        engine, None, account["id"], invoices=30, log_lines=40, clients=30, prospects=5, payments=6, pdfs=False
+    )
     populate_account(engine, None, other["id"], invoices=5, log_lines=5, pdfs=False)
     _awkward_rows(engine, account["id"])
     compared = 0
@@ -69,7 +120,9 @@ def test_database_encoding_is_the_python_encoding(engine, monkeypatch):
         sql_rows.prepare(conn)
         for table in export_tables():
             if not sql_rows.supported(conn, table):
-                assert any(isinstance(schema.metadata.tables[table.name].c[c].type, sa.JSON) for c in table.column_names)
+                assert any(
+                    isinstance(schema.metadata.tables[table.name].c[c].type, sa.JSON) for c in table.column_names
+                )
                 continue
             expected_json = [t for batch in archive.json_texts(conn, table, account["id"]) for t in batch]
             got_json = sql_rows.JSON_SEPARATOR.join(text for _n, text in sql_rows.json_rows(conn, table, account["id"]))
@@ -95,7 +148,11 @@ def test_awkward_values_survive_the_archive_as_csv_and_json(engine):
     with engine.connect() as conn:
         sql_rows.prepare(conn)
         text = sql_rows.CSV_SEPARATOR.join(t for _n, t in sql_rows.csv_rows(conn, table, account["id"])).decode()
-        objects = json.loads("[" + sql_rows.JSON_SEPARATOR.join(t for _n, t in sql_rows.json_rows(conn, table, account["id"])).decode() + "]")
+        objects = json.loads(
+            "["
+            + sql_rows.JSON_SEPARATOR.join(t for _n, t in sql_rows.json_rows(conn, table, account["id"])).decode()
+            + "]"
+        )
     rows = list(csv.reader(io.StringIO(text + "\r\n", newline="")))
     names = list(table.column_names)
     cells = {row[names.index("name")] for row in rows}

@@ -28,8 +28,16 @@ def call(function: str, method: str = "GET", headers: dict | None = None) -> dic
 
 def test_every_public_function_is_counted():
     assert set(PUBLIC) == {
-        "whoami", "stripe-webhook", "withdraw-consent", "erase-account", "export-on-request", "dpo-desk",
-        "legal-holds", "rectify-account", "privacy-notice", "dpo-console",
+        "whoami",
+        "stripe-webhook",
+        "withdraw-consent",
+        "erase-account",
+        "export-on-request",
+        "dpo-desk",
+        "legal-holds",
+        "rectify-account",
+        "privacy-notice",
+        "dpo-console",
     }
 
 

@@ -145,7 +145,10 @@ def test_each_warning_is_sent_once_then_the_saga_erases(env, engine, manifest, i
     assert account_status(engine, account["id"]) == "active"
 
     # The erasure day: registered with channel `retention`, then the erase-account saga runs.
-    result = invoke(manifest.functions["expire-inactive-accounts"], cron_event(manifest.functions["expire-inactive-accounts"].schedules[0]))
+    result = invoke(
+        manifest.functions["expire-inactive-accounts"],
+        cron_event(manifest.functions["expire-inactive-accounts"].schedules[0]),
+    )
     assert result["statusCode"] == 200, result
     assert json.loads(result["body"])["accounts_queued"] == 1
     drain_queues(manifest)
@@ -165,6 +168,7 @@ def test_each_warning_is_sent_once_then_the_saga_erases(env, engine, manifest, i
 
 def test_erasures_due_in_one_chunk_reach_the_eraser_as_one_message(env, engine, manifest, immediate):
     from shared.rights import erasure
+
     today = utcnow().date()
     accounts = [inactive_account(engine, today) for _ in range(3)]
     for offset in (30, 7):
@@ -227,6 +231,7 @@ def test_activity_after_a_warning_resets_the_clock_and_the_warning(env, engine):
 
 def test_a_restricted_account_is_neither_warned_nor_erased(env, engine):
     from shared.rights import consent
+
     day = utcnow().date() + dt.timedelta(days=40)
     warned = inactive_account(engine, day)
     restricted_early = inactive_account(engine, day)
@@ -254,7 +259,10 @@ def test_due_accounts_fan_out_in_chunks(env, engine, manifest, monkeypatch):
     spec = manifest.functions["expire-inactive-accounts"]
     result = invoke(spec, cron_event(spec.schedules[0]))
     assert json.loads(result["body"]) | {"ran_at": None} == {
-        "ran_at": None, "notices_reset": 0, "chunks_queued": 3, "accounts_queued": 5
+        "ran_at": None,
+        "notices_reset": 0,
+        "chunks_queued": 3,
+        "accounts_queued": 5,
     }
     queue = get_queue(inactivity.QUEUE_NAME)
     assert queue.pending_count() == 3
@@ -299,7 +307,9 @@ def test_bad_input_is_refused_and_changes_nothing(engine, manifest):
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"]["code"] == "unknown_job"
     worker = manifest.functions["expire-inactive-accounts-worker"]
-    body = json.dumps({"type": inactivity.CHUNK_MESSAGE, "idempotency_key": "inactivity:bad", "payload": {"account_ids": []}})
+    body = json.dumps(
+        {"type": inactivity.CHUNK_MESSAGE, "idempotency_key": "inactivity:bad", "payload": {"account_ids": []}}
+    )
     response = invoke(worker, http_event("POST", "/", body=body))
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"]["code"] == "invalid_request"

@@ -46,8 +46,16 @@ EDGE = "0001-01-01T00:00:00+14:00"
 TOKEN_CANARY = "canaryLinkTok3n9"
 
 
-def call(function: str, method: str, path: str, *, token: str | None = None, body: str = "",
-         headers: dict | None = None, query: dict | None = None) -> dict:
+def call(
+    function: str,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    body: str = "",
+    headers: dict | None = None,
+    query: dict | None = None,
+) -> dict:
     extra = dict(headers or {})
     if token:
         extra["Authorization"] = f"Bearer {token}"
@@ -63,14 +71,23 @@ def test_received_at_is_bounded(env):
     with engine.begin() as conn:
         dpo = create_dpo_credential(conn, "dpo")
     body = {"account_id": account["id"], "channel": "post", "identity_verification": "identity_document"}
-    for moment in (EDGE, "9999-12-31T23:59:59-14:00", "2020-01-01T00:00:00Z",
-                   (utcnow() + dt.timedelta(days=2)).isoformat(), "2026-13-01T00:00:00Z", "2026-12-01"):
-        response = call("export-on-request", "POST", "/dpo/requests", token=dpo,
-                        body=json.dumps({**body, "received_at": moment}))
+    for moment in (
+        EDGE,
+        "9999-12-31T23:59:59-14:00",
+        "2020-01-01T00:00:00Z",
+        (utcnow() + dt.timedelta(days=2)).isoformat(),
+        "2026-13-01T00:00:00Z",
+        "2026-12-01",
+    ):
+        response = call(
+            "export-on-request", "POST", "/dpo/requests", token=dpo, body=json.dumps({**body, "received_at": moment})
+        )
         assert response["statusCode"] == 400, (moment, response["body"])
         assert json.loads(response["body"])["error"]["code"] == "invalid_request"
     fine = (utcnow() - dt.timedelta(days=1)).isoformat()
-    response = call("export-on-request", "POST", "/dpo/requests", token=dpo, body=json.dumps({**body, "received_at": fine}))
+    response = call(
+        "export-on-request", "POST", "/dpo/requests", token=dpo, body=json.dumps({**body, "received_at": fine})
+    )
     assert response["statusCode"] == 202, response["body"]
 
 
@@ -92,14 +109,21 @@ def _request_models() -> list[type[StrictModel]]:
         module_spec = importlib.util.spec_from_file_location(f"edges_{spec.name.replace('-', '_')}", module_path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
-        models += [v for v in vars(module).values()
-                   if isinstance(v, type) and issubclass(v, StrictModel) and v is not StrictModel]
+        models += [
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, StrictModel) and v is not StrictModel
+        ]
     return models
 
 
 def test_every_boolean_field_refuses_strings_and_numbers():
-    fields = [(model, name) for model in _request_models() for name, info in model.model_fields.items()
-              if bool in (info.annotation, *typing.get_args(info.annotation))]
+    fields = [
+        (model, name)
+        for model in _request_models()
+        for name, info in model.model_fields.items()
+        if bool in (info.annotation, *typing.get_args(info.annotation))
+    ]
     assert fields, "no boolean field found: the probe is broken"
     for model, name in fields:
         for wrong in ("yes", "true", 1, 0, "1"):
@@ -117,8 +141,9 @@ def test_object_yes_is_refused_by_withdraw_consent(env):
     account = create_account(get_engine())
     token = issue_dev_token(account["id"])
     for wrong in ("yes", 1):
-        response = call("withdraw-consent", "POST", "/", token=token,
-                        body=json.dumps({"purpose": "newsletter", "object": wrong}))
+        response = call(
+            "withdraw-consent", "POST", "/", token=token, body=json.dumps({"purpose": "newsletter", "object": wrong})
+        )
         assert response["statusCode"] == 400, response["body"]
 
 
@@ -128,8 +153,9 @@ def test_object_yes_is_refused_by_withdraw_consent(env):
 @pytest.mark.parametrize("code", ["١٢٣٤٥٦", "１２３４５６", "۱۲۳۴۵۶", "123456\n"])
 def test_non_ascii_digits_are_an_invalid_code(env, code):
     account = create_account(get_engine(), with_2fa=True)
-    response = call("export-on-request", "POST", "/", token=issue_dev_token(account["id"]),
-                    headers={"X-Verification-Code": code})
+    response = call(
+        "export-on-request", "POST", "/", token=issue_dev_token(account["id"]), headers={"X-Verification-Code": code}
+    )
     assert response["statusCode"] == 401, response["body"]
     assert json.loads(response["body"])["error"]["code"] == "invalid_code"
 
@@ -137,16 +163,23 @@ def test_non_ascii_digits_are_an_invalid_code(env, code):
 # --- Logs ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("secret", [
-    "JBSWY3DPEHPK3PXPCANARY2345", "jbswy3dpehpk3pxpcanary2345", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
-    "KRSXG5BAMJQXGZJTGIQGS4ZAMRXW4ZI=",
-])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "JBSWY3DPEHPK3PXPCANARY2345",
+        "jbswy3dpehpk3pxpcanary2345",
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+        "KRSXG5BAMJQXGZJTGIQGS4ZAMRXW4ZI=",
+    ],
+)
 def test_base32_secrets_of_any_case_are_redacted(secret):
     text = redact_text(f"seeding authenticator with {secret} now")
     assert secret not in text and secret.rstrip("=") not in text
 
 
-@pytest.mark.parametrize("kept", ["export-requests", "enforce-retention", "payment_records.archive", "ERASURE_BATCH_SIZE"])
+@pytest.mark.parametrize(
+    "kept", ["export-requests", "enforce-retention", "payment_records.archive", "ERASURE_BATCH_SIZE"]
+)
 def test_identifiers_are_not_taken_for_base32(kept):
     assert redact_text(kept) == kept
 
@@ -164,14 +197,18 @@ def test_access_log_names_the_route_template(env, capsys):
 def test_local_server_access_log_has_no_path_nor_query(env):
     app = build_app(MANIFEST, ROOT)
     lines: list[str] = []
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=local_server.access_log_handler(app, lines.append))
+    server = make_server(
+        "127.0.0.1", 0, app, threaded=True, request_handler=local_server.access_log_handler(app, lines.append)
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         request_id = "6a1e2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
-        for path in (f"/export-on-request/{request_id}/download?token={TOKEN_CANARY}",
-                     f"/_objects/exports-bucket/exports/{request_id}.zip?expires=1&signature={TOKEN_CANARY}",
-                     f"/nowhere/{request_id}?token={TOKEN_CANARY}"):
+        for path in (
+            f"/export-on-request/{request_id}/download?token={TOKEN_CANARY}",
+            f"/_objects/exports-bucket/exports/{request_id}.zip?expires=1&signature={TOKEN_CANARY}",
+            f"/nowhere/{request_id}?token={TOKEN_CANARY}",
+        ):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}{path}", timeout=10)  # noqa: S310
             except urllib.error.HTTPError:

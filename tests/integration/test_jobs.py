@@ -30,9 +30,7 @@ class Crash(Exception):
 
 def step_row(engine, job_id: str, step: str):
     with engine.connect() as conn:
-        return conn.execute(
-            sa.select(saga_steps).where(saga_steps.c.job_id == job_id, saga_steps.c.step == step)
-        ).one()
+        return conn.execute(sa.select(saga_steps).where(saga_steps.c.job_id == job_id, saga_steps.c.step == step)).one()
 
 
 def test_completed_step_returns_its_stored_result_without_running_again(engine):

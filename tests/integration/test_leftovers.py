@@ -39,8 +39,12 @@ PHONE = "+33 6 12 34 56 78"
 
 def start_export(account: dict) -> str:
     event = http_event(
-        "POST", "/", headers={"Authorization": f"Bearer {issue_dev_token(account['id'])}",
-                              "X-Verification-Code": pyotp.TOTP(account["totp_secret"]).now()},
+        "POST",
+        "/",
+        headers={
+            "Authorization": f"Bearer {issue_dev_token(account['id'])}",
+            "X-Verification-Code": pyotp.TOTP(account["totp_secret"]).now(),
+        },
     )
     response = invoke(MANIFEST.functions["export-on-request"], event)
     assert response["statusCode"] == 202, response["body"]
@@ -85,8 +89,13 @@ def test_folder_temporaries_are_named_after_the_request(env, monkeypatch):
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        storage.put(get_settings().exports_bucket, "exports/x/a.zip", CANARY_ZIP, content_type="application/zip",
-                    metadata={"request-id": "0b7e6a52-1c1f-4bb8-9a59-5d2f3c9b8a11"})
+        storage.put(
+            get_settings().exports_bucket,
+            "exports/x/a.zip",
+            CANARY_ZIP,
+            content_type="application/zip",
+            metadata={"request-id": "0b7e6a52-1c1f-4bb8-9a59-5d2f3c9b8a11"},
+        )
     assert seen and seen[0].startswith("0b7e6a52-1c1f-4bb8-9a59-5d2f3c9b8a11.")
 
 
@@ -217,8 +226,11 @@ def test_a_dead_lettered_export_is_queued_again_by_the_sweep(env):
     # Too recent: its worker may still be running.
     assert json.loads(invoke(worker, cron_event(sweep))["body"])["queued"] == 0
     with engine.begin() as conn:
-        conn.execute(sa.update(dsr_requests).where(dsr_requests.c.id == request_id)
-                     .values(state_changed_at=utcnow() - export.STALLED_AFTER - dt.timedelta(minutes=1)))
+        conn.execute(
+            sa.update(dsr_requests)
+            .where(dsr_requests.c.id == request_id)
+            .values(state_changed_at=utcnow() - export.STALLED_AFTER - dt.timedelta(minutes=1))
+        )
     response = invoke(worker, cron_event(sweep))
     assert response["statusCode"] == 200 and json.loads(response["body"])["queued"] == 1
     drain()
@@ -227,7 +239,8 @@ def test_a_dead_lettered_export_is_queued_again_by_the_sweep(env):
 
 
 def test_the_sweep_sample_event_runs(env):
-    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "export-on-request-worker"
-                        / "sweep-cron.json").read_text())
+    event = json.loads(
+        (Path(__file__).resolve().parents[2] / "events" / "export-on-request-worker" / "sweep-cron.json").read_text()
+    )
     response = invoke(MANIFEST.functions["export-on-request-worker"], event)
     assert response["statusCode"] == 200 and json.loads(response["body"]) == {"queued": 0}

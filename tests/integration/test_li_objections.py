@@ -57,14 +57,17 @@ def new_account(engine) -> str:
 
 
 def collect(engine, account_id: str, purpose: str, n: int = 1) -> list[bool]:
-    return [consent.collect_analytics_event(engine, account_id, "page_view", page="/factures", purpose=purpose)
-            for _ in range(n)]
+    return [
+        consent.collect_analytics_event(engine, account_id, "page_view", page="/factures", purpose=purpose)
+        for _ in range(n)
+    ]
 
 
 def events_by_purpose(engine, account_id: str) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(
-            select(analytics_events.c.purpose, func.count()).where(analytics_events.c.account_id == account_id)
+            select(analytics_events.c.purpose, func.count())
+            .where(analytics_events.c.account_id == account_id)
             .group_by(analytics_events.c.purpose)
         ).all()
     return dict(rows)
@@ -73,7 +76,10 @@ def events_by_purpose(engine, account_id: str) -> dict[str, int]:
 def snapshot(engine) -> tuple:
     with engine.connect() as conn:
         return (
-            sorted(tuple(r) for r in conn.execute(select(processing_restrictions.c.kind, processing_restrictions.c.lifted_at))),
+            sorted(
+                tuple(r)
+                for r in conn.execute(select(processing_restrictions.c.kind, processing_restrictions.c.lifted_at))
+            ),
             sorted(tuple(r) for r in conn.execute(select(dsr_requests.c.kind, dsr_requests.c.state))),
             conn.execute(select(func.count()).select_from(analytics_events)).scalar_one(),
         )
@@ -142,8 +148,9 @@ def test_objection_stops_collection_and_deletes_held_events(env, engine, capfd):
     status, state = call(http_event("GET", "/", headers=client(me)))
     assert state["objections"]["service_improvement"] is True and state["objections"]["usage_statistics"] is False
     with engine.connect() as conn:
-        requests = conn.execute(select(dsr_requests).where(dsr_requests.c.account_id == me,
-                                                           dsr_requests.c.kind == "objection")).all()
+        requests = conn.execute(
+            select(dsr_requests).where(dsr_requests.c.account_id == me, dsr_requests.c.kind == "objection")
+        ).all()
         assert [(r.state, r.details["events_deleted"]) for r in requests] == [("completed", 3)]
         exported = consent.export_section(conn, me)
     assert "objection_service_improvement" in {f["kind"] for f in exported["restrictions_and_objections"]}
@@ -200,8 +207,11 @@ def test_security_objection_is_a_request_the_dpo_decides(env, engine):
     status, _ = call(http_event("POST", "/", body='{"purpose": "newsletter", "object": true}', headers=client(me)))
     assert status == 200
     with engine.connect() as conn:
-        states = dict(conn.execute(select(dsr_requests.c.id, dsr_requests.c.state)
-                                   .where(dsr_requests.c.kind == "objection")).all())
+        states = dict(
+            conn.execute(
+                select(dsr_requests.c.id, dsr_requests.c.state).where(dsr_requests.c.kind == "objection")
+            ).all()
+        )
     assert states.pop(request_id) == "verified" and set(states.values()) == {"completed"} and len(states) == 2
 
     status, state = call(http_event("GET", "/", headers=client(me)))
@@ -215,11 +225,15 @@ def test_security_objection_is_a_request_the_dpo_decides(env, engine):
 def test_overridden_the_person_is_told_the_grounds_and_the_right_to_complain(env, engine, capfd):
     me = new_account(engine)
     with engine.begin() as conn:
-        conn.execute(insert(connection_logs).values(account_id=me, occurred_at=utcnow(), event="login_succeeded",
-                                                    ip_address="203.0.113.9"))
+        conn.execute(
+            insert(connection_logs).values(
+                account_id=me, occurred_at=utcnow(), event="login_succeeded", ip_address="203.0.113.9"
+            )
+        )
     request_id = _pending(engine, me)
-    result = consent.decide_objection(engine, request_id=request_id, outcome="overridden", grounds=GROUNDS,
-                                      actor="dpo:test")
+    result = consent.decide_objection(
+        engine, request_id=request_id, outcome="overridden", grounds=GROUNDS, actor="dpo:test"
+    )
     assert result["told"] is True and result["request"]["state"] == "rejected"
     assert may(engine, me, "fraud_prevention")  # the processing goes on, on its grounds
     (mail,) = outbox(env, f"saga:{request_id}:")
@@ -244,8 +258,7 @@ def test_overridden_the_person_is_told_the_grounds_and_the_right_to_complain(env
 def test_accepted_the_purpose_stops_and_the_person_is_told(env, engine):
     me = new_account(engine)
     request_id = _pending(engine, me, "platform_security")
-    result = consent.decide_objection(engine, request_id=request_id, outcome="accepted", grounds=None,
-                                      actor="dpo:test")
+    result = consent.decide_objection(engine, request_id=request_id, outcome="accepted", grounds=None, actor="dpo:test")
     assert result["request"]["state"] == "completed" and result["told"] is True
     assert not may(engine, me, "platform_security") and may(engine, me, "fraud_prevention")
     (mail,) = outbox(env, f"saga:{request_id}:")
@@ -253,8 +266,9 @@ def test_accepted_the_purpose_stops_and_the_person_is_told(env, engine):
     _, state = call(http_event("GET", "/", headers=client(me)))
     assert state["objections"]["platform_security"] is True and state["objections_awaiting_decision"] == []
     with engine.connect() as conn:
-        flag = conn.execute(select(processing_restrictions).where(
-            processing_restrictions.c.kind == "objection_platform_security")).one()
+        flag = conn.execute(
+            select(processing_restrictions).where(processing_restrictions.c.kind == "objection_platform_security")
+        ).one()
     assert flag.request_id == request_id and flag.lifted_at is None
 
 
@@ -276,8 +290,7 @@ def test_the_hourly_sweep_tells_an_outcome_left_untold(resend_env, resend_fake, 
     request_id = _pending(engine, me)
     resend_fake.fail_next(1, status=503)
     with pytest.raises(AppError):
-        consent.decide_objection(engine, request_id=request_id, outcome="overridden", grounds=GROUNDS,
-                                 actor="dpo:test")
+        consent.decide_objection(engine, request_id=request_id, outcome="overridden", grounds=GROUNDS, actor="dpo:test")
     spec = load_manifest().functions["withdraw-consent-worker"]
     sweep = json.loads((EVENTS / "worker-propagation-sweep.json").read_text())
     assert json.loads(invoke(spec, sweep)["body"]) == {"queued": 0, "objection_outcomes_told": 1}
@@ -360,7 +373,8 @@ def test_usage_events_are_stored_only_by_the_collector_that_asks_may_process():
         str(path.relative_to(project))
         for folder in ("shared", "functions")
         for path in sorted((project / folder).rglob("*.py"))
-        if path != gate and "local" not in path.relative_to(project).parts
+        if path != gate
+        and "local" not in path.relative_to(project).parts
         and ("insert(analytics_events" in path.read_text() or "insert(schema.analytics_events" in path.read_text())
     ]
     assert offenders == []

@@ -79,8 +79,9 @@ def test_serve_mounts_every_http_function_and_answers_healthz(env):
         # Callers such as Stripe never follow redirects: a POST to a base URL is answered, not redirected.
         for spec in manifest.functions.values():
             if spec.is_http:
-                request = urllib.request.Request(f"{base}/{spec.name}/", data=b"{}", method="POST",
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    f"{base}/{spec.name}/", data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+                )
                 try:
                     status = urllib.request.urlopen(request).status
                 except urllib.error.HTTPError as error:
@@ -95,19 +96,30 @@ def test_cli_refuses_a_token_without_development_key(tmp_path):
     env["PRIVACY_DATA_DIR"] = str(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "shared.local.cli", "token", "some-account"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0
     assert "DEV_TOKEN_KEY" in result.stderr
 
 
 def test_cli_seed_demo_then_token_then_audit_verify(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "S3_", "SQS_", "RESEND_", "STRIPE_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "S3_", "SQS_", "RESEND_", "STRIPE_"))
+    }
     env.update(PRIVACY_DATA_DIR=str(tmp_path / "data"), DEV_TOKEN_KEY="cli-test-key", PRIVACY_ENV="local")
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "shared.local.cli", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "shared.local.cli", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     seeded = cli("seed-demo")
     assert seeded.returncode == 0, seeded.stderr

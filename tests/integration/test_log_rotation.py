@@ -44,12 +44,24 @@ def bound(today: dt.date) -> dt.datetime:
 
 def insert_logs(engine, moments: list[dt.datetime], account_id: str | None = None) -> None:
     rows = [
-        {"account_id": account_id, "occurred_at": m, "event": "login_succeeded", "ip_address": CANARY_IP, "user_agent": "UA"}
+        {
+            "account_id": account_id,
+            "occurred_at": m,
+            "event": "login_succeeded",
+            "ip_address": CANARY_IP,
+            "user_agent": "UA",
+        }
         for m in moments
     ]
     access = [
-        {"account_id": account_id, "occurred_at": m, "method": "GET", "path": "/factures", "status_code": 200,
-         "ip_address": CANARY_IP}
+        {
+            "account_id": account_id,
+            "occurred_at": m,
+            "method": "GET",
+            "path": "/factures",
+            "status_code": 200,
+            "ip_address": CANARY_IP,
+        }
         for m in moments
     ]
     with engine.begin() as conn:
@@ -65,7 +77,9 @@ def occurred(engine, table: sa.Table) -> list[dt.datetime]:
 def audit_entries(engine, prefix: str) -> list:
     with engine.connect() as conn:
         return conn.execute(
-            sa.select(schema.audit_log).where(schema.audit_log.c.action.like(f"{prefix}%")).order_by(schema.audit_log.c.seq)
+            sa.select(schema.audit_log)
+            .where(schema.audit_log.c.action.like(f"{prefix}%"))
+            .order_by(schema.audit_log.c.seq)
         ).all()
 
 
@@ -106,7 +120,9 @@ def test_postgres_drops_expired_partitions_and_deletes_the_boundary_by_range(eng
     # The foreign key to accounts still works on the partitioned table (erasure unlinks, never cascades).
     with engine.begin() as conn:
         conn.execute(sa.delete(schema.accounts).where(schema.accounts.c.id == account["id"]))
-        linked = conn.execute(sa.select(sa.func.count()).where(schema.connection_logs.c.account_id.is_not(None))).scalar()
+        linked = conn.execute(
+            sa.select(sa.func.count()).where(schema.connection_logs.c.account_id.is_not(None))
+        ).scalar()
     assert linked == 0 and occurred(engine, schema.connection_logs) == expected_kept
 
     entries = audit_entries(engine, "retention.")
@@ -183,8 +199,11 @@ def test_expired_log_objects_go_with_every_version_and_nothing_else(s3_env, moto
     old = first_kept - dt.timedelta(days=1)
     expired = [log_key("access", old, "a.log"), log_key("connection", old - dt.timedelta(days=40), "c.log")]
     kept = [
-        log_key("access", first_kept, "b.log"), log_key("access", today, "today.log"),
-        "logs/access/README.txt", "logs/access/2019/13/01/not-a-date.log", "logs/other/2019/01/01/x.log",
+        log_key("access", first_kept, "b.log"),
+        log_key("access", today, "today.log"),
+        "logs/access/README.txt",
+        "logs/access/2019/13/01/not-a-date.log",
+        "logs/other/2019/01/01/x.log",
     ]
     for key in expired + kept:
         s3.put_object(Bucket=bucket, Key=key, Body=b"v1")
@@ -233,7 +252,9 @@ def test_delete_objects_never_takes_more_than_1000_keys(s3_env, moto_endpoint, e
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_listing_narrows_to_the_boundary_folder_and_deletes_exactly_the_expired_set(s3_env, moto_endpoint, engine, monkeypatch):
+def test_listing_narrows_to_the_boundary_folder_and_deletes_exactly_the_expired_set(
+    s3_env, moto_endpoint, engine, monkeypatch
+):
     monkeypatch.setattr(log_rotation, "S3_PAGE_SIZE", 3)  # many pages: the scope changes between them
     s3 = raw_client("s3", moto_endpoint)
     bucket = s3_env.logs_bucket
@@ -241,8 +262,11 @@ def test_listing_narrows_to_the_boundary_folder_and_deletes_exactly_the_expired_
     first_kept = last_expired_day(12, 0, today) + dt.timedelta(days=1)
     days = [first_kept - dt.timedelta(days=n) for n in (800, 400, 95, 40, 3, 1)]  # other years, months, the last days
     expired = [log_key("access", day, f"{n}.log") for day in days for n in range(4)]
-    kept = [log_key("access", first_kept, "0.log"), log_key("access", first_kept + dt.timedelta(days=2), "1.log"),
-            f"logs/access/{days[-1]:%Y/%m}/notes.txt"]  # not date-partitioned: never touched
+    kept = [
+        log_key("access", first_kept, "0.log"),
+        log_key("access", first_kept + dt.timedelta(days=2), "1.log"),
+        f"logs/access/{days[-1]:%Y/%m}/notes.txt",
+    ]  # not date-partitioned: never touched
     for key in expired + kept:
         moto_s3_backend().put_object(bucket, key, b"x")
     s3.put_object(Bucket=bucket, Key=expired[-1], Body=b"v2")  # two versions of the last expired object
@@ -284,24 +308,50 @@ def test_lifecycle_drift_is_detected_and_audited(s3_env, engine, manifest):
     assert log_rotation.lifecycle_drift() == []
     assert rotate_through_the_function(manifest)["lifecycle_drift"] == []
     # As Terraform declares them: one rule over logs/ (365 days), exports 7 days; both with noncurrent expiration.
-    storage.put_lifecycle(s3_env.logs_bucket, [{
-        "ID": "logs-1-year", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
-        "Expiration": {"Days": 365}, "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
-    }])
+    storage.put_lifecycle(
+        s3_env.logs_bucket,
+        [
+            {
+                "ID": "logs-1-year",
+                "Status": "Enabled",
+                "Filter": {"Prefix": "logs/"},
+                "Expiration": {"Days": 365},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+            }
+        ],
+    )
     assert log_rotation.lifecycle_drift() == []
 
-    storage.put_lifecycle(s3_env.logs_bucket, [{
-        "ID": "logs-too-long", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 400},
-    }])
-    storage.put_lifecycle(s3_env.exports_bucket, [{
-        "ID": "exports-disabled", "Status": "Disabled", "Filter": {"Prefix": "exports/"}, "Expiration": {"Days": 7},
-        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
-    }])
+    storage.put_lifecycle(
+        s3_env.logs_bucket,
+        [
+            {
+                "ID": "logs-too-long",
+                "Status": "Enabled",
+                "Filter": {"Prefix": "logs/"},
+                "Expiration": {"Days": 400},
+            }
+        ],
+    )
+    storage.put_lifecycle(
+        s3_env.exports_bucket,
+        [
+            {
+                "ID": "exports-disabled",
+                "Status": "Disabled",
+                "Filter": {"Prefix": "exports/"},
+                "Expiration": {"Days": 7},
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+            }
+        ],
+    )
     drift = rotate_through_the_function(manifest)["lifecycle_drift"]
     problems = {(d["prefix"], d["problem"]) for d in drift}
     assert problems == {
-        ("logs/access/", "expires_too_late"), ("logs/access/", "no_noncurrent_expiration"),
-        ("logs/connection/", "expires_too_late"), ("logs/connection/", "no_noncurrent_expiration"),
+        ("logs/access/", "expires_too_late"),
+        ("logs/access/", "no_noncurrent_expiration"),
+        ("logs/connection/", "expires_too_late"),
+        ("logs/connection/", "no_noncurrent_expiration"),
         ("exports/", "no_rule"),
     }
     last = audit_entries(engine, "retention.lifecycle")[-1]

@@ -114,7 +114,11 @@ def test_resend_unsubscribe_and_remove_contact(resend_env, resend_fake):
 
     assert mailer.unsubscribe_contact("Bob+news@example.com") == [contact_id]
     patch = resend_fake.requests[-1]
-    assert (patch.method, unquote(patch.path), patch.body["unsubscribed"]) == ("PATCH", "/contacts/Bob+news@example.com", True)
+    assert (patch.method, unquote(patch.path), patch.body["unsubscribed"]) == (
+        "PATCH",
+        "/contacts/Bob+news@example.com",
+        True,
+    )
     assert resend_fake.contact("bob+news@example.com")["unsubscribed"] is True
 
     assert mailer.remove_contact("Bob+news@example.com") == [contact_id]
@@ -199,7 +203,9 @@ def test_outbox_writes_one_eml_per_idempotency_key(env):
 @sqlite_only
 def test_outbox_marketing_message_carries_unsubscribe_headers(env):
     message_id = get_mailer().send(message("news:1", category="marketing", headers=UNSUBSCRIBE))
-    parsed = email.message_from_bytes((env.data_dir / "outbox" / f"{message_id}.eml").read_bytes(), policy=email.policy.default)
+    parsed = email.message_from_bytes(
+        (env.data_dir / "outbox" / f"{message_id}.eml").read_bytes(), policy=email.policy.default
+    )
     assert parsed["List-Unsubscribe"] == UNSUBSCRIBE["List-Unsubscribe"]
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 

@@ -104,8 +104,15 @@ def test_the_pruned_dependencies_serve_every_function(env, engine, tree):
     public_pem, private_key = _rsa_pair()
     now = dt.datetime.now(dt.UTC)
     token = jwt.encode(
-        {"sub": account, "iss": env.token_issuer, "aud": env.token_audience, "iat": now, "exp": now + dt.timedelta(minutes=5)},
-        private_key, algorithm="RS256",
+        {
+            "sub": account,
+            "iss": env.token_issuer,
+            "aud": env.token_audience,
+            "iat": now,
+            "exp": now + dt.timedelta(minutes=5),
+        },
+        private_key,
+        algorithm="RS256",
     )
     child_env = dict(os.environ)
     child_env.pop("DEV_TOKEN_KEY", None)
@@ -115,9 +122,22 @@ def test_the_pruned_dependencies_serve_every_function(env, engine, tree):
     handlers = {name: spec["handler"] for name, spec in SERVERLESS["functions"].items()}
     public = sorted(name for name, spec in SERVERLESS["functions"].items() if spec.get("privacy") == "public")
     run = subprocess.run(
-        [sys.executable, "-S", "-c", CHILD, str(tree), str(PROJECT_ROOT), json.dumps(handlers), json.dumps(public),
-         sysconfig.get_paths()["stdlib"]],
-        env=child_env, capture_output=True, text=True, timeout=180, check=False,
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            CHILD,
+            str(tree),
+            str(PROJECT_ROOT),
+            json.dumps(handlers),
+            json.dumps(public),
+            sysconfig.get_paths()["stdlib"],
+        ],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])

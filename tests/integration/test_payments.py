@@ -21,9 +21,7 @@ def test_delete_customer_cancels_every_live_subscription_in_two_calls(stripe_env
     payments = get_payments()
     assert isinstance(payments, StripePayments)
     customer = stripe_fake.add_customer()
-    live = [
-        stripe_fake.add_subscription(customer, status=status) for status in ("active", "trialing", "past_due")
-    ]
+    live = [stripe_fake.add_subscription(customer, status=status) for status in ("active", "trialing", "past_due")]
     already = stripe_fake.add_subscription(customer, status="canceled")
     other_customer = stripe_fake.add_customer()
     untouched = stripe_fake.add_subscription(other_customer)
@@ -38,7 +36,8 @@ def test_delete_customer_cancels_every_live_subscription_in_two_calls(stripe_env
     assert "deleted" not in stripe_fake.customers[other_customer]
     # One listing (what the receipt reports), one delete: no cancel call per subscription.
     assert [(r.method, r.path) for r in stripe_fake.requests] == [
-        ("GET", "/v1/subscriptions"), ("DELETE", f"/v1/customers/{customer}"),
+        ("GET", "/v1/subscriptions"),
+        ("DELETE", f"/v1/customers/{customer}"),
     ]
     [delete] = stripe_fake.mutations()
     assert delete.headers["Idempotency-Key"].startswith("erasure:r1:customer")
@@ -95,9 +94,12 @@ def test_recorder_writes_each_call_once_per_idempotency_key(env):
     assert payments.delete_customer("cus_A", idempotency_key="erasure:r1:customer") == []
     assert payments.delete_customer("cus_B", idempotency_key="erasure:r2:customer") == []
     # A new process object appends to the same file and still sees the earlier call.
-    assert RecordingPayments(env.data_dir / "stripe" / "calls.jsonl").delete_customer(
-        "cus_A", idempotency_key="erasure:r1:customer"
-    ) == []
+    assert (
+        RecordingPayments(env.data_dir / "stripe" / "calls.jsonl").delete_customer(
+            "cus_A", idempotency_key="erasure:r1:customer"
+        )
+        == []
+    )
 
     lines = (env.data_dir / "stripe" / "calls.jsonl").read_text().splitlines()
     calls = [json.loads(line) for line in lines]
@@ -110,7 +112,9 @@ def test_recorder_writes_each_call_once_per_idempotency_key(env):
 def test_sign_webhook_matches_stripe_verification():
     import stripe
 
-    payload = json.dumps({"id": "evt_1", "object": "event", "type": "customer.deleted", "data": {"object": {}}}).encode()
+    payload = json.dumps(
+        {"id": "evt_1", "object": "event", "type": "customer.deleted", "data": {"object": {}}}
+    ).encode()
     header = sign_webhook(payload, "whsec_test")
     event = stripe.Webhook.construct_event(payload, header, "whsec_test")
     assert event.id == "evt_1"

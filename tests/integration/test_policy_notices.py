@@ -55,8 +55,10 @@ def v12(monkeypatch):
 
 
 def accounts(engine, n: int, **kw) -> list[str]:
-    return [create_account(engine, email=f"{CANARY}.{i}.{kw.get('status', 'active')}@example.test", **kw)["id"]
-            for i in range(n)]
+    return [
+        create_account(engine, email=f"{CANARY}.{i}.{kw.get('status', 'active')}@example.test", **kw)["id"]
+        for i in range(n)
+    ]
 
 
 def notice_rows(engine) -> dict[str, tuple]:
@@ -135,8 +137,9 @@ def test_every_active_account_is_told_once_whatever_its_marketing_consent(env, e
         assert CANARY not in json.dumps([dict(r._mapping) for r in conn.execute(select(audit_log))], default=str)
 
 
-def test_a_crash_mid_run_mails_nobody_twice_and_skips_nobody(resend_env, resend_fake, engine, manifest, v12,
-                                                             monkeypatch):
+def test_a_crash_mid_run_mails_nobody_twice_and_skips_nobody(
+    resend_env, resend_fake, engine, manifest, v12, monkeypatch
+):
     everyone = accounts(engine, 12)
 
     # 1. The CRON dies after queuing its first batch of messages (10 chunks of 1 of the 12 accounts).
@@ -201,7 +204,8 @@ def test_mail_down_the_chunk_is_retried_and_each_account_told_once(resend_env, r
     resend_fake.fail_next(1, status=503)
     drain_queues(manifest)
     assert sorted(e["idempotency_key"] for e in resend_fake.emails) == sorted(
-        f"policy-notice:1.2:{a}" for a in everyone)
+        f"policy-notice:1.2:{a}" for a in everyone
+    )
     assert len(notice_rows(engine)) == 3
 
 
@@ -209,7 +213,7 @@ def test_the_cli_announces_and_drains(env, engine, v12, capsys):
     everyone = accounts(engine, 3)
     assert cli_main(["policy", "announce", "--chunk-size", "2", "--drain"]) == 0
     printed = capsys.readouterr().out  # log lines (one JSON object each), then the indented result
-    out = json.loads(printed[printed.index("{\n"):])
+    out = json.loads(printed[printed.index("{\n") :])
     assert out["version"] == "1.2" and out["accounts_queued"] == 3 and out["accounts_not_told"] == 0
     assert outbox_keys(env) == sorted(f"policy-notice:1.2:{a}" for a in everyone)
     with pytest.raises(SystemExit):
@@ -222,7 +226,9 @@ def test_the_cron_and_worker_samples(env, engine, manifest, v12):
     accounts(engine, 1)
     answer = invoke(cron, json.loads((EVENTS / "announce-policy-changes/cron.json").read_text()))
     assert answer["statusCode"] == 200 and json.loads(answer["body"])["accounts_queued"] == 1
-    assert invoke(cron, json.loads((EVENTS / "announce-policy-changes/unknown-job.json").read_text()))["statusCode"] == 400
+    assert (
+        invoke(cron, json.loads((EVENTS / "announce-policy-changes/unknown-job.json").read_text()))["statusCode"] == 400
+    )
     malformed = json.loads((EVENTS / "announce-policy-changes-worker/malformed.json").read_text())
     assert invoke(worker, malformed)["statusCode"] == 400
     chunk = json.loads((EVENTS / "announce-policy-changes-worker/chunk.json").read_text())
@@ -230,7 +236,9 @@ def test_the_cron_and_worker_samples(env, engine, manifest, v12):
     for folder in ("privacy-notice", "announce-policy-changes", "announce-policy-changes-worker"):
         for path in (EVENTS / folder).glob("*.json"):
             event = json.loads(path.read_text())
-            assert event["multiValueHeaders"] is None and {"path", "httpMethod", "body", "isBase64Encoded"} <= set(event)
+            assert event["multiValueHeaders"] is None and {"path", "httpMethod", "body", "isBase64Encoded"} <= set(
+                event
+            )
 
 
 # --- The privacy-notice function -------------------------------------------------------------------
@@ -260,8 +268,9 @@ def test_the_notice_answers_the_version_in_force_and_records_the_acknowledgement
     assert actions.count("policy.acknowledged") == 1
 
 
-def test_after_a_minor_version_the_notice_still_shows_the_substantial_change_told(env, engine, manifest, v12,
-                                                                                   monkeypatch):
+def test_after_a_minor_version_the_notice_still_shows_the_substantial_change_told(
+    env, engine, manifest, v12, monkeypatch
+):
     (me,) = accounts(engine, 1)
     notices_module.announce(engine)
     drain_queues(manifest)
@@ -289,7 +298,8 @@ def test_two_deliveries_of_one_chunk_at_once_mail_each_account_once(resend_env, 
         t.join()
     assert errors == []
     assert sorted(e["idempotency_key"] for e in resend_fake.emails) == sorted(
-        f"policy-notice:1.2:{a}" for a in everyone)
+        f"policy-notice:1.2:{a}" for a in everyone
+    )
     assert len(notice_rows(engine)) == 6
 
 

@@ -35,7 +35,7 @@ def test_the_sign_in_page_lists_the_demo_accounts_escaped_under_a_strict_policy(
     assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert answer.headers["Cache-Control"] == "no-store"
     # Every radio button has its label.
-    assert page.count('type="radio"') == page.count("<label for=\"account-") == len(DEMO_ACCOUNTS)
+    assert page.count('type="radio"') == page.count('<label for="account-') == len(DEMO_ACCOUNTS)
 
 
 def test_sign_in_sets_a_strict_http_only_cookie_and_the_page_hands_the_token_to_its_script(client):

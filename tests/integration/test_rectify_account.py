@@ -52,8 +52,16 @@ def manifest():
     return load_manifest()
 
 
-def call(manifest, method: str, path: str, *, account: dict | None = None, code: str | None = None,
-         body: str = "", function: str = "rectify-account") -> tuple[int, dict]:
+def call(
+    manifest,
+    method: str,
+    path: str,
+    *,
+    account: dict | None = None,
+    code: str | None = None,
+    body: str = "",
+    function: str = "rectify-account",
+) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json"}
     if account is not None:
         headers["Authorization"] = f"Bearer {issue_dev_token(account['id'])}"
@@ -84,8 +92,18 @@ def patch(manifest, account: dict, codes: Codes, fields: dict) -> tuple[int, dic
 
 def seeded(engine, *, canary: str = OLD, stripe_customer_id: str | None = None, invoices: int = 2) -> dict:
     account = create_account(engine, with_2fa=True, canary=canary, stripe_customer_id=stripe_customer_id)
-    populate_account(engine, get_storage(), account["id"], canary=canary, invoices=invoices, lines_per_invoice=2,
-                     log_lines=2, payments=1, clients=1, prospects=0)
+    populate_account(
+        engine,
+        get_storage(),
+        account["id"],
+        canary=canary,
+        invoices=invoices,
+        lines_per_invoice=2,
+        log_lines=2,
+        payments=1,
+        clients=1,
+        prospects=0,
+    )
     return account
 
 
@@ -96,10 +114,15 @@ def row(engine, table, **where):
 
 def company_of(engine, account_id: str):
     with engine.connect() as conn:
-        return conn.execute(
-            sa.select(schema.companies).where(schema.companies.c.account_id == account_id)
-            .order_by(schema.companies.c.created_at)
-        ).mappings().first()
+        return (
+            conn.execute(
+                sa.select(schema.companies)
+                .where(schema.companies.c.account_id == account_id)
+                .order_by(schema.companies.c.created_at)
+            )
+            .mappings()
+            .first()
+        )
 
 
 def drain(manifest) -> int:
@@ -108,18 +131,27 @@ def drain(manifest) -> int:
 
 def snapshot_invoices(engine, account_id: str) -> tuple[list, list, dict[str, str]]:
     with engine.connect() as conn:
-        invoices = [dict(r) for r in conn.execute(
-            sa.select(schema.invoices).where(schema.invoices.c.account_id == account_id).order_by(schema.invoices.c.id)
-        ).mappings()]
-        lines = [dict(r) for r in conn.execute(
-            sa.select(schema.invoice_lines)
-            .where(schema.invoice_lines.c.invoice_id.in_([i["id"] for i in invoices]))
-            .order_by(schema.invoice_lines.c.id)
-        ).mappings()]
+        invoices = [
+            dict(r)
+            for r in conn.execute(
+                sa.select(schema.invoices)
+                .where(schema.invoices.c.account_id == account_id)
+                .order_by(schema.invoices.c.id)
+            ).mappings()
+        ]
+        lines = [
+            dict(r)
+            for r in conn.execute(
+                sa.select(schema.invoice_lines)
+                .where(schema.invoice_lines.c.invoice_id.in_([i["id"] for i in invoices]))
+                .order_by(schema.invoice_lines.c.id)
+            ).mappings()
+        ]
     storage, bucket = get_storage(), get_settings().documents_bucket
     pdfs = {
         invoice["id"]: hashlib.sha256(storage.get_bytes(bucket, invoice["pdf_object_key"])).hexdigest()
-        for invoice in invoices if invoice["pdf_object_key"]
+        for invoice in invoices
+        if invoice["pdf_object_key"]
     }
     return invoices, lines, pdfs
 
@@ -151,8 +183,14 @@ def everything_stored(engine) -> str:
         ({"vat_number": "DE123456789"}, "invalid_request"),
         ({"business_address": {"line1": "1 rue", "postal_code": "7500", "city": "Paris"}}, "invalid_request"),
         ({"business_address": {"line1": "1 rue", "postal_code": "00100", "city": "Paris"}}, "invalid_request"),
-        ({"business_address": {"line1": "1 rue", "postal_code": "75001", "city": "Paris", "country": "BE"}}, "invalid_request"),
-        ({"business_address": {"line1": "1 rue", "postal_code": "75001", "city": "Paris", "floor": 3}}, "invalid_request"),
+        (
+            {"business_address": {"line1": "1 rue", "postal_code": "75001", "city": "Paris", "country": "BE"}},
+            "invalid_request",
+        ),
+        (
+            {"business_address": {"line1": "1 rue", "postal_code": "75001", "city": "Paris", "floor": 3}},
+            "invalid_request",
+        ),
         ({"first_name": "R2D2"}, "invalid_request"),
         ({"first_name": "x" * 101}, "invalid_request"),
         ({"company_name": "   "}, "invalid_request"),
@@ -221,16 +259,25 @@ def test_get_answers_the_identification_data_and_who_else_holds_it(engine, manif
 # --- PATCH, propagation, Art. 19 ----------------------------------------------------------------
 
 
-def test_a_rectification_is_applied_propagated_once_and_recorded(engine, manifest, stripe_env, stripe_fake,
-                                                                 resend_env, resend_fake):
+def test_a_rectification_is_applied_propagated_once_and_recorded(
+    engine, manifest, stripe_env, stripe_fake, resend_env, resend_fake
+):
     customer = stripe_fake.add_customer()
     account = seeded(engine, stripe_customer_id=customer)
     resend_fake.add_contact(account["email"])
     codes = Codes(account)
-    status, answer = patch(manifest, account, codes, {
-        "first_name": NEW_FIRST, "last_name": NEW_LAST, "phone": NEW_PHONE, "company_name": NEW_COMPANY,
-        "business_address": NEW_ADDRESS,
-    })
+    status, answer = patch(
+        manifest,
+        account,
+        codes,
+        {
+            "first_name": NEW_FIRST,
+            "last_name": NEW_LAST,
+            "phone": NEW_PHONE,
+            "company_name": NEW_COMPANY,
+            "business_address": NEW_ADDRESS,
+        },
+    )
     assert status == 202, answer
     request = answer["request"]
     assert request["kind"] == "rectification" and request["state"] == "in_progress"
@@ -274,8 +321,9 @@ def test_a_rectification_is_applied_propagated_once_and_recorded(engine, manifes
     assert len([r for r in stripe_fake.mutations() if r.path == f"/v1/customers/{customer}"]) == 1
 
 
-def test_a_crash_between_steps_and_a_retry_tell_each_recipient_once(engine, manifest, stripe_env, stripe_fake,
-                                                                    resend_env, resend_fake, monkeypatch):
+def test_a_crash_between_steps_and_a_retry_tell_each_recipient_once(
+    engine, manifest, stripe_env, stripe_fake, resend_env, resend_fake, monkeypatch
+):
     customer = stripe_fake.add_customer()
     account = seeded(engine, stripe_customer_id=customer)
     resend_fake.add_contact(account["email"])
@@ -317,8 +365,14 @@ def test_a_crash_between_steps_and_a_retry_tell_each_recipient_once(engine, mani
     patches = [r for r in resend_fake.requests if r.method == "PATCH"]
     assert len(patches) == 2  # the failed one and the one that went through
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(schema.audit_log).where(
-            schema.audit_log.c.action == "rectification.propagated")).scalar_one() == 1
+        assert (
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(schema.audit_log)
+                .where(schema.audit_log.c.action == "rectification.propagated")
+            ).scalar_one()
+            == 1
+        )
 
 
 def test_the_sweep_requeues_a_rectification_whose_message_was_lost(engine, manifest, stripe_env, stripe_fake):
@@ -425,8 +479,9 @@ def test_an_expired_code_changes_nothing(env, engine, manifest):
         rectification.confirm_email_change(engine, account["id"], code, now=later)
     assert expired.value.code == "code_expired"
     # The hourly sweep forgets the unconfirmed address once its code has expired.
-    status, answer = call(manifest, "POST", "/", body=json.dumps({"job": "rectification-sweep"}),
-                          function="rectify-account-worker")
+    status, answer = call(
+        manifest, "POST", "/", body=json.dumps({"job": "rectification-sweep"}), function="rectify-account-worker"
+    )
     assert status == 200 and answer == {"queued": 0, "expired_email_changes": 0}
     assert rectification.sweep(engine, now=later) == {"queued": 0, "expired_email_changes": 1}
     with engine.connect() as conn:
@@ -434,8 +489,9 @@ def test_an_expired_code_changes_nothing(env, engine, manifest):
     assert row(engine, schema.accounts, id=account["id"])["email"] == account["email"]
 
 
-def test_an_email_change_moves_the_resend_contact_and_the_stripe_email(env, engine, manifest, stripe_env,
-                                                                       stripe_fake, resend_env, resend_fake):
+def test_an_email_change_moves_the_resend_contact_and_the_stripe_email(
+    env, engine, manifest, stripe_env, stripe_fake, resend_env, resend_fake
+):
     customer = stripe_fake.add_customer()
     account = seeded(engine, stripe_customer_id=customer)
     resend_fake.add_contact(account["email"], unsubscribed=True, segments=("seg_newsletter", "seg_product"))
@@ -478,10 +534,17 @@ def test_issued_invoices_their_lines_and_pdfs_are_byte_identical_after_a_rectifi
     pdf_bytes = {key: storage.get_bytes(bucket, key) for key in keys}
     assert all(pdf_bytes.values())
     siren = company_of(engine, account["id"])["siren"]
-    status, _ = patch(manifest, account, Codes(account), {
-        "company_name": NEW_COMPANY, "business_address": NEW_ADDRESS, "vat_number": vat_number(siren),
-        "first_name": NEW_FIRST,
-    })
+    status, _ = patch(
+        manifest,
+        account,
+        Codes(account),
+        {
+            "company_name": NEW_COMPANY,
+            "business_address": NEW_ADDRESS,
+            "vat_number": vat_number(siren),
+            "first_name": NEW_FIRST,
+        },
+    )
     assert status == 202
     drain(manifest)
     assert snapshot_invoices(engine, account["id"]) == before
@@ -508,8 +571,9 @@ def test_a_rectification_never_reaches_another_account(engine, manifest):
     assert status == 404
     # The DPO path checks the request's account too.
     with pytest.raises(NotFound):
-        rectification.apply_rectification(engine, account_id=other["id"], fields={"first_name": "Autre"},
-                                          actor="dpo:test", request_id=request_id)
+        rectification.apply_rectification(
+            engine, account_id=other["id"], fields={"first_name": "Autre"}, actor="dpo:test", request_id=request_id
+        )
     assert row(engine, schema.accounts, id=other["id"]) == other_before
 
 
@@ -519,49 +583,67 @@ def test_a_rectification_never_reaches_another_account(engine, manifest):
 def test_apply_rectification_for_the_dpo_desk(engine, manifest):
     account = seeded(engine)
     with engine.begin() as conn:
-        request = registry.create_request(conn, account_id=account["id"], kind="rectification", channel="post",
-                                          actor="dpo:test")
+        request = registry.create_request(
+            conn, account_id=account["id"], kind="rectification", channel="post", actor="dpo:test"
+        )
     # Nothing is corrected before the desk has verified who wrote.
     with pytest.raises(Conflict) as unverified:
-        rectification.apply_rectification(engine, account_id=account["id"], fields={"phone": NEW_PHONE},
-                                          actor="dpo:test", request_id=request.id)
+        rectification.apply_rectification(
+            engine, account_id=account["id"], fields={"phone": NEW_PHONE}, actor="dpo:test", request_id=request.id
+        )
     assert unverified.value.code == "identity_not_verified"
     assert row(engine, schema.accounts, id=account["id"])["phone"] != "+33 7 98 76 54 32"
     with engine.begin() as conn:
-        registry.transition(conn, request.id, registry.VERIFIED, actor="dpo:test",
-                            details={"verified_by": "identity_document"})
+        registry.transition(
+            conn, request.id, registry.VERIFIED, actor="dpo:test", details={"verified_by": "identity_document"}
+        )
     with pytest.raises(ValidationFailed) as refused:
-        rectification.apply_rectification(engine, account_id=account["id"], fields={"email": NEW_EMAIL},
-                                          actor="dpo:test", request_id=request.id)
+        rectification.apply_rectification(
+            engine, account_id=account["id"], fields={"email": NEW_EMAIL}, actor="dpo:test", request_id=request.id
+        )
     assert refused.value.code == "email_needs_confirmation"
     with pytest.raises(ValidationFailed):
-        rectification.apply_rectification(engine, account_id=account["id"], fields={"phone": "12"},
-                                          actor="dpo:test", request_id=request.id)
-    view = rectification.apply_rectification(engine, account_id=account["id"], fields={"phone": NEW_PHONE},
-                                             actor="dpo:test", request_id=request.id)
+        rectification.apply_rectification(
+            engine, account_id=account["id"], fields={"phone": "12"}, actor="dpo:test", request_id=request.id
+        )
+    view = rectification.apply_rectification(
+        engine, account_id=account["id"], fields={"phone": NEW_PHONE}, actor="dpo:test", request_id=request.id
+    )
     assert view["state"] == "in_progress" and view["channel"] == "post" and view["fields"] == ["phone"]
     assert row(engine, schema.accounts, id=account["id"])["phone"] == "+33 7 98 76 54 32"
     drain(manifest)
     with engine.connect() as conn:
         assert registry.get_request(conn, request.id).state == "completed"
     with pytest.raises(Conflict):
-        rectification.apply_rectification(engine, account_id=account["id"], fields={"phone": "0612345678"},
-                                           actor="dpo:test", request_id=request.id)
+        rectification.apply_rectification(
+            engine, account_id=account["id"], fields={"phone": "0612345678"}, actor="dpo:test", request_id=request.id
+        )
 
 
 # --- No value reaches a log line ----------------------------------------------------------------
 
 
-def test_no_old_or_new_value_reaches_a_log_line(env, engine, manifest, capfd, caplog, stripe_env, stripe_fake,
-                                               resend_env, resend_fake):
+def test_no_old_or_new_value_reaches_a_log_line(
+    env, engine, manifest, capfd, caplog, stripe_env, stripe_fake, resend_env, resend_fake
+):
     customer = stripe_fake.add_customer()
     account = seeded(engine, stripe_customer_id=customer)
     resend_fake.add_contact(account["email"])
     codes = Codes(account)
     caplog.set_level("INFO")  # the production LOG_LEVEL (the SDKs log request bodies at DEBUG)
     call(manifest, "GET", "/", account=account)
-    patch(manifest, account, codes, {"first_name": NEW_FIRST, "last_name": NEW_LAST, "phone": NEW_PHONE,
-                                     "company_name": NEW_COMPANY, "business_address": NEW_ADDRESS})
+    patch(
+        manifest,
+        account,
+        codes,
+        {
+            "first_name": NEW_FIRST,
+            "last_name": NEW_LAST,
+            "phone": NEW_PHONE,
+            "company_name": NEW_COMPANY,
+            "business_address": NEW_ADDRESS,
+        },
+    )
     patch(manifest, account, codes, {"first_name": "Bad1"})  # a refusal names the field, not the value
     drain(manifest)
     patch(manifest, account, codes, {"email": NEW_EMAIL})
@@ -600,8 +682,12 @@ def test_erasure_deletes_a_pending_change_of_address(engine, manifest):
         scrub.erase_accounts_data(conn, [account["id"]])
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(schema.email_changes)).scalar_one() == 0
-        assert conn.execute(sa.select(sa.func.count()).select_from(schema.accounts).where(
-            schema.accounts.c.id == account["id"])).scalar_one() == 0
+        assert (
+            conn.execute(
+                sa.select(sa.func.count()).select_from(schema.accounts).where(schema.accounts.c.id == account["id"])
+            ).scalar_one()
+            == 0
+        )
 
 
 def test_the_propagation_travels_through_sqs(engine, manifest, sqs_env, stripe_env, stripe_fake):

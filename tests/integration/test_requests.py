@@ -25,7 +25,9 @@ def new_account() -> str:
 
 def create(engine, account_id: str | None = None, *, kind="erasure", channel="client_area", now=T0, **kw):
     with engine.begin() as conn:
-        return dsr.create_request(conn, account_id=account_id or new_account(), kind=kind, channel=channel, now=now, **kw)
+        return dsr.create_request(
+            conn, account_id=account_id or new_account(), kind=kind, channel=channel, now=now, **kw
+        )
 
 
 def move(engine, request_id: str, to_state: str, **kw):
@@ -101,7 +103,9 @@ def test_full_erasure_lifecycle(engine):
     for state in (dsr.VERIFIED, dsr.WAITING, dsr.IN_PROGRESS):
         record = move(engine, record.id, state, now=T0 + dt.timedelta(hours=1))
         assert record.closed_at is None
-    record = move(engine, record.id, dsr.COMPLETED, details={"receipt": "receipts/x.json"}, now=T0 + dt.timedelta(days=8))
+    record = move(
+        engine, record.id, dsr.COMPLETED, details={"receipt": "receipts/x.json"}, now=T0 + dt.timedelta(days=8)
+    )
 
     assert record.state == dsr.COMPLETED
     assert record.closed_at == T0 + dt.timedelta(days=8)

@@ -54,7 +54,9 @@ def test_last_expired_day_at_month_ends_and_leap_days(months, days, today, last)
     assert last_expired_day(months, days, today) == last
 
 
-@pytest.mark.parametrize("rule_id", ["connection_logs", "payment_data", "prospects", "invoices", "exports", "inactive_account"])
+@pytest.mark.parametrize(
+    "rule_id", ["connection_logs", "payment_data", "prospects", "invoices", "exports", "inactive_account"]
+)
 def test_the_expired_set_is_exactly_what_the_policy_says(rule_id):
     rule = policy.retention_rule(rule_id)
     start = dt.date(2019, 12, 20)
@@ -86,54 +88,119 @@ def test_invoice_clock_is_configurable(env, monkeypatch):
 # --- The data -------------------------------------------------------------------------------------------
 
 
-def invoice(conn, *, issue_date: dt.date, account_id: str | None, pdf_key: str | None = None,
-            archived_at: dt.datetime | None = None) -> str:
+def invoice(
+    conn,
+    *,
+    issue_date: dt.date,
+    account_id: str | None,
+    pdf_key: str | None = None,
+    archived_at: dt.datetime | None = None,
+) -> str:
     invoice_id = new_id()
-    conn.execute(schema.invoices.insert().values(
-        id=invoice_id, account_id=account_id, number=f"F-{invoice_id[:8]}", issue_date=issue_date,
-        total_excl_tax_cents=1000, total_tax_cents=200, total_incl_tax_cents=1200, status="paid",
-        seller_name=f"Seller {CANARY}", buyer_name=f"Buyer {CANARY}", pdf_object_key=pdf_key, archived_at=archived_at,
-        created_at=utcnow(),
-    ))
-    conn.execute(schema.invoice_lines.insert().values(
-        id=new_id(), invoice_id=invoice_id, position=1, description=f"Line {CANARY}", quantity=1,
-        unit_price_cents=1000, vat_rate=20, total_excl_tax_cents=1000,
-    ))
+    conn.execute(
+        schema.invoices.insert().values(
+            id=invoice_id,
+            account_id=account_id,
+            number=f"F-{invoice_id[:8]}",
+            issue_date=issue_date,
+            total_excl_tax_cents=1000,
+            total_tax_cents=200,
+            total_incl_tax_cents=1200,
+            status="paid",
+            seller_name=f"Seller {CANARY}",
+            buyer_name=f"Buyer {CANARY}",
+            pdf_object_key=pdf_key,
+            archived_at=archived_at,
+            created_at=utcnow(),
+        )
+    )
+    conn.execute(
+        schema.invoice_lines.insert().values(
+            id=new_id(),
+            invoice_id=invoice_id,
+            position=1,
+            description=f"Line {CANARY}",
+            quantity=1,
+            unit_price_cents=1000,
+            vat_rate=20,
+            total_excl_tax_cents=1000,
+        )
+    )
     return invoice_id
 
 
-def payment(conn, *, at: dt.datetime, account_id: str | None = None, dispute_opened_at=None, disputed_until=None,
-            pseudonym: str | None = None) -> str:
+def payment(
+    conn,
+    *,
+    at: dt.datetime,
+    account_id: str | None = None,
+    dispute_opened_at=None,
+    disputed_until=None,
+    pseudonym: str | None = None,
+) -> str:
     payment_id = new_id()
-    conn.execute(schema.payment_records.insert().values(
-        id=payment_id, account_id=account_id, subject_pseudonym=pseudonym, stripe_object_id=f"pi_{payment_id[:12]}",
-        kind="payment_intent", amount_cents=1200, currency="EUR", status="succeeded", transaction_at=at,
-        dispute_opened_at=dispute_opened_at, disputed_until=disputed_until, created_at=at, updated_at=at,
-    ))
+    conn.execute(
+        schema.payment_records.insert().values(
+            id=payment_id,
+            account_id=account_id,
+            subject_pseudonym=pseudonym,
+            stripe_object_id=f"pi_{payment_id[:12]}",
+            kind="payment_intent",
+            amount_cents=1200,
+            currency="EUR",
+            status="succeeded",
+            transaction_at=at,
+            dispute_opened_at=dispute_opened_at,
+            disputed_until=disputed_until,
+            created_at=at,
+            updated_at=at,
+        )
+    )
     return payment_id
 
 
 def prospect(conn, *, last_contact_at: dt.datetime) -> str:
     prospect_id = new_id()
-    conn.execute(schema.prospects.insert().values(
-        id=prospect_id, email=f"p.{prospect_id[:6]}+{CANARY}@example.test", name=CANARY,
-        last_contact_at=last_contact_at, created_at=last_contact_at,
-    ))
+    conn.execute(
+        schema.prospects.insert().values(
+            id=prospect_id,
+            email=f"p.{prospect_id[:6]}+{CANARY}@example.test",
+            name=CANARY,
+            last_contact_at=last_contact_at,
+            created_at=last_contact_at,
+        )
+    )
     return prospect_id
 
 
 def closed_request(conn, *, closed_at: dt.datetime | None, kind: str = "erasure") -> str:
     request_id = new_id()
-    conn.execute(schema.dsr_requests.insert().values(
-        id=request_id, account_id=new_id(), subject_pseudonym="0" * 64, kind=kind, channel="client_area",
-        state="completed" if closed_at else "in_progress", received_at=(closed_at or utcnow()) - dt.timedelta(days=9),
-        due_at=(closed_at or utcnow()) + dt.timedelta(days=20), state_changed_at=closed_at or utcnow(), closed_at=closed_at,
-    ))
-    conn.execute(schema.saga_steps.insert().values(job_id=request_id, step="plan", state="completed", updated_at=utcnow()))
+    conn.execute(
+        schema.dsr_requests.insert().values(
+            id=request_id,
+            account_id=new_id(),
+            subject_pseudonym="0" * 64,
+            kind=kind,
+            channel="client_area",
+            state="completed" if closed_at else "in_progress",
+            received_at=(closed_at or utcnow()) - dt.timedelta(days=9),
+            due_at=(closed_at or utcnow()) + dt.timedelta(days=20),
+            state_changed_at=closed_at or utcnow(),
+            closed_at=closed_at,
+        )
+    )
+    conn.execute(
+        schema.saga_steps.insert().values(job_id=request_id, step="plan", state="completed", updated_at=utcnow())
+    )
     if closed_at is not None and kind == "erasure":
-        conn.execute(schema.erasure_ledger.insert().values(
-            request_id=request_id, account_id=new_id(), subject_pseudonym="0" * 64, erased_at=closed_at,
-        ))
+        conn.execute(
+            schema.erasure_ledger.insert().values(
+                request_id=request_id,
+                account_id=new_id(),
+                subject_pseudonym="0" * 64,
+                erased_at=closed_at,
+            )
+        )
     return request_id
 
 
@@ -147,7 +214,10 @@ def put_object(bucket: str, key: str, *, modified: dt.datetime | None = None) ->
 
 def exists(table: sa.Table, row_id: str, engine) -> bool:
     with engine.connect() as conn:
-        return conn.execute(sa.select(sa.literal(1)).where(table.c[table.primary_key.columns.keys()[0]] == row_id)).first() is not None
+        return (
+            conn.execute(sa.select(sa.literal(1)).where(table.c[table.primary_key.columns.keys()[0]] == row_id)).first()
+            is not None
+        )
 
 
 @pytest.fixture
@@ -162,21 +232,35 @@ def world(env, engine):
     w: dict = {"account": account, "now": now}
     with engine.begin() as conn:
         old_key = f"invoices/{account['id']}/old.pdf"
-        w["invoice_expired"] = invoice(conn, issue_date=invoice_bound - ONE_DAY, account_id=account["id"], pdf_key=old_key)
-        w["invoice_kept"] = invoice(conn, issue_date=invoice_bound, account_id=account["id"],
-                                    pdf_key=f"invoices/{account['id']}/kept.pdf")
-        w["invoice_erased_account"] = invoice(conn, issue_date=invoice_bound - dt.timedelta(days=40), account_id=None,
-                                              pdf_key="invoices/archived.pdf", archived_at=now - dt.timedelta(days=400))
+        w["invoice_expired"] = invoice(
+            conn, issue_date=invoice_bound - ONE_DAY, account_id=account["id"], pdf_key=old_key
+        )
+        w["invoice_kept"] = invoice(
+            conn, issue_date=invoice_bound, account_id=account["id"], pdf_key=f"invoices/{account['id']}/kept.pdf"
+        )
+        w["invoice_erased_account"] = invoice(
+            conn,
+            issue_date=invoice_bound - dt.timedelta(days=40),
+            account_id=None,
+            pdf_key="invoices/archived.pdf",
+            archived_at=now - dt.timedelta(days=400),
+        )
         archive_cut = rules.cutoff("payment_data", today, archive=True)
         delete_cut = rules.cutoff("payment_data", today)
         w["payment_recent"] = payment(conn, at=now - dt.timedelta(days=30), account_id=account["id"])
         w["payment_to_archive"] = payment(conn, at=day_before(archive_cut), account_id=account["id"])
         w["payment_active_edge"] = payment(conn, at=archive_cut, account_id=account["id"])
         w["payment_to_delete"] = payment(conn, at=day_before(delete_cut), pseudonym="a" * 64)
-        w["payment_disputed_open"] = payment(conn, at=day_before(delete_cut), account_id=account["id"],
-                                             dispute_opened_at=now - dt.timedelta(days=90))
-        w["payment_dispute_closed"] = payment(conn, at=day_before(delete_cut), account_id=account["id"],
-                                              dispute_opened_at=now - dt.timedelta(days=90), disputed_until=now - dt.timedelta(days=20))
+        w["payment_disputed_open"] = payment(
+            conn, at=day_before(delete_cut), account_id=account["id"], dispute_opened_at=now - dt.timedelta(days=90)
+        )
+        w["payment_dispute_closed"] = payment(
+            conn,
+            at=day_before(delete_cut),
+            account_id=account["id"],
+            dispute_opened_at=now - dt.timedelta(days=90),
+            disputed_until=now - dt.timedelta(days=20),
+        )
         prospect_cut = rules.cutoff("prospects", today)
         w["prospect_expired"] = prospect(conn, last_contact_at=prospect_cut - dt.timedelta(seconds=1))
         w["prospect_kept"] = prospect(conn, last_contact_at=prospect_cut)
@@ -185,20 +269,34 @@ def world(env, engine):
         w["request_kept"] = closed_request(conn, closed_at=request_cut)
         w["request_open"] = closed_request(conn, closed_at=None)
         session_cut = rules.cutoff("connection_logs", today)
-        for label, created in (("session_expired", session_cut - dt.timedelta(seconds=1)), ("session_kept", session_cut)):
+        for label, created in (
+            ("session_expired", session_cut - dt.timedelta(seconds=1)),
+            ("session_kept", session_cut),
+        ):
             w[label] = new_id()
-            conn.execute(schema.sessions.insert().values(
-                id=w[label], account_id=account["id"], token_hash=w[label].replace("-", "") * 2,
-                ip_address="203.0.113.9", user_agent=f"Mozilla/5.0 {CANARY}", created_at=created,
-                expires_at=created + dt.timedelta(days=30),
-            ))
+            conn.execute(
+                schema.sessions.insert().values(
+                    id=w[label],
+                    account_id=account["id"],
+                    token_hash=w[label].replace("-", "") * 2,
+                    ip_address="203.0.113.9",
+                    user_agent=f"Mozilla/5.0 {CANARY}",
+                    created_at=created,
+                    expires_at=created + dt.timedelta(days=30),
+                )
+            )
         code_cut = rules.cutoff("verification_records", today)
         for label, created in (("code_expired", code_cut - dt.timedelta(hours=1)), ("code_kept", code_cut)):
             w[label] = new_id()
-            conn.execute(schema.verification_codes.insert().values(
-                id=w[label], account_id=account["id"], code_hash="f" * 64, created_at=created,
-                expires_at=created + dt.timedelta(minutes=10),
-            ))
+            conn.execute(
+                schema.verification_codes.insert().values(
+                    id=w[label],
+                    account_id=account["id"],
+                    code_hash="f" * 64,
+                    created_at=created,
+                    expires_at=created + dt.timedelta(minutes=10),
+                )
+            )
     put_object(s.documents_bucket, old_key)
     put_object(s.documents_bucket, f"invoices/{account['id']}/kept.pdf")
     put_object(s.archive_bucket, "invoices/archived.pdf")
@@ -251,18 +349,29 @@ def test_enforce_retention_removes_exactly_the_expired_set(env, engine, world, c
     assert not archived[w["payment_dispute_closed"]]  # its clock restarted when the dispute closed
     assert not archived[w["payment_disputed_open"]]  # an open dispute stops the clock
 
-    assert not exists(schema.prospects, w["prospect_expired"], engine) and exists(schema.prospects, w["prospect_kept"], engine)
-    assert not storage.exists(s.exports_bucket, w["export_expired"]) and storage.exists(s.exports_bucket, w["export_kept"])
+    assert not exists(schema.prospects, w["prospect_expired"], engine) and exists(
+        schema.prospects, w["prospect_kept"], engine
+    )
+    assert not storage.exists(s.exports_bucket, w["export_expired"]) and storage.exists(
+        s.exports_bucket, w["export_kept"]
+    )
     assert not exists(schema.dsr_requests, w["request_expired"], engine)
-    assert exists(schema.dsr_requests, w["request_kept"], engine) and exists(schema.dsr_requests, w["request_open"], engine)
+    assert exists(schema.dsr_requests, w["request_kept"], engine) and exists(
+        schema.dsr_requests, w["request_open"], engine
+    )
     assert not storage.exists(s.archive_bucket, f"receipts/erasure/{w['request_expired']}.json")
     assert storage.exists(s.archive_bucket, f"receipts/erasure/{w['request_kept']}.json")
     with engine.connect() as conn:
-        assert {r for r in conn.execute(sa.select(schema.saga_steps.c.job_id)).scalars()} == {w["request_kept"], w["request_open"]}
+        assert {r for r in conn.execute(sa.select(schema.saga_steps.c.job_id)).scalars()} == {
+            w["request_kept"],
+            w["request_open"],
+        }
         assert set(conn.execute(sa.select(schema.erasure_ledger.c.request_id)).scalars()) == {w["request_kept"]}
     assert not exists(schema.verification_codes, w["code_expired"], engine)
     assert exists(schema.verification_codes, w["code_kept"], engine)
-    assert not exists(schema.sessions, w["session_expired"], engine) and exists(schema.sessions, w["session_kept"], engine)
+    assert not exists(schema.sessions, w["session_expired"], engine) and exists(
+        schema.sessions, w["session_kept"], engine
+    )
 
     # One audit entry per category, counts only; the chain holds.
     with engine.connect() as conn:
@@ -283,8 +392,10 @@ def test_plan_counts_and_changes_nothing(env, engine, world, capsys):
 
     def table_sizes() -> dict[str, int]:
         with engine.connect() as conn:
-            return {t: conn.execute(sa.select(sa.func.count()).select_from(schema.metadata.tables[t])).scalar()
-                    for t in ("invoices", "payment_records", "prospects", "dsr_requests", "audit_log")}
+            return {
+                t: conn.execute(sa.select(sa.func.count()).select_from(schema.metadata.tables[t])).scalar()
+                for t in ("invoices", "payment_records", "prospects", "dsr_requests", "audit_log")
+            }
 
     before = table_sizes()
     assert main(["retention", "plan", "--json"]) == 0

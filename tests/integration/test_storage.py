@@ -165,7 +165,9 @@ def test_retained_object_cannot_be_deleted_before_its_date(backend):
 def test_local_archive_file_is_read_only_and_cannot_be_overwritten(local):
     store, settings = local
     until = dt.datetime.now(UTC) + dt.timedelta(days=3650)
-    store.put_retained(settings.archive_bucket, "invoices/1.pdf", b"%PDF", retain_until=until, content_type="application/pdf")
+    store.put_retained(
+        settings.archive_bucket, "invoices/1.pdf", b"%PDF", retain_until=until, content_type="application/pdf"
+    )
 
     path = settings.data_dir / "objects" / settings.archive_bucket / "invoices" / "1.pdf"
     assert stat.S_IMODE(path.stat().st_mode) == 0o444
@@ -179,10 +181,16 @@ def test_local_archive_file_is_read_only_and_cannot_be_overwritten(local):
 def test_retention_date_must_be_aware_and_future(backend):
     store, settings = backend
     with pytest.raises(ValueError):
-        store.put_retained(settings.archive_bucket, "k", b"x", retain_until=dt.datetime(2100, 1, 1), content_type="text/plain")
+        store.put_retained(
+            settings.archive_bucket, "k", b"x", retain_until=dt.datetime(2100, 1, 1), content_type="text/plain"
+        )
     with pytest.raises(ValueError):
         store.put_retained(
-            settings.archive_bucket, "k", b"x", retain_until=dt.datetime(2000, 1, 1, tzinfo=UTC), content_type="text/plain"
+            settings.archive_bucket,
+            "k",
+            b"x",
+            retain_until=dt.datetime(2000, 1, 1, tzinfo=UTC),
+            content_type="text/plain",
         )
     assert not store.exists(settings.archive_bucket, "k")
 
@@ -248,7 +256,9 @@ def test_local_signed_url_verification(local, monkeypatch):
     # Tampered: another key, another bucket, another expiry, another signature, garbage.
     assert not store.verify_local_signature(settings.exports_bucket, "exports/s 2/x.zip", expires, signature)
     assert not store.verify_local_signature(settings.documents_bucket, "exports/s 1/x.zip", expires, signature)
-    assert not store.verify_local_signature(settings.exports_bucket, "exports/s 1/x.zip", str(int(expires) + 1), signature)
+    assert not store.verify_local_signature(
+        settings.exports_bucket, "exports/s 1/x.zip", str(int(expires) + 1), signature
+    )
     assert not store.verify_local_signature(settings.exports_bucket, "exports/s 1/x.zip", expires, "0" * 64)
     assert not store.verify_local_signature(settings.exports_bucket, "exports/s 1/x.zip", "soon", signature)
     assert not store.verify_local_signature(settings.exports_bucket, "exports/s 1/x.zip", expires, "é")

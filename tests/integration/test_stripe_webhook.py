@@ -234,7 +234,11 @@ def test_each_handled_event_type_is_applied(webhook, event_type):
 
     row = event_row(event["id"])
     assert row.outcome == "applied" and row.processed_at is not None
-    assert (row.type, row.object_id, row.created) == (event_type, event["data"]["object"]["id"], moment(event["created"]))
+    assert (row.type, row.object_id, row.created) == (
+        event_type,
+        event["data"]["object"]["id"],
+        moment(event["created"]),
+    )
 
     if event_type in ("customer.created", "customer.updated"):
         assert account_customer(account_id) == CUSTOMER_ID
@@ -379,6 +383,7 @@ def test_a_dispute_overtaking_its_charge_keeps_both(webhook):
 
 def test_a_dispute_holds_the_record_until_it_closes(webhook):
     from shared.policy import facts as policy
+
     new_account()
     charge_event = stripe_event("charge.succeeded")
     webhook.deliver(charge_event)
@@ -502,7 +507,9 @@ def test_the_export_shows_the_payment_records(webhook):
     with engine.begin() as conn:
         request = create_request(conn, account_id=account_id, kind="access", channel="client_area")
     with engine.connect() as conn:
-        archive = b"".join(iter_archive(conn, request, ArchiveStats(), now=utcnow(), settings=config_module.get_settings()))
+        archive = b"".join(
+            iter_archive(conn, request, ArchiveStats(), now=utcnow(), settings=config_module.get_settings())
+        )
     data = json.loads(zipfile.ZipFile(io.BytesIO(archive)).read("data.json"))
     exported = {row["stripe_object_id"]: row for row in data["data"]["payment_records"]}
     assert set(exported) == {CHARGE_ID, INVOICE_ID, SUBSCRIPTION_ID}

@@ -122,7 +122,10 @@ NOT_EVENTS = (
     ("[1, 2, 3]", "invalid_event"),
     ('{"object": "customer", "id": "cus_123"}', "invalid_event"),
     ('{"object": "event", "id": "evt_1", "type": "charge.succeeded", "created": 1781000000}', "invalid_event"),
-    ('{"object": "event", "id": "evt_1", "type": "charge.succeeded", "created": 1e99, "data": {"object": {}}}', "invalid_event"),
+    (
+        '{"object": "event", "id": "evt_1", "type": "charge.succeeded", "created": 1e99, "data": {"object": {}}}',
+        "invalid_event",
+    ),
 )
 
 
@@ -171,13 +174,31 @@ def test_personal_data_in_events_never_reaches_logs_records_or_the_queue(webhook
     account_id = new_account(linked=False)
     customer = stripe_event("customer.created", account_id=account_id)
     customer["data"]["object"].update(
-        email=CANARIES[0], name=CANARIES[1], phone=CANARIES[2],
-        address={"line1": CANARIES[3], "line2": None, "city": "Paris", "postal_code": "75001", "country": "FR", "state": None},
+        email=CANARIES[0],
+        name=CANARIES[1],
+        phone=CANARIES[2],
+        address={
+            "line1": CANARIES[3],
+            "line2": None,
+            "city": "Paris",
+            "postal_code": "75001",
+            "country": "FR",
+            "state": None,
+        },
     )
     charge = stripe_event("charge.succeeded")
     charge["data"]["object"]["billing_details"] = {
-        "address": {"line1": CANARIES[3], "line2": None, "city": "Paris", "postal_code": "75001", "country": "FR", "state": None},
-        "email": CANARIES[0], "name": CANARIES[1], "phone": CANARIES[2],
+        "address": {
+            "line1": CANARIES[3],
+            "line2": None,
+            "city": "Paris",
+            "postal_code": "75001",
+            "country": "FR",
+            "state": None,
+        },
+        "email": CANARIES[0],
+        "name": CANARIES[1],
+        "phone": CANARIES[2],
     }
     charge["data"]["object"]["receipt_email"] = CANARIES[0]
 
@@ -197,7 +218,9 @@ def test_personal_data_in_events_never_reaches_logs_records_or_the_queue(webhook
     assert (stored.account_id, stored.card_brand, stored.card_last4) == (account_id, "visa", "4242")
     with get_engine().connect() as conn:
         database = " ".join(
-            str(tuple(row)) for table in (payment_records, stripe_events, audit_log) for row in conn.execute(sa.select(table))
+            str(tuple(row))
+            for table in (payment_records, stripe_events, audit_log)
+            for row in conn.execute(sa.select(table))
         )
     output = capfd.readouterr()
     emitted = output.out + output.err + caplog.text

@@ -58,7 +58,11 @@ def sample(name: str, **replace: str) -> dict:
 
 
 def client(account_id: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_dev_token(account_id)}", "User-Agent": "pytest", "X-Forwarded-For": CANARY_IP}
+    return {
+        "Authorization": f"Bearer {issue_dev_token(account_id)}",
+        "User-Agent": "pytest",
+        "X-Forwarded-For": CANARY_IP,
+    }
 
 
 def dpo_headers(engine) -> dict[str, str]:
@@ -73,8 +77,16 @@ def withdraw_event(account_id: str, body: str, **headers: str) -> dict:
 def new_account(engine, *, consents=("newsletter", "analytics"), email=CANARY_EMAIL, now=None) -> str:
     account_id = create_account(engine, email=email)["id"]
     for purpose in consents:
-        consent.give_consent(engine, account_id, purpose, channel=consent.CLIENT_AREA, actor="client",
-                             ip=CANARY_IP, user_agent="pytest", now=now)
+        consent.give_consent(
+            engine,
+            account_id,
+            purpose,
+            channel=consent.CLIENT_AREA,
+            actor="client",
+            ip=CANARY_IP,
+            user_agent="pytest",
+            now=now,
+        )
     return account_id
 
 
@@ -240,12 +252,15 @@ def _mailed_token(env) -> str:
 
 def test_one_click_unsubscribe_without_login(env, engine):
     account_id = new_account(engine)
-    assert consent.send_marketing(engine, account_id, campaign_id="spring-2026", subject="Nouveautés",
-                                  text="Bonjour", html="<p>Bonjour</p>")
+    assert consent.send_marketing(
+        engine, account_id, campaign_id="spring-2026", subject="Nouveautés", text="Bonjour", html="<p>Bonjour</p>"
+    )
     token = _mailed_token(env)
 
     # The page does not unsubscribe (link scanners follow GETs); it POSTs.
-    status, page, headers = call(sample("unsubscribe-page", **{"<unsubscribe token from a marketing mail's List-Unsubscribe header>": token}))
+    status, page, headers = call(
+        sample("unsubscribe-page", **{"<unsubscribe token from a marketing mail's List-Unsubscribe header>": token})
+    )
     assert status == 200 and 'method="post"' in page and 'name="List-Unsubscribe" value="One-Click"' in page
     assert headers["Cache-Control"] == "no-store"
     # No script, nothing from another origin, never framed, the token never leaves in a Referer.
@@ -254,7 +269,9 @@ def test_one_click_unsubscribe_without_login(env, engine):
     assert headers["Referrer-Policy"] == "no-referrer" and "<script" not in page
     assert ledger(engine, account_id)[-1][1] == "given"
 
-    event = sample("unsubscribe-one-click", **{"<unsubscribe token from a marketing mail's List-Unsubscribe header>": token})
+    event = sample(
+        "unsubscribe-one-click", **{"<unsubscribe token from a marketing mail's List-Unsubscribe header>": token}
+    )
     assert "Authorization" not in event["headers"]
     status, body, _ = call(event)
     assert status == 200 and body == {"status": "unsubscribed", "changed": True}
@@ -264,8 +281,12 @@ def test_one_click_unsubscribe_without_login(env, engine):
 
     # Idempotent, and no marketing mail is sent afterwards.
     assert call(event)[1] == {"status": "unsubscribed", "changed": False}
-    assert consent.send_marketing(engine, account_id, campaign_id="summer-2026", subject="Été",
-                                  text="Bonjour", html="<p>Bonjour</p>") is None
+    assert (
+        consent.send_marketing(
+            engine, account_id, campaign_id="summer-2026", subject="Été", text="Bonjour", html="<p>Bonjour</p>"
+        )
+        is None
+    )
     assert len([m for m in outbox(env) if m["category"] == "marketing"]) == 1
 
 
@@ -274,8 +295,13 @@ def test_multipart_one_click_body_is_accepted(env, engine):
     token = consent.unsubscribe_token(account_id)
     boundary = "XyZ"
     body = f'--{boundary}\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--{boundary}--\r\n'
-    event = http_event("POST", "/unsubscribe", body=body, query={"t": token},
-                       headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    event = http_event(
+        "POST",
+        "/unsubscribe",
+        body=body,
+        query={"t": token},
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert call(event)[0] == 200
     assert ledger(engine, account_id)[-1] == ("newsletter", "withdrawn", "email_link")
 
@@ -286,7 +312,9 @@ def test_tampered_expired_or_not_one_click_changes_nothing(env, engine):
     version, payload, signature = token.split(".")
     other = consent.unsubscribe_token(new_account(engine, email="other@example.test"))
     forged = f"{version}.{other.split('.')[1]}.{signature}"
-    expired = consent.unsubscribe_token(account_id, now=utcnow() - dt.timedelta(days=env.unsubscribe_token_ttl_days + 1))
+    expired = consent.unsubscribe_token(
+        account_id, now=utcnow() - dt.timedelta(days=env.unsubscribe_token_ttl_days + 1)
+    )
     before = ledger(engine, account_id), count(engine, audit_log)
 
     cases = [
@@ -297,8 +325,13 @@ def test_tampered_expired_or_not_one_click_changes_nothing(env, engine):
         (token, "List-Unsubscribe=Yes", 400, "not_one_click"),
     ]
     for t, body, status, code in cases:
-        event = http_event("POST", "/unsubscribe", body=body, query={"t": t},
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        event = http_event(
+            "POST",
+            "/unsubscribe",
+            body=body,
+            query={"t": t},
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         got_status, got, _ = call(event)
         assert (got_status, got["error"]["code"]) == (status, code)
     assert call(sample("unsubscribe-tampered"))[0] == 400
@@ -391,7 +424,9 @@ def test_the_hourly_sweep_queues_a_propagation_whose_enqueue_failed(resend_env, 
     assert _pending(engine) == []
     assert resend_fake.contact(CANARY_EMAIL)["unsubscribed"] is True
     # Nothing left: the next sweep queues nothing, Resend sees one unsubscribe.
-    assert json.loads(invoke(spec, json.loads((EVENTS / "worker-propagation-sweep.json").read_text()))["body"]) == {"queued": 0}
+    assert json.loads(invoke(spec, json.loads((EVENTS / "worker-propagation-sweep.json").read_text()))["body"]) == {
+        "queued": 0
+    }
     assert len(_contact_patches(resend_fake)) == 1
 
 
@@ -463,11 +498,16 @@ def test_dpo_route_refuses_client_tokens_and_bad_input(env, engine):
     status, body, _ = call(http_event("GET", "/", headers=dpo))
     assert status == 401 and body["error"]["code"] == "wrong_token_type"
 
-    bad = http_event("POST", "/dpo/restrictions", headers=dpo,
-                     body=json.dumps({"account_id": account_id, "reason_code": "because"}))
+    bad = http_event(
+        "POST", "/dpo/restrictions", headers=dpo, body=json.dumps({"account_id": account_id, "reason_code": "because"})
+    )
     assert call(bad)[1]["error"]["code"] == "invalid_reason"
-    missing = http_event("POST", "/dpo/restrictions", headers=dpo,
-                         body=json.dumps({"account_id": "00000000-0000-0000-0000-000000000000", "reason_code": "legal_claims"}))
+    missing = http_event(
+        "POST",
+        "/dpo/restrictions",
+        headers=dpo,
+        body=json.dumps({"account_id": "00000000-0000-0000-0000-000000000000", "reason_code": "legal_claims"}),
+    )
     assert call(missing)[0] == 404
     assert count(engine, processing_restrictions) == 0
 
@@ -491,13 +531,34 @@ def test_no_personal_data_in_logs(env, engine, capfd):
     call(withdraw_event(account_id, '{"purpose": "newsletter"}', **{"Sec-GPC": "1"}))
     call(sample("withdraw-unknown-purpose") | {"headers": client(account_id)})
     drain()
-    flag = call(http_event("POST", "/dpo/restrictions", headers=dpo, body=json.dumps(
-        {"account_id": account_id, "reason_code": "legal_claims", "note": f"Écrit par {CANARY_EMAIL}"})))[1]["flag"]
-    call(http_event("POST", f"/dpo/restrictions/{flag['id']}/lift", headers=dpo,
-                    body=json.dumps({"reason_code": "legal_claims_closed"})))
+    flag = call(
+        http_event(
+            "POST",
+            "/dpo/restrictions",
+            headers=dpo,
+            body=json.dumps(
+                {"account_id": account_id, "reason_code": "legal_claims", "note": f"Écrit par {CANARY_EMAIL}"}
+            ),
+        )
+    )[1]["flag"]
+    call(
+        http_event(
+            "POST",
+            f"/dpo/restrictions/{flag['id']}/lift",
+            headers=dpo,
+            body=json.dumps({"reason_code": "legal_claims_closed"}),
+        )
+    )
     token = consent.unsubscribe_token(account_id)
-    call(http_event("POST", "/unsubscribe", body="List-Unsubscribe=One-Click", query={"t": token},
-                    headers={"Content-Type": "application/x-www-form-urlencoded"}))
+    call(
+        http_event(
+            "POST",
+            "/unsubscribe",
+            body="List-Unsubscribe=One-Click",
+            query={"t": token},
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    )
     out = capfd.readouterr()
     logs = out.out + out.err
     assert "request handled" in logs
@@ -570,8 +631,9 @@ def test_export_under_restriction_shows_the_withdrawal_and_the_flag(env, engine)
     consent.restrict(engine, account_id, reason_code="accuracy_contested", actor="dpo")
 
     # Export stays allowed while processing is restricted (Art. 18(2) keeps storage and the subject's rights).
-    record, _ = export.register_dpo_export(engine, actor="dpo", account_id=account_id, channel="email",
-                                           kind="access", verification_method="signed_letter")
+    record, _ = export.register_dpo_export(
+        engine, actor="dpo", account_id=account_id, channel="email", kind="access", verification_method="signed_letter"
+    )
     assert export.run_export(engine, record.id)["status"] == "completed"
     archive = get_storage().get_bytes(env.exports_bucket, export.object_key(record))
     data = json.loads(zipfile.ZipFile(io.BytesIO(archive)).read("data.json"))["data"]
@@ -582,6 +644,7 @@ def test_export_under_restriction_shows_the_withdrawal_and_the_flag(env, engine)
 
 def test_restriction_blocks_erasure_for_inactivity_only(env, engine):
     from shared.rights import erasure
+
     account_id = new_account(engine)
     flag, _ = consent.restrict(engine, account_id, reason_code="legal_claims", actor="dpo")
     with pytest.raises(erasure.ProcessingRestricted), engine.begin() as conn:

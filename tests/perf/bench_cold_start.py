@@ -54,7 +54,13 @@ def _environment() -> dict[str, str]:
 def _one(target: str | None) -> dict:
     child = _CHILD.format(root=str(ROOT), target=target, heavy=HEAVY)
     done = subprocess.run(
-        [sys.executable, "-c", child], env=_environment(), cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", child],
+        env=_environment(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"cold start child failed for {target}:\n{done.stderr[-3000:]}")

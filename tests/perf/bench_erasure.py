@@ -57,7 +57,9 @@ def _serve_fakes(connection, accounts: int) -> None:
         customers.append(customer)
     connection.send({"stripe": stripe.url, "resend": resend.url, "customers": customers})
     connection.recv()  # until the benchmark is over
-    connection.send({"emails": len(resend.emails), "deleted": sum(1 for c in stripe.customers.values() if c.get("deleted"))})
+    connection.send(
+        {"emails": len(resend.emails), "deleted": sum(1 for c in stripe.customers.values() if c.get("deleted"))}
+    )
 
 
 def _email(n: int) -> str:
@@ -133,12 +135,19 @@ def seed_ordinary(engine, customers: list[str], count: int) -> list[str]:
     import sqlalchemy as sa
 
     from shared.ports import tables as schema
+
     now = dt.datetime.now(dt.UTC)
     rows = [
         {
-            "id": str(uuid.uuid4()), "email": _email(n), "first_name": f"Prénom{n}", "last_name": f"Nom{n}",
-            "phone": f"+33 6 {n % 100:02d} {n // 100 % 100:02d} 00 00", "locale": "fr", "status": "active",
-            "stripe_customer_id": customers[n], "created_at": now - dt.timedelta(days=400),
+            "id": str(uuid.uuid4()),
+            "email": _email(n),
+            "first_name": f"Prénom{n}",
+            "last_name": f"Nom{n}",
+            "phone": f"+33 6 {n % 100:02d} {n // 100 % 100:02d} 00 00",
+            "locale": "fr",
+            "status": "active",
+            "stripe_customer_id": customers[n],
+            "created_at": now - dt.timedelta(days=400),
             "last_activity_at": now - dt.timedelta(days=2),
         }
         for n in range(1, count + 1)
@@ -167,8 +176,11 @@ class StatementCounter:
 
 def _register(engine, account_ids: list[str]) -> list[str]:
     from shared.rights import erasure
+
     with engine.begin() as conn:
-        return [erasure.register_erasure(conn, a, channel="retention", actor="system:retention").id for a in account_ids]
+        return [
+            erasure.register_erasure(conn, a, channel="retention", actor="system:retention").id for a in account_ids
+        ]
 
 
 def bench_heavy(engine, counter: StatementCounter, customer: str, scale: float) -> dict:
@@ -180,8 +192,16 @@ def bench_heavy(engine, counter: StatementCounter, customer: str, scale: float) 
     account = create_account(engine, email=_email(0), stripe_customer_id=customer)
     started = time.perf_counter()
     counts = populate_account(
-        engine, None, account["id"], invoices=int(20_000 * scale), lines_per_invoice=2,
-        log_lines=int(100_000 * scale), payments=int(2_000 * scale), clients=200, prospects=100, pdfs=False,
+        engine,
+        None,
+        account["id"],
+        invoices=int(20_000 * scale),
+        lines_per_invoice=2,
+        log_lines=int(100_000 * scale),
+        payments=int(2_000 * scale),
+        clients=200,
+        prospects=100,
+        pdfs=False,
     )["counts"]
     seeded = time.perf_counter() - started
     _analyze(engine)
@@ -194,16 +214,22 @@ def bench_heavy(engine, counter: StatementCounter, customer: str, scale: float) 
 
     with engine.connect() as conn:
         retained = conn.execute(
-            sa.select(sa.func.count()).select_from(schema.connection_logs).where(
-                schema.connection_logs.c.subject_pseudonym == subject_pseudonym(account["id"])
-            )
+            sa.select(sa.func.count())
+            .select_from(schema.connection_logs)
+            .where(schema.connection_logs.c.subject_pseudonym == subject_pseudonym(account["id"]))
         ).scalar()
-    return {"rows": counts, "seed_seconds": round(seeded, 1), "erase_seconds": round(seconds, 2),
-            "statements": counter.count, "connection_logs_retained": retained}
+    return {
+        "rows": counts,
+        "seed_seconds": round(seeded, 1),
+        "erase_seconds": round(seconds, 2),
+        "statements": counter.count,
+        "connection_logs_retained": retained,
+    }
 
 
 def bench_batch(engine, customers: list[str], accounts: int, batch: int, workers: int, parallel: int) -> dict:
     from shared.rights import erasure
+
     started = time.perf_counter()
     account_ids = seed_ordinary(engine, customers, accounts)
     seeded = time.perf_counter() - started
@@ -211,7 +237,7 @@ def bench_batch(engine, customers: list[str], accounts: int, batch: int, workers
     started = time.perf_counter()
     request_ids = []
     for start in range(0, len(account_ids), 1000):
-        request_ids += _register(engine, account_ids[start:start + 1000])
+        request_ids += _register(engine, account_ids[start : start + 1000])
         _analyze(engine)
     registered = time.perf_counter() - started
 
@@ -220,7 +246,7 @@ def bench_batch(engine, customers: list[str], accounts: int, batch: int, workers
     # one message at a time, ERASURE_BATCH_SIZE erasures together, as the erase-account worker does.
     rounds = max(2, -(-len(request_ids) // (erasure.RUN_MESSAGE_MAX * parallel)))  # every process busy to the end
     size = -(-len(request_ids) // (rounds * parallel))
-    chunks = [(request_ids[start:start + size], batch, workers) for start in range(0, len(request_ids), size)]
+    chunks = [(request_ids[start : start + size], batch, workers) for start in range(0, len(request_ids), size)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes=parallel, initializer=_start_worker_process) as pool:
         pool.apply(_warm_up)  # import and connect before the clock starts (one process is enough to tell)
@@ -270,6 +296,7 @@ def _warm_up() -> None:
 
 def _erase_message(task: tuple[list[str], int, int]) -> dict:
     from shared.rights import erasure
+
     chunk, batch, workers = task
     counter, steps = _WORKER["counter"], _WORKER["steps"]
     counter.count, before = 0, dict(steps)
@@ -282,7 +309,10 @@ def _erase_message(task: tuple[list[str], int, int]) -> dict:
     assert not left
     assert set(outcomes.values()) == {"completed"}, set(outcomes.values())
     return {
-        "accounts": len(outcomes), "seconds": seconds, "cpu_seconds": cpu_seconds, "statements": counter.count,
+        "accounts": len(outcomes),
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "statements": counter.count,
         "steps": {name: value - before.get(name, 0.0) for name, value in steps.items()},
     }
 
@@ -290,6 +320,7 @@ def _erase_message(task: tuple[list[str], int, int]) -> dict:
 def _time_steps() -> dict[str, float]:
     """Wall time spent in each saga step (and in starting and completing the requests)."""
     from shared.rights.erasure import saga
+
     seconds: dict[str, float] = {}
 
     def timed(name, fn):
@@ -337,8 +368,12 @@ def explain_sample(engine, batch: int) -> dict[str, str]:
     plans = {}
     with engine.connect() as conn:
         for size in sorted({25, batch}):
-            ids = [r[0] for r in conn.execute(sa.text("SELECT id FROM accounts ORDER BY random() LIMIT :n"), {"n": size})]
-            plan = conn.execute(sa.text("EXPLAIN DELETE FROM clients WHERE account_id = ANY(:ids)"), {"ids": ids}).scalars()
+            ids = [
+                r[0] for r in conn.execute(sa.text("SELECT id FROM accounts ORDER BY random() LIMIT :n"), {"n": size})
+            ]
+            plan = conn.execute(
+                sa.text("EXPLAIN DELETE FROM clients WHERE account_id = ANY(:ids)"), {"ids": ids}
+            ).scalars()
             plans[f"{size} accounts"] = next(line.strip().lstrip("-> ").split("  (")[0] for line in list(plan)[1:2])
     return plans
 
@@ -348,8 +383,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100, help="erasures run together (ERASURE_BATCH_SIZE)")
     parser.add_argument("--workers", type=int, default=16, help="concurrent external calls")
-    parser.add_argument("--parallel", type=int, default=3,
-                        help="worker processes running queue messages at once (function instances, erase-account-worker's maxScale)")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=3,
+        help="worker processes running queue messages at once (function instances, erase-account-worker's maxScale)",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the heavy account (1.0 = full size)")
     args = parser.parse_args(argv)
 
@@ -360,10 +399,15 @@ def main(argv: list[str] | None = None) -> dict:
     url = _fresh_database()
     data_dir = tempfile.TemporaryDirectory(prefix="bench-erasure-")
     os.environ.update(
-        PRIVACY_ENV="test", PRIVACY_DATA_DIR=data_dir.name, DATABASE_URL=url,
-        PSEUDONYM_KEY="bench-pseudonym-key", ERASURE_COOLING_OFF_DAYS="0",
-        STRIPE_API_KEY=STRIPE_KEY, STRIPE_API_BASE=endpoints["stripe"],
-        RESEND_API_KEY=RESEND_KEY, RESEND_BASE_URL=endpoints["resend"],
+        PRIVACY_ENV="test",
+        PRIVACY_DATA_DIR=data_dir.name,
+        DATABASE_URL=url,
+        PSEUDONYM_KEY="bench-pseudonym-key",
+        ERASURE_COOLING_OFF_DAYS="0",
+        STRIPE_API_KEY=STRIPE_KEY,
+        STRIPE_API_BASE=endpoints["stripe"],
+        RESEND_API_KEY=RESEND_KEY,
+        RESEND_BASE_URL=endpoints["resend"],
     )
     for name in ("S3_ENDPOINT_URL", "SQS_ENDPOINT_URL"):
         os.environ.pop(name, None)

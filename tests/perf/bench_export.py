@@ -104,23 +104,38 @@ def seed(scale: float) -> dict:
     started = time.perf_counter()
     account = create_account(engine, with_2fa=True)
     counts = populate_account(
-        engine, storage, account["id"],
-        invoices=int(20_000 * scale), lines_per_invoice=2, log_lines=int(100_000 * scale),
-        payments=int(5_000 * scale), clients=200, prospects=100, pdfs=False,
+        engine,
+        storage,
+        account["id"],
+        invoices=int(20_000 * scale),
+        lines_per_invoice=2,
+        log_lines=int(100_000 * scale),
+        payments=int(5_000 * scale),
+        clients=200,
+        prospects=100,
+        pdfs=False,
     )
     with engine.begin() as conn:
         chosen = conn.execute(
             sa.select(schema.invoices.c.id, schema.invoices.c.number)
-            .where(schema.invoices.c.account_id == account["id"]).order_by(schema.invoices.c.id).limit(int(2_000 * scale))
+            .where(schema.invoices.c.account_id == account["id"])
+            .order_by(schema.invoices.c.id)
+            .limit(int(2_000 * scale))
         ).all()
         for invoice_id, number in chosen:
             key = f"invoices/{account['id']}/{invoice_id}.pdf"
             storage.put(settings.documents_bucket, key, _bench_pdf(number), content_type="application/pdf")
-            conn.execute(sa.update(schema.invoices).where(schema.invoices.c.id == invoice_id).values(pdf_object_key=key))
+            conn.execute(
+                sa.update(schema.invoices).where(schema.invoices.c.id == invoice_id).values(pdf_object_key=key)
+            )
         record = requests.create_request(conn, account_id=account["id"], kind="access", channel="dpo")
         requests.transition(conn, record.id, requests.VERIFIED, actor="dpo")
-    return {"account_id": account["id"], "request_id": record.id, "seconds": time.perf_counter() - started,
-            "counts": counts["counts"]}
+    return {
+        "account_id": account["id"],
+        "request_id": record.id,
+        "seconds": time.perf_counter() - started,
+        "counts": counts["counts"],
+    }
 
 
 # --- The two measured runs ------------------------------------------------------------------------------
@@ -191,11 +206,17 @@ def run_baseline(account_id: str) -> dict:
                 out.write(("," if position else "") + json.dumps(table.name) + ":[")
                 names = table.column_names
                 for count, row in enumerate(rows(table)):
-                    out.write(("," if count else "") + "\n" + json.dumps(dict(zip(names, map(plain, row), strict=True)), ensure_ascii=False))
+                    out.write(
+                        ("," if count else "")
+                        + "\n"
+                        + json.dumps(dict(zip(names, map(plain, row), strict=True)), ensure_ascii=False)
+                    )
                 out.write("]")
             out.write("}}")
         for table in tables:
-            with io.TextIOWrapper(zf.open(f"csv/{table.name}.csv", "w", force_zip64=True), encoding="utf-8", newline="") as out:
+            with io.TextIOWrapper(
+                zf.open(f"csv/{table.name}.csv", "w", force_zip64=True), encoding="utf-8", newline=""
+            ) as out:
                 writer = csv.writer(out)
                 writer.writerow(table.column_names)
                 writer.writerows(rows(table))
@@ -242,14 +263,21 @@ def run_floor(account_id: str) -> dict:
                                 target.write(data)
                 else:
                     text = io.TextIOWrapper(target, encoding="utf-8", newline="")
-                    cursor = dbapi.execute(f"SELECT {columns} FROM {table.name} WHERE {_where(table, '?')}", (account_id,))
+                    cursor = dbapi.execute(
+                        f"SELECT {columns} FROM {table.name} WHERE {_where(table, '?')}", (account_id,)
+                    )
                     csv.writer(text).writerows(cursor)
                     text.flush()
                     text.detach()
     raw.close()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows_seconds": seconds - pdf_seconds, "pdf_seconds": pdf_seconds,
-            "rss_mb": _peak_rss_mb(), "bytes": out_path.stat().st_size}
+    return {
+        "seconds": seconds,
+        "rows_seconds": seconds - pdf_seconds,
+        "pdf_seconds": pdf_seconds,
+        "rss_mb": _peak_rss_mb(),
+        "bytes": out_path.stat().st_size,
+    }
 
 
 # --- Orchestration -------------------------------------------------------------------------------------
@@ -274,8 +302,13 @@ def _s3_environment(env: dict[str, str], endpoint: str) -> dict[str, str]:
         unique_bucket_names,
     )
 
-    env = {**env, "S3_ENDPOINT_URL": endpoint, "S3_ACCESS_KEY": MOTO_ACCESS_KEY, "S3_SECRET_KEY": MOTO_SECRET_KEY,
-           **unique_bucket_names()}
+    env = {
+        **env,
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_ACCESS_KEY": MOTO_ACCESS_KEY,
+        "S3_SECRET_KEY": MOTO_SECRET_KEY,
+        **unique_bucket_names(),
+    }
     create_buckets(endpoint, load_settings(env))
     return env
 
@@ -297,7 +330,12 @@ def bench(kind: str, scale: float, *, s3_endpoint: str | None = None) -> dict:
                 f" (target < {RSS_TARGET_MB}) | archive {ours['bytes'] / 1e6:.1f} MB",
                 flush=True,
             )
-            return {"database": kind, "storage": "s3", "export_seconds": ours["seconds"], "export_peak_rss_mb": ours["rss_mb"]}
+            return {
+                "database": kind,
+                "storage": "s3",
+                "export_seconds": ours["seconds"],
+                "export_peak_rss_mb": ours["rss_mb"],
+            }
         baseline = _child(env, "baseline", seeded["account_id"])
         floor = _child(env, "floor", seeded["account_id"])
     figures = {
@@ -337,13 +375,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the heavy account (1.0 = full size)")
-    parser.add_argument("--s3", action="store_true", help="also export to S3 on a local moto server (peak RSS of the multipart path)")
+    parser.add_argument(
+        "--s3", action="store_true", help="also export to S3 on a local moto server (peak RSS of the multipart path)"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         action, value = args.child
-        result = {"seed": lambda: seed(float(value)), "export": lambda: run_export(value),
-                  "baseline": lambda: run_baseline(value), "floor": lambda: run_floor(value)}[action]()
+        result = {
+            "seed": lambda: seed(float(value)),
+            "export": lambda: run_export(value),
+            "baseline": lambda: run_baseline(value),
+            "floor": lambda: run_floor(value),
+        }[action]()
         print(json.dumps(result))
         return
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
@@ -361,7 +405,10 @@ def run_all(kinds: tuple[str, ...], scale: float, *, s3: bool) -> dict[str, dict
     results = {kind: bench(kind, scale) for kind in kinds}
     if "sqlite" in results and "postgresql" in results:
         ratio = results["sqlite"]["export_seconds"] / results["postgresql"]["floor_seconds"]
-        print(f"[export bench] sqlite     export against the PostgreSQL floor: {ratio:.2f} (target <= {FLOOR_TARGETS['sqlite']})", flush=True)
+        print(
+            f"[export bench] sqlite     export against the PostgreSQL floor: {ratio:.2f} (target <= {FLOOR_TARGETS['sqlite']})",
+            flush=True,
+        )
     if s3:
         sys.path.insert(0, str(ROOT))
         from tests.fakes.moto import start_moto_server

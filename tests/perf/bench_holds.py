@@ -40,8 +40,14 @@ def _setup(data_dir: Path):
     admin.dispose()
     url = normalise_url(POSTGRES_URL).rsplit("/", 1)[0] + "/" + BENCH_DATABASE
     migrate(url)
-    os.environ.update({"PRIVACY_ENV": "test", "PRIVACY_DATA_DIR": str(data_dir), "DATABASE_URL": url,
-                       "PSEUDONYM_KEY": "bench-pseudonym-key"})
+    os.environ.update(
+        {
+            "PRIVACY_ENV": "test",
+            "PRIVACY_DATA_DIR": str(data_dir),
+            "DATABASE_URL": url,
+            "PSEUDONYM_KEY": "bench-pseudonym-key",
+        }
+    )
     reset_settings()
     reset_backends()
     dispose_engines()
@@ -53,17 +59,23 @@ def _seed(engine, accounts: int, *, sessions_only: bool = False) -> None:
 
     with engine.begin() as conn:
         if not sessions_only:
-            conn.execute(sa.text(
-                "INSERT INTO accounts (id, email, created_at, last_activity_at) "
-                "SELECT md5(i::text)::uuid::text, 'bench' || i || '@example.test', now() - interval '800 days', now() "
-                "FROM generate_series(1, :n) i"
-            ), {"n": accounts})
-        conn.execute(sa.text(
-            "INSERT INTO sessions (id, account_id, token_hash, ip_address, created_at, expires_at) "
-            "SELECT md5('s' || i || ':' || j)::uuid::text, md5(i::text)::uuid::text, md5('t' || i || ':' || j), "
-            "'198.51.100.1', now() - interval '400 days' - j * interval '1 day', now() - interval '370 days' "
-            "FROM generate_series(1, :n) i, generate_series(1, 10) j"
-        ), {"n": accounts})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO accounts (id, email, created_at, last_activity_at) "
+                    "SELECT md5(i::text)::uuid::text, 'bench' || i || '@example.test', now() - interval '800 days', now() "
+                    "FROM generate_series(1, :n) i"
+                ),
+                {"n": accounts},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO sessions (id, account_id, token_hash, ip_address, created_at, expires_at) "
+                "SELECT md5('s' || i || ':' || j)::uuid::text, md5(i::text)::uuid::text, md5('t' || i || ':' || j), "
+                "'198.51.100.1', now() - interval '400 days' - j * interval '1 day', now() - interval '370 days' "
+                "FROM generate_series(1, :n) i, generate_series(1, 10) j"
+            ),
+            {"n": accounts},
+        )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE sessions"))
         conn.execute(sa.text("ANALYZE accounts"))
@@ -78,8 +90,9 @@ def _place(engine, accounts: int, holds_count: int) -> None:
         ids = list(conn.execute(sa.text("SELECT id FROM accounts ORDER BY id LIMIT :n"), {"n": holds_count}).scalars())
     with engine.begin() as conn:
         for account_id in ids:
-            holds.place_hold(conn, account_id=account_id, categories=["technical.ip_address"], reason="Bench hold",
-                             actor="dpo:bench")
+            holds.place_hold(
+                conn, account_id=account_id, categories=["technical.ip_address"], reason="Bench hold", actor="dpo:bench"
+            )
         conn.execute(sa.text("ANALYZE legal_holds; ANALYZE legal_hold_categories"))
 
 
@@ -120,10 +133,17 @@ def run(scale: float) -> dict:
             kept = conn.execute(sa.text("SELECT count(*) FROM sessions")).scalar_one()
         engine.dispose()
     figures = {
-        "sessions": accounts * 10, "holds": holds_count, "due_without_holds": due_without, "due_with_holds": due_with,
-        "count_seconds_without": round(count_without, 3), "count_seconds_with": round(count_with, 3),
-        "deleted": deleted, "kept": kept, "delete_seconds": round(delete_seconds, 2),
-        "deleted_without_holds": baseline, "delete_seconds_without": round(delete_without, 2),
+        "sessions": accounts * 10,
+        "holds": holds_count,
+        "due_without_holds": due_without,
+        "due_with_holds": due_with,
+        "count_seconds_without": round(count_without, 3),
+        "count_seconds_with": round(count_with, 3),
+        "deleted": deleted,
+        "kept": kept,
+        "delete_seconds": round(delete_seconds, 2),
+        "deleted_without_holds": baseline,
+        "delete_seconds_without": round(delete_without, 2),
     }
     print(
         f"[holds bench] {accounts * 10:,} expired sessions, {holds_count:,} holds in force: due {due_without:,} -> "

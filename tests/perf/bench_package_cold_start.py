@@ -62,8 +62,13 @@ def _copy_of_our_code(destination: Path) -> Path:
 def test_cold_import_cpu_with_and_without_bytecode(tmp_path):
     functions = yaml.safe_load((PROJECT_ROOT / "serverless.yml").read_text())["functions"]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(PRIVACY_ENV="test", PRIVACY_DATA_DIR=str(tmp_path / "data"), DATABASE_URL=f"sqlite:///{tmp_path}/b.db",
-               DEV_TOKEN_KEY="bench-dev-token-key-0123456789abcdef", PSEUDONYM_KEY="bench")
+    env.update(
+        PRIVACY_ENV="test",
+        PRIVACY_DATA_DIR=str(tmp_path / "data"),
+        DATABASE_URL=f"sqlite:///{tmp_path}/b.db",
+        DEV_TOKEN_KEY="bench-dev-token-key-0123456789abcdef",
+        PSEUDONYM_KEY="bench",
+    )
 
     plain = tmp_path / "plain"
     link_tree(plain / "package")
@@ -79,7 +84,9 @@ def test_cold_import_cpu_with_and_without_bytecode(tmp_path):
     for name, spec in functions.items():
         no_bytecode = []
         for _ in range(RUNS):
-            no_bytecode.append(_cpu_of(plain / "package", plain, spec["handler"], {**env, "PYTHONDONTWRITEBYTECODE": "1"}))
+            no_bytecode.append(
+                _cpu_of(plain / "package", plain, spec["handler"], {**env, "PYTHONDONTWRITEBYTECODE": "1"})
+            )
         with_bytecode = [_cpu_of(compiled / "package", compiled, spec["handler"], env) for _ in range(RUNS)]
         rows.append((name, statistics.median(no_bytecode), statistics.median(with_bytecode)))
 
@@ -93,8 +100,10 @@ def test_cold_import_cpu_with_and_without_bytecode(tmp_path):
 
     if (PROJECT_ROOT / "package").is_dir():
         figures = packaging.measure_zip()
-        print(f"package/ as serverless zips it: {figures['zip_bytes'] / 2**20:.1f} MiB zipped, "
-              f"{figures['unpacked_bytes'] / 2**20:.1f} MiB unpacked, {figures['files']} files "
-              f"({figures['pyc_files']} .pyc); target: under 20 MiB zipped")
+        print(
+            f"package/ as serverless zips it: {figures['zip_bytes'] / 2**20:.1f} MiB zipped, "
+            f"{figures['unpacked_bytes'] / 2**20:.1f} MiB unpacked, {figures['files']} files "
+            f"({figures['pyc_files']} .pyc); target: under 20 MiB zipped"
+        )
     else:
         print("no package/: `make package` builds it (then this prints the zip's size)")

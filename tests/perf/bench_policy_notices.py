@@ -49,8 +49,12 @@ def bench(scale: float) -> dict:
     from shared.policy import facts
 
     declared = facts.POLICY_VERSIONS
-    facts.POLICY_VERSIONS = (*declared, facts.PolicyVersion(
-        "1.2", dt.date(2026, 9, 1), facts.Text("A new subprocessor.", "Un nouveau sous-traitant."), substantial=True))
+    facts.POLICY_VERSIONS = (
+        *declared,
+        facts.PolicyVersion(
+            "1.2", dt.date(2026, 9, 1), facts.Text("A new subprocessor.", "Un nouveau sous-traitant."), substantial=True
+        ),
+    )
     try:
         return _bench(scale)
     finally:
@@ -71,15 +75,21 @@ def _bench(scale: float) -> dict:
         now = dt.datetime.now(UTC).replace(microsecond=0)
         started = time.perf_counter()
         with engine.begin() as conn:
-            conn.execute(sa.text("""
+            conn.execute(
+                sa.text("""
                 INSERT INTO accounts (id, email, status, locale, created_at, last_activity_at)
                 SELECT md5(i::text)::uuid::text, 'bench.' || i || '@example.test', 'active', 'fr', :now, :now
                 FROM generate_series(1, :n) AS i
-            """), {"now": now, "n": accounts})
-            conn.execute(sa.text("""
+            """),
+                {"now": now, "n": accounts},
+            )
+            conn.execute(
+                sa.text("""
                 INSERT INTO policy_notices (account_id, version, told_at)
                 SELECT id, '1.2', :now FROM accounts WHERE substr(id, 1, 1) IN ('0', '1') AND substr(id, 2, 1) < '9'
-            """), {"now": now})
+            """),
+                {"now": now},
+            )
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE accounts"))
             conn.execute(sa.text("VACUUM ANALYZE policy_notices"))
@@ -103,12 +113,19 @@ def _bench(scale: float) -> dict:
         figures = {
             "accounts": accounts,
             "seed_seconds": round(seed_seconds, 1),
-            "announce": {**result, "seconds": round(announce_seconds, 2), "sql_statements": announce_statements,
-                         "statements_per_chunk": round(announce_statements / max(result["chunks_queued"], 1), 2)},
+            "announce": {
+                **result,
+                "seconds": round(announce_seconds, 2),
+                "sql_statements": announce_statements,
+                "statements_per_chunk": round(announce_statements / max(result["chunks_queued"], 1), 2),
+            },
             "queued_messages": queue.pending_count(),
-            "one_chunk": {"accounts": len(first), "seconds": round(chunk_seconds, 2),
-                          "sql_statements": chunk_counter.count,
-                          "statements_per_account": round(chunk_counter.count / max(len(first), 1), 2)},
+            "one_chunk": {
+                "accounts": len(first),
+                "seconds": round(chunk_seconds, 2),
+                "sql_statements": chunk_counter.count,
+                "statements_per_account": round(chunk_counter.count / max(len(first), 1), 2),
+            },
         }
         print(json.dumps({"policy_notices": figures}, indent=2))
         return figures

@@ -39,10 +39,15 @@ UTC = dt.UTC
 def _configure(data_dir: Path, database_url: str, **extra: str) -> None:
     for name in [n for n in os.environ if n.startswith(("S3_", "SQS_", "RESEND_", "STRIPE_", "QUEUE_"))]:
         del os.environ[name]
-    os.environ.update({
-        "PRIVACY_ENV": "test", "PRIVACY_DATA_DIR": str(data_dir), "DATABASE_URL": database_url,
-        "PSEUDONYM_KEY": "bench-pseudonym-key", **extra,
-    })
+    os.environ.update(
+        {
+            "PRIVACY_ENV": "test",
+            "PRIVACY_DATA_DIR": str(data_dir),
+            "DATABASE_URL": database_url,
+            "PSEUDONYM_KEY": "bench-pseudonym-key",
+            **extra,
+        }
+    )
     from shared.platform.config import reset_settings
     from shared.ports.backends import reset_backends
     from shared.ports.db import dispose_engines
@@ -105,7 +110,8 @@ def bench_inactivity(scale: float) -> dict:
         with engine.begin() as conn:
             # 4% within 30 days of their erasure day (a warning is due), 1% past it with both warnings sent
             # (the erasure is due), the rest active within the last 2.7 years.
-            conn.execute(sa.text("""
+            conn.execute(
+                sa.text("""
                 INSERT INTO accounts (id, email, status, locale, created_at, last_activity_at)
                 SELECT md5(i::text)::uuid::text, 'bench.' || i || '@example.test', 'active', 'fr',
                        :now - interval '6 years',
@@ -113,13 +119,18 @@ def bench_inactivity(scale: float) -> dict:
                             WHEN i % 100 = 4 THEN :now - interval '36 months' - interval '10 days'
                             ELSE :now - (i % 1000) * interval '1 day' END
                 FROM generate_series(1, :n) AS i
-            """), {"now": now, "n": accounts})
-            conn.execute(sa.text("""
+            """),
+                {"now": now, "n": accounts},
+            )
+            conn.execute(
+                sa.text("""
                 INSERT INTO inactivity_notices (account_id, last_activity_at, erase_after, warned_at, warned_offset_days,
                                                 next_action_on)
                 SELECT id, last_activity_at, (:now)::date - 1, :now - interval '8 days', 7, (:now)::date - 1
                 FROM accounts WHERE last_activity_at < :now - interval '36 months'
-            """), {"now": now})
+            """),
+                {"now": now},
+            )
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE accounts"))
             conn.execute(sa.text("VACUUM ANALYZE inactivity_notices"))
@@ -139,7 +150,9 @@ def bench_inactivity(scale: float) -> dict:
         def consume(event: dict) -> dict:
             ids = json.loads(event["body"])["payload"]["account_ids"]
             with engine.connect() as conn:
-                warned = conn.execute(sa.text("SELECT 1 FROM inactivity_notices WHERE account_id = :a"), {"a": ids[0]}).first()
+                warned = conn.execute(
+                    sa.text("SELECT 1 FROM inactivity_notices WHERE account_id = :a"), {"a": ids[0]}
+                ).first()
             kind = "erasures" if warned else "warnings"
             if kind not in chunk_seconds:
                 started = time.perf_counter()
@@ -149,10 +162,15 @@ def bench_inactivity(scale: float) -> dict:
 
         queue.deliver_pending(consume)
     figures = {
-        "accounts": accounts, "due": due, "chunks": result["chunks_queued"], "seed_seconds": round(seed_seconds, 1),
-        "schedule_seconds": round(schedule_seconds, 3), "statements": counter.count,
+        "accounts": accounts,
+        "due": due,
+        "chunks": result["chunks_queued"],
+        "seed_seconds": round(seed_seconds, 1),
+        "schedule_seconds": round(schedule_seconds, 3),
+        "statements": counter.count,
         "statements_per_chunk": round(counter.count / max(result["chunks_queued"], 1), 3),
-        "first_chunk_seconds": {k: round(v, 3) for k, v in chunk_seconds.items()}, "first_chunk": chunk_results,
+        "first_chunk_seconds": {k: round(v, 3) for k, v in chunk_seconds.items()},
+        "first_chunk": chunk_results,
     }
     print(
         f"[retention bench a] {accounts:,} accounts, {due:,} due ({100 * due / accounts:.1f}%): selected and queued in "
@@ -185,15 +203,22 @@ def bench_partitions(scale: float) -> dict:
         with engine.begin() as conn:
             log_rotation.ensure_partitions(conn, "connection_logs", first, dt.date(2029, 12, 1))
             log_rotation.ensure_partitions(conn, "connection_logs", now.date(), dt.date(2030, 10, 1))
-            conn.execute(sa.text("""
+            conn.execute(
+                sa.text("""
                 INSERT INTO connection_logs (occurred_at, event, ip_address, user_agent)
                 SELECT :start + (i::float / :n) * (:end - :start), 'login_succeeded', '198.51.100.' || (i % 250), 'UA'
                 FROM generate_series(0, :n - 1) AS i
-            """), {"start": dt.datetime(2029, 1, 1, tzinfo=UTC), "end": dt.datetime(2030, 1, 1, tzinfo=UTC), "n": rows})
+            """),
+                {"start": dt.datetime(2029, 1, 1, tzinfo=UTC), "end": dt.datetime(2030, 1, 1, tzinfo=UTC), "n": rows},
+            )
             conn.execute(sa.text("CREATE TABLE baseline_logs (LIKE connection_logs INCLUDING DEFAULTS)"))
             conn.execute(sa.text("ALTER TABLE baseline_logs ADD PRIMARY KEY (id)"))
             conn.execute(sa.text("CREATE INDEX ix_baseline_logs_occurred_at ON baseline_logs (occurred_at)"))
-            conn.execute(sa.text("CREATE INDEX ix_baseline_logs_account_id_occurred_at ON baseline_logs (account_id, occurred_at)"))
+            conn.execute(
+                sa.text(
+                    "CREATE INDEX ix_baseline_logs_account_id_occurred_at ON baseline_logs (account_id, occurred_at)"
+                )
+            )
             conn.execute(sa.text("INSERT INTO baseline_logs SELECT * FROM connection_logs"))
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("VACUUM ANALYZE connection_logs"))
@@ -204,12 +229,17 @@ def bench_partitions(scale: float) -> dict:
         bound = cutoff("connection_logs", now.date())
         with engine.connect() as conn:
             expired_bytes = sum(
-                conn.execute(sa.text("SELECT pg_total_relation_size(:t)"), {"t": f"{log_rotation.PARTITION_SCHEMA}.{p.name}"}).scalar()
-                for p in log_rotation.partitions(conn, "connection_logs") if start_of_day(p.end) <= bound
+                conn.execute(
+                    sa.text("SELECT pg_total_relation_size(:t)"), {"t": f"{log_rotation.PARTITION_SCHEMA}.{p.name}"}
+                ).scalar()
+                for p in log_rotation.partitions(conn, "connection_logs")
+                if start_of_day(p.end) <= bound
             )
         started = time.perf_counter()
         with engine.begin() as conn:
-            baseline_deleted = conn.execute(sa.text("DELETE FROM baseline_logs WHERE occurred_at < :b"), {"b": bound}).rowcount
+            baseline_deleted = conn.execute(
+                sa.text("DELETE FROM baseline_logs WHERE occurred_at < :b"), {"b": bound}
+            ).rowcount
         baseline_seconds = time.perf_counter() - started
         # What the DELETE leaves to do before its rows' space can be used again (a drop frees it at once).
         started = time.perf_counter()
@@ -238,13 +268,21 @@ def bench_partitions(scale: float) -> dict:
     ratio = baseline_seconds / rotation_seconds
     outside = rotation_seconds - statement_seconds[0]
     figures = {
-        "expired_mb": round(expired_bytes / 2**20), "seconds_in_statements": round(statement_seconds[0], 3),
-        "seconds_outside_statements": round(outside, 3), "baseline_vacuum_seconds": round(vacuum_seconds, 3),
+        "expired_mb": round(expired_bytes / 2**20),
+        "seconds_in_statements": round(statement_seconds[0], 3),
+        "seconds_outside_statements": round(outside, 3),
+        "baseline_vacuum_seconds": round(vacuum_seconds, 3),
         "ratio_to_delete_and_vacuum": round((baseline_seconds + vacuum_seconds) / rotation_seconds, 1),
-        "rows": rows, "partitions": partitions, "expired_rows": baseline_deleted,
-        "partitions_dropped": len(result["partitions_dropped"]), "rows_deleted_by_range": result["rows_deleted"],
-        "rotation_seconds": round(rotation_seconds, 3), "baseline_delete_seconds": round(baseline_seconds, 3),
-        "ratio": round(ratio, 1), "same_rows_left": left == baseline_left, "seed_seconds": round(seed_seconds, 1),
+        "rows": rows,
+        "partitions": partitions,
+        "expired_rows": baseline_deleted,
+        "partitions_dropped": len(result["partitions_dropped"]),
+        "rows_deleted_by_range": result["rows_deleted"],
+        "rotation_seconds": round(rotation_seconds, 3),
+        "baseline_delete_seconds": round(baseline_seconds, 3),
+        "ratio": round(ratio, 1),
+        "same_rows_left": left == baseline_left,
+        "seed_seconds": round(seed_seconds, 1),
     }
     print(
         f"[retention bench b] {rows:,} log rows in {partitions} monthly partitions, {baseline_deleted:,} expired: rotation "
@@ -286,9 +324,17 @@ def _bench_objects_layout(name: str, expired_by_kind: dict[str, int]) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             database = f"sqlite:///{tmp}/bench.db"
             migrate(database)
-            _configure(Path(tmp), database, S3_ENDPOINT_URL=endpoint, S3_ACCESS_KEY=MOTO_ACCESS_KEY,
-                       S3_SECRET_KEY=MOTO_SECRET_KEY, LOGS_BUCKET=f"bench-logs-{name}", EXPORTS_BUCKET=f"bench-exports-{name}",
-                       DOCUMENTS_BUCKET=f"bench-documents-{name}", ARCHIVE_BUCKET=f"bench-archive-{name}")
+            _configure(
+                Path(tmp),
+                database,
+                S3_ENDPOINT_URL=endpoint,
+                S3_ACCESS_KEY=MOTO_ACCESS_KEY,
+                S3_SECRET_KEY=MOTO_SECRET_KEY,
+                LOGS_BUCKET=f"bench-logs-{name}",
+                EXPORTS_BUCKET=f"bench-exports-{name}",
+                DOCUMENTS_BUCKET=f"bench-documents-{name}",
+                ARCHIVE_BUCKET=f"bench-archive-{name}",
+            )
             from shared.platform.config import get_settings
             from shared.ports.db import get_engine
 
@@ -327,9 +373,14 @@ def _bench_objects_layout(name: str, expired_by_kind: dict[str, int]) -> dict:
     per_1000 = 1000 * object_calls / max(deleted, 1)
     layout = " + ".join(f"{n:,} {kind}" for kind, n in expired_by_kind.items())
     figures = {
-        "expired_objects": expired_by_kind, "kept_objects_per_kind": kept_per_kind, "deleted": deleted, "requests": calls,
-        "list_and_delete_requests": object_calls, "requests_per_1000": round(per_1000, 2),
-        "largest_delete_objects": largest_delete, "seconds": round(seconds, 1),
+        "expired_objects": expired_by_kind,
+        "kept_objects_per_kind": kept_per_kind,
+        "deleted": deleted,
+        "requests": calls,
+        "list_and_delete_requests": object_calls,
+        "requests_per_1000": round(per_1000, 2),
+        "largest_delete_objects": largest_delete,
+        "seconds": round(seconds, 1),
     }
     print(
         f"[retention bench c] {deleted:,} expired log objects ({layout}; +{kept_per_kind} kept per kind), versioned "

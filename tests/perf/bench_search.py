@@ -101,10 +101,20 @@ def _time_search(engine, identifiers, runs: int = 20) -> tuple[float, int, dict]
 
 
 SEARCH_INDEXES = (
-    "ix_accounts_lower_email", "ix_accounts_phone", "ix_accounts_lower_first_name_last_name", "ix_companies_siret",
-    "ix_clients_lower_email", "ix_clients_phone", "ix_clients_siret", "ix_clients_lower_name",
-    "ix_clients_lower_contact_name", "ix_prospects_lower_email", "ix_prospects_phone", "ix_prospects_lower_name",
-    "ix_invoices_lower_buyer_name", "ix_invoices_seller_siret",
+    "ix_accounts_lower_email",
+    "ix_accounts_phone",
+    "ix_accounts_lower_first_name_last_name",
+    "ix_companies_siret",
+    "ix_clients_lower_email",
+    "ix_clients_phone",
+    "ix_clients_siret",
+    "ix_clients_lower_name",
+    "ix_clients_lower_contact_name",
+    "ix_prospects_lower_email",
+    "ix_prospects_phone",
+    "ix_prospects_lower_name",
+    "ix_invoices_lower_buyer_name",
+    "ix_invoices_seller_siret",
 )
 
 

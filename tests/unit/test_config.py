@@ -194,8 +194,13 @@ def test_eu_and_private_database_hosts_are_accepted_in_production(url):
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql://postgres@127.0.0.1:5432/test", "postgresql://postgres@localhost/test",
-            "postgresql://u@[::1]:5432/x", "postgresql://u@db:5432/privacy"],
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/test",
+        "postgresql://postgres@localhost/test",
+        "postgresql://u@[::1]:5432/x",
+        "postgresql://u@db:5432/privacy",
+    ],
 )
 def test_loopback_and_dotless_database_hosts_are_local_runs_only(url):
     assert load_settings({"PRIVACY_ENV": "test", "DATABASE_URL": url}).database_url == url
@@ -206,7 +211,10 @@ def test_loopback_and_dotless_database_hosts_are_local_runs_only(url):
 @pytest.mark.parametrize(
     "url, host",
     [
-        ("postgresql://u:pw@mydb.c9akciq32.eu-west-1.rds.amazonaws.com:5432/x", "mydb.c9akciq32.eu-west-1.rds.amazonaws.com"),
+        (
+            "postgresql://u:pw@mydb.c9akciq32.eu-west-1.rds.amazonaws.com:5432/x",
+            "mydb.c9akciq32.eu-west-1.rds.amazonaws.com",
+        ),
         ("postgresql://u:pw@db.example.com/x", "db.example.com"),
         ("postgresql://u@rw-1.rdb.fr-par.scw.cloud.attacker.example/x", "rw-1.rdb.fr-par.scw.cloud.attacker.example"),
         ("postgresql://u@rw-1.rdb.us-east-1.scw.cloud/x", "rw-1.rdb.us-east-1.scw.cloud"),

@@ -79,9 +79,17 @@ def test_category_and_rule_ids_exist_in_the_policy():
 
 def test_identifier_columns_are_personal():
     identifiers = data_map.identifier_columns()
-    assert {("accounts", "email"), ("accounts", "phone"), ("accounts", "first_name"), ("accounts", "last_name"),
-            ("companies", "siret"), ("companies", "siren"), ("companies", "vat_number"),
-            ("clients", "email"), ("prospects", "email")} <= set(identifiers)
+    assert {
+        ("accounts", "email"),
+        ("accounts", "phone"),
+        ("accounts", "first_name"),
+        ("accounts", "last_name"),
+        ("companies", "siret"),
+        ("companies", "siren"),
+        ("companies", "vat_number"),
+        ("clients", "email"),
+        ("prospects", "email"),
+    } <= set(identifiers)
     for table, column in identifiers:
         assert data_map.table_map(table).column(column).personal, f"{table}.{column}"
 
@@ -148,7 +156,9 @@ def test_subject_rows_select_only_that_account(engine):
             rows_a = conn.execute(data_map.subject_rows(tm.name, a["id"])).mappings().all()
             rows_b = conn.execute(data_map.subject_rows(tm.name, b["id"])).mappings().all()
             assert rows_a and rows_b, tm.name
-            assert len(rows_a) + len(rows_b) == conn.execute(sa.select(sa.func.count()).select_from(table)).scalar(), tm.name
+            assert len(rows_a) + len(rows_b) == conn.execute(sa.select(sa.func.count()).select_from(table)).scalar(), (
+                tm.name
+            )
             key = [c.name for c in table.primary_key.columns]
             assert not {tuple(r[k] for k in key) for r in rows_a} & {tuple(r[k] for k in key) for r in rows_b}, tm.name
             if "account_id" in table.c:
@@ -165,11 +175,20 @@ def test_subject_rows_by_pseudonym(env, engine):
     now = dt.datetime(2026, 7, 1, tzinfo=UTC)
     with engine.begin() as conn:
         for seq, subject in enumerate(("acc-a", "acc-b", "acc-a"), start=1):
-            conn.execute(schema.audit_log.insert(), {
-                "seq": seq, "entry_id": f"e{seq}", "occurred_at": now, "actor": "test", "action": "probe",
-                "subject_pseudonym": pseudonymise(subject, purpose="subject"), "outcome": "ok",
-                "prev_hash": "0" * 64, "hash": f"{seq:064d}",
-            })
+            conn.execute(
+                schema.audit_log.insert(),
+                {
+                    "seq": seq,
+                    "entry_id": f"e{seq}",
+                    "occurred_at": now,
+                    "actor": "test",
+                    "action": "probe",
+                    "subject_pseudonym": pseudonymise(subject, purpose="subject"),
+                    "outcome": "ok",
+                    "prev_hash": "0" * 64,
+                    "hash": f"{seq:064d}",
+                },
+            )
         assert [r.seq for r in conn.execute(data_map.subject_rows("audit_log", "acc-a"))] == [1, 3]
     with pytest.raises(ValueError):
         data_map.subject_rows("saga_steps", "acc-a")
@@ -178,8 +197,15 @@ def test_subject_rows_by_pseudonym(env, engine):
 def test_erasure_update_of_a_retained_log_line(env):
     from shared.platform.pseudonym import pseudonymise
 
-    row = {"id": 7, "account_id": "acc-1", "subject_pseudonym": None, "occurred_at": dt.datetime(2026, 1, 2, tzinfo=UTC),
-           "event": "login_succeeded", "ip_address": "203.0.113.9", "user_agent": "Firefox"}
+    row = {
+        "id": 7,
+        "account_id": "acc-1",
+        "subject_pseudonym": None,
+        "occurred_at": dt.datetime(2026, 1, 2, tzinfo=UTC),
+        "event": "login_succeeded",
+        "ip_address": "203.0.113.9",
+        "user_agent": "Firefox",
+    }
     assert data_map.erasure_update("connection_logs", row) == {
         "account_id": None,
         "subject_pseudonym": pseudonymise("acc-1", purpose="subject"),

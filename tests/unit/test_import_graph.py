@@ -14,7 +14,19 @@ import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
 # SDKs a module may import inside a function, on purpose, for cold start (with a comment saying so).
-DEFERRABLE = {"boto3", "botocore", "stripe", "resend", "requests", "jwt", "pyotp", "alembic", "dotenv", "cryptography", "jinja2"}
+DEFERRABLE = {
+    "boto3",
+    "botocore",
+    "stripe",
+    "resend",
+    "requests",
+    "jwt",
+    "pyotp",
+    "alembic",
+    "dotenv",
+    "cryptography",
+    "jinja2",
+}
 
 
 def _sources() -> list[Path]:

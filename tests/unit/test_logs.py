@@ -129,7 +129,9 @@ def test_library_warnings_without_a_handler_are_scrubbed_too(capsys):
 
 
 def test_scaleway_context_adapter():
-    ctx = ScalewayContext.from_scaleway({"memoryLimitInMb": 128, "functionName": "whoami", "functionVersion": "2"}, "r-1")
+    ctx = ScalewayContext.from_scaleway(
+        {"memoryLimitInMb": 128, "functionName": "whoami", "functionVersion": "2"}, "r-1"
+    )
     assert (ctx.function_name, ctx.memory_limit_in_mb, ctx.function_version, ctx.aws_request_id) == (
         "whoami",
         128,

@@ -55,8 +55,9 @@ def test_each_mail_renders_in_each_language(name, language):
 @pytest.mark.parametrize("name", MAILS)
 def test_a_mail_goes_out_french_first_then_english(name):
     notice = notices.render_mail(name, **_sample("mail", name))
-    french, english = notices.render_mail(name, language="fr", **_sample("mail", name)), notices.render_mail(
-        name, language="en", **_sample("mail", name)
+    french, english = (
+        notices.render_mail(name, language="fr", **_sample("mail", name)),
+        notices.render_mail(name, language="en", **_sample("mail", name)),
     )
     assert notice.subject == f"{french.subject} / {english.subject}"
     assert notice.text.index(french.text.strip()) < notice.text.index(english.text.strip())

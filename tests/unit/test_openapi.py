@@ -58,7 +58,11 @@ def test_the_combined_document_mounts_every_function_under_its_name():
 
 def test_security_schemes_come_from_the_guards():
     schemes = combined_document(APPS)["components"]["securitySchemes"]
-    assert schemes["ClientToken"] == {"type": "http", "scheme": "bearer", "description": schemes["ClientToken"]["description"]}
+    assert schemes["ClientToken"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["ClientToken"]["description"],
+    }
     assert schemes["DpoCredential"]["scheme"] == "bearer"
     assert (schemes["StepUpCode"]["in"], schemes["StepUpCode"]["name"]) == ("header", "X-Verification-Code")
     assert (schemes["DownloadLink"]["in"], schemes["DownloadLink"]["name"]) == ("query", "token")
@@ -69,7 +73,10 @@ def test_security_schemes_come_from_the_guards():
 def test_a_step_up_skipped_while_the_action_is_under_way_is_an_optional_credential():
     paths = combined_document(APPS)["paths"]
     # step_up("export", unless=export.has_open_export): the open export is answered on the token alone.
-    assert paths["/export-on-request/"]["post"]["security"] == [{"ClientToken": [], "StepUpCode": []}, {"ClientToken": []}]
+    assert paths["/export-on-request/"]["post"]["security"] == [
+        {"ClientToken": [], "StepUpCode": []},
+        {"ClientToken": []},
+    ]
     assert paths["/withdraw-consent/dpo/restrictions"]["post"]["security"] == [{"DpoCredential": []}]
 
 
@@ -77,7 +84,9 @@ def test_refusals_carry_the_error_body_with_the_guards_codes():
     document = combined_document(APPS)
     start = document["paths"]["/export-on-request/"]["post"]
     assert set(start["responses"]) >= {"202", "400", "401", "403", "429", "413", "500", "503", "default"}
-    code = start["responses"]["401"]["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]
+    code = start["responses"]["401"]["content"]["application/json"]["schema"]["properties"]["error"]["properties"][
+        "code"
+    ]
     assert {"missing_token", "invalid_token", "verification_required", "invalid_code"} <= set(code["examples"])
     error = start["responses"]["default"]["content"]["application/json"]["schema"]["properties"]["error"]
     assert error["required"] == ["code", "message"]
@@ -111,7 +120,12 @@ def test_a_new_route_is_documented_from_its_declaration_alone():
     listed = document["paths"]["/notes"]["get"]
     assert listed["security"] == [{"NoteLink": []}]
     assert listed["parameters"] == [
-        {"name": "cursor", "in": "query", "required": True, "schema": {"maxLength": 20, "title": "Cursor", "type": "string"}}
+        {
+            "name": "cursor",
+            "in": "query",
+            "required": True,
+            "schema": {"maxLength": 20, "title": "Cursor", "type": "string"},
+        }
     ]
     assert OPENAPI_PATH in document["paths"]  # every function serves its own contract
 
@@ -132,7 +146,12 @@ def test_the_local_server_serves_the_combined_document_and_swagger_ui_from_local
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "http://" not in html and "https://" not in html  # nothing from a CDN
-    for asset in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css", "swagger-initializer.js"):
+    for asset in (
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+        "swagger-ui.css",
+        "swagger-initializer.js",
+    ):
         assert f"/docs/assets/{asset}" in html
         assert client.get(f"/docs/assets/{asset}").status_code == 200
     assert client.get("/docs/assets/..%2Fetc").status_code == 404

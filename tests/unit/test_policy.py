@@ -114,7 +114,12 @@ def test_retention_rule_details():
 
 def test_subprocessors_table():
     assert [
-        {"Subprocessor": s.name, "Service": s.service.en, "Location": s.location.en, "Compliance": ", ".join(s.compliance)}
+        {
+            "Subprocessor": s.name,
+            "Service": s.service.en,
+            "Location": s.location.en,
+            "Compliance": ", ".join(s.compliance),
+        }
         for s in policy.SUBPROCESSORS
     ] == TABLES["6.2"]
     assert all(s.in_eu for s in policy.SUBPROCESSORS)
@@ -125,8 +130,17 @@ def test_version_controller_and_transfers():
     assert dt.datetime.strptime(match.group(1), "%d %B %Y").date() == policy.POLICY_EFFECTIVE_DATE
     assert match.group(2) == policy.POLICY_VERSION
     c = policy.CONTROLLER
-    for fact in (c.name, c.share_capital, c.registration, c.vat_number, c.registered_office, c.representative,
-                 c.dpo_email, c.contact_email, c.website):
+    for fact in (
+        c.name,
+        c.share_capital,
+        c.registration,
+        c.vat_number,
+        c.registered_office,
+        c.representative,
+        c.dpo_email,
+        c.contact_email,
+        c.website,
+    ):
         assert fact in POLICY_TEXT, fact
     assert c.registration.replace(" ", "").endswith(c.siren)
     assert policy.NO_TRANSFER_OUTSIDE_EU.en in POLICY_TEXT
@@ -160,7 +174,10 @@ def test_exercising_rights_and_cnil():
     assert f"Website: {policy.CNIL.website}" in POLICY_TEXT
     assert f"Address: {policy.CNIL.address}" in POLICY_TEXT
     assert f"By email: {policy.CONTROLLER.dpo_email}" in POLICY_TEXT
-    assert "By post: QR Communication SAS For the attention of the DPO 23 rue de Richelieu 75001 Paris, France" in POLICY_TEXT
+    assert (
+        "By post: QR Communication SAS For the attention of the DPO 23 rue de Richelieu 75001 Paris, France"
+        in POLICY_TEXT
+    )
     assert policy.RESPONSE_TIME.en in POLICY_TEXT
     assert policy.IDENTITY_VERIFICATION.en in POLICY_TEXT
     assert (policy.RESPONSE_MONTHS, policy.EXTENSION_MAX_MONTHS) == (1, 2)
@@ -175,10 +192,19 @@ def test_exercising_rights_and_cnil():
         ("payment_data", dt.date(2027, 1, 31), dt.date(2028, 2, 29), dt.date(2033, 2, 28)),
         # From a leap day: the period ends on 28 February.
         ("invoices", dt.date(2028, 2, 29), dt.date(2038, 2, 28), dt.date(2038, 2, 28)),
-        ("connection_logs", dt.datetime(2024, 2, 29, 13, 5, tzinfo=UTC), dt.datetime(2025, 2, 28, 13, 5, tzinfo=UTC),
-         dt.datetime(2025, 2, 28, 13, 5, tzinfo=UTC)),
+        (
+            "connection_logs",
+            dt.datetime(2024, 2, 29, 13, 5, tzinfo=UTC),
+            dt.datetime(2025, 2, 28, 13, 5, tzinfo=UTC),
+            dt.datetime(2025, 2, 28, 13, 5, tzinfo=UTC),
+        ),
         ("inactive_account", dt.date(2025, 3, 31), dt.date(2028, 3, 31), dt.date(2028, 3, 31)),
-        ("exports", dt.datetime(2026, 12, 28, tzinfo=UTC), dt.datetime(2027, 1, 4, tzinfo=UTC), dt.datetime(2027, 1, 4, tzinfo=UTC)),
+        (
+            "exports",
+            dt.datetime(2026, 12, 28, tzinfo=UTC),
+            dt.datetime(2027, 1, 4, tzinfo=UTC),
+            dt.datetime(2027, 1, 4, tzinfo=UTC),
+        ),
     ],
 )
 def test_period_arithmetic(rule, start, archive, end):
@@ -231,8 +257,14 @@ def test_configured_rules():
 
 
 def test_ids_are_unique():
-    for items in (policy.CATEGORIES, policy.PURPOSES, policy.RETENTION_RULES, policy.SUBPROCESSORS, policy.RIGHTS,
-                  policy.PROCESSINGS):
+    for items in (
+        policy.CATEGORIES,
+        policy.PURPOSES,
+        policy.RETENTION_RULES,
+        policy.SUBPROCESSORS,
+        policy.RIGHTS,
+        policy.PROCESSINGS,
+    ):
         ids = [item.id for item in items]
         assert len(ids) == len(set(ids))
 

@@ -11,8 +11,15 @@ from shared.rights.rectification.fields import Rectification, normalise_phone, n
 
 @pytest.mark.parametrize(
     "given",
-    ["06 12 34 56 78", "0612345678", "06.12.34.56.78", "06-12-34-56-78", "+33 6 12 34 56 78", "+33612345678",
-     "0033 6 12 34 56 78"],
+    [
+        "06 12 34 56 78",
+        "0612345678",
+        "06.12.34.56.78",
+        "06-12-34-56-78",
+        "+33 6 12 34 56 78",
+        "+33612345678",
+        "0033 6 12 34 56 78",
+    ],
 )
 def test_french_phone_numbers_are_stored_in_one_format(given):
     assert normalise_phone(given) == "+33 6 12 34 56 78"
@@ -42,8 +49,19 @@ def test_a_vat_number_whose_key_does_not_match_is_refused(given):
 
 @pytest.mark.parametrize(
     ("postal_code", "ok"),
-    [("75001", True), ("01000", True), ("20000", True), ("97400", True), ("98000", True),
-     ("00100", False), ("99000", False), ("7500", False), ("750011", False), ("2A000", False), (" 75001", True)],
+    [
+        ("75001", True),
+        ("01000", True),
+        ("20000", True),
+        ("97400", True),
+        ("98000", True),
+        ("00100", False),
+        ("99000", False),
+        ("7500", False),
+        ("750011", False),
+        ("2A000", False),
+        (" 75001", True),
+    ],
 )
 def test_postal_codes(postal_code, ok):
     fields = {"business_address": {"line1": "1 rue de la Paix", "postal_code": postal_code, "city": "Paris"}}
@@ -57,9 +75,15 @@ def test_postal_codes(postal_code, ok):
 @pytest.mark.parametrize(
     "fields",
     [
-        {"first_name": 1}, {"first_name": ["Ann"]}, {"phone": 612345678}, {"vat_number": True},
-        {"business_address": "1 rue de la Paix, 75001 Paris"}, {"email": None}, {"first_name": "Ann\u0000"},
-        {"first_name": "Ann", "siret": "40483304800010"}, {"company_id": "7d0c9c2e-0000-4000-8000-000000000000"},
+        {"first_name": 1},
+        {"first_name": ["Ann"]},
+        {"phone": 612345678},
+        {"vat_number": True},
+        {"business_address": "1 rue de la Paix, 75001 Paris"},
+        {"email": None},
+        {"first_name": "Ann\u0000"},
+        {"first_name": "Ann", "siret": "40483304800010"},
+        {"company_id": "7d0c9c2e-0000-4000-8000-000000000000"},
     ],
 )
 def test_wrong_types_unknown_fields_and_nulls_are_refused(fields):

@@ -51,7 +51,9 @@ def test_each_activity_is_complete(register):
 def test_marketing_and_authorities_recipients(register):
     by_id = {a["id"]: a for a in register["activities"]}
     assert {s["id"] for s in by_id["payments"]["recipients"]["subprocessors"]} == {"scaleway", "stripe"}
-    assert by_id["invoice_retention"]["recipients"]["authorities"] and not by_id["newsletter"]["recipients"]["authorities"]
+    assert (
+        by_id["invoice_retention"]["recipients"]["authorities"] and not by_id["newsletter"]["recipients"]["authorities"]
+    )
     assert {s["id"] for s in by_id["newsletter"]["data_subjects"]} == {"users", "prospects"}
     assert "documents.third_parties" in {c["id"] for c in register["as_processor"]["data_categories"]}
 

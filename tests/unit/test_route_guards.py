@@ -23,7 +23,11 @@ PUBLIC_ROUTES = {
     ("withdraw-consent", "POST", "/unsubscribe"): "signed unsubscribe link (RFC 8058 one-click)",
     ("stripe-webhook", "POST", "/"): "Stripe-Signature checked on every event",
     ("dpo-console", "GET", "/"): "the console's sign-in form: shows nothing",
-    ("dpo-console", "POST", "/sign-in"): "the console's sign-in: the DPO credential posted is checked, failures rate-limited",
+    (
+        "dpo-console",
+        "POST",
+        "/sign-in",
+    ): "the console's sign-in: the DPO credential posted is checked, failures rate-limited",
     # Every HTTP function's health route (shared.platform.health): the version and "database": "ok", nothing else.
     ("whoami", "GET", "/healthz"): "health check, nothing personal",
     ("stripe-webhook", "GET", "/healthz"): "health check, nothing personal",
@@ -62,7 +66,15 @@ ROUTES = _all_routes()
 def test_every_function_of_serverless_yml_was_read():
     assert len(MANIFEST.functions) >= 13
     names = {route.function for route in ROUTES}
-    assert {"export-on-request", "erase-account", "withdraw-consent", "whoami", "stripe-webhook", "rectify-account", "privacy-notice"} <= names
+    assert {
+        "export-on-request",
+        "erase-account",
+        "withdraw-consent",
+        "whoami",
+        "stripe-webhook",
+        "rectify-account",
+        "privacy-notice",
+    } <= names
     assert len(ROUTES) >= 25
 
 

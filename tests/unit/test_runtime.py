@@ -382,8 +382,14 @@ def test_make_message_and_parse_message_round_trip():
 # Text no database column holds (found by the contract fuzzing: PostgreSQL refuses NUL in text) ----------
 
 
-@pytest.mark.parametrize("raw", ['{"name": "a\\u0000b", "count": 1}', '{"name": "\\ud800", "count": 1}',
-                                 '{"name": "team", "count": 1, "x\\u0000": 1}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"name": "a\\u0000b", "count": 1}',
+        '{"name": "\\ud800", "count": 1}',
+        '{"name": "team", "count": 1, "x\\u0000": 1}',
+    ],
+)
 def test_a_body_holding_nul_or_an_unpaired_surrogate_is_400_before_any_route(settings, raw):
     answer, body = call(sample.handle, scaleway_event("POST", "/greetings", raw))
     assert_error(answer, body, 400, "invalid_request")

@@ -103,9 +103,13 @@ def _s3_rules(block: dict[str, Any]) -> list[dict[str, Any]]:
         if rule.get("expiration"):
             s3["Expiration"] = {"Days": rule["expiration"][0]["days"]}
         if rule.get("noncurrent_version_expiration"):
-            s3["NoncurrentVersionExpiration"] = {"NoncurrentDays": rule["noncurrent_version_expiration"][0]["noncurrent_days"]}
+            s3["NoncurrentVersionExpiration"] = {
+                "NoncurrentDays": rule["noncurrent_version_expiration"][0]["noncurrent_days"]
+            }
         if "abort_incomplete_multipart_upload_days" in rule:
-            s3["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": rule["abort_incomplete_multipart_upload_days"]}
+            s3["AbortIncompleteMultipartUpload"] = {
+                "DaysAfterInitiation": rule["abort_incomplete_multipart_upload_days"]
+            }
         rules.append(s3)
     return rules
 
@@ -156,8 +160,11 @@ def test_the_drift_check_would_see_a_rule_that_keeps_exports_too_long():
 def test_interrupted_uploads_are_aborted_after_a_day_in_every_bucket():
     for name, block in _buckets().items():
         whole_bucket = [r for r in _s3_rules(block) if r["Status"] == "Enabled" and not r["Filter"]["Prefix"]]
-        days = [r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] for r in whole_bucket
-                if "AbortIncompleteMultipartUpload" in r]
+        days = [
+            r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+            for r in whole_bucket
+            if "AbortIncompleteMultipartUpload" in r
+        ]
         assert days == [1], f"{name}: incomplete multipart uploads must be aborted after 1 day"
 
 
@@ -206,7 +213,9 @@ def test_the_functions_queue_key_cannot_manage_queues():
     credentials = RESOURCES["scaleway_mnq_sqs_credentials"]
     assert credentials["functions"]["permissions"][0] == {"can_publish": True, "can_receive": True, "can_manage": False}
     assert credentials["manager"]["permissions"][0]["can_manage"] is True
-    assert RESOURCES["scaleway_mnq_sqs_queue"]["work"]["access_key"].startswith("${scaleway_mnq_sqs_credentials.manager")
+    assert RESOURCES["scaleway_mnq_sqs_queue"]["work"]["access_key"].startswith(
+        "${scaleway_mnq_sqs_credentials.manager"
+    )
 
 
 # --- Keys, database, provider ---------------------------------------------------------------------
@@ -261,6 +270,9 @@ def test_public_functions_redirect_plain_http_and_removed_functions_go():
 def test_terraform_fmt_is_clean():
     run = subprocess.run(
         ["terraform", "fmt", "-check", "-diff", "-recursive", str(TERRAFORM)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:]

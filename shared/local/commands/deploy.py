@@ -67,10 +67,14 @@ def expected_namespace(document: dict[str, Any], env: dict[str, str]) -> dict[st
         crons, queues = [], []
         for event in spec.get("events") or []:
             if "schedule" in event:
-                crons.append((str(event["schedule"]["rate"]), json.dumps(event["schedule"].get("input") or {}, sort_keys=True)))
+                crons.append(
+                    (str(event["schedule"]["rate"]), json.dumps(event["schedule"].get("input") or {}, sort_keys=True))
+                )
             elif "sqs" in event:
                 sqs = event["sqs"]
-                queues.append((sqs["name"], sqs["queue"], sqs.get("projectId"), sqs.get("region") or provider.get("scwRegion")))
+                queues.append(
+                    (sqs["name"], sqs["queue"], sqs.get("projectId"), sqs.get("region") or provider.get("scwRegion"))
+                )
         functions[name] = {
             "handler": spec["handler"],
             "runtime": spec.get("runtime") or provider.get("runtime"),
@@ -146,8 +150,11 @@ def compare(expected: dict[str, Any], api: FunctionV1Beta1API, project_id: str |
     """(differences, what was checked) between the expected namespace and the live one."""
     out = _Differences()
     region = expected["region"]
-    namespaces = [n for n in api.list_namespaces_all(region=region, project_id=project_id, name=expected["name"])
-                  if n.name == expected["name"]]
+    namespaces = [
+        n
+        for n in api.list_namespaces_all(region=region, project_id=project_id, name=expected["name"])
+        if n.name == expected["name"]
+    ]
     if not namespaces:
         out.add("namespace missing", expected["name"])
         return out, {"functions": 0}
@@ -155,8 +162,12 @@ def compare(expected: dict[str, Any], api: FunctionV1Beta1API, project_id: str |
         out.add("namespace doubled", expected["name"], found=len(namespaces))
     namespace = namespaces[0]
     _compare_variables("namespace", expected["env"], dict(namespace.environment_variables or {}), out)
-    _compare_secrets("namespace", expected["secrets"],
-                     {s.key: s.hashed_value for s in namespace.secret_environment_variables or []}, out)
+    _compare_secrets(
+        "namespace",
+        expected["secrets"],
+        {s.key: s.hashed_value for s in namespace.secret_environment_variables or []},
+        out,
+    )
 
     live = {f.name: f for f in api.list_functions_all(namespace_id=namespace.id, region=region)}
     for name in sorted(set(expected["functions"]) - set(live)):
@@ -172,20 +183,28 @@ def compare(expected: dict[str, Any], api: FunctionV1Beta1API, project_id: str |
         if _text(function.status) != "ready":
             out.add("function not ready", name, found=_text(function.status))
         found = {
-            "handler": function.handler, "runtime": _text(function.runtime), "memory_limit": function.memory_limit,
-            "timeout": _seconds(function.timeout), "min_scale": function.min_scale, "max_scale": function.max_scale,
-            "privacy": _text(function.privacy), "http_option": _text(function.http_option),
+            "handler": function.handler,
+            "runtime": _text(function.runtime),
+            "memory_limit": function.memory_limit,
+            "timeout": _seconds(function.timeout),
+            "min_scale": function.min_scale,
+            "max_scale": function.max_scale,
+            "privacy": _text(function.privacy),
+            "http_option": _text(function.http_option),
         }
         for field_name, value in found.items():
             if want[field_name] is not None and value != want[field_name]:
                 out.add(f"{field_name} differs", name, expected=want[field_name], found=value)
         _compare_variables(name, want["env"], dict(function.environment_variables or {}), out)
-        _compare_secrets(name, want["secrets"], {s.key: s.hashed_value for s in function.secret_environment_variables or []}, out)
+        _compare_secrets(
+            name, want["secrets"], {s.key: s.hashed_value for s in function.secret_environment_variables or []}, out
+        )
 
         crons = api.list_crons_all(function_id=function.id, region=region)
         checked["crons"] += len(crons)
-        _compare_multiset("cron", name, want["crons"],
-                          [(c.schedule, json.dumps(c.args or {}, sort_keys=True)) for c in crons], out)
+        _compare_multiset(
+            "cron", name, want["crons"], [(c.schedule, json.dumps(c.args or {}, sort_keys=True)) for c in crons], out
+        )
         triggers = api.list_triggers_all(function_id=function.id, region=region)
         live_queues = []
         for trigger in triggers:
@@ -205,7 +224,9 @@ def compare(expected: dict[str, Any], api: FunctionV1Beta1API, project_id: str |
 def api_from_environment(env: dict[str, str], region: str | None) -> tuple[FunctionV1Beta1API, str | None]:
     secret, access = env.get("SCW_SECRET_KEY"), env.get("SCW_ACCESS_KEY")
     if not secret or not access:
-        raise SystemExit("deploy verify: set SCW_ACCESS_KEY, SCW_SECRET_KEY and SCW_DEFAULT_PROJECT_ID (the deploy key)")
+        raise SystemExit(
+            "deploy verify: set SCW_ACCESS_KEY, SCW_SECRET_KEY and SCW_DEFAULT_PROJECT_ID (the deploy key)"
+        )
     client = Client(
         access_key=access,
         secret_key=secret,
@@ -241,5 +262,7 @@ def register(sub: Any) -> None:
     deploy = sub.add_parser("deploy", help="the deployed namespace on Scaleway")
     actions = deploy.add_subparsers(dest="deploy_command", required=True)
     p = actions.add_parser("verify", help="compare the live namespace with serverless.yml; exit 1 on any difference")
-    p.add_argument("--serverless", default=str(PROJECT_ROOT / "serverless.yml"), help="the serverless.yml to compare with")
+    p.add_argument(
+        "--serverless", default=str(PROJECT_ROOT / "serverless.yml"), help="the serverless.yml to compare with"
+    )
     p.set_defaults(func=cmd_deploy_verify)

@@ -39,7 +39,10 @@ def _run(produce: Callable[[], dict[str, Any]]) -> int:
 
 def _identifiers(args: argparse.Namespace) -> dict[str, str] | None:
     given = {
-        "email": args.email, "phone": args.phone, "siret": args.siret, "name": args.name,
+        "email": args.email,
+        "phone": args.phone,
+        "siret": args.siret,
+        "name": args.name,
         "postal_address": args.postal_address,
     }
     given = {key: value for key, value in given.items() if value is not None}
@@ -47,17 +50,28 @@ def _identifiers(args: argparse.Namespace) -> dict[str, str] | None:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    return _run(lambda: operations.register(
-        actor=ACTOR, kind=args.kind, channel=args.channel,
-        received_at=parse_date_argument(args.received_at, name="--received-at") if args.received_at else None,
-        account_id=args.account_id, identifiers=_identifiers(args),
-    ))
+    return _run(
+        lambda: operations.register(
+            actor=ACTOR,
+            kind=args.kind,
+            channel=args.channel,
+            received_at=parse_date_argument(args.received_at, name="--received-at") if args.received_at else None,
+            account_id=args.account_id,
+            identifiers=_identifiers(args),
+        )
+    )
 
 
 def cmd_requests(args: argparse.Namespace) -> int:
-    return _run(lambda: operations.list_requests(
-        state=args.state, kind=args.kind, channel=args.channel, due_within_days=args.due_within, overdue=args.overdue
-    ))
+    return _run(
+        lambda: operations.list_requests(
+            state=args.state,
+            kind=args.kind,
+            channel=args.channel,
+            due_within_days=args.due_within,
+            overdue=args.overdue,
+        )
+    )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -65,25 +79,33 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_identity(args: argparse.Namespace) -> int:
-    return _run(lambda: operations.verify_identity(
-        operations.checked_request_id(args.request_id), method=args.method, actor=ACTOR
-    ))
+    return _run(
+        lambda: operations.verify_identity(
+            operations.checked_request_id(args.request_id), method=args.method, actor=ACTOR
+        )
+    )
 
 
 def cmd_extend(args: argparse.Namespace) -> int:
-    return _run(lambda: operations.extend(
-        operations.checked_request_id(args.request_id), months=args.months, reason=args.reason, actor=ACTOR
-    ))
+    return _run(
+        lambda: operations.extend(
+            operations.checked_request_id(args.request_id), months=args.months, reason=args.reason, actor=ACTOR
+        )
+    )
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    return _run(lambda: operations.reject(
-        operations.checked_request_id(args.request_id), reason_code=args.reason_code, note=args.note, actor=ACTOR
-    ))
+    return _run(
+        lambda: operations.reject(
+            operations.checked_request_id(args.request_id), reason_code=args.reason_code, note=args.note, actor=ACTOR
+        )
+    )
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    return _run(lambda: operations.complete(operations.checked_request_id(args.request_id), note=args.note, actor=ACTOR))
+    return _run(
+        lambda: operations.complete(operations.checked_request_id(args.request_id), note=args.note, actor=ACTOR)
+    )
 
 
 def cmd_rectify(args: argparse.Namespace) -> int:
@@ -98,9 +120,11 @@ def cmd_rectify(args: argparse.Namespace) -> int:
 
 
 def cmd_decide_objection(args: argparse.Namespace) -> int:
-    return _run(lambda: operations.decide_objection(
-        operations.checked_request_id(args.request_id), outcome=args.outcome, grounds=args.grounds, actor=ACTOR
-    ))
+    return _run(
+        lambda: operations.decide_objection(
+            operations.checked_request_id(args.request_id), outcome=args.outcome, grounds=args.grounds, actor=ACTOR
+        )
+    )
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -155,7 +179,7 @@ def register(sub: Any) -> None:
     _json_flag(p)
     p.set_defaults(func=cmd_register)
 
-    p = dpo.add_parser("requests", help="open requests, soonest due first: {\"requests\": [...]}")
+    p = dpo.add_parser("requests", help='open requests, soonest due first: {"requests": [...]}')
     p.add_argument("--overdue", action="store_true")
     p.add_argument("--due-within", type=int, metavar="DAYS")
     p.add_argument("--kind", choices=KINDS)
@@ -195,7 +219,9 @@ def register(sub: Any) -> None:
     _json_flag(p)
     p.set_defaults(func=cmd_complete)
 
-    p = dpo.add_parser("rectify", help="apply the corrections of a verified rectification request (Stripe, Resend told)")
+    p = dpo.add_parser(
+        "rectify", help="apply the corrections of a verified rectification request (Stripe, Resend told)"
+    )
     p.add_argument("request_id")
     p.add_argument("--fields", required=True, metavar="JSON", help='e.g. \'{"phone": "06 12 34 56 78"}\'')
     _json_flag(p)

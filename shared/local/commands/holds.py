@@ -65,8 +65,14 @@ def cmd_place(args: argparse.Namespace) -> int:
     def action() -> int:
         with get_engine().begin() as conn:
             hold = holds.place_hold(
-                conn, account_id=args.account, prospect_id=args.prospect, categories=args.categories,
-                reason=args.reason, ends_on=args.ends_on, authority_request_id=args.authority_request, actor=ACTOR,
+                conn,
+                account_id=args.account,
+                prospect_id=args.prospect,
+                categories=args.categories,
+                reason=args.reason,
+                ends_on=args.ends_on,
+                authority_request_id=args.authority_request,
+                actor=ACTOR,
             )
         _print(args, {"hold": hold.to_json()}, [_hold_line(hold)])
         return 0
@@ -95,16 +101,23 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def _request_line(request: disclosures.AuthorityRequest) -> str:
-    return (f"{request.id}  {request.received_on}  {request.authority_kind}  {request.authority_name}  "
-            f"{request.reference}  {len(request.disclosures)} disclosure(s)")
+    return (
+        f"{request.id}  {request.received_on}  {request.authority_kind}  {request.authority_name}  "
+        f"{request.reference}  {len(request.disclosures)} disclosure(s)"
+    )
 
 
 def cmd_register(args: argparse.Namespace) -> int:
     def action() -> int:
         with get_engine().begin() as conn:
             request = disclosures.register_request(
-                conn, authority_kind=args.kind, authority_name=args.name, reference=args.reference,
-                legal_basis=args.legal_basis, received_on=args.received_on, actor=ACTOR,
+                conn,
+                authority_kind=args.kind,
+                authority_name=args.name,
+                reference=args.reference,
+                legal_basis=args.legal_basis,
+                received_on=args.received_on,
+                actor=ACTOR,
             )
         _print(args, {"authority_request": request.to_json()}, [_request_line(request)])
         return 0
@@ -126,11 +139,22 @@ def cmd_disclose(args: argparse.Namespace) -> int:
     def action() -> int:
         with get_engine().begin() as conn:
             disclosure = disclosures.record_disclosure(
-                conn, args.request_id, categories=args.categories, disclosed_at=args.disclosed_at, method=args.method,
-                account_id=args.account, prospect_id=args.prospect, actor=ACTOR,
+                conn,
+                args.request_id,
+                categories=args.categories,
+                disclosed_at=args.disclosed_at,
+                method=args.method,
+                account_id=args.account,
+                prospect_id=args.prospect,
+                actor=ACTOR,
             )
-        _print(args, {"disclosure": disclosure.to_json()},
-               [f"{disclosure.id}  {disclosure.disclosed_at.isoformat()}  {disclosure.method}  {','.join(disclosure.categories)}"])
+        _print(
+            args,
+            {"disclosure": disclosure.to_json()},
+            [
+                f"{disclosure.id}  {disclosure.disclosed_at.isoformat()}  {disclosure.method}  {','.join(disclosure.categories)}"
+            ],
+        )
         return 0
 
     return _run(action)
@@ -146,7 +170,9 @@ def register(sub: Any) -> None:
     who.add_argument("--prospect", metavar="PROSPECT_ID")
     p.add_argument("--categories", required=True, type=_categories, help="data-map category ids, comma-separated")
     p.add_argument("--reason", required=True, help="why (no personal data)")
-    p.add_argument("--ends-on", type=_day, metavar="YYYY-MM-DD", help="in force through this day (default: until released)")
+    p.add_argument(
+        "--ends-on", type=_day, metavar="YYYY-MM-DD", help="in force through this day (default: until released)"
+    )
     p.add_argument("--authority-request", metavar="ID", help="the authority request it answers")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_place)

@@ -24,8 +24,13 @@ def _settings() -> None:
 
 def cmd_versions(_args: argparse.Namespace) -> int:
     in_force = policy.version_in_force()
-    print(json.dumps([{**policy_notices.version_json(v), "in_force": v == in_force} for v in policy.POLICY_VERSIONS],
-                     indent=2, ensure_ascii=False))
+    print(
+        json.dumps(
+            [{**policy_notices.version_json(v), "in_force": v == in_force} for v in policy.POLICY_VERSIONS],
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 
@@ -37,8 +42,9 @@ def cmd_announce(args: argparse.Namespace) -> int:
         print(f"policy announce: {done} account(s) queued", file=sys.stderr, flush=True)
 
     try:
-        result = policy_notices.announce(get_engine(), version=args.version, chunk_size=args.chunk_size,
-                                         progress=progress)
+        result = policy_notices.announce(
+            get_engine(), version=args.version, chunk_size=args.chunk_size, progress=progress
+        )
     except AppError as exc:
         sys.exit(f"privacy-functions: {exc.message}")
     if args.drain:

@@ -34,14 +34,28 @@ from shared.records import audit
 # final status is never replaced by a lower one.
 _RANKS: dict[str, dict[str, int]] = {
     "payment_intent": {
-        "unknown": 0, "requires_payment_method": 1, "requires_confirmation": 1, "payment_failed": 2,
-        "requires_action": 2, "processing": 3, "requires_capture": 4, "canceled": 9, "succeeded": 9,
+        "unknown": 0,
+        "requires_payment_method": 1,
+        "requires_confirmation": 1,
+        "payment_failed": 2,
+        "requires_action": 2,
+        "processing": 3,
+        "requires_capture": 4,
+        "canceled": 9,
+        "succeeded": 9,
     },
     "charge": {"unknown": 0, "pending": 1, "failed": 5, "succeeded": 5, "partially_refunded": 6, "refunded": 7},
     "invoice": {"unknown": 0, "draft": 0, "open": 1, "payment_failed": 2, "uncollectible": 7, "paid": 8, "void": 8},
     "subscription": {
-        "unknown": 0, "incomplete": 1, "trialing": 2, "active": 3, "past_due": 3, "unpaid": 3, "paused": 3,
-        "canceled": 9, "incomplete_expired": 9,
+        "unknown": 0,
+        "incomplete": 1,
+        "trialing": 2,
+        "active": 3,
+        "past_due": 3,
+        "unpaid": 3,
+        "paused": 3,
+        "canceled": 9,
+        "incomplete_expired": 9,
     },
 }
 _FACT_KINDS = frozenset({"customer", "dispute", *_RANKS})
@@ -107,11 +121,15 @@ def apply_event(engine: Engine, payload: Mapping[str, Any], *, now: dt.datetime 
             )
         outcome = _apply(conn, event.type, moment_of(event.created), event.facts, now=now)
         conn.execute(update(stripe_events).where(stripe_events.c.id == event_id).values(outcome=outcome))
-    get_logger().info("stripe event applied", extra={"event_id": event_id, "event_type": event.type, "outcome": outcome})
+    get_logger().info(
+        "stripe event applied", extra={"event_id": event_id, "event_type": event.type, "outcome": outcome}
+    )
     return {"event_id": event_id, "outcome": outcome}
 
 
-def _apply(conn: Connection, event_type: str, created: dt.datetime, facts: Mapping[str, Any], *, now: dt.datetime) -> str:
+def _apply(
+    conn: Connection, event_type: str, created: dt.datetime, facts: Mapping[str, Any], *, now: dt.datetime
+) -> str:
     kind = facts["kind"]
     if kind == "customer":
         if event_type == "customer.deleted":
@@ -208,7 +226,10 @@ def _dispute(conn: Connection, facts: Mapping[str, Any], created: dt.datetime, *
     if not charge_id:
         return "ignored"
     opened_at = moment_of(facts["opened_at"]) if facts.get("opened_at") else created
-    if conn.execute(select(payment_records.c.id).where(payment_records.c.stripe_object_id == charge_id)).first() is None:
+    if (
+        conn.execute(select(payment_records.c.id).where(payment_records.c.stripe_object_id == charge_id)).first()
+        is None
+    ):
         # The dispute overtook its charge: keep a placeholder; charge.succeeded fills it in (its clock is unset).
         conn.execute(
             insert(payment_records).values(
@@ -233,7 +254,11 @@ def _dispute(conn: Connection, facts: Mapping[str, Any], created: dt.datetime, *
             # Held in the active base, no clock running, until the dispute closes.
             values = {"dispute_status": status, "dispute_opened_at": opened_at, "disputed_until": None}
         else:
-            values = {"dispute_status": status, "dispute_opened_at": row.dispute_opened_at or opened_at, "disputed_until": created}
+            values = {
+                "dispute_status": status,
+                "dispute_opened_at": row.dispute_opened_at or opened_at,
+                "disputed_until": created,
+            }
         conn.execute(update(payment_records).where(payment_records.c.id == row.id).values(updated_at=now, **values))
         outcome = "applied"
     return outcome
@@ -280,7 +305,9 @@ def _customer_deleted(conn: Connection, customer_id: str | None, created: dt.dat
         conn.execute(update(accounts).where(accounts.c.id == account_id).values(stripe_customer_id=None))
     conn.execute(
         update(payment_records)
-        .where(and_(payment_records.c.stripe_customer_id == customer_id, payment_records.c.customer_deleted_at.is_(None)))
+        .where(
+            and_(payment_records.c.stripe_customer_id == customer_id, payment_records.c.customer_deleted_at.is_(None))
+        )
         .values(customer_deleted_at=created, updated_at=now)
     )
     outcome = "link_removed" if account_id else "no_link"

@@ -195,5 +195,8 @@ def _subscription_facts(obj: Mapping[str, Any]) -> dict[str, Any]:
         "currency": currency,
         "status": status,
         "description": _text(obj.get("description")),
-        "transaction_at": ended_at or period_start or unix_timestamp(obj.get("start_date")) or unix_timestamp(obj.get("created")),
+        "transaction_at": ended_at
+        or period_start
+        or unix_timestamp(obj.get("start_date"))
+        or unix_timestamp(obj.get("created")),
     }

@@ -100,7 +100,9 @@ class LocalObjectStore:
     def _tmp_dir(self) -> Path:
         return self.root / ".tmp"
 
-    def _atomic_write(self, target: Path, source: Body | Path, *, mode: int | None = None, tag: str = "untagged") -> None:
+    def _atomic_write(
+        self, target: Path, source: Body | Path, *, mode: int | None = None, tag: str = "untagged"
+    ) -> None:
         tmp_dir = self._tmp_dir()
         tmp_dir.mkdir(parents=True, exist_ok=True)
         # `<request id>.<random>`: a crash mid-write leaves a file that names whose upload it was.
@@ -138,7 +140,12 @@ class LocalObjectStore:
         return until if until > utcnow() else None
 
     def _write(
-        self, bucket: str, key: str, source: Body | Path, content_type: str, metadata: dict[str, str] | None,
+        self,
+        bucket: str,
+        key: str,
+        source: Body | Path,
+        content_type: str,
+        metadata: dict[str, str] | None,
         retain_until: dt.datetime | None = None,
     ) -> None:
         path = self._object_path(bucket, key)
@@ -272,7 +279,9 @@ class LocalObjectStore:
         self._object_path(bucket, key)  # validates bucket and key
         expires = int(time.time()) + expires_in
         signature = _sign(self._signing_key, bucket, key, expires)
-        return f"{self._base_url}/_objects/{quote(bucket)}/{quote(key, safe='/')}?expires={expires}&signature={signature}"
+        return (
+            f"{self._base_url}/_objects/{quote(bucket)}/{quote(key, safe='/')}?expires={expires}&signature={signature}"
+        )
 
     def verify_local_signature(self, bucket: str, key: str, expires: str | int, signature: str) -> bool:
         return _verify(self._signing_key, bucket, key, expires, signature)

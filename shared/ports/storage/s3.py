@@ -204,8 +204,12 @@ class S3ObjectStore:
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Versions", []):
                     yield ObjectVersion(
-                        item["Key"], item["VersionId"], item["Size"],
-                        item["LastModified"].astimezone(UTC), item["IsLatest"], False,
+                        item["Key"],
+                        item["VersionId"],
+                        item["Size"],
+                        item["LastModified"].astimezone(UTC),
+                        item["IsLatest"],
+                        False,
                     )
                 for item in page.get("DeleteMarkers", []):
                     yield ObjectVersion(

@@ -41,7 +41,19 @@ from shared.records.audit.checkpoints import Checkpoint, VerifyResult, checkpoin
 from shared.records.audit.guard import PersonalDataRefused, ensure_no_personal_data, personal_data_reason
 
 __all__ = [
-    "GENESIS_HASH", "REKEY_ACTION", "AuditEntry", "Checkpoint", "PersonalDataRefused", "VerifyResult", "checkpoint",
-    "ensure_no_personal_data", "entry_hash", "entry_mac", "load_checkpoints", "personal_data_reason", "record",
-    "record_many", "verify_chain",
+    "GENESIS_HASH",
+    "REKEY_ACTION",
+    "AuditEntry",
+    "Checkpoint",
+    "PersonalDataRefused",
+    "VerifyResult",
+    "checkpoint",
+    "ensure_no_personal_data",
+    "entry_hash",
+    "entry_mac",
+    "load_checkpoints",
+    "personal_data_reason",
+    "record",
+    "record_many",
+    "verify_chain",
 ]

@@ -73,12 +73,28 @@ def known_keys() -> dict[str, bytes]:
 
 
 def _payload(
-    *, seq: int, entry_id: str, occurred_at: dt.datetime, actor: str, action: str, request_id: str | None,
-    subject_pseudonym: str | None, outcome: str, details: Any, prev_hash: str,
+    *,
+    seq: int,
+    entry_id: str,
+    occurred_at: dt.datetime,
+    actor: str,
+    action: str,
+    request_id: str | None,
+    subject_pseudonym: str | None,
+    outcome: str,
+    details: Any,
+    prev_hash: str,
 ) -> dict[str, Any]:
     return {
-        "seq": seq, "entry_id": entry_id, "occurred_at": _iso(occurred_at), "actor": actor, "action": action,
-        "request_id": request_id, "subject_pseudonym": subject_pseudonym, "outcome": outcome, "details": details,
+        "seq": seq,
+        "entry_id": entry_id,
+        "occurred_at": _iso(occurred_at),
+        "actor": actor,
+        "action": action,
+        "request_id": request_id,
+        "subject_pseudonym": subject_pseudonym,
+        "outcome": outcome,
+        "details": details,
         "prev_hash": prev_hash,
     }
 
@@ -176,7 +192,9 @@ def record_many(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> list[
     seq, prev_hash = (tail.seq + 1, tail.hash) if tail else (1, GENESIS_HASH)
     if tail is not None and tail.key_id is None:
         rekey = _prepare(
-            actor=AUDIT_ACTOR, action=REKEY_ACTION, outcome="succeeded",
+            actor=AUDIT_ACTOR,
+            action=REKEY_ACTION,
+            outcome="succeeded",
             details={"legacy_head_seq": tail.seq, "legacy_head_hash": tail.hash, "key_id": key_id},
         )
         prepared.insert(0, rekey)
@@ -187,7 +205,7 @@ def record_many(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> list[
         written.append(AuditEntry(**fields, hash=digest, key_id=key_id))
         seq, prev_hash = seq + 1, digest
     conn.execute(insert(audit_log), [{**entry.__dict__} for entry in written])
-    return written[len(written) - len(entries):]
+    return written[len(written) - len(entries) :]
 
 
 @dataclass(frozen=True)
@@ -199,9 +217,16 @@ class Break:
 
 def _row_fields(row: Any) -> dict[str, Any]:
     return dict(
-        seq=row.seq, entry_id=row.entry_id, occurred_at=row.occurred_at, actor=row.actor, action=row.action,
-        request_id=row.request_id, subject_pseudonym=row.subject_pseudonym, outcome=row.outcome,
-        details=row.details, prev_hash=row.prev_hash,
+        seq=row.seq,
+        entry_id=row.entry_id,
+        occurred_at=row.occurred_at,
+        actor=row.actor,
+        action=row.action,
+        request_id=row.request_id,
+        subject_pseudonym=row.subject_pseudonym,
+        outcome=row.outcome,
+        details=row.details,
+        prev_hash=row.prev_hash,
     )
 
 

@@ -39,8 +39,13 @@ class Checkpoint:
     signature: str
 
     def document(self) -> dict[str, Any]:
-        return {"seq": self.seq, "head_hash": self.head_hash, "at": iso(self.at, timespec="microseconds"),
-                "key_id": self.key_id, "signature": self.signature}
+        return {
+            "seq": self.seq,
+            "head_hash": self.head_hash,
+            "at": iso(self.at, timespec="microseconds"),
+            "key_id": self.key_id,
+            "signature": self.signature,
+        }
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,9 @@ def _signing_key(key: bytes) -> bytes:
 
 
 def _signature(key: bytes, seq: int, head_hash: str, at: dt.datetime, key_id: str) -> str:
-    message = chain._canonical({"seq": seq, "head_hash": head_hash, "at": iso(at, timespec="microseconds"),
-                                "key_id": key_id})
+    message = chain._canonical(
+        {"seq": seq, "head_hash": head_hash, "at": iso(at, timespec="microseconds"), "key_id": key_id}
+    )
     return hmac.new(_signing_key(key), message.encode(), hashlib.sha256).hexdigest()
 
 
@@ -90,13 +96,16 @@ def checkpoint(engine: Engine, *, storage: ObjectStore | None = None) -> Checkpo
     point = Checkpoint(seq, head, at, key_id, _signature(key, seq, head, at, key_id))
     bucket, prefix = _where()
     retain_until = dt.datetime.combine(
-        add_months(at.date(), get_settings().request_records_retention_months) + dt.timedelta(days=1), dt.time.min,
+        add_months(at.date(), get_settings().request_records_retention_months) + dt.timedelta(days=1),
+        dt.time.min,
         tzinfo=UTC,
     )
     (storage or get_storage()).put_retained(
         # The random tail keeps two runs checkpointing the same head at the same instant apart.
-        bucket, f"{prefix}{seq:012d}-{at.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json",
-        json.dumps(point.document(), sort_keys=True).encode(), retain_until=retain_until,
+        bucket,
+        f"{prefix}{seq:012d}-{at.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json",
+        json.dumps(point.document(), sort_keys=True).encode(),
+        retain_until=retain_until,
         content_type="application/json",
     )
     return point
@@ -110,8 +119,9 @@ def load_checkpoints(storage: ObjectStore | None = None) -> Iterator[tuple[str, 
     for info in storage.list(bucket, prefix):
         try:
             doc = json.loads(storage.get_bytes(bucket, info.key))
-            point = Checkpoint(int(doc["seq"]), str(doc["head_hash"]), parse_iso(doc["at"]), str(doc["key_id"]),
-                               str(doc["signature"]))
+            point = Checkpoint(
+                int(doc["seq"]), str(doc["head_hash"]), parse_iso(doc["at"]), str(doc["key_id"]), str(doc["signature"])
+            )
         except (ValueError, KeyError, TypeError):
             yield info.key, None
             continue
@@ -133,7 +143,9 @@ def verify_chain(conn: Connection, *, storage: ObjectStore | None = None) -> Ver
     count = 0
     for object_key, point in load_checkpoints(storage):
         if point is None:
-            return VerifyResult(False, 0, None, f"checkpoint {object_key} has an invalid signature", "checkpoint_forged")
+            return VerifyResult(
+                False, 0, None, f"checkpoint {object_key} has an invalid signature", "checkpoint_forged"
+            )
         points.setdefault(point.seq, []).append((object_key, point))
         count += 1
     checked, last_seq = 0, 0
@@ -142,21 +154,33 @@ def verify_chain(conn: Connection, *, storage: ObjectStore | None = None) -> Ver
             return VerifyResult(False, checked, item.seq, item.reason, item.problem, count)
         for object_key, point in points.get(item.seq, ()):
             if point.head_hash != item.hash:
-                return VerifyResult(False, checked, item.seq,
-                                    f"hash differs from checkpoint {object_key}: the trail was rewritten up to here",
-                                    "checkpoint_mismatch", count)
+                return VerifyResult(
+                    False,
+                    checked,
+                    item.seq,
+                    f"hash differs from checkpoint {object_key}: the trail was rewritten up to here",
+                    "checkpoint_mismatch",
+                    count,
+                )
         checked, last_seq = checked + 1, item.seq
     beyond = [p for seq, listed in points.items() if seq > last_seq for p in listed]
     if beyond:
         object_key, point = max(beyond, key=lambda p: p[1].seq)
         if last_seq == 0:
-            return VerifyResult(False, 0, 1, f"the trail is empty but checkpoint {object_key} covers seq {point.seq}",
-                                "emptied", count)
-        return VerifyResult(False, checked, last_seq + 1,
-                            f"entries {last_seq + 1}..{point.seq} missing: checkpoint {object_key} covers them",
-                            "truncated", count)
+            return VerifyResult(
+                False, 0, 1, f"the trail is empty but checkpoint {object_key} covers seq {point.seq}", "emptied", count
+            )
+        return VerifyResult(
+            False,
+            checked,
+            last_seq + 1,
+            f"entries {last_seq + 1}..{point.seq} missing: checkpoint {object_key} covers them",
+            "truncated",
+            count,
+        )
     for object_key, point in points.get(0, ()):
         if point.head_hash != GENESIS_HASH:
-            return VerifyResult(False, checked, None, f"checkpoint {object_key} at seq 0 is not the genesis",
-                                "checkpoint_forged", count)
+            return VerifyResult(
+                False, checked, None, f"checkpoint {object_key} at seq 0 is not the genesis", "checkpoint_forged", count
+            )
     return VerifyResult(True, checked, None, None, None, count)

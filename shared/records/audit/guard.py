@@ -14,13 +14,34 @@ class PersonalDataRefused(ValueError):
 # A key is refused when one of its words (split on "_") is one of these...
 _PERSONAL_KEY_WORDS = frozenset(
     {
-        "email", "phone", "telephone", "tel", "mobile", "ip", "ipv4", "ipv6", "name", "firstname",
-        "lastname", "fullname", "surname", "address", "password", "passwd", "token", "secret", "otp",
-        "totp", "iban", "birthdate", "birthday",
+        "email",
+        "phone",
+        "telephone",
+        "tel",
+        "mobile",
+        "ip",
+        "ipv4",
+        "ipv6",
+        "name",
+        "firstname",
+        "lastname",
+        "fullname",
+        "surname",
+        "address",
+        "password",
+        "passwd",
+        "token",
+        "secret",
+        "otp",
+        "totp",
+        "iban",
+        "birthdate",
+        "birthday",
     }
 )
 # ...or when it is one of these as a whole.
 _PERSONAL_KEYS = frozenset({"mail", "e_mail", "user_agent", "useragent", "verification_code"})
+
 
 def _personal_key(key: str) -> bool:
     normalised = key.strip().lower().replace("-", "_").replace(" ", "_")
@@ -48,5 +69,3 @@ def ensure_no_personal_data(value: Any, *, path: str = "details") -> None:
         reason = personal_data_reason(value)
         if reason:
             raise PersonalDataRefused(f"{path}: value looks like {reason}")
-
-

@@ -62,8 +62,18 @@ def object_to(
     purposes = [p for p, k in OBJECTION_FOR_PURPOSE.items() if k == kind]
     if not purposes:
         raise ValidationFailed(f"kind must be one of {', '.join(OBJECTION_FOR_PURPOSE.values())}", code="invalid_kind")
-    return withdraw(engine, account_id, purposes[0], channel=channel, actor=actor, objection=True,
-                    reason_code=reason_code, ip=ip, user_agent=user_agent, now=now)
+    return withdraw(
+        engine,
+        account_id,
+        purposes[0],
+        channel=channel,
+        actor=actor,
+        objection=True,
+        reason_code=reason_code,
+        ip=ip,
+        user_agent=user_agent,
+        now=now,
+    )
 
 
 def restrict(
@@ -82,12 +92,27 @@ def restrict(
     now = moment(now)
     with engine.begin() as conn:
         lock_account(conn, account_id)
-        flag = set_flag_in(conn, account_id=account_id, kind=RESTRICTION, reason_code=reason_code, note=note,
-                           channel=DPO, actor=actor, now=now)
+        flag = set_flag_in(
+            conn,
+            account_id=account_id,
+            kind=RESTRICTION,
+            reason_code=reason_code,
+            note=note,
+            channel=DPO,
+            actor=actor,
+            now=now,
+        )
         if flag is None:
             return flags_in_force(conn, account_id)[RESTRICTION], False
-        request_id = register(conn, account_id=account_id, kind="restriction", channel=DPO, actor=actor, now=now,
-                              details={"action": "set", "flag_id": flag.id, "reason_code": reason_code})
+        request_id = register(
+            conn,
+            account_id=account_id,
+            kind="restriction",
+            channel=DPO,
+            actor=actor,
+            now=now,
+            details={"action": "set", "flag_id": flag.id, "reason_code": reason_code},
+        )
         attach_request(conn, request_id, [flag.id])
         attached = load_flag(conn, flag.id)
         if attached is None:  # set in this very transaction
@@ -138,8 +163,11 @@ def lift(
         try:
             _send_lift_notice(flag, email)
         except ExternalServiceError:
-            raise AppError(503, "notification_failed",
-                           "the account holder could not be told; the restriction stays in force, retry later") from None
+            raise AppError(
+                503,
+                "notification_failed",
+                "the account holder could not be told; the restriction stays in force, retry later",
+            ) from None
         notified_at = now
     with engine.begin() as conn:
         lock_account(conn, flag.account_id)
@@ -147,11 +175,20 @@ def lift(
         if not flag.in_force:
             return flag
         lift_in(conn, flag, actor=actor, reason_code=reason_code, now=now, notified_at=notified_at)
-        request_id = register(conn, account_id=flag.account_id, kind=flag_family(flag.kind), channel=DPO,
-                              actor=actor, now=now,
-                              details={"action": "lift", "flag_id": flag.id, "reason_code": reason_code})
-        conn.execute(update(processing_restrictions).where(processing_restrictions.c.id == flag.id)
-                     .values(lift_request_id=request_id))
+        request_id = register(
+            conn,
+            account_id=flag.account_id,
+            kind=flag_family(flag.kind),
+            channel=DPO,
+            actor=actor,
+            now=now,
+            details={"action": "lift", "flag_id": flag.id, "reason_code": reason_code},
+        )
+        conn.execute(
+            update(processing_restrictions)
+            .where(processing_restrictions.c.id == flag.id)
+            .values(lift_request_id=request_id)
+        )
         return get_flag(conn, flag_id)
 
 

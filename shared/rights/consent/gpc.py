@@ -40,10 +40,14 @@ def honour_gpc(
     if not gpc_requested(headers):
         return False
     with engine.connect() as conn:
-        if OBJECTION_ANALYTICS in flags_in_force(conn, account_id) and not consent_state(conn, account_id)["analytics"].granted:
+        if (
+            OBJECTION_ANALYTICS in flags_in_force(conn, account_id)
+            and not consent_state(conn, account_id)["analytics"].granted
+        ):
             return False
-    change = object_to(engine, account_id, OBJECTION_ANALYTICS, channel=GPC, actor="gpc", reason_code="gpc_signal",
-                       now=now)
+    change = object_to(
+        engine, account_id, OBJECTION_ANALYTICS, channel=GPC, actor="gpc", reason_code="gpc_signal", now=now
+    )
     return change.changed
 
 

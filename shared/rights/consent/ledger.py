@@ -44,16 +44,30 @@ from shared.rights.consent.writes import (
 
 
 def _withdraw_in(
-    conn: Connection, account_id: str, purpose: str, *, channel: str, actor: str, now: dt.datetime,
-    ip: str | None, user_agent: str | None,
+    conn: Connection,
+    account_id: str,
+    purpose: str,
+    *,
+    channel: str,
+    actor: str,
+    now: dt.datetime,
+    ip: str | None,
+    user_agent: str | None,
 ) -> str | None:
     """Append a withdrawal if the consent is currently given; the new event id, or None (nothing to do)."""
     previous = latest_event(conn, account_id, purpose)
     if previous is None or previous.action != GIVEN:
         return None
     event_id, occurred_at = append_event(
-        conn, account_id=account_id, purpose=purpose, action=WITHDRAWN, channel=channel, now=now,
-        ip=ip, user_agent=user_agent, previous=previous,
+        conn,
+        account_id=account_id,
+        purpose=purpose,
+        action=WITHDRAWN,
+        channel=channel,
+        now=now,
+        ip=ip,
+        user_agent=user_agent,
+        previous=previous,
     )
     details: dict[str, Any] = {"purpose": purpose, "channel": channel, "consent_event_id": event_id}
     if purpose == "analytics":
@@ -61,11 +75,11 @@ def _withdraw_in(
         # the consent now withdrawn (or under none): all of them go, atomically with it. Events
         # of the legitimate-interest purposes follow their own objections (legitimate_interest.py).
         details["analytics_events_deleted"] = conn.execute(
-            delete(analytics_events).where(analytics_events.c.account_id == account_id,
-                                           analytics_events.c.purpose == "analytics")
+            delete(analytics_events).where(
+                analytics_events.c.account_id == account_id, analytics_events.c.purpose == "analytics"
+            )
         ).rowcount
-    audit.record(conn, actor=actor, action="consent.withdrawn", outcome="recorded", subject=account_id,
-                 details=details)
+    audit.record(conn, actor=actor, action="consent.withdrawn", outcome="recorded", subject=account_id, details=details)
     return event_id
 
 
@@ -97,20 +111,33 @@ def withdraw(
     with engine.begin() as conn:
         lock_account(conn, account_id)
         for item in purposes:
-            event_id = _withdraw_in(conn, account_id, item, channel=channel, actor=actor, now=now,
-                                    ip=ip, user_agent=user_agent)
+            event_id = _withdraw_in(
+                conn, account_id, item, channel=channel, actor=actor, now=now, ip=ip, user_agent=user_agent
+            )
             if event_id is not None:
                 withdrawn.append(item)
             if objection:
-                flag = set_flag_in(conn, account_id=account_id, kind=OBJECTION_FOR_PURPOSE[item],
-                                   reason_code=reason_code, note=None, channel=channel, actor=actor, now=now)
+                flag = set_flag_in(
+                    conn,
+                    account_id=account_id,
+                    kind=OBJECTION_FOR_PURPOSE[item],
+                    reason_code=reason_code,
+                    note=None,
+                    channel=channel,
+                    actor=actor,
+                    now=now,
+                )
                 if flag is not None:
                     flags.append(flag)
         request_id = None
         if withdrawn or flags:
             request_id = register(
-                conn, account_id=account_id, kind="objection" if flags else "consent_withdrawal",
-                channel=channel, actor=actor, now=now,
+                conn,
+                account_id=account_id,
+                kind="objection" if flags else "consent_withdrawal",
+                channel=channel,
+                actor=actor,
+                now=now,
                 details={"purposes": withdrawn, "objections": [f.kind for f in flags], "consent_channel": channel},
             )
             attach_request(conn, request_id, [f.id for f in flags])
@@ -150,15 +177,32 @@ def give_consent(
         objection = flags_in_force(conn, account_id).get(OBJECTION_FOR_PURPOSE[purpose])
         if objection is not None:
             if channel != CLIENT_AREA:
-                raise Conflict("an objection is in force: only a new explicit consent in the client area lifts it",
-                               code="objection_in_force")
+                raise Conflict(
+                    "an objection is in force: only a new explicit consent in the client area lifts it",
+                    code="objection_in_force",
+                )
             lift_in(conn, objection, actor=actor, reason_code="new_explicit_consent", now=now)
             lifted.append(objection.kind)
         previous = latest_event(conn, account_id, purpose)
         if previous is not None and previous.action == GIVEN and not lifted:
             return Change()
-        _, occurred_at = append_event(conn, account_id=account_id, purpose=purpose, action=GIVEN, channel=channel,
-                                      now=now, ip=ip, user_agent=user_agent, previous=previous)
-        audit.record(conn, actor=actor, action="consent.given", outcome="recorded", subject=account_id,
-                     details={"purpose": purpose, "channel": channel})
+        _, occurred_at = append_event(
+            conn,
+            account_id=account_id,
+            purpose=purpose,
+            action=GIVEN,
+            channel=channel,
+            now=now,
+            ip=ip,
+            user_agent=user_agent,
+            previous=previous,
+        )
+        audit.record(
+            conn,
+            actor=actor,
+            action="consent.given",
+            outcome="recorded",
+            subject=account_id,
+            details={"purpose": purpose, "channel": channel},
+        )
     return Change(given=(purpose,), flags_lifted=tuple(lifted))

@@ -121,38 +121,70 @@ def object_to_processing(
             return Objection(purpose, IN_FORCE, changed=False)
         if purpose in DPO_DECIDED_LI_PURPOSES:
             return _register_for_decision(conn, account_id, purpose, channel=channel, actor=actor, now=now)
-        flag = set_flag_in(conn, account_id=account_id, kind=kind, reason_code="data_subject_request", note=None,
-                           channel=channel, actor=actor, now=now)
+        flag = set_flag_in(
+            conn,
+            account_id=account_id,
+            kind=kind,
+            reason_code="data_subject_request",
+            note=None,
+            channel=channel,
+            actor=actor,
+            now=now,
+        )
         assert flag is not None  # not in force: checked above under the account lock
-        deleted = max(conn.execute(
-            delete(analytics_events).where(analytics_events.c.account_id == account_id,
-                                           analytics_events.c.purpose == purpose)
-        ).rowcount, 0)
+        deleted = max(
+            conn.execute(
+                delete(analytics_events).where(
+                    analytics_events.c.account_id == account_id, analytics_events.c.purpose == purpose
+                )
+            ).rowcount,
+            0,
+        )
         details = {"purposes": [purpose], "objections": [kind], "events_deleted": deleted}
-        request_id = register(conn, account_id=account_id, kind="objection", channel=channel, actor=actor, now=now,
-                              details=details)
+        request_id = register(
+            conn, account_id=account_id, kind="objection", channel=channel, actor=actor, now=now, details=details
+        )
         attach_request(conn, request_id, [flag.id])
-        audit.record(conn, actor=actor, action="objection.events_deleted", outcome="deleted", subject=account_id,
-                     request_id=request_id, details={"purpose": purpose, "events_deleted": deleted})
+        audit.record(
+            conn,
+            actor=actor,
+            action="objection.events_deleted",
+            outcome="deleted",
+            subject=account_id,
+            request_id=request_id,
+            details={"purpose": purpose, "events_deleted": deleted},
+        )
     return Objection(purpose, IN_FORCE, changed=True, request_id=request_id, events_deleted=deleted)
 
 
-def _register_for_decision(conn: Connection, account_id: str, purpose: str, *, channel: str, actor: str,
-                           now: dt.datetime) -> Objection:
+def _register_for_decision(
+    conn: Connection, account_id: str, purpose: str, *, channel: str, actor: str, now: dt.datetime
+) -> Objection:
     """The objection to security or fraud prevention: a request the DPO decides within the month."""
     open_record = requests.find_open_request(conn, account_id=account_id, kind="objection")
     if _pending(open_record):
         if purpose in open_record.details.get("purposes", []):
-            return Objection(purpose, PENDING, changed=False, request_id=open_record.id,
-                             due_at=open_record.effective_due_at)
-        raise Conflict("an objection awaits the DPO's decision; object to this purpose once it is decided",
-                       code="objection_pending")
+            return Objection(
+                purpose, PENDING, changed=False, request_id=open_record.id, due_at=open_record.effective_due_at
+            )
+        raise Conflict(
+            "an objection awaits the DPO's decision; object to this purpose once it is decided",
+            code="objection_pending",
+        )
     if open_record is not None:  # an objection of another kind left open by a crash: finish it first
         raise Conflict("an objection request is open for this account", code="request_already_open")
     record = requests.create_request(
-        conn, account_id=account_id, kind="objection", channel=_REQUEST_CHANNEL[channel], now=now, actor=actor,
-        details={"purposes": [purpose], "objections": [OBJECTION_FOR_LI_PURPOSE[purpose]],
-                 "awaiting": AWAITING_DPO_DECISION},
+        conn,
+        account_id=account_id,
+        kind="objection",
+        channel=_REQUEST_CHANNEL[channel],
+        now=now,
+        actor=actor,
+        details={
+            "purposes": [purpose],
+            "objections": [OBJECTION_FOR_LI_PURPOSE[purpose]],
+            "awaiting": AWAITING_DPO_DECISION,
+        },
     )
     if record.channel not in requests.SELF_VERIFIED_CHANNELS:
         # The caller is the account holder (client token) or a signed link: the identity is verified.
@@ -165,20 +197,30 @@ def pending_objections(conn: Connection, account_id: str) -> list[dict[str, Any]
     record = requests.find_open_request(conn, account_id=account_id, kind="objection")
     if not _pending(record):
         return []
-    return [{"request_id": record.id, "purposes": list(record.details.get("purposes", [])),
-             "received_at": iso_or_none(record.received_at), "due_at": iso_or_none(record.effective_due_at)}]
+    return [
+        {
+            "request_id": record.id,
+            "purposes": list(record.details.get("purposes", [])),
+            "received_at": iso_or_none(record.received_at),
+            "due_at": iso_or_none(record.effective_due_at),
+        }
+    ]
 
 
 def objections_awaiting_decision(conn: Connection, *, limit: int = 100) -> list[dict[str, Any]]:
     """For the DPO's desk: objections to security or fraud prevention not decided yet, oldest due first."""
     r = dsr_requests
     rows = conn.execute(
-        select(r.c.id).where(r.c.kind == "objection", r.c.state.in_(sorted(requests.OPEN_STATES)))
-        .order_by(r.c.due_at).limit(limit)
+        select(r.c.id)
+        .where(r.c.kind == "objection", r.c.state.in_(sorted(requests.OPEN_STATES)))
+        .order_by(r.c.due_at)
+        .limit(limit)
     ).scalars()
     records = [rec for rec in requests.load_many(conn, list(rows)) if _pending(rec)]
-    return [{**rec.to_json(), "account_id": rec.account_id, "purposes": list(rec.details.get("purposes", []))}
-            for rec in records]
+    return [
+        {**rec.to_json(), "account_id": rec.account_id, "purposes": list(rec.details.get("purposes", []))}
+        for rec in records
+    ]
 
 
 # --- The DPO's decision ---------------------------------------------------------------------------
@@ -208,28 +250,38 @@ def decide_objection(
         raise ValidationFailed("grounds are given only when the objection is overridden", code="unexpected_grounds")
     now = moment(now)
     with engine.begin() as conn:
-        record = requests.get_request(conn, request_id) if isinstance(request_id, str) and len(request_id) <= 36 \
-            else None
+        record = (
+            requests.get_request(conn, request_id) if isinstance(request_id, str) and len(request_id) <= 36 else None
+        )
         if record is None or record.kind != "objection" or record.details.get("awaiting") != AWAITING_DPO_DECISION:
             raise NotFound("no objection awaiting a DPO decision has this id", code="objection_not_found")
         if record.is_terminal:
             if record.details.get("outcome") != outcome:
-                raise Conflict(f"this objection was already decided ({record.details.get('outcome')})",
-                               code="already_decided")
+                raise Conflict(
+                    f"this objection was already decided ({record.details.get('outcome')})", code="already_decided"
+                )
         else:
             record = _decide_in(conn, record, outcome=outcome, grounds=grounds, actor=actor, now=now)
     try:
         told = _tell(engine, record, now=now)
     except ExternalServiceError:
-        raise AppError(503, "notification_failed",
-                       "the decision is recorded but the person could not be told yet; "
-                       "decide again with the same outcome to send the notice") from None
-    return {"request": record.to_json(), "outcome": outcome, "purposes": list(record.details.get("purposes", [])),
-            "told": told}
+        raise AppError(
+            503,
+            "notification_failed",
+            "the decision is recorded but the person could not be told yet; "
+            "decide again with the same outcome to send the notice",
+        ) from None
+    return {
+        "request": record.to_json(),
+        "outcome": outcome,
+        "purposes": list(record.details.get("purposes", [])),
+        "told": told,
+    }
 
 
-def _decide_in(conn: Connection, record: requests.RequestRecord, *, outcome: str, grounds: str | None, actor: str,
-               now: dt.datetime) -> requests.RequestRecord:
+def _decide_in(
+    conn: Connection, record: requests.RequestRecord, *, outcome: str, grounds: str | None, actor: str, now: dt.datetime
+) -> requests.RequestRecord:
     exists = _account_exists(conn, record.account_id)  # the request outlives an erased account
     if exists:
         lock_account(conn, record.account)
@@ -237,13 +289,22 @@ def _decide_in(conn: Connection, record: requests.RequestRecord, *, outcome: str
     decision = {"outcome": outcome, "decided_by": actor, "decided_at": now.isoformat()}
     if outcome == OVERRIDDEN:
         # The grounds are the request's reason: checked (required, no personal data) by the registry.
-        return requests.transition(conn, record.id, requests.REJECTED, actor=actor, reason=grounds, now=now,
-                                   details=decision)
+        return requests.transition(
+            conn, record.id, requests.REJECTED, actor=actor, reason=grounds, now=now, details=decision
+        )
     flag_ids = []
     if exists:
         for purpose in purposes:
-            flag = set_flag_in(conn, account_id=record.account, kind=OBJECTION_FOR_LI_PURPOSE[purpose],
-                               reason_code="data_subject_request", note=None, channel=DPO, actor=actor, now=now)
+            flag = set_flag_in(
+                conn,
+                account_id=record.account,
+                kind=OBJECTION_FOR_LI_PURPOSE[purpose],
+                reason_code="data_subject_request",
+                note=None,
+                channel=DPO,
+                actor=actor,
+                now=now,
+            )
             if flag is not None:
                 flag_ids.append(flag.id)
     attach_request(conn, record.id, flag_ids)
@@ -253,8 +314,10 @@ def _decide_in(conn: Connection, record: requests.RequestRecord, *, outcome: str
 
 
 def _account_exists(conn: Connection, account_id: str | None) -> bool:
-    return account_id is not None and conn.execute(
-        select(accounts.c.id).where(accounts.c.id == account_id)).first() is not None
+    return (
+        account_id is not None
+        and conn.execute(select(accounts.c.id).where(accounts.c.id == account_id)).first() is not None
+    )
 
 
 def _tell(engine: Engine, record: requests.RequestRecord, *, now: dt.datetime) -> bool:
@@ -267,9 +330,15 @@ def _tell(engine: Engine, record: requests.RequestRecord, *, now: dt.datetime) -
             return {"told": False}
         get_mailer().send(decision_message(record, to=email))
         with engine.begin() as conn:
-            audit.record(conn, actor="system:objections", action="objection.outcome_told", outcome="sent",
-                         request_id=record.id, subject=record.account_id,
-                         details={"outcome": record.details.get("outcome")})
+            audit.record(
+                conn,
+                actor="system:objections",
+                action="objection.outcome_told",
+                outcome="sent",
+                request_id=record.id,
+                subject=record.account_id,
+                details={"outcome": record.details.get("outcome")},
+            )
         return {"told": True}
 
     result = run_step(engine, record.id, TELL_STEP, send, now=now)
@@ -285,9 +354,12 @@ def tell_decided_outcomes(engine: Engine, *, now: dt.datetime | None = None, lim
     query = (
         select(r.c.id)
         .outerjoin(saga_steps, (saga_steps.c.job_id == r.c.id) & (saga_steps.c.step == TELL_STEP))
-        .where(r.c.kind == "objection", r.c.state.in_((requests.COMPLETED, requests.REJECTED)),
-               r.c.closed_at >= now - dt.timedelta(days=SWEEP_DAYS),
-               saga_steps.c.state.is_(None) | (saga_steps.c.state != "completed"))
+        .where(
+            r.c.kind == "objection",
+            r.c.state.in_((requests.COMPLETED, requests.REJECTED)),
+            r.c.closed_at >= now - dt.timedelta(days=SWEEP_DAYS),
+            saga_steps.c.state.is_(None) | (saga_steps.c.state != "completed"),
+        )
         .order_by(r.c.closed_at)
         .limit(limit)
     )

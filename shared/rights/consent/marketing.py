@@ -73,7 +73,12 @@ EVENT_PURPOSES = ("analytics", "service_improvement", "usage_statistics")
 
 
 def collect_analytics_event(
-    engine: Engine, account_id: str, name: str, *, page: str | None = None, purpose: str = "analytics",
+    engine: Engine,
+    account_id: str,
+    name: str,
+    *,
+    page: str | None = None,
+    purpose: str = "analytics",
     now: dt.datetime | None = None,
 ) -> bool:
     """Store one usage event under `purpose`; False (nothing stored) when `may_process` refuses it.
@@ -91,7 +96,14 @@ def collect_analytics_event(
         if not may_process(conn, account_id, purpose):
             return False
         consent_id = consent_state(conn, account_id)["analytics"].event_id if purpose == "analytics" else None
-        conn.execute(insert(analytics_events).values(account_id=account_id, occurred_at=now, name=name[:64],
-                                                     page=page[:400] if page else None, consent_event_id=consent_id,
-                                                     purpose=purpose))
+        conn.execute(
+            insert(analytics_events).values(
+                account_id=account_id,
+                occurred_at=now,
+                name=name[:64],
+                page=page[:400] if page else None,
+                consent_event_id=consent_id,
+                purpose=purpose,
+            )
+        )
     return True

@@ -60,7 +60,9 @@ def dispatch_propagations(engine: Engine, *, account_id: str | None = None, limi
     return len(pending)
 
 
-def propagate_newsletter_withdrawal(engine: Engine, consent_event_id: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+def propagate_newsletter_withdrawal(
+    engine: Engine, consent_event_id: str, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
     """Unsubscribe the contact in Resend for one withdrawal (a saga step: done once), then audit it."""
     with engine.connect() as conn:
         event = conn.execute(select(consent_events).where(consent_events.c.id == consent_event_id)).first()
@@ -79,10 +81,18 @@ def propagate_newsletter_withdrawal(engine: Engine, consent_event_id: str, *, no
 
     def record_audit() -> dict[str, Any]:
         with engine.begin() as conn:
-            audit.record(conn, actor="system:consent", action="consent.propagated", outcome=result.get("outcome", "done"),
-                         subject=event.account_id,
-                         details={"step": RESEND_STEP, "consent_event_id": consent_event_id, **{
-                             k: v for k, v in result.items() if k != "outcome"}})
+            audit.record(
+                conn,
+                actor="system:consent",
+                action="consent.propagated",
+                outcome=result.get("outcome", "done"),
+                subject=event.account_id,
+                details={
+                    "step": RESEND_STEP,
+                    "consent_event_id": consent_event_id,
+                    **{k: v for k, v in result.items() if k != "outcome"},
+                },
+            )
         return {}
 
     run_step(engine, consent_event_id, AUDIT_STEP, record_audit)

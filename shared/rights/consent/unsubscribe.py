@@ -38,8 +38,9 @@ def unsubscribe_token(account_id: str, *, now: dt.datetime | None = None) -> str
     """A signed, expiring token that withdraws the newsletter consent of one account, without login."""
     now = now or utcnow()
     expires = now + dt.timedelta(days=get_settings().unsubscribe_token_ttl_days)
-    payload = _b64(json.dumps({"a": account_id, "p": "newsletter", "e": int(expires.timestamp())},
-                              separators=(",", ":")).encode())
+    payload = _b64(
+        json.dumps({"a": account_id, "p": "newsletter", "e": int(expires.timestamp())}, separators=(",", ":")).encode()
+    )
     return f"{_TOKEN_VERSION}.{payload}.{_signature(payload)}"
 
 

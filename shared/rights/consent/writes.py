@@ -145,8 +145,15 @@ def load_flag(conn: Connection, flag_id: str) -> Flag | None:
 
 
 def set_flag_in(
-    conn: Connection, *, account_id: str, kind: str, reason_code: str, note: str | None, channel: str,
-    actor: str, now: dt.datetime,
+    conn: Connection,
+    *,
+    account_id: str,
+    kind: str,
+    reason_code: str,
+    note: str | None,
+    channel: str,
+    actor: str,
+    now: dt.datetime,
 ) -> Flag | None:
     """Set a flag unless one of that kind is in force; the new flag, or None."""
     if kind in flags_in_force(conn, account_id):
@@ -154,26 +161,54 @@ def set_flag_in(
     flag_id = str(uuid.uuid4())
     conn.execute(
         insert(processing_restrictions).values(
-            id=flag_id, account_id=account_id, kind=kind, reason_code=reason_code, note=note,
-            channel=channel, set_at=now, set_by=actor,
+            id=flag_id,
+            account_id=account_id,
+            kind=kind,
+            reason_code=reason_code,
+            note=note,
+            channel=channel,
+            set_at=now,
+            set_by=actor,
         )
     )
-    audit.record(conn, actor=actor, action=f"{flag_family(kind)}.set", outcome="in_force", subject=account_id,
-                 details={"kind": kind, "reason_code": reason_code, "channel": channel, "flag_id": flag_id})
+    audit.record(
+        conn,
+        actor=actor,
+        action=f"{flag_family(kind)}.set",
+        outcome="in_force",
+        subject=account_id,
+        details={"kind": kind, "reason_code": reason_code, "channel": channel, "flag_id": flag_id},
+    )
     return load_flag(conn, flag_id)
 
 
-def lift_in(conn: Connection, flag: Flag, *, actor: str, reason_code: str, now: dt.datetime,
-            notified_at: dt.datetime | None = None) -> None:
+def lift_in(
+    conn: Connection,
+    flag: Flag,
+    *,
+    actor: str,
+    reason_code: str,
+    now: dt.datetime,
+    notified_at: dt.datetime | None = None,
+) -> None:
     conn.execute(
         update(processing_restrictions)
         .where(processing_restrictions.c.id == flag.id)
         .values(lifted_at=now, lifted_by=actor, lift_reason_code=reason_code, lift_notified_at=notified_at)
     )
-    audit.record(conn, actor=actor, action=f"{flag_family(flag.kind)}.lifted", outcome="lifted",
-                 subject=flag.account_id,
-                 details={"kind": flag.kind, "reason_code": reason_code, "flag_id": flag.id,
-                          "notified_first": notified_at is not None})
+    audit.record(
+        conn,
+        actor=actor,
+        action=f"{flag_family(flag.kind)}.lifted",
+        outcome="lifted",
+        subject=flag.account_id,
+        details={
+            "kind": flag.kind,
+            "reason_code": reason_code,
+            "flag_id": flag.id,
+            "notified_first": notified_at is not None,
+        },
+    )
 
 
 def attach_request(conn: Connection, request_id: str, flag_ids: list[str]) -> None:
@@ -189,7 +224,13 @@ def attach_request(conn: Connection, request_id: str, flag_ids: list[str]) -> No
 
 
 def register(
-    conn: Connection, *, account_id: str, kind: str, channel: str, actor: str, now: dt.datetime,
+    conn: Connection,
+    *,
+    account_id: str,
+    kind: str,
+    channel: str,
+    actor: str,
+    now: dt.datetime,
     details: dict[str, Any],
 ) -> str:
     """A request in the registry for a change already made, closed as completed; its id.
@@ -202,19 +243,23 @@ def register(
     record = requests.find_open_request(conn, account_id=account_id, kind=kind)
     if record is not None and record.details.get("awaiting") == AWAITING_DPO_DECISION:
         # An objection the DPO has still to decide stays open: this change is a request of its own.
-        return requests.create_closed_request(conn, account_id=account_id, kind=kind, channel=request_channel,
-                                              now=now, details=details, actor=actor).id
+        return requests.create_closed_request(
+            conn, account_id=account_id, kind=kind, channel=request_channel, now=now, details=details, actor=actor
+        ).id
     if record is None:
         record = requests.create_request(
             conn, account_id=account_id, kind=kind, channel=request_channel, now=now, details=details, actor=actor
         )
-    path = {requests.RECEIVED: (requests.VERIFIED, requests.IN_PROGRESS, requests.COMPLETED),
-            requests.VERIFIED: (requests.IN_PROGRESS, requests.COMPLETED),
-            requests.WAITING: (requests.IN_PROGRESS, requests.COMPLETED),
-            requests.IN_PROGRESS: (requests.COMPLETED,)}[record.state]
+    path = {
+        requests.RECEIVED: (requests.VERIFIED, requests.IN_PROGRESS, requests.COMPLETED),
+        requests.VERIFIED: (requests.IN_PROGRESS, requests.COMPLETED),
+        requests.WAITING: (requests.IN_PROGRESS, requests.COMPLETED),
+        requests.IN_PROGRESS: (requests.COMPLETED,),
+    }[record.state]
     if record.channel in requests.SELF_VERIFIED_CHANNELS and path[0] == requests.VERIFIED:
         path = path[1:]
     for state in path:
-        record = requests.transition(conn, record.id, state, actor=actor, now=now,
-                                     details=details if state == requests.COMPLETED else None)
+        record = requests.transition(
+            conn, record.id, state, actor=actor, now=now, details=details if state == requests.COMPLETED else None
+        )
     return record.id

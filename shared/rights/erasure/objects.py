@@ -26,7 +26,8 @@ def _pdf_source() -> data_map.ObjectPrefix | None:
 
 def _archive_prefix(source: data_map.ObjectPrefix) -> data_map.ObjectPrefix:
     return next(
-        p for p in data_map.OBJECT_PREFIXES
+        p
+        for p in data_map.OBJECT_PREFIXES
         if p.bucket_setting == source.archive_bucket_setting and p.category == source.category and p.linked_by is None
     )
 
@@ -45,14 +46,16 @@ def _invoice_expiry(engine: Engine, invoice_ids: list[str]) -> dict[str, dt.date
     until: dict[str, dt.datetime] = {}
     with engine.connect() as conn:
         for start in range(0, len(invoice_ids), _ID_BATCH):
-            batch = invoice_ids[start:start + _ID_BATCH]
+            batch = invoice_ids[start : start + _ID_BATCH]
             for row in conn.execute(select(invoices.c.id, invoices.c.issue_date).where(invoices.c.id.in_(batch))):
                 end = _expiry("invoices", row.issue_date)
                 until[row.id] = dt.datetime.combine(end, dt.time.min, tzinfo=UTC)
     return until
 
 
-def _move_to_archive(engine: Engine, storage: ObjectStore, source: data_map.ObjectPrefix, account_id: str, now: dt.datetime) -> dict[str, int]:
+def _move_to_archive(
+    engine: Engine, storage: ObjectStore, source: data_map.ObjectPrefix, account_id: str, now: dt.datetime
+) -> dict[str, int]:
     if source.archive_bucket_setting is None:
         raise ValueError(f"{source.id}: no archive bucket to move the objects to")
     bucket, archive = _bucket(source.bucket_setting), _bucket(source.archive_bucket_setting)
@@ -71,7 +74,10 @@ def _move_to_archive(engine: Engine, storage: ObjectStore, source: data_map.Obje
         if not storage.exists(archive, target_key):
             try:
                 storage.put_retained(
-                    archive, target_key, storage.get_bytes(bucket, key), retain_until=until[invoice_id],
+                    archive,
+                    target_key,
+                    storage.get_bytes(bucket, key),
+                    retain_until=until[invoice_id],
                     content_type="application/pdf",
                 )
             except ObjectRetained:

@@ -62,8 +62,9 @@ def _category_json(category_id: str) -> dict[str, Any]:
     return {"category": category.id, "label": {"en": category.label.en, "fr": category.label.fr}}
 
 
-def _retained_entry(category_id: str, scope: str, rule_id: str, until: dt.date | dt.datetime, records: int,
-                    pseudonymised: bool) -> dict[str, Any]:
+def _retained_entry(
+    category_id: str, scope: str, rule_id: str, until: dt.date | dt.datetime, records: int, pseudonymised: bool
+) -> dict[str, Any]:
     rule = policy.retention_rule(rule_id)
     return {
         **_category_json(category_id),
@@ -102,8 +103,14 @@ def _held_entry(entry: dict[str, Any], keeping: Sequence[holds.LegalHold]) -> di
     }
 
 
-def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: bool, now: dt.datetime,
-              in_force: Sequence[holds.LegalHold] = ()) -> dict[str, Any]:
+def _plan_for(
+    account_id: str,
+    stats: Stats,
+    transmitted: int,
+    has_customer: bool,
+    now: dt.datetime,
+    in_force: Sequence[holds.LegalHold] = (),
+) -> dict[str, Any]:
     """Per category: erased, pseudonymised, retained until a date under a legal basis, or held. No personal data."""
     categories = {c for hold in in_force for c in hold.categories}
     kept_tables, kept_prefixes = holds.held_tables(categories), holds.held_prefixes(categories)
@@ -144,16 +151,23 @@ def _plan_for(account_id: str, stats: Stats, transmitted: int, has_customer: boo
         outcome = object_strategy(prefix).outcome
         if prefix.linked_by is None and outcome == "retained" and prefix.category.startswith("technical."):
             # Rotated log files mix every user: they cannot be edited per account and expire on their own.
-            entries.append(_retained_entry(prefix.category, prefix.id, prefix.retention, _expiry(prefix.retention, now), 0, False))
+            entries.append(
+                _retained_entry(prefix.category, prefix.id, prefix.retention, _expiry(prefix.retention, now), 0, False)
+            )
         elif prefix.linked_by == "account_id":
             if outcome == "retained" and "invoices" in until_by_table:
-                entries.append(_retained_entry(prefix.category, prefix.id, prefix.retention, until_by_table["invoices"], 0, False))
+                entries.append(
+                    _retained_entry(prefix.category, prefix.id, prefix.retention, until_by_table["invoices"], 0, False)
+                )
             elif outcome == "erased":
-                entries.append({**_category_json(prefix.category), "scope": prefix.id, "outcome": "erased", "records": 0})
+                entries.append(
+                    {**_category_json(prefix.category), "scope": prefix.id, "outcome": "erased", "records": 0}
+                )
     if in_force:
         entries = [
             _held_entry(entry, _holds_keeping(entry["scope"], in_force))
-            if entry["scope"] in kept_tables | kept_prefixes else entry
+            if entry["scope"] in kept_tables | kept_prefixes
+            else entry
             for entry in entries
         ]
     return {
@@ -182,4 +196,6 @@ def _plans(conn: Connection, account_ids: Sequence[str], now: dt.datetime) -> di
         ).scalars()
     )
     in_force = holds.holds_in_force(conn, account_ids, now)
-    return {a: _plan_for(a, stats, transmitted.get(a, 0), a in customers, now, in_force.get(a, ())) for a in account_ids}
+    return {
+        a: _plan_for(a, stats, transmitted.get(a, 0), a in customers, now, in_force.get(a, ())) for a in account_ids
+    }

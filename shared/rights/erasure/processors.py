@@ -53,7 +53,8 @@ def _receipt_mail(receipt: Mapping[str, Any], *, to: str, request_id: str) -> Me
         request_id=request_id,
         categories=receipt["categories"],
         subprocessors=[
-            {"name": policy.subprocessor(sub["subprocessor"]).name, "note": sub["note"]} for sub in receipt["subprocessors"]
+            {"name": policy.subprocessor(sub["subprocessor"]).name, "note": sub["note"]}
+            for sub in receipt["subprocessors"]
         ],
         dpo_email=policy.CONTROLLER.dpo_email,
         cnil_website=policy.CNIL.website,

@@ -42,7 +42,9 @@ def _ledger_key(request_id: str) -> str:
     return _ledger_prefix().key(request_id=request_id)
 
 
-def _subprocessors(plan: Mapping[str, Any], stripe: Mapping[str, Any], resend: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _subprocessors(
+    plan: Mapping[str, Any], stripe: Mapping[str, Any], resend: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     transmitted = plan["invoices_transmitted"]
     return [
         {
@@ -68,9 +70,9 @@ def _subprocessors(plan: Mapping[str, Any], stripe: Mapping[str, Any], resend: M
             "invoices_transmitted": transmitted,
             "note": {
                 "en": "Invoices already transmitted through SuperPDP (Factur-X) cannot be recalled: they are held by the "
-                      "e-invoicing network and their recipients under the same legal retention.",
+                "e-invoicing network and their recipients under the same legal retention.",
                 "fr": "Les factures déjà transmises via SuperPDP (Factur-X) ne peuvent pas être rappelées : elles sont "
-                      "détenues par le réseau de facturation électronique et leurs destinataires, sous la même obligation de conservation.",
+                "détenues par le réseau de facturation électronique et leurs destinataires, sous la même obligation de conservation.",
             },
         },
         {
@@ -84,7 +86,9 @@ def _subprocessors(plan: Mapping[str, Any], stripe: Mapping[str, Any], resend: M
     ]
 
 
-def _build_receipt(record: RequestRecord, steps: Mapping[str, Mapping[str, Any] | None], now: dt.datetime) -> dict[str, Any]:
+def _build_receipt(
+    record: RequestRecord, steps: Mapping[str, Mapping[str, Any] | None], now: dt.datetime
+) -> dict[str, Any]:
     plan = steps["plan"] or {}
     return {
         "request_id": record.id,
@@ -102,12 +106,17 @@ def _build_receipt(record: RequestRecord, steps: Mapping[str, Mapping[str, Any] 
     }
 
 
-def _put_proof(storage: ObjectStore, bucket: str, key: str, document: Mapping[str, Any], retain_until: dt.datetime) -> None:
+def _put_proof(
+    storage: ObjectStore, bucket: str, key: str, document: Mapping[str, Any], retain_until: dt.datetime
+) -> None:
     if storage.exists(bucket, key):
         return
     try:
         storage.put_retained(
-            bucket, key, json.dumps(document, sort_keys=True).encode(), retain_until=retain_until,
+            bucket,
+            key,
+            json.dumps(document, sort_keys=True).encode(),
+            retain_until=retain_until,
             content_type="application/json",
         )
     except ObjectRetained:
@@ -155,8 +164,12 @@ def _record_ledger(conn: Connection, entries: Sequence[Mapping[str, str]]) -> No
     if not entries:
         return
     rows = [
-        {"request_id": e["request_id"], "account_id": e["account_id"], "subject_pseudonym": e["subject_pseudonym"],
-         "erased_at": parse_iso(e["erased_at"])}
+        {
+            "request_id": e["request_id"],
+            "account_id": e["account_id"],
+            "subject_pseudonym": e["subject_pseudonym"],
+            "erased_at": parse_iso(e["erased_at"]),
+        }
         for e in entries
     ]
     conn.execute(

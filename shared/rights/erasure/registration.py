@@ -34,21 +34,35 @@ from shared.rights.erasure.receipt import load_receipt
 
 def _deactivate(conn: Connection, account_id: str, now: dt.datetime) -> None:
     """No more logins: the account is deactivated, its sessions and API keys revoked."""
-    conn.execute(update(accounts).where(accounts.c.id == account_id, accounts.c.status == "active").values(status="deactivated"))
-    conn.execute(update(sessions).where(sessions.c.account_id == account_id, sessions.c.revoked_at.is_(None)).values(revoked_at=now))
-    conn.execute(update(api_keys).where(api_keys.c.account_id == account_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=now))
+    conn.execute(
+        update(accounts).where(accounts.c.id == account_id, accounts.c.status == "active").values(status="deactivated")
+    )
+    conn.execute(
+        update(sessions)
+        .where(sessions.c.account_id == account_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    conn.execute(
+        update(api_keys)
+        .where(api_keys.c.account_id == account_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
 
 
 def _reactivate(conn: Connection, account_id: str) -> None:
     # Sessions stay revoked: the user signs in again.
-    conn.execute(update(accounts).where(accounts.c.id == account_id, accounts.c.status == "deactivated").values(status="active"))
+    conn.execute(
+        update(accounts).where(accounts.c.id == account_id, accounts.c.status == "deactivated").values(status="active")
+    )
 
 
 def _restricted_among(conn: Connection, account_ids: Sequence[str]) -> set[str]:
     """The accounts of `account_ids` under an Art. 18 restriction, which the retention schedule may not erase."""
     restricted: set[str] = set()
     for start in range(0, len(account_ids), _ID_BATCH):
-        query = restricted_accounts().where(processing_restrictions.c.account_id.in_(account_ids[start:start + _ID_BATCH]))
+        query = restricted_accounts().where(
+            processing_restrictions.c.account_id.in_(account_ids[start : start + _ID_BATCH])
+        )
         restricted.update(conn.execute(query).scalars())
     return restricted
 
@@ -81,14 +95,23 @@ def _register(
     if channel not in registry.SELF_VERIFIED_CHANNELS:
         # The client passed step-up; the DPO checked the identity of a mail or letter (`verified_by`, the method).
         registry.transition(
-            conn, record.id, registry.VERIFIED, actor=actor, now=now,
+            conn,
+            record.id,
+            registry.VERIFIED,
+            actor=actor,
+            now=now,
             details={"verified_by": verified_by} if verified_by else None,
         )
     record = registry.transition(conn, record.id, registry.WAITING, actor=actor, now=now)
     _deactivate(conn, account_id, now)
     audit.record(
-        conn, actor=actor, action="erasure.registered", outcome=registry.WAITING, request_id=record.id,
-        subject=account_id, details={"channel": channel, **details},
+        conn,
+        actor=actor,
+        action="erasure.registered",
+        outcome=registry.WAITING,
+        request_id=record.id,
+        subject=account_id,
+        details={"channel": channel, **details},
     )
     return record, True
 
@@ -155,8 +178,13 @@ def start_verified_erasure(
         record = registry.transition(conn, record.id, registry.WAITING, actor=actor, details=details, now=now)
         _deactivate(conn, record.account, now)
         audit.record(
-            conn, actor=actor, action="erasure.registered", outcome=registry.WAITING, request_id=record.id,
-            subject=record.account_id, details={"channel": record.channel, **details},
+            conn,
+            actor=actor,
+            action="erasure.registered",
+            outcome=registry.WAITING,
+            request_id=record.id,
+            subject=record.account_id,
+            details={"channel": record.channel, **details},
         )
     if erase_after(record) <= now:
         enqueue_run(record.id, reason="registered")
@@ -177,7 +205,7 @@ def enqueue_runs(request_ids: Sequence[str], *, reason: str) -> int:
     ids = list(dict.fromkeys(request_ids))
     queue = get_queue(QUEUE_NAME)
     for start in range(0, len(ids), RUN_MESSAGE_MAX):
-        chunk = ids[start:start + RUN_MESSAGE_MAX]
+        chunk = ids[start : start + RUN_MESSAGE_MAX]
         label = chunk[0] if len(chunk) == 1 else hashlib.sha256("\n".join(chunk).encode()).hexdigest()[:32]
         queue.send(ErasureRun(request_ids=list(chunk)).envelope(f"erasure:{label}:{reason}"))
     return -(-len(ids) // RUN_MESSAGE_MAX)
@@ -219,13 +247,19 @@ def cancel_erasure(
     if record.state != registry.WAITING:
         raise Conflict(f"the erasure is {record.state}: it can no longer be cancelled", code="erasure_not_cancellable")
     if now >= erase_after(record):
-        raise Conflict("the cooling-off period is over: the erasure can no longer be cancelled", code="cooling_off_over")
+        raise Conflict(
+            "the cooling-off period is over: the erasure can no longer be cancelled", code="cooling_off_over"
+        )
     record = registry.transition(
         conn, request_id, registry.CANCELLED, actor=actor, reason="cancelled during the cooling-off period", now=now
     )
     _reactivate(conn, record.account)
     audit.record(
-        conn, actor=actor, action="erasure.cancelled", outcome=registry.CANCELLED, request_id=record.id,
+        conn,
+        actor=actor,
+        action="erasure.cancelled",
+        outcome=registry.CANCELLED,
+        request_id=record.id,
         subject=record.account_id,
     )
     return record

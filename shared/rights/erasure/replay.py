@@ -97,8 +97,13 @@ def replay_erasures(engine: Engine, *, since: dt.datetime | dt.date, now: dt.dat
             result = erase_account_data(conn, account_id, now=now)
             _close_restored_request(conn, entry["request_id"], now)
             audit.record(
-                conn, actor=SYSTEM_ACTOR, action="erasure.replayed", outcome="reapplied", request_id=entry["request_id"],
-                subject=account_id, details={"rows_deleted": result["rows_deleted"], "rows_updated": result["rows_updated"]},
+                conn,
+                actor=SYSTEM_ACTOR,
+                action="erasure.replayed",
+                outcome="reapplied",
+                request_id=entry["request_id"],
+                subject=account_id,
+                details={"rows_deleted": result["rows_deleted"], "rows_updated": result["rows_updated"]},
             )
         _objects_step(engine, account_id, now)
         reapplied += 1

@@ -55,16 +55,28 @@ def _record_steps(conn: Connection, step: str, results: Mapping[str, Any], now: 
         return
     statement = dialect_insert(conn, saga_steps)
     rows = [
-        {"job_id": request_id, "step": step, "state": STEP_COMPLETED, "attempts": 1, "result": result,
-         "last_error": None, "updated_at": now}
+        {
+            "job_id": request_id,
+            "step": step,
+            "state": STEP_COMPLETED,
+            "attempts": 1,
+            "result": result,
+            "last_error": None,
+            "updated_at": now,
+        }
         for request_id, result in results.items()
     ]
     # A list of parameter sets: one cached statement, sent as multi-row INSERTs by the driver.
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=[saga_steps.c.job_id, saga_steps.c.step],
-            set_={"state": STEP_COMPLETED, "result": statement.excluded.result, "last_error": None,
-                  "attempts": saga_steps.c.attempts + 1, "updated_at": statement.excluded.updated_at},
+            set_={
+                "state": STEP_COMPLETED,
+                "result": statement.excluded.result,
+                "last_error": None,
+                "attempts": saga_steps.c.attempts + 1,
+                "updated_at": statement.excluded.updated_at,
+            },
         ),
         rows,
     )
@@ -77,15 +89,26 @@ def _record_failures(engine: Engine, step: str, failed: Sequence[_Saga], now: dt
     with engine.begin() as conn:
         statement = dialect_insert(conn, saga_steps)
         rows = [
-            {"job_id": saga.id, "step": step, "state": STEP_FAILED, "attempts": 1, "result": None,
-             "last_error": type(saga.error).__name__[:200], "updated_at": now}
+            {
+                "job_id": saga.id,
+                "step": step,
+                "state": STEP_FAILED,
+                "attempts": 1,
+                "result": None,
+                "last_error": type(saga.error).__name__[:200],
+                "updated_at": now,
+            }
             for saga in failed
         ]
         conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[saga_steps.c.job_id, saga_steps.c.step],
-                set_={"state": STEP_FAILED, "last_error": statement.excluded.last_error,
-                      "attempts": saga_steps.c.attempts + 1, "updated_at": statement.excluded.updated_at},
+                set_={
+                    "state": STEP_FAILED,
+                    "last_error": statement.excluded.last_error,
+                    "attempts": saga_steps.c.attempts + 1,
+                    "updated_at": statement.excluded.updated_at,
+                },
             ),
             rows,
         )
@@ -98,9 +121,9 @@ def _start(engine: Engine, request_ids: Sequence[str], now: dt.datetime) -> tupl
     with engine.begin() as conn:
         loaded = {record.id: record for record in registry.load_many(conn, request_ids)}
         # Art. 18(2): the retention schedule does not erase an account under restriction.
-        restricted = _restricted_among(conn, [
-            r.account for r in loaded.values() if r.state == registry.WAITING and r.channel == RETENTION_CHANNEL
-        ])
+        restricted = _restricted_among(
+            conn, [r.account for r in loaded.values() if r.state == registry.WAITING and r.channel == RETENTION_CHANNEL]
+        )
         due: list[RequestRecord] = []
         for request_id in request_ids:
             record = loaded.get(request_id)
@@ -114,7 +137,11 @@ def _start(engine: Engine, request_ids: Sequence[str], now: dt.datetime) -> tupl
                 if record.channel == RETENTION_CHANNEL and record.account_id in restricted:
                     try:
                         registry.transition(
-                            conn, request_id, registry.REJECTED, actor=SYSTEM_ACTOR, now=now,
+                            conn,
+                            request_id,
+                            registry.REJECTED,
+                            actor=SYSTEM_ACTOR,
+                            now=now,
                             reason="a restriction of processing (GDPR Art. 18) was in force when the erasure became due",
                         )
                     except Conflict as exc:  # a concurrent cancel/run won the race
@@ -134,7 +161,7 @@ def _start(engine: Engine, request_ids: Sequence[str], now: dt.datetime) -> tupl
             for start in range(0, len(sagas), _ID_BATCH):
                 rows = conn.execute(
                     select(saga_steps.c.job_id, saga_steps.c.step, saga_steps.c.result).where(
-                        saga_steps.c.job_id.in_([s.id for s in sagas[start:start + _ID_BATCH]]),
+                        saga_steps.c.job_id.in_([s.id for s in sagas[start : start + _ID_BATCH]]),
                         saga_steps.c.state == STEP_COMPLETED,
                     )
                 )
@@ -222,7 +249,9 @@ def _database_step(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime, _po
         with engine.begin() as conn:
             account_ids = [s.account_id for s in sagas]
             # Locks the rows (PostgreSQL): two runs of the same erasure cannot interleave here.
-            present = set(conn.execute(select(accounts.c.id).where(accounts.c.id.in_(account_ids)).with_for_update()).scalars())
+            present = set(
+                conn.execute(select(accounts.c.id).where(accounts.c.id.in_(account_ids)).with_for_update()).scalars()
+            )
             erase_accounts_data(conn, [a for a in account_ids if a in present], now=now)
             # An absent account was erased by a replay or a concurrent run: its data and check are done.
             results = {s.id: {"verified": s.account_id in present} for s in sagas}
@@ -298,7 +327,12 @@ def run_erasures(
 
 
 def run_queued(
-    engine: Engine, request_ids: Sequence[str], *, batch_size: int, deadline: float, workers: int = 8,
+    engine: Engine,
+    request_ids: Sequence[str],
+    *,
+    batch_size: int,
+    deadline: float,
+    workers: int = 8,
 ) -> tuple[dict[str, str], dict[str, Exception], list[str]]:
     """What the queue worker does with one message: the ids in batches until `deadline` (time.monotonic).
 
@@ -311,7 +345,7 @@ def run_queued(
     for start in range(0, len(ids), batch_size):
         if start and time.monotonic() >= deadline:
             return outcomes, errors, ids[start:]
-        batch_outcomes, batch_errors = _run(engine, ids[start:start + batch_size], None, workers)
+        batch_outcomes, batch_errors = _run(engine, ids[start : start + batch_size], None, workers)
         outcomes.update(batch_outcomes)
         errors.update(batch_errors)
     return outcomes, errors, []
@@ -341,12 +375,21 @@ def _complete(engine: Engine, sagas: Sequence[_Saga], now: dt.datetime) -> None:
             stored = saga.results["receipt"]
             details[saga.id] = {"receipt_object": receipt_key(saga.id), "receipt_summary": stored["summary"]}
             follow_up[saga.id] = dict(
-                actor=SYSTEM_ACTOR, action="erasure.completed", outcome=registry.COMPLETED, request_id=saga.id,
-                subject=saga.account_id, details={"receipt_object": receipt_key(saga.id), **stored["summary"]},
+                actor=SYSTEM_ACTOR,
+                action="erasure.completed",
+                outcome=registry.COMPLETED,
+                request_id=saga.id,
+                subject=saga.account_id,
+                details={"receipt_object": receipt_key(saga.id), **stored["summary"]},
             )
             ledger_rows.append(_ledger_entry(saga.id, saga.account_id, parse_iso(stored["erased_at"])))
         registry.transition_many(
-            conn, [loaded[s.id] for s in closing], registry.COMPLETED, actor=SYSTEM_ACTOR, now=now,
-            details=details, follow_up=follow_up,
+            conn,
+            [loaded[s.id] for s in closing],
+            registry.COMPLETED,
+            actor=SYSTEM_ACTOR,
+            now=now,
+            details=details,
+            follow_up=follow_up,
         )
         _record_ledger(conn, ledger_rows)

@@ -95,9 +95,13 @@ def _identifiers(conn: Connection, account_ids: Sequence[str]) -> dict[str, set[
             continue
         source, owner = _owner(tm)
         table = _table(tm.name)
-        for row in conn.execute(select(owner, *(table.c[c] for c in columns)).select_from(source).where(owner.in_(account_ids))):
+        for row in conn.execute(
+            select(owner, *(table.c[c] for c in columns)).select_from(source).where(owner.in_(account_ids))
+        ):
             found[row[0]].update(
-                str(v).strip().lower() for v in row[1:] if v is not None and len(str(v).strip()) >= _MIN_IDENTIFIER_LENGTH
+                str(v).strip().lower()
+                for v in row[1:]
+                if v is not None and len(str(v).strip()) >= _MIN_IDENTIFIER_LENGTH
             )
     return found
 
@@ -118,7 +122,8 @@ def _verify_scrubbed(conn: Connection, identifiers: Mapping[str, set[str]], ids_
             continue
         table = _table(tm.name)
         columns = [
-            c.name for c in _personal(tm)
+            c.name
+            for c in _personal(tm)
             if column_strategy(tm, c.name).verified and isinstance(table.c[c.name].type, sa.String)
         ]
         scrubbed = ids_for(tm)
@@ -156,7 +161,9 @@ def _verify_unlinked(conn: Connection, ids_for: IdsFor) -> list[str]:
     return [row[0] for row in conn.execute(sa.union_all(*checks))] if checks else []
 
 
-def _held(conn: Connection, account_ids: Sequence[str], now: dt.datetime) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+def _held(
+    conn: Connection, account_ids: Sequence[str], now: dt.datetime
+) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
     """Per account under a legal hold: (the tables whose rows it keeps, plus `accounts` for its shell; the categories)."""
     kept: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
     for account_id, in_force in holds.holds_in_force(conn, account_ids, now).items():
@@ -189,7 +196,9 @@ def _shell_values(account_id: str, held: frozenset[str], now: dt.datetime) -> di
     return values
 
 
-def erase_accounts_data(conn: Connection, account_ids: Sequence[str], *, now: dt.datetime | None = None) -> dict[str, Any]:
+def erase_accounts_data(
+    conn: Connection, account_ids: Sequence[str], *, now: dt.datetime | None = None
+) -> dict[str, Any]:
     """Apply the data map to the given accounts in the caller's transaction, then verify; reused by replay.
 
     1. scrub: delete the rows of `delete` tables, null/pseudonymise the columns of kept rows;
@@ -236,14 +245,22 @@ def erase_accounts_data(conn: Connection, account_ids: Sequence[str], *, now: dt
         values = _unlink_assignments(tm, ids_for(tm), now)
         if values:
             table = _table(tm.name)
-            counter.add(conn.execute(update(table).where(_subject_filter(tm, ids_for(tm))).values(**values)), deleted=False)
+            counter.add(
+                conn.execute(update(table).where(_subject_filter(tm, ids_for(tm))).values(**values)), deleted=False
+            )
     gone = ids_for(data_map.table_map("accounts"))
     if gone:
         counter.add(conn.execute(delete(accounts).where(accounts.c.id.in_(gone))), deleted=True)
     for account_id in account_ids:
         if account_id not in gone:
-            counter.add(conn.execute(update(accounts).where(accounts.c.id == account_id)
-                                     .values(**_shell_values(account_id, held[account_id][1], now))), deleted=False)
+            counter.add(
+                conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == account_id)
+                    .values(**_shell_values(account_id, held[account_id][1], now))
+                ),
+                deleted=False,
+            )
     still_linked = _verify_unlinked(conn, ids_for)
     if still_linked:
         raise ErasureVerificationFailed("rows still linked to an erased account in " + ", ".join(still_linked))

@@ -93,7 +93,9 @@ class PseudonymiseColumn(ColumnErasure):
         for target in per_account[account_ids[0]]:
             mapping = {a: assigned[target] for a, assigned in per_account.items()}
             distinct = set(mapping.values())
-            values[target] = distinct.pop() if len(distinct) == 1 else sa.case(mapping, value=self.table.c[self.column.name])
+            values[target] = (
+                distinct.pop() if len(distinct) == 1 else sa.case(mapping, value=self.table.c[self.column.name])
+            )
         return values
 
 
@@ -175,9 +177,7 @@ class KeepObjects(ObjectErasure):
     action = data_map.Keep.name
 
 
-_OBJECTS_BY_ACTION: dict[str, type[ObjectErasure]] = {
-    s.action: s for s in (DeleteObjects, RetainObjects, KeepObjects)
-}
+_OBJECTS_BY_ACTION: dict[str, type[ObjectErasure]] = {s.action: s for s in (DeleteObjects, RetainObjects, KeepObjects)}
 # Every object prefix's action has its strategy here.
 assert {p.action for p in data_map.OBJECT_PREFIXES} <= set(_OBJECTS_BY_ACTION)
 

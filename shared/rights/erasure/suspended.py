@@ -27,9 +27,14 @@ BATCH = 200
 
 
 def _shells(conn: Connection, after: str, limit: int) -> list[str]:
-    return list(conn.execute(
-        select(accounts.c.id).where(accounts.c.status == "erased", accounts.c.id > after).order_by(accounts.c.id).limit(limit)
-    ).scalars())
+    return list(
+        conn.execute(
+            select(accounts.c.id)
+            .where(accounts.c.status == "erased", accounts.c.id > after)
+            .order_by(accounts.c.id)
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def count_suspended(conn: Connection, now: dt.datetime) -> dict[str, int]:
@@ -40,9 +45,13 @@ def count_suspended(conn: Connection, now: dt.datetime) -> dict[str, int]:
 def _finish(engine: Engine, account_ids: list[str], now: dt.datetime) -> list[str]:
     """One transaction: erase what is no longer held; returns the accounts whose row went (nothing held any more)."""
     with engine.begin() as conn:
-        present = list(conn.execute(
-            select(accounts.c.id).where(accounts.c.id.in_(account_ids), accounts.c.status == "erased").with_for_update()
-        ).scalars())
+        present = list(
+            conn.execute(
+                select(accounts.c.id)
+                .where(accounts.c.id.in_(account_ids), accounts.c.status == "erased")
+                .with_for_update()
+            ).scalars()
+        )
         if not present:
             return []
         erase_accounts_data(conn, present, now=now)

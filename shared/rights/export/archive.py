@@ -262,7 +262,12 @@ def _write_data_json(
             if sink.size >= _FLUSH_BYTES:
                 yield sink.take()
         categories = sorted({c for t in tables if stats.rows.get(t.name) for c in t.categories})
-        summary = {"rows": stats.rows, "documents": stats.documents, "log_objects": stats.log_objects, "categories": categories}
+        summary = {
+            "rows": stats.rows,
+            "documents": stats.documents,
+            "log_objects": stats.log_objects,
+            "categories": categories,
+        }
         out.write('],\n"summary":' + _JSON(summary) + "}\n")
 
 
@@ -285,8 +290,13 @@ def log_objects(conn: Connection, account_id: str, settings: Settings) -> Iterat
             day = _LOG_DAY.match(item.key)
             if day is None or "-".join(day.groups()) < since:
                 continue
-            yield {"kind": kind, "key": item.key, "date": "-".join(day.groups()), "size_bytes": item.size,
-                   "category": prefix.category}
+            yield {
+                "kind": kind,
+                "key": item.key,
+                "date": "-".join(day.groups()),
+                "size_bytes": item.size,
+                "category": prefix.category,
+            }
 
 
 def json_texts(conn: Connection, table: ExportTable, account_id: str) -> Iterator[list[str]]:
@@ -353,7 +363,9 @@ def _csv_chunks(conn: Connection, table: ExportTable, account_id: str) -> Iterat
     return sql_rows.joined(csv_lines(conn, table, account_id), sql_rows.CSV_SEPARATOR)
 
 
-def _write_csv(conn: Connection, table: ExportTable, account_id: str, zf: zipfile.ZipFile, sink: _Sink) -> Iterator[bytes]:
+def _write_csv(
+    conn: Connection, table: ExportTable, account_id: str, zf: zipfile.ZipFile, sink: _Sink
+) -> Iterator[bytes]:
     with zf.open(f"csv/{table.name}.csv", "w", force_zip64=True) as out:
         # UTF-8 with a byte order mark (spreadsheets then read it as UTF-8); plain names: no cell to quote.
         out.write(codecs.BOM_UTF8 + (",".join(table.column_names) + "\r\n").encode())

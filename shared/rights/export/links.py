@@ -30,7 +30,9 @@ class ExportExpired(AppError):
         super().__init__(410, "export_expired", "this export has expired; request a new one from your client area")
 
 
-def _invalid_link(message: str = "the download link is not valid; open the export again in your client area") -> Unauthorized:
+def _invalid_link(
+    message: str = "the download link is not valid; open the export again in your client area",
+) -> Unauthorized:
     return Unauthorized(message, code="invalid_download_token")
 
 
@@ -43,7 +45,9 @@ def export_expires_at(record: RequestRecord) -> dt.datetime | None:
     return parse_iso(value) if value else None
 
 
-def download_link(record: RequestRecord, *, now: dt.datetime | None = None, settings: Settings | None = None) -> tuple[str, dt.datetime]:
+def download_link(
+    record: RequestRecord, *, now: dt.datetime | None = None, settings: Settings | None = None
+) -> tuple[str, dt.datetime]:
     """A fresh signed link to the archive and when it stops working (never after the export itself)."""
     settings = settings or get_settings()
     now = moment(now)
@@ -57,9 +61,7 @@ def download_link(record: RequestRecord, *, now: dt.datetime | None = None, sett
     return url, dt.datetime.fromtimestamp(expires, UTC)
 
 
-def download_location(
-    engine: Engine, request_id: str, token: str | None, *, now: dt.datetime | None = None
-) -> str:
+def download_location(engine: Engine, request_id: str, token: str | None, *, now: dt.datetime | None = None) -> str:
     """Check a download link and audit the download; returns a short-lived URL of the archive."""
     now = moment(now)
     expires_text, _, signature = (token or "").partition(".")
@@ -87,7 +89,11 @@ def download_location(
         if not storage.exists(bucket, key):
             raise ExportExpired()  # removed by the bucket's lifecycle rule
         audit.record(
-            conn, actor="client", action="export.downloaded", outcome="redirected",
-            request_id=record.id, subject=record.account_id,
+            conn,
+            actor="client",
+            action="export.downloaded",
+            outcome="redirected",
+            request_id=record.id,
+            subject=record.account_id,
         )
     return storage.presigned_get_url(bucket, key, expires_in=REDIRECT_URL_SECONDS)

@@ -35,7 +35,9 @@ def readme_context(
                 },
                 "sources": {
                     language: ", ".join(
-                        dict.fromkeys(s.label.get(language) for c in table.categories for s in data_sources.category_sources(c))
+                        dict.fromkeys(
+                            s.label.get(language) for c in table.categories for s in data_sources.category_sources(c)
+                        )
                     )
                     for language in README_LANGUAGES
                 },
@@ -44,7 +46,9 @@ def readme_context(
         ],
         "information": {language: policy.art15_information(language) for language in README_LANGUAGES},
         "sources": {language: [s.label.get(language) for s in data_sources.SOURCES] for language in README_LANGUAGES},
-        "no_automated_decisions": {language: data_sources.NO_AUTOMATED_DECISIONS.get(language) for language in README_LANGUAGES},
+        "no_automated_decisions": {
+            language: data_sources.NO_AUTOMATED_DECISIONS.get(language) for language in README_LANGUAGES
+        },
         "log_objects": stats.log_objects,
         "log_months": [
             {"kind": kind, "month": month, "files": files, "bytes": size}

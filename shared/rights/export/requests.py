@@ -78,7 +78,11 @@ def start_client_export(
         try:
             with engine.begin() as conn:
                 created = create_request(
-                    conn, account_id=account_id, kind="access", channel="client_area", now=now,
+                    conn,
+                    account_id=account_id,
+                    kind="access",
+                    channel="client_area",
+                    now=now,
                     details={"articles": ["15", "20"]},
                 )
                 record = transition(
@@ -131,14 +135,26 @@ def register_dpo_export(
         if pending is not None:
             return pending, False
         created = create_request(
-            conn, account_id=account_id, kind=kind, channel=channel, now=received, actor=actor,
+            conn,
+            account_id=account_id,
+            kind=kind,
+            channel=channel,
+            now=received,
+            actor=actor,
             details={"articles": ["15", "20"]},
         )
         # Identity verification is the DPO's responsibility for these channels (policy 9.3).
         audit.record(
-            conn, actor=actor, action="export.identity_verified", outcome="verified", request_id=created.id,
-            subject=account_id, details={"method": verification_method, "channel": channel},
+            conn,
+            actor=actor,
+            action="export.identity_verified",
+            outcome="verified",
+            request_id=created.id,
+            subject=account_id,
+            details={"method": verification_method, "channel": channel},
         )
-        record = transition(conn, created.id, VERIFIED, actor=actor, details={"verified_by": verification_method}, now=now)
+        record = transition(
+            conn, created.id, VERIFIED, actor=actor, details={"verified_by": verification_method}, now=now
+        )
     _enqueue(record)
     return record, True

@@ -156,7 +156,11 @@ def _complete(engine: Engine, request_id: str, archive: dict[str, Any], *, now: 
             }
             record = transition(conn, request_id, COMPLETED, actor=WORKER_ACTOR, details=details, now=now)
             audit.record(
-                conn, actor=WORKER_ACTOR, action="export.completed", outcome="stored", request_id=request_id,
+                conn,
+                actor=WORKER_ACTOR,
+                action="export.completed",
+                outcome="stored",
+                request_id=request_id,
                 subject=record.account_id,
                 details={k: details[k] for k in ("size_bytes", "sha256", "rows_total", "documents", "expires_at")},
             )
@@ -167,7 +171,9 @@ def _notify(engine: Engine, request_id: str, *, now: dt.datetime | None) -> dict
     now = moment(now)
     with engine.connect() as conn:
         record = get_request(conn, request_id)
-        account = conn.execute(select(accounts.c.email, accounts.c.status).where(accounts.c.id == record.account_id)).first()
+        account = conn.execute(
+            select(accounts.c.email, accounts.c.status).where(accounts.c.id == record.account_id)
+        ).first()
     if account is None or account.status == "erased":
         return {"sent": False}
     link, link_until = None, None
@@ -180,7 +186,11 @@ def _notify(engine: Engine, request_id: str, *, now: dt.datetime | None) -> dict
     )
     with engine.begin() as conn:
         audit.record(
-            conn, actor=WORKER_ACTOR, action="export.notified", outcome="mailed", request_id=request_id,
+            conn,
+            actor=WORKER_ACTOR,
+            action="export.notified",
+            outcome="mailed",
+            request_id=request_id,
             subject=record.account_id,
         )
     return {"sent": True, "message_id": message_id}

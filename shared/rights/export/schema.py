@@ -167,8 +167,17 @@ def data_json_schema() -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "required": [
-            "format", "generated_at", "account_id", "request", "information", "sources", "automated_decisions",
-            "data", "documents", "log_objects", "summary",
+            "format",
+            "generated_at",
+            "account_id",
+            "request",
+            "information",
+            "sources",
+            "automated_decisions",
+            "data",
+            "documents",
+            "log_objects",
+            "summary",
         ],
         "properties": {
             "format": {
@@ -193,7 +202,15 @@ def data_json_schema() -> dict[str, Any]:
                 "properties": {
                     language: {
                         "type": "object",
-                        "required": ["purposes", "categories", "retention", "recipients", "rights", "how_to_exercise", "complaint"],
+                        "required": [
+                            "purposes",
+                            "categories",
+                            "retention",
+                            "recipients",
+                            "rights",
+                            "how_to_exercise",
+                            "complaint",
+                        ],
                     }
                     for language in policy.LANGUAGES
                 },
@@ -204,7 +221,10 @@ def data_json_schema() -> dict[str, Any]:
                 "additionalProperties": False,
                 "required": ["categories", "labels"],
                 "properties": {
-                    "categories": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                    "categories": {
+                        "type": "object",
+                        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                    },
                     "labels": {
                         "type": "object",
                         "additionalProperties": {"type": "object", "required": list(policy.LANGUAGES)},

@@ -33,7 +33,15 @@ BATCH_ROWS = 2000
 _STREAMED = {"stream_results": True, "yield_per": BATCH_ROWS}
 
 # The kinds of values, as the reference encoders (schema._codec) see them.
-_DATETIME, _DATE, _DECIMAL, _INTEGER, _BOOLEAN, _STRING, _JSON = "datetime", "date", "decimal", "integer", "boolean", "string", "json"
+_DATETIME, _DATE, _DECIMAL, _INTEGER, _BOOLEAN, _STRING, _JSON = (
+    "datetime",
+    "date",
+    "decimal",
+    "integer",
+    "boolean",
+    "string",
+    "json",
+)
 
 
 def _kind(column: sa.Column) -> str:
@@ -109,7 +117,11 @@ def _csv_text(dialect: str, column: sa.Column) -> str:
     if kind == _STRING:
         # Spreadsheets run cells starting with = + - @ TAB CR as formulas: third-party text must not.
         first = f"substr({value}, 1, 1)"
-        starts = "('=', '+', '-', '@', chr(9), chr(13))" if dialect == "postgresql" else "('=', '+', '-', '@', char(9), char(13))"
+        starts = (
+            "('=', '+', '-', '@', chr(9), chr(13))"
+            if dialect == "postgresql"
+            else "('=', '+', '-', '@', char(9), char(13))"
+        )
         return f"CASE WHEN {first} IN {starts} THEN '''' || {value} ELSE {value} END"
     return value
 
@@ -122,7 +134,9 @@ def _csv_field(dialect: str, column: sa.Column) -> str:
     # so that each test reads the column rather than re-evaluating the guarded expression.
     ref = _ref(column)
     find, char = ("strpos", "chr") if dialect == "postgresql" else ("instr", "char")
-    needs_quotes = f"{find}({ref}, ',') + {find}({ref}, '\"') + {find}({ref}, {char}(13)) + {find}({ref}, {char}(10)) > 0"
+    needs_quotes = (
+        f"{find}({ref}, ',') + {find}({ref}, '\"') + {find}({ref}, {char}(13)) + {find}({ref}, {char}(10)) > 0"
+    )
     formula = f"substr({ref}, 1, 1) IN ('=', '+', '-', '@', {char}(9), {char}(13))"
     guard = f"CASE WHEN {formula} THEN '''' ELSE '' END"
     return (
@@ -272,12 +286,18 @@ def json_select(conn: Connection, table: ExportTable, account_id: str) -> sa.Sel
     dialect = conn.dialect.name
     columns = _columns(table)
     if dialect == "postgresql":
-        inner = table.select(account_id).with_only_columns(
-            *(sa.literal_column(_json_value(dialect, c)).label(c.name) for c in columns), maintain_column_froms=True
-        ).subquery("r")
+        inner = (
+            table.select(account_id)
+            .with_only_columns(
+                *(sa.literal_column(_json_value(dialect, c)).label(c.name) for c in columns), maintain_column_froms=True
+            )
+            .subquery("r")
+        )
         return sa.select(sa.literal_column("row_to_json(r)::text")).select_from(inner)
     pairs = ", ".join(f"'{c.name}', {_json_value(dialect, c)}" for c in columns)
-    return table.select(account_id).with_only_columns(sa.literal_column(f"json_object({pairs})"), maintain_column_froms=True)
+    return table.select(account_id).with_only_columns(
+        sa.literal_column(f"json_object({pairs})"), maintain_column_froms=True
+    )
 
 
 def csv_select(conn: Connection, table: ExportTable, account_id: str) -> sa.Select:

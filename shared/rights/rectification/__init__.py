@@ -65,10 +65,29 @@ from shared.rights.rectification.propagation import COMPLETE_STEP, RESEND_STEP, 
 from shared.rights.rectification.views import held_data
 
 __all__ = [
-    "FIELDS", "FIELD_CATEGORIES", "KIND", "QUEUE", "RECIPIENTS", "STRIPE_STEP", "RESEND_STEP", "COMPLETE_STEP",
-    "BusinessAddress", "Rectification", "normalise_phone", "normalise_vat", "held_by",
-    "start_client_rectification", "apply_rectification", "confirm_email_change", "run_rectification",
-    "dispatch_stale", "sweep", "delete_expired_changes", "get_view", "held_data", "request_view",
+    "FIELDS",
+    "FIELD_CATEGORIES",
+    "KIND",
+    "QUEUE",
+    "RECIPIENTS",
+    "STRIPE_STEP",
+    "RESEND_STEP",
+    "COMPLETE_STEP",
+    "BusinessAddress",
+    "Rectification",
+    "normalise_phone",
+    "normalise_vat",
+    "held_by",
+    "start_client_rectification",
+    "apply_rectification",
+    "confirm_email_change",
+    "run_rectification",
+    "dispatch_stale",
+    "sweep",
+    "delete_expired_changes",
+    "get_view",
+    "held_data",
+    "request_view",
 ]
 
 
@@ -91,8 +110,14 @@ def start_client_rectification(
             email_change, mail = request_email_change(conn, account, body.email, now=now)
         record = None
         if changes.fields:
-            record = register_and_apply(conn, account_id, changes, stripe_customer=bool(account.stripe_customer_id),
-                                        verified_by=verified_by, now=now)
+            record = register_and_apply(
+                conn,
+                account_id,
+                changes,
+                stripe_customer=bool(account.stripe_customer_id),
+                verified_by=verified_by,
+                now=now,
+            )
     send(mail)
     if record is not None:
         dispatch([record.id])
@@ -105,8 +130,9 @@ def start_client_rectification(
     return (202 if record is not None or waiting else 200), answer
 
 
-def dispatch_stale(engine: Engine, *, older_than_minutes: int = 15, limit: int = 1000,
-                   now: dt.datetime | None = None) -> int:
+def dispatch_stale(
+    engine: Engine, *, older_than_minutes: int = 15, limit: int = 1000, now: dt.datetime | None = None
+) -> int:
     """Queue again every rectification left in progress (its message lost or dead-lettered)."""
     cutoff = moment(now) - dt.timedelta(minutes=older_than_minutes)
     with engine.connect() as conn:

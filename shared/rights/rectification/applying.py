@@ -83,8 +83,11 @@ def stale_propagations(conn: Connection, *, older_than: dt.datetime, limit: int)
     """Rectifications in progress whose state has not moved since `older_than` (message lost or dead-lettered)."""
     rows = conn.execute(
         select(dsr_requests.c.id)
-        .where(dsr_requests.c.kind == KIND, dsr_requests.c.state == IN_PROGRESS,
-               dsr_requests.c.state_changed_at <= older_than)
+        .where(
+            dsr_requests.c.kind == KIND,
+            dsr_requests.c.state == IN_PROGRESS,
+            dsr_requests.c.state_changed_at <= older_than,
+        )
         .order_by(dsr_requests.c.state_changed_at)
         .limit(limit)
     )
@@ -116,9 +119,13 @@ class Changes:
 
 
 def account_companies(conn: Connection, account_id: str) -> list[Any]:
-    return list(conn.execute(
-        select(companies).where(companies.c.account_id == account_id).order_by(companies.c.created_at, companies.c.id)
-    ))
+    return list(
+        conn.execute(
+            select(companies)
+            .where(companies.c.account_id == account_id)
+            .order_by(companies.c.created_at, companies.c.id)
+        )
+    )
 
 
 def load_account(conn: Connection, account_id: str, *, lock: bool = False) -> Any:
@@ -142,7 +149,9 @@ def changes_for(conn: Connection, account_id: str, body: Rectification, *, lock:
             changes.fields.append(name)
     company_fields = body.company_fields()
     if body.company_id is not None and not company_fields:
-        raise ValidationFailed("company_id names the company of a company field; none was sent", code="invalid_company_id")
+        raise ValidationFailed(
+            "company_id names the company of a company field; none was sent", code="invalid_company_id"
+        )
     if company_fields:
         held = account_companies(conn, account_id)
         if body.company_id is not None:
@@ -155,7 +164,9 @@ def changes_for(conn: Connection, account_id: str, body: Rectification, *, lock:
         elif not held:
             raise NotFound("this account holds no company to correct", code="company_not_found")
         else:
-            raise ValidationFailed("this account has several companies: name one with company_id", code="company_id_required")
+            raise ValidationFailed(
+                "this account has several companies: name one with company_id", code="company_id_required"
+            )
         changes.company_id = company.id
         changes.billing_company = company.id == held[0].id
         if body.vat_number is not None and company.siren and vat_siren(body.vat_number) != company.siren:
@@ -206,7 +217,11 @@ def apply_changes(
         details["company_id"] = changes.company_id
     record = transition(conn, record.id, IN_PROGRESS, actor=actor, details=details, now=now)
     audit.record(
-        conn, actor=actor, action="rectification.applied", outcome="applied", request_id=record.id,
+        conn,
+        actor=actor,
+        action="rectification.applied",
+        outcome="applied",
+        request_id=record.id,
         subject=record.account_id,
         details={"fields": list(changes.fields), "recipients_to_tell": [r for r, s in plan.items() if s == PENDING]},
     )
@@ -234,12 +249,15 @@ def register_and_apply(
     """A client-area rectification: registered, verified (step-up or mailed code), applied, in progress."""
     _open_conflict(conn, account_id)
     try:
-        created = create_request(conn, account_id=account_id, kind=KIND, channel="client_area", now=now,
-                                 details={"article": "16"})
+        created = create_request(
+            conn, account_id=account_id, kind=KIND, channel="client_area", now=now, details={"article": "16"}
+        )
     except Conflict as exc:
         if exc.code == "request_already_open":
-            raise Conflict("a rectification is still being applied; try again once it is completed",
-                           code="rectification_in_progress") from None
+            raise Conflict(
+                "a rectification is still being applied; try again once it is completed",
+                code="rectification_in_progress",
+            ) from None
         raise
     record = transition(conn, created.id, VERIFIED, actor="client", details={"verified_by": verified_by}, now=now)
     return apply_changes(conn, record, changes, stripe_customer=stripe_customer, actor="client", now=now)
@@ -265,8 +283,9 @@ def apply_rectification(
     """
     body = validated(Rectification, fields)
     if EMAIL in body.model_fields_set:
-        raise ValidationFailed("a new email address must confirm a mailed code from the client area",
-                               code="email_needs_confirmation")
+        raise ValidationFailed(
+            "a new email address must confirm a mailed code from the client area", code="email_needs_confirmation"
+        )
     now = moment(now)
     with engine.begin() as conn:
         record = get_request(conn, request_id, account_id=account_id)
@@ -278,8 +297,9 @@ def apply_rectification(
             raise InvalidTransition("the requester's identity must be verified first", code="identity_not_verified")
         if record.state != VERIFIED:
             raise Conflict(f"the request is already {record.state}", code="invalid_transition")
-        record = apply_changes(conn, record, changes, stripe_customer=bool(account.stripe_customer_id),
-                               actor=actor, now=now)
+        record = apply_changes(
+            conn, record, changes, stripe_customer=bool(account.stripe_customer_id), actor=actor, now=now
+        )
     dispatch([record.id])
     return request_view(record)
 
@@ -303,4 +323,3 @@ def get_view(engine: Engine, request_id: str, *, account_id: str) -> dict[str, A
     if record.kind != KIND:
         raise NotFound("no such request", code="request_not_found")
     return request_view(record)
-

@@ -42,9 +42,12 @@ def _code_hash(change_id: str, code: str) -> str:
 
 
 def _taken(conn: Connection, account_id: str, email: str) -> bool:
-    return conn.execute(
-        select(accounts.c.id).where(func.lower(accounts.c.email) == email.lower(), accounts.c.id != account_id)
-    ).first() is not None
+    return (
+        conn.execute(
+            select(accounts.c.id).where(func.lower(accounts.c.email) == email.lower(), accounts.c.id != account_id)
+        ).first()
+        is not None
+    )
 
 
 def pending_change(conn: Connection, account_id: str) -> Any:
@@ -61,30 +64,54 @@ def pending_view(row: Any) -> dict[str, Any]:
     return {"state": "awaiting_confirmation", "new_email": row.new_email, "expires_at": iso(row.expires_at)}
 
 
-def request_email_change(conn: Connection, account: Any, new_email: str, *, now: dt.datetime) -> tuple[dict[str, Any], Any]:
+def request_email_change(
+    conn: Connection, account: Any, new_email: str, *, now: dt.datetime
+) -> tuple[dict[str, Any], Any]:
     """Register the change and the code; returns (answer, mail or None). The caller sends the mail after commit."""
     if new_email.lower() == account.email.lower():
         return {"state": "unchanged"}, None
     if _taken(conn, account.id, new_email):
         raise Conflict("this email address cannot be used for this account", code="email_unavailable")
     current = pending_change(conn, account.id)
-    if (current is not None and current.new_email == new_email
-            and current.created_at > now - dt.timedelta(seconds=RESEND_SECONDS)):
+    if (
+        current is not None
+        and current.new_email == new_email
+        and current.created_at > now - dt.timedelta(seconds=RESEND_SECONDS)
+    ):
         return pending_view(current), None  # one mail a minute at most: the code sent is still the one
     # Only changes awaiting their code go; a confirmed one keeps its row until Resend is told.
-    conn.execute(delete(email_changes).where(email_changes.c.account_id == account.id,
-                                             email_changes.c.confirmed_at.is_(None)))
+    conn.execute(
+        delete(email_changes).where(email_changes.c.account_id == account.id, email_changes.c.confirmed_at.is_(None))
+    )
     settings = get_settings()
     change_id, code = str(uuid.uuid4()), f"{secrets.randbelow(10**6):06d}"
     expires = now + dt.timedelta(seconds=settings.verification_code_ttl_seconds)
-    conn.execute(insert(email_changes).values(
-        id=change_id, account_id=account.id, new_email=new_email, code_hash=_code_hash(change_id, code),
-        created_at=now, expires_at=expires, attempts=0,
-    ))
-    audit.record(conn, actor="client", action="rectification.email_change_requested", outcome="code_sent",
-                 subject=account.id, details={"change_id": change_id})
-    mail = notices.mail("email_change_code", to=new_email, idempotency_key=f"email-change:{change_id}",
-                        code=code, minutes=settings.verification_code_ttl_seconds // 60)
+    conn.execute(
+        insert(email_changes).values(
+            id=change_id,
+            account_id=account.id,
+            new_email=new_email,
+            code_hash=_code_hash(change_id, code),
+            created_at=now,
+            expires_at=expires,
+            attempts=0,
+        )
+    )
+    audit.record(
+        conn,
+        actor="client",
+        action="rectification.email_change_requested",
+        outcome="code_sent",
+        subject=account.id,
+        details={"change_id": change_id},
+    )
+    mail = notices.mail(
+        "email_change_code",
+        to=new_email,
+        idempotency_key=f"email-change:{change_id}",
+        code=code,
+        minutes=settings.verification_code_ttl_seconds // 60,
+    )
     row = conn.execute(select(email_changes).where(email_changes.c.id == change_id)).one()
     return pending_view(row), mail
 
@@ -101,13 +128,16 @@ def _check_code(conn: Connection, row: Any, code: str, now: dt.datetime) -> AppE
     if now >= row.expires_at:
         return Unauthorized("the code has expired; ask for a new one", code="code_expired")
     if not _SIX_DIGITS.match(code) or not hmac.compare_digest(_code_hash(row.id, code), row.code_hash):
-        conn.execute(update(email_changes).where(email_changes.c.id == row.id)
-                     .values(attempts=email_changes.c.attempts + 1))
+        conn.execute(
+            update(email_changes).where(email_changes.c.id == row.id).values(attempts=email_changes.c.attempts + 1)
+        )
         return Unauthorized("the confirmation code is not valid", code="invalid_code")
     return None
 
 
-def confirm_email_change(engine: Engine, account_id: str, code: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+def confirm_email_change(
+    engine: Engine, account_id: str, code: str, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
     """Apply the pending change once its code is right: a rectification of `email`, propagated like the others."""
     now = moment(now)
     failure: AppError | None = None
@@ -119,9 +149,14 @@ def confirm_email_change(engine: Engine, account_id: str, code: str, *, now: dt.
         if row is None:
             raise NotFound("no change of email address is awaiting confirmation", code="no_pending_email_change")
         failure = _check_code(conn, row, code, now)
-        audit.record(conn, actor="client", action="rectification.email_change_confirmation",
-                     outcome=failure.code if failure else "succeeded", subject=account_id,
-                     details={"change_id": row.id})
+        audit.record(
+            conn,
+            actor="client",
+            action="rectification.email_change_confirmation",
+            outcome=failure.code if failure else "succeeded",
+            subject=account_id,
+            details={"change_id": row.id},
+        )
     if failure is not None:
         raise failure
     try:
@@ -149,8 +184,14 @@ def _apply_confirmed(engine: Engine, account_id: str, row: Any, now: dt.datetime
         if _taken(conn, account_id, row.new_email):
             raise Conflict("this email address cannot be used for this account", code="email_unavailable")
         changes = Changes(account={"email": row.new_email}, fields=["email"])
-        record = register_and_apply(conn, account_id, changes, stripe_customer=bool(account.stripe_customer_id),
-                                    verified_by="new_address_code", now=now)
+        record = register_and_apply(
+            conn,
+            account_id,
+            changes,
+            stripe_customer=bool(account.stripe_customer_id),
+            verified_by="new_address_code",
+            now=now,
+        )
         conn.execute(update(email_changes).where(email_changes.c.id == row.id).values(request_id=record.id))
     return record
 
@@ -159,5 +200,7 @@ def delete_expired_changes(engine: Engine, *, now: dt.datetime | None = None) ->
     """Unconfirmed changes whose code has expired: the new address goes (data minimisation; the hourly sweep)."""
     with engine.begin() as conn:
         return conn.execute(
-            delete(email_changes).where(email_changes.c.confirmed_at.is_(None), email_changes.c.expires_at <= moment(now))
+            delete(email_changes).where(
+                email_changes.c.confirmed_at.is_(None), email_changes.c.expires_at <= moment(now)
+            )
         ).rowcount

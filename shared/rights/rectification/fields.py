@@ -58,7 +58,7 @@ def normalise_phone(value: str) -> str:
     if not match:
         raise ValueError("must be a French phone number (+33 or 0, then 9 digits)")
     digits = match.group(1)
-    return "+33 " + digits[0] + "".join(f" {digits[i:i + 2]}" for i in range(1, 9, 2))
+    return "+33 " + digits[0] + "".join(f" {digits[i : i + 2]}" for i in range(1, 9, 2))
 
 
 def vat_key(siren: str) -> int:
@@ -109,8 +109,13 @@ class BusinessAddress(StrictModel):
         return value.strip()
 
     def columns(self) -> dict[str, Any]:
-        return {"address_line1": self.line1, "address_line2": self.line2, "postal_code": self.postal_code,
-                "city": self.city, "country": self.country}
+        return {
+            "address_line1": self.line1,
+            "address_line2": self.line2,
+            "postal_code": self.postal_code,
+            "city": self.city,
+            "country": self.country,
+        }
 
 
 class Rectification(StrictModel):

@@ -33,8 +33,13 @@ NOTICE_STEP = "previous_address_notice"
 COMPLETE_STEP = "complete"
 UPDATED = "updated"
 # Stripe's customer fields, from ours.
-_STRIPE_FIELD = {"first_name": "name", "last_name": "name", "email": "email", "phone": "phone",
-                 "business_address": "address"}
+_STRIPE_FIELD = {
+    "first_name": "name",
+    "last_name": "name",
+    "email": "email",
+    "phone": "phone",
+    "business_address": "address",
+}
 
 
 def _full_name(account: Any) -> str | None:
@@ -53,8 +58,11 @@ def _stripe_fields(account: Any, company: Any, fields: list[str]) -> dict[str, A
         values["phone"] = account.phone or ""
     if "address" in wanted and company is not None:
         values["address"] = {
-            "line1": company.address_line1 or "", "line2": company.address_line2 or "",
-            "postal_code": company.postal_code or "", "city": company.city or "", "country": company.country or "",
+            "line1": company.address_line1 or "",
+            "line2": company.address_line2 or "",
+            "postal_code": company.postal_code or "",
+            "city": company.city or "",
+            "country": company.country or "",
         }
     return values
 
@@ -69,8 +77,10 @@ def run_rectification(engine: Engine, request_id: str, *, now: dt.datetime | Non
             return {"request_id": request_id, "outcome": f"not_in_progress:{record.state}"}
         account = conn.execute(select(accounts).where(accounts.c.id == record.account_id)).first()
         billing = conn.execute(
-            select(companies).where(companies.c.account_id == record.account_id)
-            .order_by(companies.c.created_at, companies.c.id).limit(1)
+            select(companies)
+            .where(companies.c.account_id == record.account_id)
+            .order_by(companies.c.created_at, companies.c.id)
+            .limit(1)
         ).first()
         previous_email = conn.execute(
             select(email_changes.c.previous_email).where(email_changes.c.request_id == request_id)
@@ -94,8 +104,9 @@ def run_rectification(engine: Engine, request_id: str, *, now: dt.datetime | Non
             return {"outcome": NOT_CONCERNED}
         mailer = get_mailer()
         if "email" in fields and previous_email:
-            touched = mailer.move_contact(previous_email, account.email, first_name=account.first_name,
-                                          last_name=account.last_name)
+            touched = mailer.move_contact(
+                previous_email, account.email, first_name=account.first_name, last_name=account.last_name
+            )
         elif {"first_name", "last_name"} & set(fields):
             touched = mailer.update_contact(account.email, first_name=account.first_name, last_name=account.last_name)
         else:
@@ -111,10 +122,15 @@ def run_rectification(engine: Engine, request_id: str, *, now: dt.datetime | Non
         # The old address is told once that it no longer receives the account's mail (a takeover shows at once).
         if "email" not in fields or not previous_email:
             return {"sent": False}
-        get_mailer().send(notices.mail(
-            "email_changed", to=previous_email, idempotency_key=step_key(request_id, NOTICE_STEP),
-            changed_on=record.state_changed_at.date().isoformat(), dpo_email=policy.CONTROLLER.dpo_email,
-        ))
+        get_mailer().send(
+            notices.mail(
+                "email_changed",
+                to=previous_email,
+                idempotency_key=step_key(request_id, NOTICE_STEP),
+                changed_on=record.state_changed_at.date().isoformat(),
+                dpo_email=policy.CONTROLLER.dpo_email,
+            )
+        )
         return {"sent": True}
 
     run_step(engine, request_id, NOTICE_STEP, notify_previous_address, now=now)
@@ -126,11 +142,23 @@ def run_rectification(engine: Engine, request_id: str, *, now: dt.datetime | Non
             conn.execute(delete(email_changes).where(email_changes.c.request_id == request_id))
             current = get_request(conn, request_id)
             if current.state == IN_PROGRESS:
-                transition(conn, request_id, COMPLETED, actor="system:rectification",
-                           details={"recipients": outcomes, "recipients_told": told}, now=moment(now))
-                audit.record(conn, actor="system:rectification", action="rectification.propagated",
-                             outcome="completed", request_id=request_id, subject=current.account_id,
-                             details={"fields": fields, "recipients_told": told, "outcomes": outcomes})
+                transition(
+                    conn,
+                    request_id,
+                    COMPLETED,
+                    actor="system:rectification",
+                    details={"recipients": outcomes, "recipients_told": told},
+                    now=moment(now),
+                )
+                audit.record(
+                    conn,
+                    actor="system:rectification",
+                    action="rectification.propagated",
+                    outcome="completed",
+                    request_id=request_id,
+                    subject=current.account_id,
+                    details={"fields": fields, "recipients_told": told, "outcomes": outcomes},
+                )
         return {"recipients": outcomes, "recipients_told": told}
 
     result = run_step(engine, request_id, COMPLETE_STEP, complete, now=now) or {}

@@ -20,9 +20,9 @@ from shared.rights.rectification.email_change import pending_change, pending_vie
 
 ISSUED_INVOICES = {
     "fr": "Les factures déjà émises gardent les mentions imprimées (Code de commerce) ; "
-          "une correction s'applique aux factures émises ensuite.",
+    "une correction s'applique aux factures émises ensuite.",
     "en": "Invoices already issued keep what was printed on them (Code de commerce); "
-          "a correction applies to invoices issued afterwards.",
+    "a correction applies to invoices issued afterwards.",
 }
 
 
@@ -51,7 +51,9 @@ def held_data(conn: Connection, account_id: str) -> dict[str, Any]:
         "fields": {
             "first_name": _field("first_name", account.first_name, stripe_customer=stripe),
             "last_name": _field("last_name", account.last_name, stripe_customer=stripe),
-            "email": _field("email", account.email, stripe_customer=stripe, confirmation="code mailed to the new address"),
+            "email": _field(
+                "email", account.email, stripe_customer=stripe, confirmation="code mailed to the new address"
+            ),
             "phone": _field("phone", account.phone, stripe_customer=stripe),
         },
         "companies": [
@@ -62,8 +64,13 @@ def held_data(conn: Connection, account_id: str) -> dict[str, Any]:
                     "company_name": _field("company_name", company.name, stripe_customer=stripe),
                     "business_address": _field(
                         "business_address",
-                        {"line1": company.address_line1, "line2": company.address_line2,
-                         "postal_code": company.postal_code, "city": company.city, "country": company.country},
+                        {
+                            "line1": company.address_line1,
+                            "line2": company.address_line2,
+                            "postal_code": company.postal_code,
+                            "city": company.city,
+                            "country": company.country,
+                        },
                         stripe_customer=stripe and index == 0,
                     ),
                     "vat_number": _field("vat_number", company.vat_number, stripe_customer=stripe),
