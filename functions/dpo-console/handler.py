@@ -44,6 +44,7 @@ from shared.identity.guards import console_form, console_session, form_fields
 from shared.platform.errors import AppError, ExternalServiceError, ValidationFailed, service_unavailable
 from shared.platform.guards import principal, public
 from shared.platform.http import html_page
+from shared.platform.openapi import PAGE_ANSWERS
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request
 from shared.ports.db import get_engine
 
@@ -150,7 +151,7 @@ app.exception_handler(AppError)(_refused)
 app.exception_handler(ExternalServiceError)(_unavailable)
 
 
-@app.get("/", middlewares=[SIGN_IN_FORM])
+@app.get("/", middlewares=[SIGN_IN_FORM], responses=PAGE_ANSWERS)
 def sign_in_form() -> Response:
     try:
         console.open_session(get_engine(), current_request().headers)
@@ -159,7 +160,7 @@ def sign_in_form() -> Response:
     return _see_other(f"requests?lang={_language()}", console.cleared_cookie(console.SIGN_IN_CSRF_COOKIE))
 
 
-@app.post("/sign-in", middlewares=[SIGN_IN_FORM])
+@app.post("/sign-in", middlewares=[SIGN_IN_FORM], responses=PAGE_ANSWERS)
 def sign_in() -> Response:
     request = current_request()
     try:
@@ -182,12 +183,12 @@ def _actor() -> str:
     return principal(app, "console").actor
 
 
-@app.get("/requests", middlewares=[console_session])
+@app.get("/requests", middlewares=[console_session], responses=PAGE_ANSWERS)
 def open_requests() -> Response:
     return _page("requests", session=_session(), **console_requests.list_page(current_request().query))
 
 
-@app.post("/requests", middlewares=[console_session, console_form(Registration)])
+@app.post("/requests", middlewares=[console_session, console_form(Registration)], responses=PAGE_ANSWERS)
 def register() -> Response:
     form = principal(app, "form")
     try:
@@ -204,7 +205,7 @@ def register() -> Response:
     return _page("request", session=_session(), done="registered", changes=[], delivered=[], **page)
 
 
-@app.get("/requests/<request_id>", middlewares=[console_session])
+@app.get("/requests/<request_id>", middlewares=[console_session], responses=PAGE_ANSWERS)
 def request_page(request_id: str) -> Response:
     return _page("request", session=_session(), **console_requests.request_page(request_id))
 
@@ -240,13 +241,19 @@ def _act(request_id: str, done: str, action) -> Response:
     )
 
 
-@app.post("/requests/<request_id>/verify-identity", middlewares=[console_session, console_form(IdentityCheck)])
+@app.post(
+    "/requests/<request_id>/verify-identity",
+    middlewares=[console_session, console_form(IdentityCheck)],
+    responses=PAGE_ANSWERS,
+)
 def verify_identity(request_id: str) -> Response:
     form = principal(app, "form")
     return _act(request_id, "verified", lambda rid: operations.verify_identity(rid, method=form.method, actor=_actor()))
 
 
-@app.post("/requests/<request_id>/extend", middlewares=[console_session, console_form(Extension)])
+@app.post(
+    "/requests/<request_id>/extend", middlewares=[console_session, console_form(Extension)], responses=PAGE_ANSWERS
+)
 def extend(request_id: str) -> Response:
     form = principal(app, "form")
     return _act(
@@ -256,7 +263,7 @@ def extend(request_id: str) -> Response:
     )
 
 
-@app.post("/requests/<request_id>/reject", middlewares=[console_session, console_form(Refusal)])
+@app.post("/requests/<request_id>/reject", middlewares=[console_session, console_form(Refusal)], responses=PAGE_ANSWERS)
 def reject(request_id: str) -> Response:
     form = principal(app, "form")
     return _act(
@@ -266,23 +273,25 @@ def reject(request_id: str) -> Response:
     )
 
 
-@app.post("/requests/<request_id>/complete", middlewares=[console_session, console_form(Completion)])
+@app.post(
+    "/requests/<request_id>/complete", middlewares=[console_session, console_form(Completion)], responses=PAGE_ANSWERS
+)
 def complete(request_id: str) -> Response:
     form = principal(app, "form")
     return _act(request_id, "completed", lambda rid: operations.complete(rid, note=form.note, actor=_actor()))
 
 
-@app.get("/activity", middlewares=[console_session])
+@app.get("/activity", middlewares=[console_session], responses=PAGE_ANSWERS)
 def activity() -> Response:
     return _page("activity", session=_session(), **chart.activity_page())
 
 
-@app.get("/search", middlewares=[console_session])
+@app.get("/search", middlewares=[console_session], responses=PAGE_ANSWERS)
 def search_form() -> Response:
     return _page("search", session=_session(), **tools.search_page(None, actor=_actor()))
 
 
-@app.post("/search", middlewares=[console_session, console_form(Search)])
+@app.post("/search", middlewares=[console_session, console_form(Search)], responses=PAGE_ANSWERS)
 def search() -> Response:
     form = principal(app, "form")
     try:
@@ -298,7 +307,7 @@ def search() -> Response:
     return _page("search", session=_session(), **found)
 
 
-@app.get("/holds", middlewares=[console_session])
+@app.get("/holds", middlewares=[console_session], responses=PAGE_ANSWERS)
 def legal_holds() -> Response:
     return _page("holds", session=_session(), **tools.holds_page())
 
@@ -313,34 +322,34 @@ def _hold_answer(done: str, action) -> Response:
     return _page("holds", session=_session(), done=done, hold=hold, **tools.holds_page())
 
 
-@app.post("/holds", middlewares=[console_session, console_form(tools.HoldForm)])
+@app.post("/holds", middlewares=[console_session, console_form(tools.HoldForm)], responses=PAGE_ANSWERS)
 def place_hold() -> Response:
     form = principal(app, "form")
     return _hold_answer("placed", lambda: tools.place_hold(form, actor=_actor()))
 
 
-@app.post("/holds/<hold_id>/release", middlewares=[console_session, console_form(HoldRelease)])
+@app.post("/holds/<hold_id>/release", middlewares=[console_session, console_form(HoldRelease)], responses=PAGE_ANSWERS)
 def release_hold(hold_id: str) -> Response:
     form = principal(app, "form")
     return _hold_answer("released", lambda: tools.release_hold(hold_id, reason=form.reason, actor=_actor()))
 
 
-@app.get("/retention", middlewares=[console_session])
+@app.get("/retention", middlewares=[console_session], responses=PAGE_ANSWERS)
 def retention_plan() -> Response:
     return _page("retention", session=_session(), **tools.retention_page())
 
 
-@app.get("/audit", middlewares=[console_session])
+@app.get("/audit", middlewares=[console_session], responses=PAGE_ANSWERS)
 def audit_state() -> Response:
     return _page("audit", session=_session(), **tools.audit_page())
 
 
-@app.get("/register", middlewares=[console_session])
+@app.get("/register", middlewares=[console_session], responses=PAGE_ANSWERS)
 def register_page() -> Response:
     return _page("register", session=_session(), formats=operations.REGISTER_FORMATS, languages=notices.LANGUAGES)
 
 
-@app.get("/register-of-processing", middlewares=[console_session])
+@app.get("/register-of-processing", middlewares=[console_session], responses=PAGE_ANSWERS)
 def register_download() -> Response:
     query = current_request().query
     fmt, language = query.get("format", "md"), query.get("language", "fr")
@@ -359,7 +368,7 @@ def register_download() -> Response:
     )
 
 
-@app.post("/sign-out", middlewares=[console_session, console_form(NoFields)])
+@app.post("/sign-out", middlewares=[console_session, console_form(NoFields)], responses=PAGE_ANSWERS)
 def sign_out() -> Response:
     console.sign_out(get_engine(), principal(app, "console"))
     return _see_other(f"./?lang={_language()}", console.cleared_cookie())

@@ -31,7 +31,7 @@ from shared.identity.guards import client_token, dpo_credential
 from shared.platform.errors import AppError, ValidationFailed
 from shared.platform.guards import Middlewares, body, principal, query, signed_link
 from shared.platform.http import html_page
-from shared.platform.openapi import Answers, link
+from shared.platform.openapi import ERROR_PAGE_OR_BODY, PAGE, Answers, link
 from shared.platform.runtime import HttpFunction, Response, StrictModel, current_request, json_dumps
 from shared.ports.db import get_engine
 from shared.rights import consent
@@ -73,13 +73,6 @@ CLIENT: Middlewares = [client_token(), gpc_signal]
 UNSUBSCRIBE_LINK = signed_link(
     "UnsubscribeLink", "t", "unsubscribe link from a mail: its signed, expiring token is the credential"
 )
-HTML = {"text/html": {"schema": {"type": "string"}}}
-PAGE = {"description": "A page (French, then English)", "content": HTML}
-# A refused link is answered with a page; what never reached the route (a malformed query) with the error body.
-ERROR_PAGE_OR_BODY: dict[str, Any] = {
-    "description": "Refused: a page (POST: when the caller accepts text/html), else the error body",
-    "content": {**HTML, "application/json": {"schema": {"type": "object", "required": ["error"]}}},
-}
 
 
 @app.get("/", middlewares=CLIENT)

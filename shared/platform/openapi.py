@@ -37,6 +37,19 @@ from shared.platform.http import HttpFunction
 Answers = dict[Any, Any]
 
 
+# Pages (server-rendered HTML): what a route of the console or an unsubscribe link answers.
+HTML = {"text/html": {"schema": {"type": "string"}}}
+PAGE = {"description": "A page (French, then English)", "content": HTML}
+# A refused request is answered with a page; what never reached the route (a malformed query) with the error body.
+ERROR_PAGE_OR_BODY: dict[str, Any] = {
+    "description": "Refused: a page (POST: when the caller accepts text/html), else the error body",
+    "content": {**HTML, "application/json": {"schema": {"type": "object", "required": ["error"]}}},
+}
+SEE_OTHER = {"description": "Done: to the page that shows it (Location)", "content": HTML}
+# Every route of a page function: a page, a redirect after a form, or a refusal as a page.
+PAGE_ANSWERS: Answers = {200: PAGE, 303: SEE_OTHER, "default": ERROR_PAGE_OR_BODY}
+
+
 def answer(description: str, model: type[BaseModel] | None = None, **links: dict[str, Any]) -> Any:
     """A declared answer: a JSON body described by `model` (any object without one), and its `links`.
 
@@ -178,6 +191,9 @@ def _responses(
                 for name, target in answer["links"].items()
             }
         responses[str(status)] = entry
+    if not declared:
+        # A route that declares no answers may succeed with any 2xx (201 created, 202 accepted): a JSON object.
+        responses["2XX"] = responses.pop("200")
     refusals: dict[int, set[str]] = {}
     open_codes: set[int] = set()  # statuses whose codes are not listed
     for guard in guards:

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from shared.platform.clock import iso, moment
 from shared.platform.errors import NotFound, ValidationFailed
+from shared.policy.facts import POLICY_EFFECTIVE_DATE
 from shared.policy.rules import cutoff, disclosure_records_rule
 from shared.ports import tables as schema
 from shared.records import audit
@@ -157,6 +158,12 @@ def register_request(
     legal_basis = check_free_text(legal_basis, field="legal_basis", max_length=300)
     if not isinstance(received_on, dt.date) or isinstance(received_on, dt.datetime) or received_on > now.date():
         raise ValidationFailed("received_on must be a day, not in the future", code="invalid_received_on")
+    # The register starts with the policy: an earlier day is a typing error (the fuzzer sent year 42).
+    if received_on < POLICY_EFFECTIVE_DATE:
+        raise ValidationFailed(
+            f"received_on cannot be before the policy's effective date ({POLICY_EFFECTIVE_DATE.isoformat()})",
+            code="invalid_received_on",
+        )
     request_id = str(uuid.uuid4())
     conn.execute(
         insert(schema.authority_requests).values(
