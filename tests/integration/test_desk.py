@@ -444,43 +444,12 @@ def test_lists_sorted_by_due_date_with_filters_from_route_and_cli(desk, capsys):
     assert [r["request_id"] for r in printed["requests"]] == [old["request_id"]]
     assert set(printed["requests"][0]) >= {"request_id", "kind", "channel", "state", "received_at", "due_at"}
 
-    assert (
-        cli(
-            [
-                "dpo",
-                "register",
-                "--kind",
-                "access",
-                "--channel",
-                "post",
-                "--email",
-                "cli.person@example.org",
-                "--received-at",
-                (utcnow() - dt.timedelta(days=2)).date().isoformat(),
-                "--json",
-            ]
-        )
-        == 0
-    )
+    two_days_ago = (utcnow() - dt.timedelta(days=2)).date().isoformat()
+    register = "dpo register --kind access --channel post --email {email} --received-at {day} --json"
+    assert cli(register.format(email="cli.person@example.org", day=two_days_ago).split()) == 0
     registered = json.loads(capsys.readouterr().out)
     assert registered["channel"] == "post" and registered["identity"]["state"] == "awaiting_identity"
-    assert (
-        cli(
-            [
-                "dpo",
-                "register",
-                "--kind",
-                "access",
-                "--channel",
-                "post",
-                "--email",
-                "x@example.org",
-                "--received-at",
-                "2999-01-01",
-            ]
-        )
-        == 2
-    )
+    assert cli(register.format(email="x@example.org", day="2999-01-01").split()) == 2
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "invalid_received_at"
     assert cli(["dpo", "extend", registered["request_id"], "--months", "2", "--reason", "complex request"]) == 0
     assert json.loads(capsys.readouterr().out)["notices_delivered"][0]["notice"] == "extension:2"
