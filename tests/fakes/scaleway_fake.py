@@ -60,6 +60,12 @@ RUNTIMES = [
 _HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # cheap: a test fake
 
 
+class _Server(ThreadingHTTPServer):
+    # The plugin uploads every function's zip at once (Promise.all): the default backlog of 5 resets connections.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @dataclass
 class Call:
     method: str
@@ -96,7 +102,7 @@ class ScalewayFake:
 
             do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.functions_url = f"{self.url}/functions/v1beta1/regions/fr-par"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
