@@ -285,6 +285,9 @@ class StdoutHandler(logging.StreamHandler):
 
 _logger: Logger | None = None
 _logger_lock = threading.Lock()
+# Libraries that log request and response bodies, URLs or SQL parameters at DEBUG or INFO (a customer's name
+# sent to Stripe, an email in a Resend URL): held at WARNING whatever LOG_LEVEL or the root logger says.
+QUIET_LIBRARY_LOGGERS = ("stripe", "urllib3", "requests", "resend", "botocore", "boto3", "s3transfer", "sqlalchemy")
 
 
 def get_logger() -> Logger:
@@ -299,6 +302,8 @@ def get_logger() -> Logger:
                 logger_handler=handler,
                 logger_formatter=RedactingFormatter(utc=True, use_rfc3339=True),
             )
+            for name in QUIET_LIBRARY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
             # Library warnings with no handler configured go to logging.lastResort: scrub those too.
             if logging.lastResort is not None and not any(isinstance(f, PiiFilter) for f in logging.lastResort.filters):
                 logging.lastResort.addFilter(PiiFilter())

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.platform import config as config_module
-from shared.platform.logs import REDACTED, ScalewayContext, get_logger, redact, redact_text
+from shared.platform.logs import QUIET_LIBRARY_LOGGERS, REDACTED, ScalewayContext, get_logger, redact, redact_text
 from tests.fakes import sample_function as sample
 from tests.fakes.sample_function import configure_env
 
@@ -126,6 +126,22 @@ def test_library_warnings_without_a_handler_are_scrubbed_too(capsys):
     err = capsys.readouterr().err
     assert "retrying" in err
     assert_no_canary(err)
+
+
+def test_sdk_loggers_stay_quiet_even_when_everything_else_is_debug(capsys):
+    # The Stripe SDK logs response bodies and urllib3 the URLs (an email in a Resend path) at DEBUG.
+    root, previous = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.DEBUG)
+    try:
+        get_logger()
+        for name in QUIET_LIBRARY_LOGGERS:
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        logging.getLogger("stripe").info("message='Stripe API response' body=canary.sdk@example.org")
+        logging.getLogger("urllib3.connectionpool").debug("GET /contacts/canary.sdk@example.org")
+        captured = capsys.readouterr()
+        assert "canary.sdk" not in captured.out + captured.err
+    finally:
+        root.setLevel(previous)
 
 
 def test_scaleway_context_adapter():
