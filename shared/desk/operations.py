@@ -13,13 +13,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from shared.desk import notify, requests, work
+from shared.desk import notify, prospects, requests, work
 from shared.desk.identifiers import SubjectIdentifiers
-from shared.desk.prospects import archive_key
 from shared.desk.requests import INTAKE_CHANNELS, RequestFilter
 from shared.desk.search import search_subject
 from shared.platform.clock import iso, moment
-from shared.platform.config import get_settings
 from shared.platform.errors import Conflict, NotFound
 from shared.policy import register as processing_register
 from shared.ports.backends import get_storage
@@ -176,9 +174,6 @@ def deliver_notices(request_id: str, *, now: dt.datetime | None = None) -> dict[
     return {"request_id": request_id, "notices_delivered": notify.deliver_pending(get_engine(), request_id, now=now)}
 
 
-PROSPECT_LINK_SECONDS = 24 * 3600
-
-
 def archive_link(request_id: str, *, actor: str, now: dt.datetime | None = None) -> dict[str, Any]:
     """The download link of a completed export (an account's, or a prospect's archive), for the DPO to send (audited)."""
     now = moment(now)
@@ -191,10 +186,7 @@ def archive_link(request_id: str, *, actor: str, now: dt.datetime | None = None)
     if record.account_id:
         url, until = export.download_link(record, now=now)
     elif record.details.get("answered", {}).get("prospect"):
-        url = get_storage().presigned_get_url(
-            get_settings().exports_bucket, archive_key(record.id), expires_in=PROSPECT_LINK_SECONDS
-        )
-        until = now + dt.timedelta(seconds=PROSPECT_LINK_SECONDS)
+        url, until = prospects.archive_link(get_storage(), record.id, now=now)
     else:
         raise Conflict("nothing is held on this person: there is no archive", code="no_archive")
     with engine.begin() as conn:

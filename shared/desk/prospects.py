@@ -122,6 +122,18 @@ def archive_key(request_id: str) -> str:
     return prefix.key(archive_id=pseudonymise(request_id, purpose="export-object"))
 
 
+# A prospect's archive link lives a day, as an account's download link does at most (export/links.py).
+ARCHIVE_LINK_SECONDS = 24 * 3600
+
+
+def archive_link(storage: ObjectStore, request_id: str, *, now: dt.datetime | None = None) -> tuple[str, dt.datetime]:
+    """A short-lived link to the request's archive, and when it stops working."""
+    url = storage.presigned_get_url(
+        get_settings().exports_bucket, archive_key(request_id), expires_in=ARCHIVE_LINK_SECONDS
+    )
+    return url, moment(now) + dt.timedelta(seconds=ARCHIVE_LINK_SECONDS)
+
+
 def _csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -26,13 +26,13 @@ from sqlalchemy import Connection, Engine, select
 from shared.desk.identifiers import SubjectIdentifiers
 from shared.platform.clock import UTC, iso, moment
 from shared.platform.errors import Conflict, NotFound, ValidationFailed
-from shared.policy.facts import IDENTITY_VERIFICATION_METHODS, POLICY_EFFECTIVE_DATE
+from shared.policy.facts import DPO_CHANNELS, IDENTITY_VERIFICATION_METHODS, POLICY_EFFECTIVE_DATE
 from shared.ports.tables import accounts, dsr_requests
 from shared.records import registry
 from shared.records.registry import RequestRecord
 
 # Where a request may come from at the desk: the client area's buttons register their own.
-INTAKE_CHANNELS = ("email", "post", "client_area")
+INTAKE_CHANNELS = (*DPO_CHANNELS, "client_area")
 MAX_DUE_WITHIN_DAYS = 366
 MAX_LISTED = 1000
 

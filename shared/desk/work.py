@@ -97,17 +97,12 @@ def complete(
     return record
 
 
-PROSPECT_LINK_SECONDS = 24 * 3600
-
-
 def _tell_the_person(
     engine: Engine, record: RequestRecord, done: dict[str, Any], *, now: dt.datetime | None
 ) -> dict[str, Any] | None:
     """The platform's own answer as controller; a third party's answer (whom to address) is third_parties'."""
     if "prospect_archive" in done:
-        stored = done["prospect_archive"]
-        until = moment(now) + dt.timedelta(seconds=PROSPECT_LINK_SECONDS)
-        url = get_storage().presigned_get_url(stored["bucket"], stored["object_key"], expires_in=PROSPECT_LINK_SECONDS)
+        url, until = prospects.archive_link(get_storage(), record.id, now=now)
         return notify.tell_answer(engine, record, outcome="archive", download_url=url, link_until=until, now=now)
     if "prospect_erasure" in done:
         return notify.tell_answer(engine, record, outcome="erased", now=now)
@@ -156,7 +151,7 @@ def _serve_without_account(
     summary = {
         "found": done["found"],
         "prospect": bool(found["is_platform_prospect"]),
-        "controllers_told": len((done.get("forwarded") or {}).get("accounts", []) or []),
+        "controllers_told": len(done["forwarded"]["accounts"]) if "forwarded" in done else 0,
     }
     with engine.begin() as conn:
         current = registry.get_request(conn, record.id)
