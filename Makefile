@@ -51,14 +51,17 @@ format: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/pytest -q -s -p no:cacheprovider tests/perf
 
-# The deployable zip's dependencies: musl wheels for Scaleway's Alpine runtime (musl 1.2 runs musllinux_1_1 wheels too),
+# The deployable zip's dependencies: musl wheels for Scaleway's Alpine runtime (musl 1.2 runs musllinux_1_1 wheels too;
+# package-constraints.txt holds back the wheels whose libraries musl 1.2.3 cannot relocate),
 # pruned to what the functions use, debug info stripped, compiled for CPython 3.11 (shared/local/packaging.py).
 # Prints the zip's size as serverless will build it.
 package: $(VENV)/.local-installed
 	rm -rf package
 	$(BIN)/python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > .package-requirements.txt
 	$(BIN)/pip install --quiet --no-compile --target package --platform musllinux_1_2_x86_64 --platform musllinux_1_1_x86_64 \
-		--python-version 3.11 --implementation cp --only-binary=:all: -r .package-requirements.txt
+		--python-version 3.11 --implementation cp --only-binary=:all: -r .package-requirements.txt -c package-constraints.txt
+	$(BIN)/pip install --quiet --no-compile --target package --upgrade --no-deps --platform musllinux_1_1_x86_64 \
+		--python-version 3.11 --implementation cp --only-binary=:all: -r package-constraints.txt
 	rm -f .package-requirements.txt
 	$(BIN)/python -m shared.local.packaging build package
 

@@ -25,6 +25,7 @@ import os
 import py_compile
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -139,6 +140,40 @@ def strip_libraries(package: Path) -> int:
     return saved
 
 
+_PT_DYNAMIC, _DT_NULL, _DT_RELR = 2, 0, 36
+
+
+def uses_relr(path: Path) -> bool:
+    """Whether the ELF64 shared library at `path` has DT_RELR relocations in its dynamic section. musl applies
+    them from 1.2.4 on; 1.2.3 skips them silently and the library's pointers stay unrelocated (a SIGSEGV)."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:  # ELF64, little-endian (x86_64)
+        return False
+    phoff, phentsize, phnum = struct.unpack_from("<Q", data, 0x20)[0], *struct.unpack_from("<HH", data, 0x36)
+    for index in range(phnum):
+        p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + index * phentsize
+        )
+        if p_type != _PT_DYNAMIC:
+            continue
+        for entry in range(p_offset, p_offset + p_filesz, 16):
+            tag = struct.unpack_from("<q", data, entry)[0]
+            if tag == _DT_RELR:
+                return True
+            if tag == _DT_NULL:
+                break
+    return False
+
+
+def libraries_with_relr(package: Path) -> list[str]:
+    """The shared libraries of `package` that musl 1.2.3 cannot relocate (package-constraints.txt avoids them)."""
+    return sorted(
+        path.relative_to(package).as_posix()
+        for path in _files(package)
+        if ".so" in path.name and not path.is_symlink() and uses_relr(path)
+    )
+
+
 def make_sourceless(package: Path) -> int:
     """Legacy `module.pyc` beside each dependency module, then the `.py` removed: the zip carries each module
     once. Tracebacks through a dependency lose their source lines; shared/ and functions/ keep theirs."""
@@ -237,6 +272,11 @@ def measure_zip(root: Path = ROOT) -> dict[str, int]:
 
 
 def build(package: Path, root: Path = ROOT, *, sourceless: bool = True) -> dict[str, int]:
+    if relr := libraries_with_relr(package):
+        raise SystemExit(
+            "these libraries need musl >= 1.2.4 (DT_RELR relocations); pin an older wheel in "
+            "package-constraints.txt: " + ", ".join(relr)
+        )
     removed, removed_bytes = prune(package)
     stripped = strip_libraries(package)
     if sourceless:
