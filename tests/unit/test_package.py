@@ -36,3 +36,14 @@ def test_no_handler_imports_local_only_code():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.startswith("shared.local"), f"{path} imports {node.module}"
+
+
+def test_libraries_with_relr_relocations_are_found(tmp_path):
+    # The same library linked twice: with DT_RELR (which musl 1.2.3 ignores: make package refuses it) and without.
+    source = tmp_path / "pointers.c"
+    source.write_text("static int x; int *p = &x; int *q = &x;\n")
+    for name, flags in (("libpacked.so.1", ["-Wl,-z,pack-relative-relocs"]), ("libplain.so", [])):
+        subprocess.run(["gcc", "-shared", "-fPIC", *flags, "-o", str(tmp_path / name), str(source)], check=True)
+    (tmp_path / "notes.so.txt").write_text("not an ELF file")
+    assert packaging.uses_relr(tmp_path / "libpacked.so.1") and not packaging.uses_relr(tmp_path / "libplain.so")
+    assert packaging.libraries_with_relr(tmp_path) == ["libpacked.so.1"]
