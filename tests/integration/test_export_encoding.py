@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 
+import psycopg
+import pytest
 import sqlalchemy as sa
 
 from shared.local.demo import create_account, populate_account
@@ -158,3 +160,29 @@ def test_awkward_values_survive_the_archive_as_csv_and_json(engine):
     cells = {row[names.index("name")] for row in rows}
     assert "'=SUM(A1)" in cells and "a,b" in cells and 'say "hi"' in cells and "line\nbreak" in cells
     assert {o["name"] for o in objects} >= {"=SUM(A1)", "a,b", "émoji 😀 ü ß", "ctrl\x01\x08\x0c\x1f"}
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_copy_abandoned_or_failing_midway_leaves_the_connection_usable(engine):
+    # The archive reads COPY through libpq itself: an export that fails while a table streams must still
+    # roll back and give its connection back in a state the next statement can use.
+    series = sa.select(sa.literal_column("g::text")).select_from(sa.text("generate_series(1, 50000) AS g"))
+    with engine.connect() as conn:
+        rows = sql_rows._pg_copy(conn, series, "")
+        assert bytes(next(rows)) == b"1\n"
+        rows.close()  # abandoned after one row of 50,000
+        assert conn.execute(sa.text("SELECT 41 + 1")).scalar() == 42
+
+        failing = sa.select(sa.literal_column("(1 / (g - 40000))::text")).select_from(
+            sa.text("generate_series(1, 50000) AS g")
+        )
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            for _row in sql_rows._pg_copy(conn, failing, ""):
+                pass
+        conn.rollback()
+        assert conn.execute(sa.text("SELECT 41 + 1")).scalar() == 42
+
+        with pytest.raises(psycopg.errors.UndefinedColumn):  # refused before the first row
+            next(sql_rows._pg_copy(conn, sa.select(sa.literal_column("no_such_column")), ""))
+        conn.rollback()
+        assert list(sql_rows._pg_copy(conn, series.limit(2), "")) == [b"1\n", b"2\n"]

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 
+import psycopg  # the PostgreSQL driver, which the engine loads anyway: COPY is read through its libpq layer
 import sqlalchemy as sa
+from psycopg import pq
 from sqlalchemy import Connection
 
 from shared.ports import tables as schema
@@ -198,12 +200,53 @@ def _pg_csv_value(column: sa.Column) -> str:
 
 
 def _pg_copy(conn: Connection, query: sa.Select, options: str) -> Iterator[memoryview]:
+    """`COPY (query) TO STDOUT`, one row per item, read through libpq itself (psycopg's `pq` layer).
+
+    psycopg's `Copy` iterator runs two generators and a wait per row (over a microsecond of CPU each; a
+    heavy account streams half a million rows, on a tier with a fraction of a core): libpq's blocking
+    PQgetCopyData in a loop costs a third of that. psycopg's client-side binding quotes the parameters."""
     compiled = query.compile(dialect=conn.dialect)
-    sql = f"COPY ({compiled}) TO STDOUT {options}"
     driver = conn.connection.driver_connection
     assert driver is not None  # the connection is open: conn is in use
-    with driver.cursor() as cursor, cursor.copy(sql, compiled.params) as copy:
-        yield from copy  # one row per item
+    sql = psycopg.ClientCursor(driver).mogrify(f"COPY ({compiled}) TO STDOUT {options}", compiled.params)
+    pgconn = driver.pgconn
+    pgconn.send_query(sql.encode())
+    started = pgconn.get_result()
+    if started is None or started.status != pq.ExecStatus.COPY_OUT:
+        _finish(pgconn, started)
+        raise psycopg.ProgrammingError("COPY TO STDOUT did not start")
+    finished = False
+    try:
+        while True:
+            size, data = pgconn.get_copy_data(0)  # blocking: a row, or -1 at the end (an error raises)
+            if size < 0:
+                break
+            yield data
+        finished = True
+    finally:
+        if not finished:  # abandoned (the archive failed, or the server did): leave the connection idle
+            with suppress(psycopg.Error):
+                while pgconn.get_copy_data(0)[0] >= 0:
+                    pass
+            with suppress(psycopg.Error):
+                _finish(pgconn)
+    _finish(pgconn)
+
+
+def _raise_error_of(result: pq.abc.PGresult | None) -> None:
+    if result is not None and result.status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.BAD_RESPONSE):
+        sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"XX000").decode()
+        raise psycopg.errors.lookup(sqlstate)((result.error_message or b"").decode(errors="replace").strip())
+
+
+def _finish(pgconn: pq.abc.PGconn, first: pq.abc.PGresult | None = None) -> None:
+    """Reads the command's results to the end (libpq's protocol: the connection is then idle), then raises
+    the server's error if one of them is one."""
+    results = [first] if first is not None else []
+    while (result := pgconn.get_result()) is not None:
+        results.append(result)
+    for result in results:
+        _raise_error_of(result)
 
 
 # Chunks: (number of rows, their texts joined by the output's separator: ",\n" in data.json, CRLF in a CSV).
