@@ -114,6 +114,11 @@ stamp = str(int(time.time()))
 signature = hmac.new(b"whsec_test", f"{stamp}.{payload}".encode(), hashlib.sha256).hexdigest()
 out["stripe"] = stripe.Webhook.construct_event(payload, f"t={stamp},v1={signature}", "whsec_test").type
 
+import zlib
+from isal import isal_zlib  # the export's deflate (a native library)
+deflate = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)
+out["isal"] = zlib.decompress(deflate.compress(payload.encode() * 100) + deflate.flush(), -15) == payload.encode() * 100
+
 allowed = (os.path.realpath(tree), os.path.realpath(root), os.path.realpath(stdlib))
 out["outside"] = sorted(
     name for name, module in list(sys.modules.items())

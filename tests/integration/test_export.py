@@ -28,6 +28,7 @@ from shared.ports.db import get_engine, utcnow
 from shared.ports.tables import accounts, audit_log, dsr_requests, processed_messages
 from shared.records.audit import verify_chain
 from shared.rights import export
+from shared.rights.export import archive as export_archive
 
 MANIFEST = load_manifest()
 SHARED_CLIENT = "Boulangerie Dupont SARL"
@@ -485,3 +486,16 @@ def test_export_states_sources_automated_decisions_and_log_files(two_accounts, s
     assert {o["kind"] for o in data["log_objects"]} == {"connection", "access"}
     for text in ("Origine des données", "Where the data comes from", "profilage", "profiling", "Stripe", "logs/"):
         assert text in readme, text
+
+
+def test_text_entries_are_deflated_by_isal_and_read_by_the_standard_library(tmp_path):
+    text = ('{"note": "ligne é ü 😀, \\"quoted\\"\\n"}\n' * 40_000).encode()
+    path = tmp_path / "entries.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with export_archive._open_text_entry(zf, "data.json") as entry:
+            assert type(entry._compressor).__module__.startswith("isal")  # the hook still takes
+            entry.write(text)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("data.json")
+        assert info.compress_type == zipfile.ZIP_DEFLATED and info.compress_size < len(text) / 10
+        assert zf.testzip() is None and zf.read("data.json") == text

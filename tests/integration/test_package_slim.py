@@ -36,7 +36,7 @@ def test_the_pruned_dependencies_serve_every_function(env, engine, tree):
     status, body = out["whoami"]
     assert status == 200 and body["account_id"] == account, out["whoami"]
     assert set(out["healthz"].values()) == {200}, out["healthz"]
-    assert out["presigned"] is True and out["stripe"] == "charge.succeeded"
+    assert out["presigned"] is True and out["stripe"] == "charge.succeeded" and out["isal"] is True
     assert out["outside"] == [], f"imported from outside the pruned tree: {out['outside'][:10]}"
     assert out["tree_modules"] > 300
     assert out["local"] == []

@@ -50,6 +50,6 @@ def test_every_handler_imports_and_whoami_answers_under_musl(name, env, engine):
     status, body = out["whoami"]
     assert status == 200 and body["account_id"] == account, out["whoami"]
     assert set(out["healthz"].values()) == {200}, out["healthz"]
-    assert out["presigned"] is True and out["stripe"] == "charge.succeeded"
+    assert out["presigned"] is True and out["stripe"] == "charge.succeeded" and out["isal"] is True
     assert out["outside"] == [], f"imported from outside package/: {out['outside'][:10]}"
     assert out["local"] == []
