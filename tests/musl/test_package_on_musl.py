@@ -17,7 +17,6 @@ import subprocess
 
 import pytest
 
-from shared.local import packaging
 from tests.musl.runtime import LOADERS, PACKAGE, PYTHON_HOME, STDLIB, interpreter, loader, missing
 from tests.package_tree import probe_every_handler
 
@@ -35,10 +34,6 @@ def test_the_loader_is_the_musl_it_claims(name):
     # musl's loader run alone prints its version: the parametrisation tests what it says it tests.
     run = subprocess.run([str(loader(name))], capture_output=True, text=True, check=False)
     assert f"Version {name.removeprefix('musl-')}" in run.stderr
-
-
-def test_the_package_has_no_library_musl_1_2_3_cannot_relocate():
-    assert packaging.libraries_with_relr(PACKAGE) == []
 
 
 @pytest.mark.parametrize("name", LOADERS)
