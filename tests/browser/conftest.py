@@ -26,6 +26,7 @@ import pytest
 
 from shared.local.server import PROJECT_ROOT, QueuePump, access_log_handler, build_app, load_manifest
 from shared.platform import config as config_module
+from tests.fakes.http_fake import serving
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_ARGS = [
@@ -150,13 +151,11 @@ def live_server(env, monkeypatch) -> Iterator[LiveServer]:
     worker_log: list[str] = []
     pump = QueuePump(manifest, PROJECT_ROOT, worker_log.append, stop)
     pump.start()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield LiveServer(base_url, env.data_dir, access_log)
+        with serving(server):
+            yield LiveServer(base_url, env.data_dir, access_log)
     finally:
         stop.set()
-        server.shutdown()
         pump.join(timeout=5)
 
 

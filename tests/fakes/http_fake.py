@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import socketserver
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
+
+# How often a serving thread looks for shutdown(): serve_forever's default of 0.5 s would make every
+# server's stop wait up to half a second.
+SHUTDOWN_POLL_SECONDS = 0.01
+
+ServerT = TypeVar("ServerT", bound=socketserver.BaseServer)
+
+
+@contextmanager
+def serving(server: ServerT) -> Iterator[ServerT]:
+    """Serve `server` on a daemon thread for the block; on exit stop it, close its socket, join the thread."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 class FakeApiHandler(BaseHTTPRequestHandler):
@@ -34,7 +56,9 @@ class LocalHttpFake:
         self._failures: list[int] = []
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS}, daemon=True
+        )
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError

@@ -30,6 +30,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from argon2 import PasswordHasher
 
+from tests.fakes.http_fake import SHUTDOWN_POLL_SECONDS
+
 PREFIX = "/functions/v1beta1/regions/"
 RUNTIMES = [
     {
@@ -105,7 +107,9 @@ class ScalewayFake:
         self._server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.functions_url = f"{self.url}/functions/v1beta1/regions/fr-par"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS}, daemon=True
+        )
 
     def __enter__(self) -> Self:
         self._thread.start()

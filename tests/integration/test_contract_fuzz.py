@@ -13,7 +13,6 @@ accepted, since rules beyond a schema refuse some (a letter received in the futu
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +35,7 @@ from shared.platform.config import reset_settings
 from shared.ports import tables as schema
 from shared.ports.backends import get_storage
 from shared.ports.db import get_engine
+from tests.fakes.http_fake import serving
 
 # `make test` runs a few examples, the same each time (derandomised); CONTRACT_FUZZ_EXAMPLES=200 with
 # CONTRACT_FUZZ_RANDOM=1 explores further.
@@ -77,14 +77,8 @@ def contract_server(env, monkeypatch) -> Iterator[tuple[str, Credentials]]:
         dpo_token = create_dpo_credential(conn, "dpo")
     credentials = Credentials(with_2fa, erasing, dpo_token)
     httpd = make_server("127.0.0.1", 0, build_app(load_manifest()), threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True, name="contract-server")
-    thread.start()
-    try:
+    with serving(httpd):
         yield f"http://127.0.0.1:{httpd.server_port}", credentials
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
 
 
 def row_counts(engine: sa.Engine) -> dict[str, int]:

@@ -6,7 +6,6 @@ import datetime as dt
 import html
 import http.client
 import re
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +18,7 @@ from shared.local.server import access_log_handler, build_app, load_manifest
 from shared.platform.clock import utcnow
 from shared.ports.tables import audit_log, console_sessions, console_sign_in_failures
 from shared.records import registry
+from tests.fakes.http_fake import serving
 
 MARKUP = next(a for a in DEMO_ACCOUNTS if "<script>" in a["first_name"])
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
@@ -253,7 +253,6 @@ def test_cookies_never_reach_a_log_line(env, engine, credential, capsys, caplog)
     from werkzeug.serving import make_server
 
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=access_log_handler(app, access_log.append))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def call(method, path, body=None, headers=None):
         connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
@@ -263,7 +262,7 @@ def test_cookies_never_reach_a_log_line(env, engine, credential, capsys, caplog)
         connection.close()
         return response, data
 
-    try:
+    with serving(server):
         form, page = call("GET", "/dpo-console/")
         csrf = _form_csrf(page)
         pre = form.getheader("Set-Cookie").split(";")[0]
@@ -283,8 +282,6 @@ def test_cookies_never_reach_a_log_line(env, engine, credential, capsys, caplog)
             body="csrf=forged",
             headers={"Cookie": session_cookie, "Content-Type": "application/x-www-form-urlencoded"},
         )
-    finally:
-        server.shutdown()
     secret = session_cookie.split("=", 1)[1]
     logged = "\n".join(access_log) + capsys.readouterr().out + capsys.readouterr().err + caplog.text
     assert access_log and all(line.split()[1].startswith(("/dpo-console", "/whoami")) for line in access_log)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 
@@ -14,6 +13,7 @@ from werkzeug.serving import make_server
 
 from shared.platform import config as config_module
 from tests.fakes import sample_function as sample
+from tests.fakes.http_fake import serving
 from tests.fakes.sample_function import configure_env
 
 ORIGIN = "https://app.jefacturebien.test"
@@ -24,11 +24,8 @@ def emulator() -> Iterator[tuple[str, int]]:
     local = LocalFunctionServer()
     local.add_handler(sample.handle, relative_url="/")  # mounted at the root: paths reach routes unprefixed
     server = make_server("127.0.0.1", 0, local.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield "127.0.0.1", server.server_port
-    server.shutdown()
-    thread.join(timeout=5)
+    with serving(server):
+        yield "127.0.0.1", server.server_port
 
 
 @pytest.fixture

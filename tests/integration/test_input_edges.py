@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
-import threading
 import time
 import typing
 import urllib.error
@@ -39,6 +38,7 @@ from shared.platform.http import StrictModel, validated
 from shared.platform.logs import redact_text
 from shared.ports.db import get_engine, utcnow
 from shared.ports.storage.folder import _sign, local_signing_key
+from tests.fakes.http_fake import serving
 
 MANIFEST = load_manifest()
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,9 +200,7 @@ def test_local_server_access_log_has_no_path_nor_query(env):
     server = make_server(
         "127.0.0.1", 0, app, threaded=True, request_handler=local_server.access_log_handler(app, lines.append)
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         request_id = "6a1e2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b"
         for path in (
             f"/export-on-request/{request_id}/download?token={TOKEN_CANARY}",
@@ -213,9 +211,6 @@ def test_local_server_access_log_has_no_path_nor_query(env):
                 urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}{path}", timeout=10)  # noqa: S310
             except urllib.error.HTTPError:
                 pass
-    finally:
-        server.shutdown()
-        server.server_close()
     text = "\n".join(lines)
     assert len(lines) >= 3, lines
     assert TOKEN_CANARY not in text and request_id not in text

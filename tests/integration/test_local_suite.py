@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import urllib.request
 
 import pytest
 
 from shared.local.server import PROJECT_ROOT, build_app, invoke, load_manifest
+from tests.fakes.http_fake import serving
 
 EVENTS = PROJECT_ROOT / "events"
 
@@ -63,9 +63,7 @@ def test_serve_mounts_every_http_function_and_answers_healthz(env):
 
     manifest = load_manifest()
     server = make_server("127.0.0.1", 0, build_app(manifest), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         base = f"http://127.0.0.1:{server.server_port}"
         with urllib.request.urlopen(f"{base}/healthz") as response:
             health = json.loads(response.read())
@@ -87,8 +85,6 @@ def test_serve_mounts_every_http_function_and_answers_healthz(env):
                 except urllib.error.HTTPError as error:
                     status = error.code
                 assert not 300 <= status < 400, spec.name
-    finally:
-        server.shutdown()
 
 
 def test_cli_refuses_a_token_without_development_key(tmp_path):
