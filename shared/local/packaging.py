@@ -33,7 +33,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import yaml  # the local extra's: make package installs it first
+from shared.local.documents import read_yaml  # PyYAML, the local extra's: make package installs it first
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_PYTHON = (3, 11)  # serverless.yml: runtime python311
@@ -232,7 +232,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def serverless_patterns(root: Path = ROOT) -> list[str]:
-    return yaml.safe_load((root / "serverless.yml").read_text())["package"]["patterns"]
+    return read_yaml(root / "serverless.yml")["package"]["patterns"]
 
 
 def packaged(paths: Iterable[str], patterns: list[str]) -> list[str]:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import yaml
 from croniter import croniter
 from flask import Flask, abort, jsonify, request, send_file
 from flask import Response as FlaskResponse
@@ -31,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import MapAdapter
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from shared.local.documents import read_yaml
 from shared.local.privacy_center import blueprint as privacy_center
 from shared.platform.http import HttpFunction
 from shared.platform.openapi import combined_document
@@ -76,7 +76,7 @@ class Manifest:
 
 def load_manifest(root: Path = PROJECT_ROOT) -> Manifest:
 
-    document = yaml.safe_load((root / "serverless.yml").read_text())
+    document = read_yaml(root / "serverless.yml")
     manifest = Manifest()
     for name, spec in (document.get("functions") or {}).items():
         schedules, queues = [], []

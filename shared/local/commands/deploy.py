@@ -26,13 +26,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from scaleway import Client
 from scaleway.function.v1beta1 import FunctionV1Beta1API
 from scaleway_core.api import ScalewayException
 
+from shared.local.documents import read_yaml
 from shared.local.server import PROJECT_ROOT
 
 _ENV_REF = re.compile(r"\$\{env:(\w+)\}")
@@ -238,7 +238,7 @@ def api_from_environment(env: dict[str, str], region: str | None) -> tuple[Funct
 
 
 def cmd_deploy_verify(args: argparse.Namespace) -> int:
-    document = yaml.safe_load(Path(args.serverless).read_text())
+    document = read_yaml(Path(args.serverless))
     env = dict(os.environ)
     expected = expected_namespace(document, env)
     try:
