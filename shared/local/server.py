@@ -11,6 +11,7 @@ with the platform's retry and dead-letter semantics.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.util
 import json
 import sys
@@ -75,8 +76,16 @@ class Manifest:
 
 
 def load_manifest(root: Path = PROJECT_ROOT) -> Manifest:
+    """The functions serverless.yml declares under `root`; the file is parsed again only when it changes."""
+    path = root / "serverless.yml"
+    status = path.stat()
+    parsed = _parse_manifest(path.resolve(), status.st_mtime_ns, status.st_size)
+    return Manifest(functions=dict(parsed.functions))  # its own dict; the specs are frozen
 
-    document = read_yaml(root / "serverless.yml")
+
+@functools.lru_cache(maxsize=8)
+def _parse_manifest(path: Path, mtime_ns: int, size: int) -> Manifest:
+    document = read_yaml(path)
     manifest = Manifest()
     for name, spec in (document.get("functions") or {}).items():
         schedules, queues = [], []
