@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import re
 import urllib.request
 import zipfile
@@ -25,7 +26,7 @@ from shared.platform.config import get_settings
 from shared.platform.errors import AppError, Unauthorized
 from shared.ports.backends import get_queue, get_storage
 from shared.ports.db import get_engine, utcnow
-from shared.ports.tables import accounts, audit_log, dsr_requests, processed_messages
+from shared.ports.tables import accounts, audit_log, dsr_requests, invoices, processed_messages
 from shared.records.audit import verify_chain
 from shared.rights import export
 from shared.rights.export import archive as export_archive
@@ -499,3 +500,30 @@ def test_text_entries_are_deflated_by_isal_and_read_by_the_standard_library(tmp_
         info = zf.getinfo("data.json")
         assert info.compress_type == zipfile.ZIP_DEFLATED and info.compress_size < len(text) / 10
         assert zf.testzip() is None and zf.read("data.json") == text
+
+
+def test_documents_of_every_size_are_stored_unchanged(two_accounts, services, monkeypatch):
+    """A PDF is read in pieces: one piece, several pieces read whole, streamed past the whole-read limit, or
+    empty; each lands in the archive byte for byte, stored (not deflated)."""
+    a, _b = two_accounts
+    monkeypatch.setattr(export_archive, "_COPY_BYTES", 64 * 1024)
+    monkeypatch.setattr(export_archive, "_WHOLE_DOCUMENT_BYTES", 200 * 1024)
+    engine, storage, settings = get_engine(), get_storage(), get_settings()
+    with engine.connect() as conn:
+        documents = conn.execute(
+            sa.select(invoices.c.id, invoices.c.number, invoices.c.pdf_object_key)
+            .where(invoices.c.account_id == a["id"], invoices.c.pdf_object_key.is_not(None))
+            .order_by(invoices.c.id)
+        ).all()
+    assert len(documents) >= 4
+    # Past the limit (streamed), between one piece and the limit (pieces joined), exactly one piece, empty.
+    for (_id, _number, key), size in zip(documents, (300 * 1024 + 7, 150 * 1024, 64 * 1024, 0), strict=False):
+        storage.put(settings.documents_bucket, key, os.urandom(size), content_type="application/pdf")
+    started = start_export(a)
+    drain()
+    with archive_of(a, started["request_id"]) as archive:
+        assert archive.testzip() is None
+        for invoice_id, number, key in documents:
+            info = archive.getinfo(export_archive.document_file(invoice_id, number))
+            assert info.compress_type == zipfile.ZIP_STORED
+            assert archive.read(info) == storage.get_bytes(settings.documents_bucket, key)

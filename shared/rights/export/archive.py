@@ -205,12 +205,18 @@ def _write_documents(
             entry = zipfile.ZipInfo(document_file(invoice_id, number), date_time=time.localtime(time.time())[:6])
             entry.compress_type = zipfile.ZIP_STORED
             entry.external_attr = 0o600 << 16
-            head = source.read(_WHOLE_DOCUMENT_BYTES)
-            if len(head) < _WHOLE_DOCUMENT_BYTES:
-                zf.writestr(entry, head)
+            # Read in pieces: one read() of the whole limit would allocate that much for every small PDF.
+            head: list[bytes] = []
+            size = 0
+            while size < _WHOLE_DOCUMENT_BYTES and (piece := source.read(_COPY_BYTES)):
+                head.append(piece)
+                size += len(piece)
+            if size < _WHOLE_DOCUMENT_BYTES:  # the end was reached: the whole document
+                zf.writestr(entry, b"".join(head))  # an empty document included
             else:
                 with zf.open(entry, "w", force_zip64=True) as target:
-                    target.write(head)
+                    for piece in head:
+                        target.write(piece)
                     while chunk := source.read(_COPY_BYTES):
                         target.write(chunk)
                         if sink.size >= _FLUSH_BYTES:
