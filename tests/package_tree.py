@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from packaging.requirements import Requirement
 
 from shared.local.demo import create_account
+from shared.local.documents import read_yaml
 from shared.local.packaging import PYC_SUFFIX, keep
 from shared.local.server import PROJECT_ROOT
 
-SERVERLESS = yaml.safe_load((PROJECT_ROOT / "serverless.yml").read_text())
+SERVERLESS = read_yaml(PROJECT_ROOT / "serverless.yml")
 
 
 def runtime_distributions(project: str = "privacy-functions") -> list[metadata.Distribution]:

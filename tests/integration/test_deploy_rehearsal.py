@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from shared.local import cli
+from shared.local.documents import read_yaml
 from shared.local.server import PROJECT_ROOT
 from tests.fakes.scaleway_fake import ScalewayFake
 
@@ -133,7 +133,7 @@ def test_serverless_deploy_creates_what_serverless_yml_says_and_a_redeploy_keeps
 ):
     assert PATCH.exists()
     service = _service(tmp_path)
-    document = yaml.safe_load((service / "serverless.yml").read_text())
+    document = read_yaml(service / "serverless.yml")
     assert sum(1 for s in document["functions"].values() for e in s.get("events") or [] if "schedule" in e) >= 5
     with ScalewayFake(token=TOKEN, transient_seconds=1.0) as fake:
         env = _environment(service, fake, tmp_path / "home")
@@ -157,7 +157,7 @@ def test_serverless_deploy_creates_what_serverless_yml_says_and_a_redeploy_keeps
         text = (service / "serverless.yml").read_text()
         assert 'rate: "20 2 * * *"' in text
         (service / "serverless.yml").write_text(text.replace('rate: "20 2 * * *"', 'rate: "25 2 * * *"'))
-        document = yaml.safe_load((service / "serverless.yml").read_text())
+        document = read_yaml(service / "serverless.yml")
         _deploy(service, env)
         _check_namespace(fake, document, env)
         assert fake.refused == []

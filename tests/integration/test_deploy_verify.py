@@ -10,15 +10,15 @@ import json
 import re
 
 import pytest
-import yaml
 
 from shared.local import cli
+from shared.local.documents import read_yaml
 from shared.local.server import PROJECT_ROOT
 from tests.fakes.scaleway_fake import ScalewayFake, seed
 
 TOKEN = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
 PROJECT = "7b0c5d2e-1f3a-4c5b-9d6e-0a1b2c3d4e5f"
-DOCUMENT = yaml.safe_load((PROJECT_ROOT / "serverless.yml").read_text())
+DOCUMENT = read_yaml(PROJECT_ROOT / "serverless.yml")
 NAMES = sorted(set(re.findall(r"\$\{env:(\w+)\}", (PROJECT_ROOT / "serverless.yml").read_text())))
 
 

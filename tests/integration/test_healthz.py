@@ -6,16 +6,16 @@ import json
 import tomllib
 
 import pytest
-import yaml
 
 import shared
+from shared.local.documents import read_yaml
 from shared.local.server import PROJECT_ROOT, http_event, load_handler, load_manifest, scaleway_context
 from shared.platform import config as config_module
 from shared.platform.health import registered_checks
 from shared.ports.db import dispose_engines
 
 MANIFEST = load_manifest()
-DEPLOYED = yaml.safe_load((PROJECT_ROOT / "serverless.yml").read_text())["functions"]
+DEPLOYED = read_yaml(PROJECT_ROOT / "serverless.yml")["functions"]
 PUBLIC = sorted(name for name, spec in DEPLOYED.items() if spec.get("privacy") == "public")
 CANARY_USER = "canaryhealthuser"
 CANARY_DB = "canaryhealthdb"

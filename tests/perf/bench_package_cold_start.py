@@ -25,9 +25,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from shared.local import packaging
+from shared.local.documents import read_yaml
 from shared.local.server import PROJECT_ROOT
 from tests.musl.runtime import PACKAGE, PYTHON_HOME, interpreter, missing
 from tests.package_tree import link_tree
@@ -71,7 +71,7 @@ def _copy_of_our_code(destination: Path) -> Path:
 
 
 def test_cold_import_cpu_with_and_without_bytecode(tmp_path):
-    functions = yaml.safe_load((PROJECT_ROOT / "serverless.yml").read_text())["functions"]
+    functions = read_yaml(PROJECT_ROOT / "serverless.yml")["functions"]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(
         PRIVACY_ENV="test",

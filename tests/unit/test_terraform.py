@@ -18,15 +18,15 @@ from typing import Any
 
 import hcl2
 import pytest
-import yaml
 
+from shared.local.documents import read_yaml
 from shared.platform.messages import Contract
 from shared.policy import facts as policy
 from shared.retention.lifecycle import expected_lifecycle, lifecycle_drift
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "infra" / "terraform"
-SERVERLESS = yaml.safe_load((ROOT / "serverless.yml").read_text())
+SERVERLESS = read_yaml(ROOT / "serverless.yml")
 ENV = SERVERLESS["provider"]["env"]
 
 
