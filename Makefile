@@ -29,9 +29,10 @@ run: $(VENV)/.local-installed .env
 
 # The whole suite, on SQLite and on PostgreSQL (TEST_POSTGRES_URL, default 127.0.0.1:5432/test).
 # Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: otherwise every worker and subprocess
-# compiles the sources and pytest rewrites every test module's asserts again at each run.
+# compiles the sources and pytest rewrites every test module's asserts again at each run. Work stealing: a worker
+# that runs out takes tests queued for the other, rather than idling while it finishes its share.
 test: lint
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 2 -p no:cacheprovider
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 2 --dist worksteal -p no:cacheprovider
 
 # Layers, lint and types (.pre-commit-config.yaml runs the same). functions/<name>/ folders have hyphens and
 # each holds a `handler` module: mypy checks them one folder at a time (shared/ comes from its cache).
