@@ -24,6 +24,12 @@ TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@1
 DEV_TOKEN_KEY = "test-dev-token-key-0123456789abcdef"
 
 
+# The engines of the workers' PostgreSQL test databases outlive each test, as an engine outlives each request of
+# a warm function: their pooled connections and compiled statements serve the next test (opening a connection,
+# SQLAlchemy's first-connect queries and compiling every statement again cost each test a few milliseconds).
+_KEPT_ENGINES: set[str] = set()
+
+
 def _reset_process_state() -> None:
     config_module.reset_settings()
     try:
@@ -32,7 +38,7 @@ def _reset_process_state() -> None:
         pass
     else:
         reset_backends()
-    dispose_engines()
+    dispose_engines(keep=_KEPT_ENGINES)
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +86,9 @@ def postgres_database(worker_id) -> str:
     url = admin_url.rsplit("/", 1)[0] + "/" + name
     migrate(url)
     dispose_engines()
+    _KEPT_ENGINES.add(normalise_url(url))
     yield url
+    _KEPT_ENGINES.discard(normalise_url(url))
     dispose_engines()
     admin.dispose()
     drop_database_later(admin_url, name)
@@ -154,7 +162,7 @@ def db_url(request, tmp_path) -> str:
         url = request.getfixturevalue("postgres_database")
         request.getfixturevalue("postgres_reset")()
         yield url
-    dispose_engines()
+    dispose_engines(keep=_KEPT_ENGINES)
 
 
 @pytest.fixture

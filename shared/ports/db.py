@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +129,13 @@ def get_engine(url: str | None = None) -> Engine:
         return _engines[url]
 
 
-def dispose_engines() -> None:
+def dispose_engines(*, keep: Collection[str] = ()) -> None:
+    """Closes the engines' pooled connections and forgets them, but those whose URL is in `keep`."""
     with _engine_lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
+        for url, engine in list(_engines.items()):
+            if url not in keep:
+                engine.dispose()
+                del _engines[url]
 
 
 def alembic_config(url: str) -> Any:
