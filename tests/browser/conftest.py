@@ -178,13 +178,12 @@ def screenshots(request, db_url) -> Iterator:
     taking = db_url.startswith("postgresql")
     if taking:
         folder.mkdir(parents=True, exist_ok=True)
-    taken: list[Path] = []
+    count = 0
 
-    def shot(tab, name: str) -> Path:
-        path = folder / f"{len(taken) + 1:02d}-{name}.png"
+    def shot(tab, name: str) -> None:
+        nonlocal count
+        count += 1
         if taking:
-            tab.screenshot(path=str(path), full_page=True)
-        taken.append(path)
-        return path
+            tab.screenshot(path=str(folder / f"{count:02d}-{name}.png"), full_page=True)
 
     yield shot

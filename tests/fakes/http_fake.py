@@ -56,9 +56,7 @@ class LocalHttpFake:
         self._failures: list[int] = []
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS}, daemon=True
-        )
+        self._serving = serving(self._server)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError
@@ -69,12 +67,11 @@ class LocalHttpFake:
         return f"http://{host}:{port}"
 
     def start(self):
-        self._thread.start()
+        self._serving.__enter__()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serving.__exit__(None, None, None)
 
     def fail_next(self, n: int = 1, status: int = 500) -> None:
         """The next `n` requests answer `status` (then the fake behaves again)."""

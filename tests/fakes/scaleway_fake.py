@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from argon2 import PasswordHasher
 
-from tests.fakes.http_fake import SHUTDOWN_POLL_SECONDS
+from tests.fakes.http_fake import serving
 
 PREFIX = "/functions/v1beta1/regions/"
 RUNTIMES = [
@@ -107,17 +107,14 @@ class ScalewayFake:
         self._server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.functions_url = f"{self.url}/functions/v1beta1/regions/fr-par"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS}, daemon=True
-        )
+        self._serving = serving(self._server)
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._serving.__enter__()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serving.__exit__(None, None, None)
 
     # --- What a test reads ----------------------------------------------------------------------------
 
