@@ -277,6 +277,29 @@ def test_local_keys_cannot_escape_the_bucket_folder(local, key):
     assert written == []
 
 
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_local_symlinks_cannot_lead_out_of_the_bucket_folder(local, tmp_path, link):
+    store, settings = local
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.pdf").write_bytes(b"CANARY-OUTSIDE-THE-BUCKET")
+    store.put(settings.exports_bucket, "exports/inside.txt", b"inside", content_type="text/plain")
+    folder = settings.data_dir / "objects" / settings.exports_bucket / "exports"
+    if link == "file":
+        (folder / "secret.pdf").symlink_to(outside / "secret.pdf")
+    else:
+        (folder / "linked").symlink_to(outside, target_is_directory=True)
+    key = "exports/secret.pdf" if link == "file" else "exports/linked/secret.pdf"
+    with pytest.raises(ValueError):
+        store.get_bytes(settings.exports_bucket, key)
+    with pytest.raises(ValueError):
+        store.head(settings.exports_bucket, key)
+    with pytest.raises(ValueError):
+        store.put(settings.exports_bucket, key, b"overwritten", content_type="text/plain")
+    assert (outside / "secret.pdf").read_bytes() == b"CANARY-OUTSIDE-THE-BUCKET"
+    assert store.get_bytes(settings.exports_bucket, "exports/inside.txt") == b"inside"
+
+
 def test_local_writes_leave_no_temporary_files(local):
     store, settings = local
     for i in range(3):
