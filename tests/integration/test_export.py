@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import time
 import urllib.request
 import zipfile
 from urllib.parse import parse_qs, urlparse
@@ -527,3 +528,49 @@ def test_documents_of_every_size_are_stored_unchanged(two_accounts, services, mo
             info = archive.getinfo(export_archive.document_file(invoice_id, number))
             assert info.compress_type == zipfile.ZIP_STORED
             assert archive.read(info) == storage.get_bytes(settings.documents_bucket, key)
+
+
+def test_documents_are_read_ahead_in_order_and_none_is_left_open_when_the_archive_stops(env, monkeypatch):
+    """From a remote store, documents are fetched ahead of the one being written; a missing one keeps its
+    place (None), and an archive abandoned midway (a failure, a closed stream) leaves no stream open."""
+    engine, storage, settings = get_engine(), get_storage(), get_settings()
+    account = create_account(engine)
+    populate_account(engine, storage, account["id"], invoices=12)
+    with engine.connect() as conn:
+        keys = (
+            conn.execute(
+                sa.select(invoices.c.pdf_object_key)
+                .where(invoices.c.account_id == account["id"], invoices.c.pdf_object_key.is_not(None))
+                .order_by(invoices.c.id)
+            )
+            .scalars()
+            .all()
+        )
+    storage.delete_many(settings.documents_bucket, [keys[1]])
+    # Every document then streams past the whole-read limit: each fetched one holds an open stream.
+    monkeypatch.setattr(export_archive, "_WHOLE_DOCUMENT_BYTES", 1)
+    opened = []
+
+    class RecordingStorage:
+        concurrent_reads = 4  # a remote store's: fetched ahead on threads
+
+        def open(self, bucket: str, key: str):
+            stream = storage.open(bucket, key)
+            opened.append(stream)
+            return stream
+
+    with engine.connect() as conn:
+        documents = export_archive._fetched_documents(
+            conn, account["id"], RecordingStorage(), settings.documents_bucket
+        )
+        first, second = next(documents), next(documents)
+        # Read ahead: the next three (after the missing one) are opened by the reader threads meanwhile.
+        deadline = time.monotonic() + 10
+        while len(opened) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        documents.close()
+    assert second[2] is None  # the deleted one, in its place
+    assert first[2] is not None and first[2].head
+    first[2].close()  # the caller's to close, as _write_documents does
+    assert len(opened) == 4
+    assert all(stream.closed for stream in opened)

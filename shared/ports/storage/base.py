@@ -58,6 +58,10 @@ class ObjectRetained(StorageError):
 
 
 class ObjectStore(Protocol):
+    # How many objects a reader of many (an export's documents) is worth fetching at once: a remote store answers
+    # each GET after a round trip, which parallel reads overlap; a local folder reads faster than threads hand over.
+    concurrent_reads: int
+
     def put(
         self, bucket: str, key: str, body: Body, *, content_type: str, metadata: dict[str, str] | None = None
     ) -> None:

@@ -36,6 +36,8 @@ SSE = "AES256"
 class S3ObjectStore:
     """Scaleway Object Storage through boto3 (path-style addressing, SSE on every upload)."""
 
+    concurrent_reads = 8  # GETs in flight at once (botocore's pool holds 10 connections)
+
     def __init__(self, settings: Settings):
         # The SDK is deferred for cold start: only a function that builds this backend loads it.
         import boto3

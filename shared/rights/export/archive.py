@@ -21,7 +21,9 @@ import json
 import re
 import time
 import zipfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from typing import IO, Any
 
@@ -190,38 +192,90 @@ def _open_text_entry(zf: zipfile.ZipFile, name: str) -> IO[bytes]:
     return entry
 
 
+class _Fetched:
+    """A document read ahead: its first pieces, and the open stream when more follows (a large document)."""
+
+    def __init__(self, head: list[bytes], rest: IO[bytes] | None) -> None:
+        self.head, self.rest = head, rest
+
+    def close(self) -> None:
+        if self.rest is not None:
+            self.rest.close()
+
+
+def _fetch(storage: Any, bucket: str, key: str) -> _Fetched | None:
+    """The document's pieces up to the whole-read limit (None: not in storage); runs on a reader thread."""
+    try:
+        source = storage.open(bucket, key)
+    except ObjectNotFound:
+        return None
+    try:
+        # Read in pieces: one read() of the whole limit would allocate that much for every small PDF.
+        head: list[bytes] = []
+        size = 0
+        while size < _WHOLE_DOCUMENT_BYTES and (piece := source.read(_COPY_BYTES)):
+            head.append(piece)
+            size += len(piece)
+    except BaseException:
+        source.close()
+        raise
+    if size < _WHOLE_DOCUMENT_BYTES:  # the end was reached: the whole document
+        source.close()
+        return _Fetched(head, None)
+    return _Fetched(head, source)
+
+
+def _fetched_documents(
+    conn: Connection, account_id: str, storage: Any, bucket: str
+) -> Iterator[tuple[str, str, _Fetched | None]]:
+    """The account's documents in order, fetched (None: missing). Object storage answers each GET after a round
+    trip, which an export of thousands of documents would wait out one after the other: as many as the store's
+    `concurrent_reads` are fetched ahead, on reader threads. A local folder (1) is read inline."""
+    ahead = storage.concurrent_reads
+    if ahead <= 1:
+        for invoice_id, number, key in _documents(conn, account_id):
+            yield invoice_id, number, _fetch(storage, bucket, key)
+        return
+    pending: deque[tuple[str, str, Future[_Fetched | None]]] = deque()
+    with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="export-documents") as pool:
+        try:
+            for invoice_id, number, key in _documents(conn, account_id):
+                pending.append((invoice_id, number, pool.submit(_fetch, storage, bucket, key)))
+                if len(pending) >= ahead:
+                    invoice_id, number, fetched = pending.popleft()
+                    yield invoice_id, number, fetched.result()
+            while pending:
+                invoice_id, number, fetched = pending.popleft()
+                yield invoice_id, number, fetched.result()
+        finally:  # abandoned (an error, or the archive closed early): no stream left open
+            for _invoice_id, _number, fetched in pending:
+                if not fetched.cancel() and fetched.exception() is None and (result := fetched.result()):
+                    result.close()
+
+
 def _write_documents(
     conn: Connection, account_id: str, zf: zipfile.ZipFile, sink: _Sink, stats: ArchiveStats, settings: Settings
 ) -> Iterator[bytes]:
-    storage = get_storage()
     bucket = getattr(settings, object_prefix("invoice_pdfs").bucket_setting)
-    for invoice_id, number, key in _documents(conn, account_id):
-        try:
-            source = storage.open(bucket, key)
-        except ObjectNotFound:
+    for invoice_id, number, fetched in _fetched_documents(conn, account_id, get_storage(), bucket):
+        if fetched is None:
             stats.missing_documents.add(invoice_id)
             continue
-        with closing(source):
+        with closing(fetched):
             entry = zipfile.ZipInfo(document_file(invoice_id, number), date_time=time.localtime(time.time())[:6])
             entry.compress_type = zipfile.ZIP_STORED
             entry.external_attr = 0o600 << 16
-            # Read in pieces: one read() of the whole limit would allocate that much for every small PDF.
-            head: list[bytes] = []
-            size = 0
-            while size < _WHOLE_DOCUMENT_BYTES and (piece := source.read(_COPY_BYTES)):
-                head.append(piece)
-                size += len(piece)
-            if size < _WHOLE_DOCUMENT_BYTES:  # the end was reached: the whole document
-                zf.writestr(entry, b"".join(head))  # an empty document included
-            else:
+            if fetched.rest is None:
+                zf.writestr(entry, b"".join(fetched.head))  # an empty document included
+            else:  # a large document streams through
                 with zf.open(entry, "w", force_zip64=True) as target:
-                    for piece in head:
+                    for piece in fetched.head:
                         target.write(piece)
-                    while chunk := source.read(_COPY_BYTES):
+                    fetched.head.clear()
+                    while chunk := fetched.rest.read(_COPY_BYTES):
                         target.write(chunk)
                         if sink.size >= _FLUSH_BYTES:
                             yield sink.take()
-            del head
         stats.documents += 1
         if sink.size >= _FLUSH_BYTES:
             yield sink.take()
