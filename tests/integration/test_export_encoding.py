@@ -108,8 +108,7 @@ def _awkward_rows(engine, account_id: str) -> None:
             )
 
 
-def test_database_encoding_is_the_python_encoding(engine, monkeypatch):
-    monkeypatch.setattr(sql_rows, "BATCH_ROWS", 7)  # many chunks: their joints are checked too
+def _seed_awkward_account(engine) -> str:
     account = create_account(engine, with_2fa=True)
     other = create_account(engine)
     populate_account(
@@ -117,24 +116,55 @@ def test_database_encoding_is_the_python_encoding(engine, monkeypatch):
     )
     populate_account(engine, None, other["id"], invoices=5, log_lines=5, pdfs=False)
     _awkward_rows(engine, account["id"])
+    return account["id"]
+
+
+def _compare_every_table(conn, account_id: str) -> int:
+    """Each table's database encoding against the Python reference; the number of rows compared."""
     compared = 0
+    for table in export_tables():
+        if not sql_rows.supported(conn, table):
+            assert any(isinstance(schema.metadata.tables[table.name].c[c].type, sa.JSON) for c in table.column_names)
+            continue
+        expected_json = [t for batch in archive.json_texts(conn, table, account_id) for t in batch]
+        got_json = sql_rows.JSON_SEPARATOR.join(text for _n, text in sql_rows.json_rows(conn, table, account_id))
+        assert got_json.decode().split(",\n{") == ",\n".join(expected_json).split(",\n{"), table.name
+        expected_csv = [t for batch in archive.csv_lines(conn, table, account_id) for t in batch]
+        got_csv = sql_rows.CSV_SEPARATOR.join(text for _n, text in sql_rows.csv_rows(conn, table, account_id))
+        assert got_csv.decode() == "\r\n".join(expected_csv), table.name
+        assert sum(n for n, _text in sql_rows.csv_rows(conn, table, account_id)) == len(expected_csv)
+        compared += len(expected_json)
+    return compared
+
+
+def test_database_encoding_is_the_python_encoding(engine, monkeypatch):
+    monkeypatch.setattr(sql_rows, "BATCH_ROWS", 7)  # many chunks: their joints are checked too
+    account_id = _seed_awkward_account(engine)
     with engine.connect() as conn:
         sql_rows.prepare(conn)
-        for table in export_tables():
-            if not sql_rows.supported(conn, table):
-                assert any(
-                    isinstance(schema.metadata.tables[table.name].c[c].type, sa.JSON) for c in table.column_names
-                )
-                continue
-            expected_json = [t for batch in archive.json_texts(conn, table, account["id"]) for t in batch]
-            got_json = sql_rows.JSON_SEPARATOR.join(text for _n, text in sql_rows.json_rows(conn, table, account["id"]))
-            assert got_json.decode().split(",\n{") == ",\n".join(expected_json).split(",\n{"), table.name
-            expected_csv = [t for batch in archive.csv_lines(conn, table, account["id"]) for t in batch]
-            got_csv = sql_rows.CSV_SEPARATOR.join(text for _n, text in sql_rows.csv_rows(conn, table, account["id"]))
-            assert got_csv.decode() == "\r\n".join(expected_csv), table.name
-            assert sum(n for n, _text in sql_rows.csv_rows(conn, table, account["id"])) == len(expected_csv)
-            compared += len(expected_json)
-    assert compared > 200
+        assert _compare_every_table(conn, account_id) > 200
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_encoding_by_parallel_workers_keeps_the_bytes_and_the_order(engine, monkeypatch):
+    """A heavy account's tables are encoded by PostgreSQL's parallel workers, their rows merged back in order:
+    forced here on small tables, the texts are still the reference's, row for row."""
+    monkeypatch.setattr(sql_rows, "BATCH_ROWS", 7)
+    account_id = _seed_awkward_account(engine)
+    with engine.connect() as conn:
+        sql_rows.prepare(conn)
+        for setting in ("parallel_setup_cost", "min_parallel_table_scan_size", "min_parallel_index_scan_size"):
+            conn.exec_driver_sql(f"SET LOCAL {setting} = 0")
+        conn.exec_driver_sql("SET LOCAL enable_indexscan = off")
+        conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+        table = next(t for t in export_tables() if t.name == "invoices")
+        for query in (sql_rows.pg_json_query(table, account_id), sql_rows.pg_csv_query(table, account_id)):
+            sql = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+            plan = [line.strip() for line in conn.exec_driver_sql(f"EXPLAIN VERBOSE {sql}").scalars()]
+            # The workers scan and encode: what their scan outputs is the texts, not the columns.
+            scan = next(i for i, line in enumerate(plan) if "Parallel Seq Scan" in line)
+            assert plan[scan + 1].startswith("Output:") and "CASE WHEN" in plan[scan + 1], plan
+        assert _compare_every_table(conn, account_id) > 200
 
 
 def test_awkward_values_survive_the_archive_as_csv_and_json(engine):

@@ -130,6 +130,9 @@ def seed(scale: float) -> dict:
             )
         record = requests.create_request(conn, account_id=account["id"], kind="access", channel="dpo")
         requests.transition(conn, record.id, requests.VERIFIED, actor="dpo")
+    # The planner's statistics, as autovacuum keeps them on a live database (else when it runs decides the plans).
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE")
     return {
         "account_id": account["id"],
         "request_id": record.id,

@@ -149,19 +149,24 @@ def _csv_field(dialect: str, column: sa.Column) -> str:
 
 
 def prepare(conn: Connection) -> None:
-    """PostgreSQL, for this transaction: the text forms the encoders rely on (ISO dates and timestamps),
-    and memory enough to sort a heavy account's table in memory rather than in temporary files."""
+    """PostgreSQL, for this transaction: the text forms the encoders rely on (ISO dates and timestamps), memory
+    enough to sort a heavy account's table in memory rather than in temporary files, and parallel workers to
+    encode a heavy account's tables: the planner prices the encoding at a few operators per value, far below
+    what building the texts costs, so that on paper passing rows back from workers outweighs their help.
+    Tables under min_parallel_table_scan_size (8 MB by default) stay with one process."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET LOCAL datestyle = 'ISO, YMD'")
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        conn.exec_driver_sql("SET LOCAL parallel_tuple_cost = 0")
+        conn.exec_driver_sql("SET LOCAL parallel_setup_cost = 100")
 
 
-def _pg_sorted_then_encoded(table: ExportTable, account_id: str, *expressions: str) -> sa.Select:
-    # The rows are sorted as read (narrow), then encoded: sorting the encoded texts costs several times more.
-    # OFFSET 0 keeps PostgreSQL from folding the subquery into the outer query. The alias bears the
-    # table's name, so that the expressions' "table"."column" references read the sorted rows.
-    rows = table.select(account_id).offset(0).subquery(table.name)
-    return sa.select(*(sa.literal_column(e) for e in expressions)).select_from(rows)
+def encoded_select(table: ExportTable, account_id: str, *expressions: str) -> sa.Select:
+    """The account's rows of `table` as `expressions`, in the export's order. The expressions sit at the scan's
+    own level: parallel workers then evaluate them (the costly part), and Gather Merge keeps the order."""
+    return table.select(account_id).with_only_columns(
+        *(sa.literal_column(e) for e in expressions), maintain_column_froms=True
+    )
 
 
 def _pg_timestamp(ref: str) -> str:
@@ -309,22 +314,28 @@ def joined(texts: Iterator[Sequence[str]], separator: bytes) -> Iterator[Chunk]:
         yield len(batch), separator.join(text.encode() for text in batch)
 
 
+def pg_json_query(table: ExportTable, account_id: str) -> sa.Select:
+    """PostgreSQL: one text per row, the row's data.json object built by concatenation."""
+    parts = [f"'{'{' if i == 0 else ','}\"{c.name}\":' || {_pg_json_value(c)}" for i, c in enumerate(_columns(table))]
+    return encoded_select(table, account_id, " || ".join(parts) + " || '}'")
+
+
+def pg_csv_query(table: ExportTable, account_id: str) -> sa.Select:
+    """PostgreSQL: the row's CSV cells, for COPY (FORMAT csv) to quote."""
+    return encoded_select(table, account_id, *(_pg_csv_value(c) for c in _columns(table)))
+
+
 def json_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
     """The account's rows of `table` as data.json objects (UTF-8), in chunks, in the export's order."""
     if conn.dialect.name == "postgresql":
-        parts = [
-            f"'{'{' if i == 0 else ','}\"{c.name}\":' || {_pg_json_value(c)}" for i, c in enumerate(_columns(table))
-        ]
-        query = _pg_sorted_then_encoded(table, account_id, " || ".join(parts) + " || '}'")
-        return _json_chunks(_pg_copy(conn, query, ""))
+        return _json_chunks(_pg_copy(conn, pg_json_query(table, account_id), ""))
     return joined(batches(conn, json_select(conn, table, account_id)), JSON_SEPARATOR)
 
 
 def csv_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
     """The account's rows of `table` as CSV lines (UTF-8), in chunks, in the export's order."""
     if conn.dialect.name == "postgresql":
-        query = _pg_sorted_then_encoded(table, account_id, *(_pg_csv_value(c) for c in _columns(table)))
-        return _csv_chunks(_pg_copy(conn, query, "(FORMAT csv)"))
+        return _csv_chunks(_pg_copy(conn, pg_csv_query(table, account_id), "(FORMAT csv)"))
     return joined(batches(conn, csv_select(conn, table, account_id)), CSV_SEPARATOR)
 
 
