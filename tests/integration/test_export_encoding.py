@@ -138,7 +138,9 @@ def _compare_every_table(conn, account_id: str) -> int:
 
 
 def test_database_encoding_is_the_python_encoding(engine, monkeypatch):
-    monkeypatch.setattr(sql_rows, "BATCH_ROWS", 7)  # many chunks: their joints are checked too
+    # Many chunks (rows by count on SQLite, bytes on PostgreSQL): their joints are checked too.
+    monkeypatch.setattr(sql_rows, "BATCH_ROWS", 7)
+    monkeypatch.setattr(sql_rows, "CHUNK_BYTES", 700)
     account_id = _seed_awkward_account(engine)
     with engine.connect() as conn:
         sql_rows.prepare(conn)
@@ -149,7 +151,7 @@ def test_database_encoding_is_the_python_encoding(engine, monkeypatch):
 def test_encoding_by_parallel_workers_keeps_the_bytes_and_the_order(engine, monkeypatch):
     """A heavy account's tables are encoded by PostgreSQL's parallel workers, their rows merged back in order:
     forced here on small tables, the texts are still the reference's, row for row."""
-    monkeypatch.setattr(sql_rows, "BATCH_ROWS", 7)
+    monkeypatch.setattr(sql_rows, "CHUNK_BYTES", 700)
     account_id = _seed_awkward_account(engine)
     with engine.connect() as conn:
         sql_rows.prepare(conn)

@@ -32,6 +32,7 @@ from shared.rights.export.schema import ExportTable
 
 DIALECTS = ("postgresql", "sqlite")
 BATCH_ROWS = 2000
+CHUNK_BYTES = 256 * 1024  # PostgreSQL's COPY rows are handed on in chunks of about this size
 _STREAMED = {"stream_results": True, "yield_per": BATCH_ROWS}
 
 # The kinds of values, as the reference encoders (schema._codec) see them.
@@ -265,47 +266,53 @@ JSON_SEPARATOR, CSV_SEPARATOR = b",\n", b"\r\n"
 
 def _json_chunks(rows: Iterator[memoryview]) -> Iterator[Chunk]:
     """COPY's text format: one JSON text per line. A JSON text holds no raw line break, and the only
-    character of it that COPY escapes is the backslash (doubled): whole batches are fixed at once."""
-    batch: list[memoryview] = []
+    character of it that COPY escapes is the backslash (doubled): whole chunks are fixed at once.
+    Each row is copied into one buffer as it arrives (libpq frees it at once): keeping a batch of rows to
+    join later costs three times the CPU (thousands of buffers alive, then read back cache-cold)."""
+    buffer, count = bytearray(), 0
     for data in rows:
-        batch.append(data)
-        if len(batch) >= BATCH_ROWS:
-            yield _json_chunk(batch)
-            batch = []
-    if batch:
-        yield _json_chunk(batch)
+        buffer += data
+        count += 1
+        if len(buffer) >= CHUNK_BYTES:
+            yield _json_chunk(buffer, count)
+            buffer.clear()
+            count = 0
+    if count:
+        yield _json_chunk(buffer, count)
 
 
-def _json_chunk(batch: list[memoryview]) -> Chunk:
-    text = b"".join(batch)[:-1].replace(b"\n", JSON_SEPARATOR)
-    return len(batch), text.replace(b"\\\\", b"\\") if b"\\" in text else text
+def _json_chunk(buffer: bytearray, count: int) -> Chunk:
+    del buffer[-1:]  # the last row's line end: chunks are joined by the caller
+    text = bytes(buffer).replace(b"\n", JSON_SEPARATOR)
+    return count, text.replace(b"\\\\", b"\\") if b"\\" in text else text
 
 
-_QUOTED_END_OF_DATA = re.compile(rb'(^|,)"\\\."(?=,|$)')
-
-
-def _unquote_end_of_data(row: bytes) -> bytes:
-    # COPY quotes a lone `\.` (its end-of-data marker); Python's csv writes it plain.
-    return _QUOTED_END_OF_DATA.sub(rb"\1\\.", row) if b'"\\."' in row else row
+# COPY quotes a lone `\.` (its end-of-data marker) where Python's csv writes it plain: the cell is a whole
+# row's, or starts after a comma or a row's end, and ends before one (a line break inside a cell is in quotes,
+# and a quote inside quotes is doubled: neither can stand before the marker's quote).
+_QUOTED_END_OF_DATA = re.compile(rb'(^|,|\r\n)"\\\."(?=,|\r\n|$)')
 
 
 def _csv_chunks(rows: Iterator[memoryview]) -> Iterator[Chunk]:
-    """COPY's CSV format: one row per item, ending with LF (cells may hold line breaks: rows are cut one by one)."""
-    batch: list[memoryview] = []
+    """COPY's CSV format: one row per item, ending with LF, which becomes the CSV's CRLF (a cell's own line
+    breaks are inside it, untouched). Rows are copied into one buffer as they arrive, as in _json_chunks."""
+    buffer, count = bytearray(), 0
     for data in rows:
-        batch.append(data[:-1])
-        if len(batch) >= BATCH_ROWS:
-            yield _csv_chunk(batch)
-            batch = []
-    if batch:
-        yield _csv_chunk(batch)
+        buffer += data
+        buffer[-1:] = CSV_SEPARATOR
+        count += 1
+        if len(buffer) >= CHUNK_BYTES:
+            yield _csv_chunk(buffer, count)
+            buffer.clear()
+            count = 0
+    if count:
+        yield _csv_chunk(buffer, count)
 
 
-def _csv_chunk(batch: list[memoryview]) -> Chunk:
-    text = CSV_SEPARATOR.join(batch)
-    if b'"\\."' in text:
-        text = CSV_SEPARATOR.join(_unquote_end_of_data(bytes(row)) for row in batch)
-    return len(batch), text
+def _csv_chunk(buffer: bytearray, count: int) -> Chunk:
+    del buffer[-2:]  # the last row's line end: chunks are joined by the caller
+    text = bytes(buffer)
+    return count, _QUOTED_END_OF_DATA.sub(rb"\1\\.", text) if b'"\\."' in text else text
 
 
 def joined(texts: Iterator[Sequence[str]], separator: bytes) -> Iterator[Chunk]:
