@@ -18,7 +18,7 @@ A table with a JSON document column keeps the Python encoders (only dsr_requests
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, suppress
 
 import psycopg  # the PostgreSQL driver, which the engine loads anyway: COPY is read through its libpq layer
@@ -264,27 +264,30 @@ Chunk = tuple[int, bytes]
 JSON_SEPARATOR, CSV_SEPARATOR = b",\n", b"\r\n"
 
 
-def _json_chunks(rows: Iterator[memoryview]) -> Iterator[Chunk]:
-    """COPY's text format: one JSON text per line. A JSON text holds no raw line break, and the only
-    character of it that COPY escapes is the backslash (doubled): whole chunks are fixed at once.
+def _chunks(rows: Iterator[memoryview], separator: bytes, fix: Callable[[bytes], bytes]) -> Iterator[Chunk]:
+    """COPY's rows, each ending with LF, in chunks of about CHUNK_BYTES: each row's LF becomes `separator`
+    (not the last row's: the caller joins chunks), then `fix` mends what COPY escaped, a chunk at a time.
     Each row is copied into one buffer as it arrives (libpq frees it at once): keeping a batch of rows to
     join later costs three times the CPU (thousands of buffers alive, then read back cache-cold)."""
     buffer, count = bytearray(), 0
     for data in rows:
         buffer += data
+        buffer[-1:] = separator
         count += 1
         if len(buffer) >= CHUNK_BYTES:
-            yield _json_chunk(buffer, count)
+            del buffer[-len(separator) :]
+            yield count, fix(bytes(buffer))
             buffer.clear()
             count = 0
     if count:
-        yield _json_chunk(buffer, count)
+        del buffer[-len(separator) :]
+        yield count, fix(bytes(buffer))
 
 
-def _json_chunk(buffer: bytearray, count: int) -> Chunk:
-    del buffer[-1:]  # the last row's line end: chunks are joined by the caller
-    text = bytes(buffer).replace(b"\n", JSON_SEPARATOR)
-    return count, text.replace(b"\\\\", b"\\") if b"\\" in text else text
+def _unescape_json(text: bytes) -> bytes:
+    # COPY's text format: a JSON text holds no raw line break, and the only character of it that COPY escapes
+    # is the backslash, which it doubles.
+    return text.replace(b"\\\\", b"\\") if b"\\" in text else text
 
 
 # COPY quotes a lone `\.` (its end-of-data marker) where Python's csv writes it plain: the cell is a whole
@@ -293,26 +296,8 @@ def _json_chunk(buffer: bytearray, count: int) -> Chunk:
 _QUOTED_END_OF_DATA = re.compile(rb'(^|,|\r\n)"\\\."(?=,|\r\n|$)')
 
 
-def _csv_chunks(rows: Iterator[memoryview]) -> Iterator[Chunk]:
-    """COPY's CSV format: one row per item, ending with LF, which becomes the CSV's CRLF (a cell's own line
-    breaks are inside it, untouched). Rows are copied into one buffer as they arrive, as in _json_chunks."""
-    buffer, count = bytearray(), 0
-    for data in rows:
-        buffer += data
-        buffer[-1:] = CSV_SEPARATOR
-        count += 1
-        if len(buffer) >= CHUNK_BYTES:
-            yield _csv_chunk(buffer, count)
-            buffer.clear()
-            count = 0
-    if count:
-        yield _csv_chunk(buffer, count)
-
-
-def _csv_chunk(buffer: bytearray, count: int) -> Chunk:
-    del buffer[-2:]  # the last row's line end: chunks are joined by the caller
-    text = bytes(buffer)
-    return count, _QUOTED_END_OF_DATA.sub(rb"\1\\.", text) if b'"\\."' in text else text
+def _unquote_end_of_data(text: bytes) -> bytes:
+    return _QUOTED_END_OF_DATA.sub(rb"\1\\.", text) if b'"\\."' in text else text
 
 
 def joined(texts: Iterator[Sequence[str]], separator: bytes) -> Iterator[Chunk]:
@@ -336,14 +321,16 @@ def pg_csv_query(table: ExportTable, account_id: str) -> sa.Select:
 def json_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
     """The account's rows of `table` as data.json objects (UTF-8), in chunks, in the export's order."""
     if conn.dialect.name == "postgresql":
-        return _json_chunks(_pg_copy(conn, pg_json_query(table, account_id), ""))
+        return _chunks(_pg_copy(conn, pg_json_query(table, account_id), ""), JSON_SEPARATOR, _unescape_json)
     return joined(batches(conn, json_select(conn, table, account_id)), JSON_SEPARATOR)
 
 
 def csv_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
     """The account's rows of `table` as CSV lines (UTF-8), in chunks, in the export's order."""
     if conn.dialect.name == "postgresql":
-        return _csv_chunks(_pg_copy(conn, pg_csv_query(table, account_id), "(FORMAT csv)"))
+        # COPY's CSV: a cell's own line breaks are inside its quotes, untouched; each row's end becomes CRLF.
+        rows = _pg_copy(conn, pg_csv_query(table, account_id), "(FORMAT csv)")
+        return _chunks(rows, CSV_SEPARATOR, _unquote_end_of_data)
     return joined(batches(conn, csv_select(conn, table, account_id)), CSV_SEPARATOR)
 
 
