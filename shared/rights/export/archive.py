@@ -8,7 +8,8 @@ Speed (issue 15): the database encodes the rows (`sql_rows`: one JSON text and o
 per row, byte for byte what the Python encoders below write, which stay the reference and
 serve tables with JSON documents) and PostgreSQL streams them by COPY, read through libpq
 directly; text is deflated at level 1 (level 6 costs three times the CPU for a few percent) by
-ISA-L (a quarter of zlib's CPU, the same DEFLATE format); PDFs, already compressed, are stored.
+ISA-L (a quarter of zlib's CPU, the same DEFLATE format); PDFs, already compressed, are stored, and
+fetched ahead on reader threads from a remote store (S3 answers each GET after a round trip).
 """
 
 from __future__ import annotations
