@@ -218,3 +218,24 @@ def test_a_copy_abandoned_or_failing_midway_leaves_the_connection_usable(engine)
             next(sql_rows._pg_copy(conn, sa.select(sa.literal_column("no_such_column")), ""))
         conn.rollback()
         assert list(sql_rows._pg_copy(conn, series.limit(2), "")) == [b"1\n", b"2\n"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_lone_end_of_data_marker_reads_as_pythons_csv_writes_it(engine, monkeypatch):
+    """COPY quotes `\\.` when it is the whole of a one-column row (its end-of-data marker); Python's csv
+    writes it plain, and so must the archive, whichever chunk the row falls in."""
+    import csv
+    import io
+
+    monkeypatch.setattr(sql_rows, "CHUNK_BYTES", 8)
+    values = ["\\.", "a", "\\.", "\\.x", '"\\."', "\\."]
+    cells = sa.select(sa.literal_column("v")).select_from(
+        sa.text("unnest(CAST(:values AS text[])) WITH ORDINALITY AS t(v, n)").bindparams(values=values)
+    )
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\r\n").writerows([value] for value in values)
+    with engine.connect() as conn:
+        rows = sql_rows._pg_copy(conn, cells.order_by(sa.literal_column("n")), "(FORMAT csv)")
+        chunks = sql_rows._chunks(rows, sql_rows.CSV_SEPARATOR, sql_rows._unquote_end_of_data)
+        got = sql_rows.CSV_SEPARATOR.join(text for _n, text in chunks)
+    assert got.decode() + "\r\n" == expected.getvalue()

@@ -38,7 +38,7 @@ from shared.policy import data_map
 from shared.policy import facts as policy
 from shared.policy import sources as data_sources
 from shared.ports.backends import get_storage
-from shared.ports.storage import ObjectNotFound
+from shared.ports.storage import ObjectNotFound, ObjectStore
 from shared.ports.tables import accounts, invoices
 from shared.records.registry import RequestRecord
 from shared.rights.export import sql_rows
@@ -204,7 +204,7 @@ class _Fetched:
             self.rest.close()
 
 
-def _fetch(storage: Any, bucket: str, key: str) -> _Fetched | None:
+def _fetch(storage: ObjectStore, bucket: str, key: str) -> _Fetched | None:
     """The document's pieces up to the whole-read limit (None: not in storage); runs on a reader thread."""
     try:
         source = storage.open(bucket, key)
@@ -227,7 +227,7 @@ def _fetch(storage: Any, bucket: str, key: str) -> _Fetched | None:
 
 
 def _fetched_documents(
-    conn: Connection, account_id: str, storage: Any, bucket: str
+    conn: Connection, account_id: str, storage: ObjectStore, bucket: str
 ) -> Iterator[tuple[str, str, _Fetched | None]]:
     """The account's documents in order, fetched (None: missing). Object storage answers each GET after a round
     trip, which an export of thousands of documents would wait out one after the other: as many as the store's

@@ -290,10 +290,9 @@ def _unescape_json(text: bytes) -> bytes:
     return text.replace(b"\\\\", b"\\") if b"\\" in text else text
 
 
-# COPY quotes a lone `\.` (its end-of-data marker) where Python's csv writes it plain: the cell is a whole
-# row's, or starts after a comma or a row's end, and ends before one (a line break inside a cell is in quotes,
-# and a quote inside quotes is doubled: neither can stand before the marker's quote).
-_QUOTED_END_OF_DATA = re.compile(rb'(^|,|\r\n)"\\\."(?=,|\r\n|$)')
+# COPY quotes a lone `\.` (its end-of-data marker) where Python's csv writes it plain, and only as the whole of a
+# one-column row: the export's tables all have several, so this keeps a future one-column table right.
+_QUOTED_END_OF_DATA = re.compile(rb'(^|\r\n)"\\\."(?=\r\n|$)')
 
 
 def _unquote_end_of_data(text: bytes) -> bytes:
