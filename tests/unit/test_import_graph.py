@@ -26,6 +26,7 @@ DEFERRABLE = {
     "dotenv",
     "cryptography",
     "jinja2",
+    "psycopg",
 }
 
 

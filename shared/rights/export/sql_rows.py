@@ -20,15 +20,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, suppress
+from typing import TYPE_CHECKING
 
-import psycopg  # the PostgreSQL driver, which the engine loads anyway: COPY is read through its libpq layer
 import sqlalchemy as sa
-from psycopg import pq
 from sqlalchemy import Connection
 
 from shared.ports import tables as schema
 from shared.ports.db import UtcDateTime
 from shared.rights.export.schema import ExportTable
+
+if TYPE_CHECKING:  # the driver is imported where PostgreSQL's COPY is read: SQLite never loads it
+    from psycopg import pq
 
 DIALECTS = ("postgresql", "sqlite")
 BATCH_ROWS = 2000
@@ -211,6 +213,10 @@ def _pg_copy(conn: Connection, query: sa.Select, options: str) -> Iterator[memor
     psycopg's `Copy` iterator runs two generators and a wait per row (over a microsecond of CPU each; a
     heavy account streams half a million rows, on a tier with a fraction of a core): libpq's blocking
     PQgetCopyData in a loop costs a third to a half of that. psycopg's client-side binding quotes the parameters."""
+    # deferred for cold start: the driver, loaded by the engine at its first PostgreSQL connection
+    import psycopg
+    from psycopg import pq
+
     compiled = query.compile(dialect=conn.dialect)
     driver = conn.connection.driver_connection
     assert driver is not None  # the connection is open: conn is in use
@@ -240,6 +246,10 @@ def _pg_copy(conn: Connection, query: sa.Select, options: str) -> Iterator[memor
 
 
 def _raise_error_of(result: pq.abc.PGresult | None) -> None:
+    # deferred for cold start, as in _pg_copy
+    import psycopg
+    from psycopg import pq
+
     if result is not None and result.status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.BAD_RESPONSE):
         sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
         try:
