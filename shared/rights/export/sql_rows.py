@@ -89,18 +89,10 @@ def _scale(column: sa.Column) -> int:
     return kind.decimal_return_scale or kind.scale or 10
 
 
-def _json_value(dialect: str, column: sa.Column) -> str:
-    """The column's value as data.json holds it (text for timestamps, dates, decimals)."""
+def _sqlite_json_value(column: sa.Column) -> str:
+    """SQLite: the column's value as data.json holds it (text for timestamps, dates, decimals). SQLAlchemy stores
+    UTC timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff', dates as 'YYYY-MM-DD'."""
     ref, kind = _ref(column), _kind(column)
-    if dialect == "postgresql":
-        if kind == _DATETIME:
-            return f"""replace(to_char({ref} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), '.000000Z', 'Z')"""
-        if kind == _DATE:
-            return f"to_char({ref}, 'YYYY-MM-DD')"
-        if kind == _DECIMAL:
-            return f"({ref})::text"
-        return ref
-    # SQLite: SQLAlchemy stores UTC timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff', dates as 'YYYY-MM-DD'.
     if kind == _DATETIME:
         return f"replace(replace({ref}, ' ', 'T') || 'Z', '.000000Z', 'Z')"
     if kind == _DECIMAL:  # as SQLAlchemy reads a SQLite decimal: the float at the column's scale
@@ -110,39 +102,19 @@ def _json_value(dialect: str, column: sa.Column) -> str:
     return ref
 
 
-def _csv_text(dialect: str, column: sa.Column) -> str:
-    """The column's CSV cell before quoting: text, NULL for an empty cell."""
-    kind = _kind(column)
+def _sqlite_csv_field(column: sa.Column) -> str:
+    """SQLite: the column's CSV cell, quoted as Python's csv module quotes it (QUOTE_MINIMAL)."""
+    ref, kind = _ref(column), _kind(column)
     if kind == _BOOLEAN:
-        ref = _ref(column)
-        return f"CASE WHEN {ref} IS NULL THEN NULL WHEN {ref} THEN 'true' ELSE 'false' END"
-    value = _json_value(dialect, column)
+        return f"CASE WHEN {ref} IS NULL THEN '' WHEN {ref} THEN 'true' ELSE 'false' END"
     if kind == _INTEGER:
-        return f"CAST({value} AS TEXT)"
-    if kind == _STRING:
-        # Spreadsheets run cells starting with = + - @ TAB CR as formulas: third-party text must not.
-        first = f"substr({value}, 1, 1)"
-        starts = (
-            "('=', '+', '-', '@', chr(9), chr(13))"
-            if dialect == "postgresql"
-            else "('=', '+', '-', '@', char(9), char(13))"
-        )
-        return f"CASE WHEN {first} IN {starts} THEN '''' || {value} ELSE {value} END"
-    return value
-
-
-def _csv_field(dialect: str, column: sa.Column) -> str:
-    text = _csv_text(dialect, column)
-    if _kind(column) != _STRING:  # numbers, dates, booleans: never a comma, quote or line break
-        return f"COALESCE({text}, '')"
-    # Free text: the value itself decides the quoting (the formula guard's apostrophe needs none),
-    # so that each test reads the column rather than re-evaluating the guarded expression.
-    ref = _ref(column)
-    find, char = ("strpos", "chr") if dialect == "postgresql" else ("instr", "char")
-    needs_quotes = (
-        f"{find}({ref}, ',') + {find}({ref}, '\"') + {find}({ref}, {char}(13)) + {find}({ref}, {char}(10)) > 0"
-    )
-    formula = f"substr({ref}, 1, 1) IN ('=', '+', '-', '@', {char}(9), {char}(13))"
+        return f"COALESCE(CAST({ref} AS TEXT), '')"
+    if kind != _STRING:  # dates, timestamps, decimals: never a comma, quote or line break
+        return f"COALESCE({_sqlite_json_value(column)}, '')"
+    # Free text: spreadsheets run cells starting with = + - @ TAB CR as formulas, so third-party text gets an
+    # apostrophe first (which needs no quotes); the value itself decides the quoting.
+    needs_quotes = f"instr({ref}, ',') + instr({ref}, '\"') + instr({ref}, char(13)) + instr({ref}, char(10)) > 0"
+    formula = f"substr({ref}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13))"
     guard = f"CASE WHEN {formula} THEN '''' ELSE '' END"
     return (
         f"CASE WHEN {ref} IS NULL THEN '' "
@@ -331,7 +303,7 @@ def json_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator
     """The account's rows of `table` as data.json objects (UTF-8), in chunks, in the export's order."""
     if conn.dialect.name == "postgresql":
         return _chunks(_pg_copy(conn, pg_json_query(table, account_id), ""), JSON_SEPARATOR, _unescape_json)
-    return joined(batches(conn, json_select(conn, table, account_id)), JSON_SEPARATOR)
+    return joined(batches(conn, sqlite_json_query(table, account_id)), JSON_SEPARATOR)
 
 
 def csv_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
@@ -340,33 +312,18 @@ def csv_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[
         # COPY's CSV: a cell's own line breaks are inside its quotes, untouched; each row's end becomes CRLF.
         rows = _pg_copy(conn, pg_csv_query(table, account_id), "(FORMAT csv)")
         return _chunks(rows, CSV_SEPARATOR, _unquote_end_of_data)
-    return joined(batches(conn, csv_select(conn, table, account_id)), CSV_SEPARATOR)
+    return joined(batches(conn, sqlite_csv_query(table, account_id)), CSV_SEPARATOR)
 
 
-def json_select(conn: Connection, table: ExportTable, account_id: str) -> sa.Select:
-    """One text column: each of the account's rows as its compact JSON object, in the export's order."""
-    dialect = conn.dialect.name
-    columns = _columns(table)
-    if dialect == "postgresql":
-        inner = (
-            table.select(account_id)
-            .with_only_columns(
-                *(sa.literal_column(_json_value(dialect, c)).label(c.name) for c in columns), maintain_column_froms=True
-            )
-            .subquery("r")
-        )
-        return sa.select(sa.literal_column("row_to_json(r)::text")).select_from(inner)
-    pairs = ", ".join(f"'{c.name}', {_json_value(dialect, c)}" for c in columns)
-    return table.select(account_id).with_only_columns(
-        sa.literal_column(f"json_object({pairs})"), maintain_column_froms=True
-    )
+def sqlite_json_query(table: ExportTable, account_id: str) -> sa.Select:
+    """SQLite: one text per row, the row's data.json object built by json_object (compact, keys in column order)."""
+    pairs = ", ".join(f"'{c.name}', {_sqlite_json_value(c)}" for c in _columns(table))
+    return encoded_select(table, account_id, f"json_object({pairs})")
 
 
-def csv_select(conn: Connection, table: ExportTable, account_id: str) -> sa.Select:
-    """One text column: each of the account's rows as its CSV line (without the line end), in the export's order."""
-    dialect = conn.dialect.name
-    line = " || ',' || ".join(_csv_field(dialect, c) for c in _columns(table))
-    return table.select(account_id).with_only_columns(sa.literal_column(line), maintain_column_froms=True)
+def sqlite_csv_query(table: ExportTable, account_id: str) -> sa.Select:
+    """SQLite: one text per row, the row's CSV line (without the line end)."""
+    return encoded_select(table, account_id, " || ',' || ".join(_sqlite_csv_field(c) for c in _columns(table)))
 
 
 def batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[str]]:
