@@ -113,8 +113,9 @@ def _sqlite_csv_field(column: sa.Column) -> str:
         return f"COALESCE({_sqlite_json_value(column)}, '')"
     # Free text: spreadsheets run cells starting with = + - @ TAB CR as formulas, so third-party text gets an
     # apostrophe first (which needs no quotes); the value itself decides the quoting.
-    needs_quotes = f"instr({ref}, ',') + instr({ref}, '\"') + instr({ref}, char(13)) + instr({ref}, char(10)) > 0"
-    formula = f"substr({ref}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13))"
+    # (OR stops at the first hit; unicode() reads the first code point without building a one-character string.)
+    needs_quotes = f"(instr({ref}, ',') OR instr({ref}, '\"') OR instr({ref}, char(13)) OR instr({ref}, char(10)))"
+    formula = f"unicode({ref}) IN (61, 43, 45, 64, 9, 13)"
     guard = f"CASE WHEN {formula} THEN '''' ELSE '' END"
     return (
         f"CASE WHEN {ref} IS NULL THEN '' "
