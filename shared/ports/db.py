@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Dialect, Engine, Table, create_engine, event
+from sqlalchemy import Connection, DateTime, Dialect, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
@@ -165,6 +165,16 @@ def dialect_insert(conn: Connection, table: Table) -> Any:
     """An INSERT with ON CONFLICT support (`on_conflict_do_nothing/do_update`) on PostgreSQL and SQLite."""
 
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def serialise_writers(conn: Connection, lock_key: int, table: Table) -> None:
+    """Holds, until the transaction ends, the lock that makes the writers of `table` that call this run one at a
+    time, so that what one reads before writing cannot be stale: PostgreSQL takes the transaction-level advisory
+    lock `lock_key`; SQLite, its database write lock, with a write to `table` that touches nothing."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+    else:
+        conn.execute(text(f"DELETE FROM {table.name} WHERE 1 = 0"))  # our own table's name, never input
 
 
 def _database_answers() -> None:

@@ -18,11 +18,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, insert, select
 
 from shared.platform.clock import UTC, iso, utcnow
 from shared.platform.config import get_settings
 from shared.platform.pseudonym import subject_pseudonym
+from shared.ports.db import serialise_writers
 from shared.ports.tables import audit_log
 from shared.records.audit.guard import ensure_no_personal_data
 
@@ -115,15 +116,6 @@ def _check_label(name: str, value: str, max_length: int) -> None:
         raise ValueError(f"audit {name} must match {_LABEL.pattern} and be at most {max_length} characters")
 
 
-def _lock_tail(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})
-    else:
-        # SQLite: a write statement (touching nothing) takes the database write lock
-        # for the rest of the transaction, so the tail read below cannot be stale.
-        conn.execute(text("DELETE FROM audit_log WHERE 1 = 0"))
-
-
 def _prepare(
     *,
     actor: str,
@@ -185,7 +177,7 @@ def record_many(conn: Connection, entries: Sequence[Mapping[str, Any]]) -> list[
     if not prepared:
         return []
     key_id, key = current_key()
-    _lock_tail(conn)
+    serialise_writers(conn, _AUDIT_LOCK_KEY, audit_log)
     tail = conn.execute(
         select(audit_log.c.seq, audit_log.c.hash, audit_log.c.key_id).order_by(audit_log.c.seq.desc()).limit(1)
     ).first()
