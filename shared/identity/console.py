@@ -10,7 +10,9 @@
   one in its own cookie (double submit).
 - Failed sign-ins are counted per keyed pseudonym of the caller's address and in total, over
   15 minutes: past the limit the answer is 429 with Retry-After, without even checking the
-  credential. The failure is committed before the answer, so a failed attempt always counts.
+  credential. Each attempt is recorded as a failure before its credential is checked (sign-ins count
+  one at a time) and forgotten once it proves good, so a failed attempt always counts, and a burst of
+  guesses sent at once gets no more checks than the limit.
 - Every sign-in (succeeded, refused, rate limited), sign-out and expiry is audited under the
   credential's id or `anonymous`; neither the credential, the cookie nor the address is.
 
@@ -36,6 +38,7 @@ from shared.platform.clock import moment
 from shared.platform.config import get_settings
 from shared.platform.errors import AppError, Forbidden, TooManyRequests, Unauthorized
 from shared.platform.pseudonym import pseudonymise
+from shared.ports.db import serialise_writers
 from shared.ports.tables import console_sessions, console_sign_in_failures, dpo_credentials
 from shared.records import audit
 
@@ -46,6 +49,8 @@ FAILURE_WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_SOURCE = 5
 MAX_FAILURES_TOTAL = 50
 MAX_CREDENTIAL_LENGTH = 1000
+# Arbitrary constant naming "console sign-in counting" among PostgreSQL advisory locks.
+_SIGN_IN_LOCK_KEY = 0x6A66625F7369676E  # "jfb_sign"
 _CSRF_CONTEXT = b"dpo-console-csrf"
 
 
@@ -146,9 +151,18 @@ def sign_in(
     now = moment(now)
     source = _source(client_ip)
     with engine.begin() as conn:
+        # One sign-in at a time counts and records: the attempt counts as a failure from here on, until its
+        # credential proves good, so a burst of guesses sent at once gets no more checks than the limit.
+        serialise_writers(conn, _SIGN_IN_LOCK_KEY, console_sign_in_failures)
         retry_after = _retry_after(conn, source, now)
         if retry_after is not None:
             audit.record(conn, actor="anonymous", action="console.sign_in", outcome="rate_limited")
+        else:
+            attempt = conn.execute(
+                insert(console_sign_in_failures)
+                .values(source=source, attempted_at=now)
+                .returning(console_sign_in_failures.c.id)
+            ).scalar_one()
     if retry_after is not None:
         raise TooManyRequests(
             "too many failed sign-ins; try again later", code="rate_limited", headers={"Retry-After": str(retry_after)}
@@ -160,12 +174,12 @@ def sign_in(
         identity = authenticate_dpo({"Authorization": f"Bearer {credential}"})
     except AppError as refused:
         with engine.begin() as conn:
-            conn.execute(insert(console_sign_in_failures).values(source=source, attempted_at=now))
             audit.record(conn, actor="anonymous", action="console.sign_in", outcome=refused.code)
         raise Unauthorized("the DPO credential is not valid", code="invalid_credential") from None
     secret = secrets.token_urlsafe(32)
     session_id = str(uuid.uuid4())
     with engine.begin() as conn:
+        conn.execute(delete(console_sign_in_failures).where(console_sign_in_failures.c.id == attempt))
         # Sessions idle for longer than the timeout are dead: forget them as new ones open.
         conn.execute(
             delete(console_sessions).where(

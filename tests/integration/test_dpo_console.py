@@ -6,6 +6,8 @@ import datetime as dt
 import html
 import http.client
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +18,7 @@ from shared.identity.dpo import create_dpo_credential, revoke_dpo_credential
 from shared.local.demo import DEMO_ACCOUNTS, create_account
 from shared.local.server import access_log_handler, build_app, load_manifest
 from shared.platform.clock import utcnow
+from shared.platform.errors import AppError
 from shared.ports.tables import audit_log, console_sessions, console_sign_in_failures
 from shared.records import registry
 from tests.fakes.http_fake import serving
@@ -220,6 +223,48 @@ def test_repeated_failures_are_rate_limited_and_audited(client, engine, credenti
     with engine.connect() as conn:
         sources = conn.execute(sa.select(console_sign_in_failures.c.source)).scalars().all()
     assert sources == [] and "198.51.100.7" not in repr(audit_actions(engine))
+
+
+def test_concurrent_guesses_get_no_more_checks_than_the_limit(engine, credential, monkeypatch):
+    """A burst of wrong credentials sent at once: each attempt counts before its credential is checked, so no
+    more than the limit are checked, however they interleave; the right credential afterwards is refused too."""
+    checked = []
+    real_check = console.authenticate_dpo
+
+    def slow_check(headers):
+        checked.append(1)
+        time.sleep(0.2)  # a check that takes a while: without the count first, every guess is in flight at once
+        return real_check(headers)
+
+    monkeypatch.setattr(console, "authenticate_dpo", slow_check)
+    guesses = console.MAX_FAILURES_PER_SOURCE * 2
+
+    def guess(_index):
+        try:
+            console.sign_in(engine, credential[:-2] + "xx", client_ip="203.0.113.9")
+        except AppError as refused:
+            return refused.status
+        return 200
+
+    with ThreadPoolExecutor(max_workers=guesses) as pool:
+        statuses = sorted(pool.map(guess, range(guesses)))
+    assert len(checked) == console.MAX_FAILURES_PER_SOURCE
+    assert statuses == [401] * console.MAX_FAILURES_PER_SOURCE + [429] * (guesses - console.MAX_FAILURES_PER_SOURCE)
+    with pytest.raises(AppError) as limited:
+        console.sign_in(engine, credential, client_ip="203.0.113.9")
+    assert limited.value.status == 429
+    with engine.connect() as conn:
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(console_sign_in_failures)).scalar()
+            == console.MAX_FAILURES_PER_SOURCE
+        )
+
+
+def test_a_good_sign_in_leaves_no_failure_counted(engine, credential):
+    for _ in range(console.MAX_FAILURES_PER_SOURCE + 1):
+        console.sign_in(engine, credential, client_ip="203.0.113.10")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(console_sign_in_failures)).scalar() == 0
 
 
 def test_a_client_token_never_opens_the_console(client, engine, credential):
