@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -151,13 +152,44 @@ def postgres_reset(postgres_database):
     reset.close()
 
 
+class _SqliteReset:
+    """One SQLite file per test process, put back to the migrated template before each test, under the same URL:
+    its engine (and the statements it compiled) then serves every test, as PostgreSQL's does. The pooled
+    connections are closed first; the template lands under a new inode (a connection a test left open keeps the
+    old file), and the old file's WAL and shared memory go with it."""
+
+    def __init__(self, template: str, path: Path) -> None:
+        self.template, self.path = template, path
+        self.url = f"sqlite:///{path}"
+
+    def __call__(self) -> None:
+        from shared.ports.db import get_engine
+
+        if normalise_url(self.url) in _KEPT_ENGINES:
+            get_engine(self.url).dispose()
+        fresh = self.path.with_name(self.path.name + ".fresh")
+        shutil.copyfile(self.template, fresh)
+        for leftover in ("-wal", "-shm"):
+            self.path.with_name(self.path.name + leftover).unlink(missing_ok=True)
+        os.replace(fresh, self.path)
+
+
+@pytest.fixture(scope="session")
+def sqlite_reset(sqlite_template, tmp_path_factory):
+    reset = _SqliteReset(sqlite_template, tmp_path_factory.mktemp("sqlite") / "privacy.db")
+    _KEPT_ENGINES.add(normalise_url(reset.url))
+    yield reset
+    _KEPT_ENGINES.discard(normalise_url(reset.url))
+    dispose_engines(keep=_KEPT_ENGINES)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
+def db_url(request) -> str:
     """A migrated, empty database: once on SQLite, once on PostgreSQL."""
     if request.param == "sqlite":
-        path = tmp_path / "privacy.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
+        reset = request.getfixturevalue("sqlite_reset")
+        reset()
+        yield reset.url
     else:
         url = request.getfixturevalue("postgres_database")
         request.getfixturevalue("postgres_reset")()
