@@ -12,7 +12,9 @@ Measurements per database, each in its own fresh process:
   a ZIP (text deflated at level 1, PDFs stored), read and written as cheaply as the client can; SQLite,
   without COPY, through its raw cursor. On PostgreSQL also the issue's first form of it (one ZIP write
   per row through psycopg's COPY iterator);
-- encodings: the export's own database work alone, its data.json and CSV texts read and discarded.
+- encodings: the export's own database work alone, its data.json and CSV texts read and discarded;
+- on PostgreSQL, the server alone: the same texts, and the floor's raw rows, written by the server to /dev/null
+  (no client at all; needs a superuser, as the test server's postgres is);
 Export, floors and encodings run EXPORT_BENCH_ROUNDS times (3) alternated, and their medians are printed
 (the baseline once): a single run moves by a third on a shared machine.
 Then the export once more through S3 multipart upload on a moto server (peak RSS).
@@ -334,6 +336,40 @@ def run_encodings(account_id: str) -> dict:
     return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started}
 
 
+def run_database_alone(account_id: str) -> dict:
+    """PostgreSQL's own share, no client: each query's rows encoded and written by the server to /dev/null
+    (`COPY ... TO '/dev/null'`, a superuser's right: None without it). The export's data.json texts and CSV cells
+    (with its session settings: parallel workers), against the floor's raw rows as COPY's CSV: what the database
+    spends building the texts, whatever the client does with them."""
+    import sqlalchemy as sa
+
+    from shared.ports.db import get_engine
+    from shared.rights.export import sql_rows
+    from shared.rights.export.schema import export_tables
+
+    engine = get_engine()
+    seconds = {"json": 0.0, "csv": 0.0, "raw": 0.0}
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        if not conn.execute(sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")).scalar():
+            return {"seconds": None}
+        sql_rows.prepare(conn)
+        for table in export_tables():
+            if not sql_rows.supported(conn, table):
+                continue
+            queries = {
+                "json": (sql_rows.pg_json_query(table, account_id), ""),
+                "csv": (sql_rows.pg_csv_query(table, account_id), "(FORMAT csv)"),
+                "raw": (table.select(account_id).order_by(None), "(FORMAT csv)"),
+            }
+            for name, (query, options) in queries.items():
+                sql = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+                started = time.perf_counter()
+                conn.exec_driver_sql(f"COPY ({sql}) TO '/dev/null' {options}".replace("%", "%%"))
+                seconds[name] += time.perf_counter() - started
+    return {"seconds": seconds}
+
+
 # --- Orchestration -------------------------------------------------------------------------------------
 
 
@@ -402,6 +438,9 @@ def bench(kind: str, scale: float, *, s3_endpoint: str | None = None) -> dict:
                 runs["first_floor"].append(_child(env, "floor-as-they-come", seeded["account_id"]))
             runs["encodings"].append(_child(env, "encodings", seeded["account_id"]))
         ours, floor, encodings = (_median_run(runs[name]) for name in ("export", "floor", "encodings"))
+        database_alone = (
+            _child(env, "database-alone", seeded["account_id"])["seconds"] if kind == "postgresql" else None
+        )
         first_floor = _median_run(runs["first_floor"]) if runs["first_floor"] else None
     figures = {
         "database": kind,
@@ -429,6 +468,7 @@ def bench(kind: str, scale: float, *, s3_endpoint: str | None = None) -> dict:
         # The worker process's own CPU (the database's is its server's): what a fraction-of-a-core tier bills.
         "export_cpu_seconds": round(ours["cpu_seconds"], 2),
         "floor_cpu_seconds": round(floor["cpu_seconds"], 2),
+        "database_alone_seconds": {k: round(v, 2) for k, v in database_alone.items()} if database_alone else None,
         "export_peak_rss_mb": round(ours["rss_mb"], 1),
         "baseline_peak_rss_mb": round(baseline["rss_mb"], 1),
         "archive_mb": round(ours["bytes"] / 1e6, 1),
@@ -448,7 +488,13 @@ def bench(kind: str, scale: float, *, s3_endpoint: str | None = None) -> dict:
             else ""
         )
         + f" | the export's database encodings alone (JSON + CSV, read, discarded) {figures['encodings_seconds']:.2f} s"
-        f" | worker CPU {figures['export_cpu_seconds']:.2f} s, floor's {figures['floor_cpu_seconds']:.2f} s"
+        + (
+            f" | the server alone (COPY to /dev/null): the export's JSON texts {database_alone['json']:.2f} s"
+            f" + CSV cells {database_alone['csv']:.2f} s, the floor's raw rows {database_alone['raw']:.2f} s"
+            if database_alone
+            else ""
+        )
+        + f" | worker CPU {figures['export_cpu_seconds']:.2f} s, floor's {figures['floor_cpu_seconds']:.2f} s"
         f" | old baseline {figures['baseline_seconds']:6.2f} s, export/baseline {figures['ratio']:.2f}"
         f" | peak RSS export {figures['export_peak_rss_mb']:.0f} MB (target < {RSS_TARGET_MB}),"
         f" baseline {figures['baseline_peak_rss_mb']:.0f} MB"
@@ -478,6 +524,7 @@ def main(argv: list[str] | None = None) -> None:
             "floor": lambda: run_floor(value),
             "floor-as-they-come": lambda: run_floor(value, as_they_come=True),
             "encodings": lambda: run_encodings(value),
+            "database-alone": lambda: run_database_alone(value),
             "request": lambda: new_request(value),
         }[action]()
         print(json.dumps(result))
