@@ -1,9 +1,10 @@
 """Shared fixtures: every database test runs on SQLite and on the real PostgreSQL.
 
 PostgreSQL comes from TEST_POSTGRES_URL (default: the local server, database
-`test`). Each xdist worker gets its own database, migrated once; each test starts
-from empty tables. With REQUIRE_POSTGRES=1 (set by CI) an unreachable server is
-a failure, not a skip.
+`test`). Each xdist worker gets its own database on each (PostgreSQL: migrated once,
+emptied before each test; SQLite: one file, put back to a migrated template before
+each test), under one URL whose engine serves every test. With REQUIRE_POSTGRES=1
+(set by CI) an unreachable server is a failure, not a skip.
 """
 
 from __future__ import annotations
