@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, suppress
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # the driver is imported where PostgreSQL's COPY is read: SQL
 DIALECTS = ("postgresql", "sqlite")
 BATCH_ROWS = 2000
 CHUNK_BYTES = 256 * 1024  # PostgreSQL's COPY rows are handed on in chunks of about this size
-_STREAMED = {"stream_results": True, "yield_per": BATCH_ROWS}
 
 # The kinds of values, as the reference encoders (schema._codec) see them.
 _DATETIME, _DATE, _DECIMAL, _INTEGER, _BOOLEAN, _STRING, _JSON = (
@@ -304,7 +303,7 @@ def json_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator
     """The account's rows of `table` as data.json objects (UTF-8), in chunks, in the export's order."""
     if conn.dialect.name == "postgresql":
         return _chunks(_pg_copy(conn, pg_json_query(table, account_id), ""), JSON_SEPARATOR, _unescape_json)
-    return joined(batches(conn, sqlite_json_query(table, account_id)), JSON_SEPARATOR)
+    return joined(sqlite_batches(conn, sqlite_json_query(table, account_id)), JSON_SEPARATOR)
 
 
 def csv_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[Chunk]:
@@ -313,7 +312,7 @@ def csv_rows(conn: Connection, table: ExportTable, account_id: str) -> Iterator[
         # COPY's CSV: a cell's own line breaks are inside its quotes, untouched; each row's end becomes CRLF.
         rows = _pg_copy(conn, pg_csv_query(table, account_id), "(FORMAT csv)")
         return _chunks(rows, CSV_SEPARATOR, _unquote_end_of_data)
-    return joined(batches(conn, sqlite_csv_query(table, account_id)), CSV_SEPARATOR)
+    return joined(sqlite_batches(conn, sqlite_csv_query(table, account_id)), CSV_SEPARATOR)
 
 
 def sqlite_json_query(table: ExportTable, account_id: str) -> sa.Select:
@@ -327,22 +326,17 @@ def sqlite_csv_query(table: ExportTable, account_id: str) -> sa.Select:
     return encoded_select(table, account_id, " || ',' || ".join(_sqlite_csv_field(c) for c in _columns(table)))
 
 
-def batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[str]]:
-    """The single text column of `query`, in lists of up to BATCH_ROWS (server-side cursor on PostgreSQL).
-    SQLite's are read from the driver's own cursor, in this same transaction: SQLAlchemy's result would process
-    each row of a text the database has already built (a fifth of a heavy account's SQLite export)."""
-    if conn.dialect.name == "sqlite":
-        compiled = query.compile(dialect=conn.dialect)
-        params = compiled.construct_params()
-        driver = conn.connection.driver_connection
-        assert driver is not None  # the connection is open: conn is in use
-        cursor = driver.execute(str(compiled), [params[name] for name in compiled.positiontup or ()])
-        try:
-            while rows := cursor.fetchmany(BATCH_ROWS):
-                yield [text for (text,) in rows]
-        finally:
-            cursor.close()
-        return
-    result = conn.execute(query, execution_options=_STREAMED)
-    with closing(result):
-        yield from result.scalars().partitions(BATCH_ROWS)
+def sqlite_batches(conn: Connection, query: sa.Select) -> Iterator[Sequence[str]]:
+    """SQLite: the single text column of `query`, in lists of up to BATCH_ROWS, read from the driver's own cursor in
+    this same transaction: SQLAlchemy's result would process each row of a text the database has already built (a
+    fifth of a heavy account's SQLite export)."""
+    compiled = query.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    driver = conn.connection.driver_connection
+    assert driver is not None  # the connection is open: conn is in use
+    cursor = driver.execute(str(compiled), [params[name] for name in compiled.positiontup or ()])
+    try:
+        while rows := cursor.fetchmany(BATCH_ROWS):
+            yield [text for (text,) in rows]
+    finally:
+        cursor.close()
